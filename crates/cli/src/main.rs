@@ -1,0 +1,81 @@
+//! `entraflow`: the one binary. It turns flags into typed arguments and calls the
+//! library crates; it holds no logic of its own and is the only user of `anyhow`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Microsoft Entra ID identity for TensorFlow data pipelines.
+///
+/// Jobs get short-lived Entra tokens at runtime; every read and write of training
+/// data is authorized against resource-scoped roles and recorded in a tamper-evident
+/// audit log. Run `entraflow up` for the local authority and gate, then point any
+/// Azure SDK, TensorFlow `az://` path or `entraflow token` at them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "entraflow",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Where state lives (authority database, keys, CA, audit log).
+    /// Defaults to $ENTRAFLOW_DATA_DIR, else ~/.entraflow.
+    #[arg(long, global = true, env = "ENTRAFLOW_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Output format of commands that print records.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How records are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+/// What every command receives besides its own arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Globals {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) output: Output,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENTRAFLOW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let globals = Globals {
+        data_dir: cli
+            .data_dir
+            .unwrap_or_else(entraflow_core::fsutil::default_data_dir),
+        output: cli.output,
+    };
+    match run(cli.command, globals) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, _globals: Globals) -> anyhow::Result<ExitCode> {
+    match command {}
+}

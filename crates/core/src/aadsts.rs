@@ -1,0 +1,274 @@
+//! Entra ID error codes (`AADSTSnnnn`) and the JSON error body of the token endpoint.
+//!
+//! Clients must classify failures by `error_codes`, never by parsing the description,
+//! so the table lives here once and both sides use it.
+
+use serde::{Deserialize, Serialize};
+
+/// The AADSTS codes entraflow emits and understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Aadsts {
+    /// 90002: the tenant in the URL does not exist.
+    InvalidTenant,
+    /// 700016: no application with this client id in the tenant.
+    AppNotFound,
+    /// 7000215: the client secret is wrong.
+    InvalidSecret,
+    /// 7000222: the client secret has expired.
+    ExpiredSecret,
+    /// 7000218: the request carried neither a secret nor an assertion.
+    NoCredential,
+    /// 700027: the client assertion's signature does not verify against a registered key.
+    AssertionSignatureInvalid,
+    /// 70021: no federated identity credential matches the assertion's issuer/subject/audience.
+    NoFederatedMatch,
+    /// 700024: the assertion is expired, not yet valid, or lives too long.
+    AssertionTimeRange,
+    /// 700222: an Entra-issued token was presented as a federated assertion.
+    EntraTokenAsAssertion,
+    /// 90061: the external issuer's keys could not be fetched.
+    ExternalIssuerUnreachable,
+    /// 500011: the resource in the scope is not registered in the tenant.
+    ResourceNotFound,
+    /// 70011: the scope is malformed or not allowed for this grant.
+    InvalidScope,
+    /// 700022: the scope names more than one resource.
+    MultipleResources,
+    /// 900144: a required request parameter is missing.
+    MissingParameter,
+    /// 70003: the grant type is not supported.
+    UnsupportedGrantType,
+    /// 900023: the request body could not be parsed.
+    MalformedRequest,
+    /// 7000112: the application or service principal is disabled.
+    Disabled,
+    /// 700082: the refresh token has expired or was revoked.
+    RefreshTokenExpired,
+    /// 9002313: the assertion was already used (replayed `jti`).
+    AssertionReplayed,
+    /// 70016: device code: the user has not finished signing in yet.
+    AuthorizationPending,
+    /// 70000 (device code): the user declined.
+    AuthorizationDeclined,
+    /// 70019: the device code expired.
+    ExpiredToken,
+    /// 70018: the device code or user code is unknown.
+    BadVerificationCode,
+}
+
+impl Aadsts {
+    /// Every code, for tables and tests.
+    pub const ALL: [Aadsts; 23] = [
+        Self::InvalidTenant,
+        Self::AppNotFound,
+        Self::InvalidSecret,
+        Self::ExpiredSecret,
+        Self::NoCredential,
+        Self::AssertionSignatureInvalid,
+        Self::NoFederatedMatch,
+        Self::AssertionTimeRange,
+        Self::EntraTokenAsAssertion,
+        Self::ExternalIssuerUnreachable,
+        Self::ResourceNotFound,
+        Self::InvalidScope,
+        Self::MultipleResources,
+        Self::MissingParameter,
+        Self::UnsupportedGrantType,
+        Self::MalformedRequest,
+        Self::Disabled,
+        Self::RefreshTokenExpired,
+        Self::AssertionReplayed,
+        Self::AuthorizationPending,
+        Self::AuthorizationDeclined,
+        Self::ExpiredToken,
+        Self::BadVerificationCode,
+    ];
+
+    /// The numeric code as Entra ID writes it in `error_codes`.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::InvalidTenant => 90002,
+            Self::AppNotFound => 700016,
+            Self::InvalidSecret => 7000215,
+            Self::ExpiredSecret => 7000222,
+            Self::NoCredential => 7000218,
+            Self::AssertionSignatureInvalid => 700027,
+            Self::NoFederatedMatch => 70021,
+            Self::AssertionTimeRange => 700024,
+            Self::EntraTokenAsAssertion => 700222,
+            Self::ExternalIssuerUnreachable => 90061,
+            Self::ResourceNotFound => 500011,
+            Self::InvalidScope => 70011,
+            Self::MultipleResources => 700022,
+            Self::MissingParameter => 900144,
+            Self::UnsupportedGrantType => 70003,
+            Self::MalformedRequest => 900023,
+            Self::Disabled => 7000112,
+            Self::RefreshTokenExpired => 700082,
+            Self::AssertionReplayed => 9002313,
+            Self::AuthorizationPending => 70016,
+            Self::AuthorizationDeclined => 70000,
+            Self::ExpiredToken => 70019,
+            Self::BadVerificationCode => 70018,
+        }
+    }
+
+    /// Looks a numeric code up.
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+
+    /// The OAuth `error` value Entra ID pairs with this code.
+    pub fn oauth_error(self) -> &'static str {
+        match self {
+            Self::InvalidTenant | Self::MissingParameter | Self::MalformedRequest => {
+                "invalid_request"
+            }
+            Self::AppNotFound
+            | Self::InvalidSecret
+            | Self::ExpiredSecret
+            | Self::NoCredential
+            | Self::AssertionSignatureInvalid
+            | Self::NoFederatedMatch
+            | Self::AssertionTimeRange
+            | Self::EntraTokenAsAssertion
+            | Self::ExternalIssuerUnreachable
+            | Self::AssertionReplayed
+            | Self::Disabled => "invalid_client",
+            Self::ResourceNotFound | Self::InvalidScope | Self::MultipleResources => {
+                "invalid_scope"
+            }
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::RefreshTokenExpired => "invalid_grant",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::AuthorizationDeclined => "authorization_declined",
+            Self::ExpiredToken => "expired_token",
+            Self::BadVerificationCode => "bad_verification_code",
+        }
+    }
+
+    /// HTTP status of the token endpoint's answer.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::AppNotFound
+            | Self::InvalidSecret
+            | Self::ExpiredSecret
+            | Self::NoCredential
+            | Self::AssertionSignatureInvalid
+            | Self::NoFederatedMatch
+            | Self::AssertionTimeRange
+            | Self::EntraTokenAsAssertion
+            | Self::AssertionReplayed
+            | Self::Disabled => 401,
+            _ => 400,
+        }
+    }
+
+    /// What the code means and what to do about it, in plain words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::InvalidTenant => "the tenant does not exist; check AZURE_TENANT_ID",
+            Self::AppNotFound => {
+                "no application with this client id exists in the tenant; check AZURE_CLIENT_ID and the tenant"
+            }
+            Self::InvalidSecret => {
+                "the client secret is wrong; reset it and update the job's secret store"
+            }
+            Self::ExpiredSecret => {
+                "the client secret has expired; create a new one (or move to a certificate or workload identity)"
+            }
+            Self::NoCredential => "the request carried no client secret or assertion",
+            Self::AssertionSignatureInvalid => {
+                "the client assertion's signature does not match any certificate registered on the application"
+            }
+            Self::NoFederatedMatch => {
+                "no federated identity credential on the application matches the token's issuer, subject and audience (a trailing '/' in the issuer matters)"
+            }
+            Self::AssertionTimeRange => {
+                "the client assertion is expired or not yet valid; a workload identity token file must be re-read before each exchange"
+            }
+            Self::EntraTokenAsAssertion => {
+                "an Entra ID access token cannot be used as a federated assertion; use the cluster's service-account token"
+            }
+            Self::ExternalIssuerUnreachable => {
+                "the external issuer's OIDC discovery document or keys could not be fetched"
+            }
+            Self::ResourceNotFound => "the resource in the scope is not registered in the tenant",
+            Self::InvalidScope => {
+                "the scope is not valid for this request; app-only tokens need '<resource>/.default'"
+            }
+            Self::MultipleResources => {
+                "a token is for one resource only; ask for one resource's scopes per request"
+            }
+            Self::MissingParameter => "a required parameter is missing from the request",
+            Self::UnsupportedGrantType => "the grant type is not supported",
+            Self::MalformedRequest => "the request body is malformed",
+            Self::Disabled => "the application or service principal is disabled",
+            Self::RefreshTokenExpired => "the refresh token expired or was revoked; sign in again",
+            Self::AssertionReplayed => {
+                "the client assertion was already used; create a new one with a fresh 'jti'"
+            }
+            Self::AuthorizationPending => "the user has not finished signing in",
+            Self::AuthorizationDeclined => "the user declined the sign-in",
+            Self::ExpiredToken => "the device code expired before the user signed in; start again",
+            Self::BadVerificationCode => "the device code is not recognised",
+        }
+    }
+}
+
+impl std::fmt::Display for Aadsts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AADSTS{}", self.code())
+    }
+}
+
+/// The token endpoint's JSON error body, field for field as Entra ID sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// OAuth error, e.g. `invalid_client`.
+    pub error: String,
+    /// Starts with `AADSTSnnnn:`.
+    pub error_description: String,
+    /// The numeric AADSTS codes; classify by these.
+    #[serde(default)]
+    pub error_codes: Vec<u32>,
+    /// `YYYY-MM-DD HH:MM:SSZ`.
+    #[serde(default)]
+    pub timestamp: String,
+    /// Identifies the request in the authority's logs.
+    #[serde(default)]
+    pub trace_id: String,
+    /// The client's correlation id, or a fresh one.
+    #[serde(default)]
+    pub correlation_id: String,
+    /// Where to read about the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_uri: Option<String>,
+}
+
+impl ErrorResponse {
+    /// The first code this crate knows, if any.
+    pub fn aadsts(&self) -> Option<Aadsts> {
+        self.error_codes.iter().find_map(|c| Aadsts::from_code(*c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for c in Aadsts::ALL {
+            assert!(seen.insert(c.code()), "duplicate code {c}");
+            assert_eq!(Aadsts::from_code(c.code()), Some(c));
+        }
+    }
+
+    #[test]
+    fn display_is_the_aadsts_prefix() {
+        assert_eq!(Aadsts::ExpiredSecret.to_string(), "AADSTS7000222");
+    }
+}
