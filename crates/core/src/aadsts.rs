@@ -55,11 +55,15 @@ pub enum Aadsts {
     ExpiredToken,
     /// 70018: the device code or user code is unknown.
     BadVerificationCode,
+    /// 700023: the client assertion's `aud` is not this token endpoint.
+    AssertionAudienceInvalid,
+    /// 7000229: the application has no service principal in the tenant.
+    MissingServicePrincipal,
 }
 
 impl Aadsts {
     /// Every code, for tables and tests.
-    pub const ALL: [Aadsts; 23] = [
+    pub const ALL: [Aadsts; 25] = [
         Self::InvalidTenant,
         Self::AppNotFound,
         Self::InvalidSecret,
@@ -83,6 +87,8 @@ impl Aadsts {
         Self::AuthorizationDeclined,
         Self::ExpiredToken,
         Self::BadVerificationCode,
+        Self::AssertionAudienceInvalid,
+        Self::MissingServicePrincipal,
     ];
 
     /// The numeric code as Entra ID writes it in `error_codes`.
@@ -111,6 +117,8 @@ impl Aadsts {
             Self::AuthorizationDeclined => 70000,
             Self::ExpiredToken => 70019,
             Self::BadVerificationCode => 70018,
+            Self::AssertionAudienceInvalid => 700023,
+            Self::MissingServicePrincipal => 7000229,
         }
     }
 
@@ -135,6 +143,8 @@ impl Aadsts {
             | Self::EntraTokenAsAssertion
             | Self::ExternalIssuerUnreachable
             | Self::AssertionReplayed
+            | Self::AssertionAudienceInvalid
+            | Self::MissingServicePrincipal
             | Self::Disabled => "invalid_client",
             Self::ResourceNotFound | Self::InvalidScope | Self::MultipleResources => {
                 "invalid_scope"
@@ -160,6 +170,8 @@ impl Aadsts {
             | Self::AssertionTimeRange
             | Self::EntraTokenAsAssertion
             | Self::AssertionReplayed
+            | Self::AssertionAudienceInvalid
+            | Self::MissingServicePrincipal
             | Self::Disabled => 401,
             _ => 400,
         }
@@ -213,6 +225,12 @@ impl Aadsts {
             Self::AuthorizationDeclined => "the user declined the sign-in",
             Self::ExpiredToken => "the device code expired before the user signed in; start again",
             Self::BadVerificationCode => "the device code is not recognised",
+            Self::AssertionAudienceInvalid => {
+                "the client assertion's 'aud' must be the tenant's token endpoint URL"
+            }
+            Self::MissingServicePrincipal => {
+                "the application has no service principal in the tenant; create one with `entraflow ad sp create --id <appId>`"
+            }
         }
     }
 }

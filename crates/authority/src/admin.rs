@@ -1,0 +1,968 @@
+//! Tenant administration in the shape of `az ad`: what the CLI's `entraflow ad`
+//! and `entraflow authority` commands call. It writes the database directly: admin
+//! is local, authenticated by the data directory's file permissions, and nothing
+//! here is reachable over the network.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::error::AuthorityError;
+use crate::secrets;
+use crate::store::{Store, Tenant, now, rfc3339};
+
+/// Entra's limit of federated identity credentials per application.
+pub const MAX_FEDERATED_CREDENTIALS: usize = 20;
+
+/// `tenant show`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantInfo {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Verified domain, usable in place of the id in URLs.
+    pub domain: String,
+    /// Access-token lifetime range in seconds.
+    pub token_lifetime: Lifetime,
+}
+
+/// A token lifetime range in seconds (`min == max` for a fixed lifetime).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Shortest lifetime.
+    pub min: i64,
+    /// Longest lifetime.
+    pub max: i64,
+}
+
+impl std::str::FromStr for Lifetime {
+    type Err = AuthorityError;
+
+    /// `5` or `60-90` (seconds).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            AuthorityError::invalid(format!(
+                "token lifetime '{s}' is not valid; give seconds, e.g. '5' or '3600-5400'"
+            ))
+        };
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let min: i64 = a.trim().parse().map_err(|_| bad())?;
+        let max: i64 = b.trim().parse().map_err(|_| bad())?;
+        if min < 1 || max < min || max > 86_400 {
+            return Err(bad());
+        }
+        Ok(Lifetime { min, max })
+    }
+}
+
+/// An application registration.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Application {
+    /// Client id.
+    pub app_id: String,
+    /// Object id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Application id URIs.
+    pub identifier_uris: Vec<String>,
+    /// Whether public-client flows (device code without a secret) are allowed.
+    pub is_fallback_public_client: bool,
+    /// `1` or `2`: the token version the app accepts as a resource.
+    pub access_token_accepted_version: i64,
+    /// `SecurityGroup` when tokens for this app carry `groups`.
+    pub group_membership_claims: Option<String>,
+    /// Roles defined on the app.
+    pub app_roles: Vec<AppRole>,
+}
+
+/// An app role.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRole {
+    /// Role id.
+    pub id: String,
+    /// The value that appears in `roles`.
+    pub value: String,
+    /// Display name.
+    pub display_name: String,
+    /// Always `["Application", "User"]` here.
+    pub allowed_member_types: Vec<String>,
+    /// Always true.
+    pub is_enabled: bool,
+}
+
+/// A service principal.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipal {
+    /// Object id (the `oid` of its tokens).
+    pub id: String,
+    /// The application's client id.
+    pub app_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// `Application` or `ManagedIdentity`.
+    pub service_principal_type: String,
+}
+
+/// The one-time answer of `credential reset`, with `az`'s keys.
+#[derive(Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordCredential {
+    /// Client id.
+    pub app_id: String,
+    /// The secret; shown only here.
+    pub password: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Expiry, RFC 3339.
+    pub end_date_time: String,
+}
+
+impl std::fmt::Debug for PasswordCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordCredential")
+            .field("app_id", &self.app_id)
+            .field("password", &"****")
+            .field("tenant", &self.tenant)
+            .field("end_date_time", &self.end_date_time)
+            .finish()
+    }
+}
+
+/// An uploaded certificate.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateCredential {
+    /// Client id.
+    pub app_id: String,
+    /// SHA-1 thumbprint, upper-case hex as the portal shows it.
+    pub thumbprint: String,
+    /// Certificate expiry, RFC 3339.
+    pub end_date_time: String,
+}
+
+/// A federated identity credential.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedCredential {
+    /// Credential id.
+    pub id: String,
+    /// Name, unique per app.
+    pub name: String,
+    /// Issuer, compared exactly.
+    pub issuer: String,
+    /// Subject, compared exactly.
+    pub subject: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+}
+
+/// An app role assignment.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    /// Assignment id.
+    pub id: String,
+    /// Object id of the user, group, service principal or managed identity.
+    pub principal_id: String,
+    /// Client id of the resource application.
+    pub resource_id: String,
+    /// The role's id.
+    pub app_role_id: String,
+    /// The role's value.
+    pub value: String,
+}
+
+/// A user.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Object id.
+    pub id: String,
+    /// UPN.
+    pub user_principal_name: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A security group.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// Object id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A managed identity.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedIdentity {
+    /// Client id (`client_id=` at IMDS).
+    pub client_id: String,
+    /// Object id of its service principal (`object_id=` at IMDS).
+    pub principal_id: String,
+    /// ARM resource id (`msi_res_id=` at IMDS; `xms_mirid` in tokens).
+    pub id: String,
+}
+
+/// Options of `ad app create`.
+#[derive(Debug, Clone, Default)]
+pub struct NewApplication {
+    /// Display name.
+    pub display_name: String,
+    /// `1` (default, like Entra's null) or `2`.
+    pub token_version: Option<i64>,
+    /// Allow public-client flows.
+    pub public_client: bool,
+    /// Application id URIs.
+    pub identifier_uris: Vec<String>,
+    /// `SecurityGroup` to emit `groups`.
+    pub group_membership_claims: Option<String>,
+}
+
+/// When a new secret expires.
+#[derive(Debug, Clone, Copy)]
+pub enum SecretExpiry {
+    /// Years from now.
+    Years(u32),
+    /// A fixed Unix time.
+    At(i64),
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn not_found(kind: &'static str, id: &str, cmd: &'static str) -> AuthorityError {
+    AuthorityError::NotFound {
+        kind,
+        id: id.to_owned(),
+        cmd,
+    }
+}
+
+impl Store {
+    /// `authority tenant show`.
+    pub fn tenant_info(&self) -> Result<TenantInfo, AuthorityError> {
+        let t = self.default_tenant()?;
+        Ok(tenant_info(t))
+    }
+
+    /// `authority tenant update --token-lifetime`.
+    pub fn set_token_lifetime(&self, lifetime: Lifetime) -> Result<TenantInfo, AuthorityError> {
+        let t = self.default_tenant()?;
+        self.conn().execute(
+            "UPDATE tenants SET lifetime_min = ?1, lifetime_max = ?2 WHERE id = ?3",
+            params![lifetime.min, lifetime.max, t.id],
+        )?;
+        self.tenant_info()
+    }
+
+    /// `ad app create`.
+    pub fn create_application(&self, new: &NewApplication) -> Result<Application, AuthorityError> {
+        let tenant = self.default_tenant()?;
+        let version = new.token_version.unwrap_or(1);
+        if !(1..=2).contains(&version) {
+            return Err(AuthorityError::invalid(format!(
+                "token version {version} is not valid; use 1 or 2"
+            )));
+        }
+        if let Some(g) = &new.group_membership_claims
+            && !matches!(g.as_str(), "SecurityGroup" | "All" | "None")
+        {
+            return Err(AuthorityError::invalid(format!(
+                "group membership claims '{g}' is not valid; use SecurityGroup, All or None"
+            )));
+        }
+        if new.display_name.trim().is_empty() {
+            return Err(AuthorityError::invalid("the display name must not be empty"));
+        }
+        let app_id = new_id();
+        let object_id = new_id();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO applications (object_id, app_id, tenant_id, display_name, token_version,
+             public_client, group_claims, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                object_id,
+                app_id,
+                tenant.id,
+                new.display_name,
+                version,
+                new.public_client,
+                new.group_membership_claims.as_deref().filter(|g| *g != "None"),
+                now()
+            ],
+        )?;
+        for uri in &new.identifier_uris {
+            url::Url::parse(uri).map_err(|_| {
+                AuthorityError::invalid(format!(
+                    "identifier URI '{uri}' is not a URI; use e.g. api://{app_id}"
+                ))
+            })?;
+            let taken = tx.execute(
+                "INSERT OR IGNORE INTO identifier_uris (tenant_id, uri, app_id) VALUES (?1, ?2, ?3)",
+                params![tenant.id, uri, app_id],
+            )?;
+            if taken == 0 {
+                return Err(AuthorityError::invalid(format!(
+                    "identifier URI '{uri}' is already used by another application in the tenant"
+                )));
+            }
+        }
+        tx.commit()?;
+        drop(conn);
+        self.application(&app_id)
+    }
+
+    /// An application by client id.
+    pub fn application(&self, app_id: &str) -> Result<Application, AuthorityError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT object_id, display_name, public_client, token_version, group_claims
+                 FROM applications WHERE app_id = ?1 COLLATE NOCASE",
+                [app_id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()?
+            .ok_or_else(|| not_found("application", app_id, "app"))?;
+        let app_id = app_id.to_ascii_lowercase();
+        let mut stmt = conn.prepare("SELECT uri FROM identifier_uris WHERE app_id = ?1 ORDER BY uri")?;
+        let identifier_uris = stmt
+            .query_map([&app_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, value, display_name FROM app_roles WHERE app_id = ?1 ORDER BY value",
+        )?;
+        let app_roles = stmt
+            .query_map([&app_id], |r| {
+                Ok(AppRole {
+                    id: r.get(0)?,
+                    value: r.get(1)?,
+                    display_name: r.get(2)?,
+                    allowed_member_types: vec!["Application".into(), "User".into()],
+                    is_enabled: true,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Application {
+            app_id,
+            id: row.0,
+            display_name: row.1,
+            identifier_uris,
+            is_fallback_public_client: row.2,
+            access_token_accepted_version: row.3,
+            group_membership_claims: row.4,
+            app_roles,
+        })
+    }
+
+    /// `ad app list`.
+    pub fn list_applications(&self) -> Result<Vec<Application>, AuthorityError> {
+        let ids: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT app_id FROM applications ORDER BY created_at, app_id")?;
+            stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        ids.iter().map(|id| self.application(id)).collect()
+    }
+
+    /// `ad sp create --id <appId>`.
+    pub fn create_service_principal(&self, app_id: &str) -> Result<ServicePrincipal, AuthorityError> {
+        let app = self.application(app_id)?;
+        let tenant = self.default_tenant()?;
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO service_principals (object_id, app_id, tenant_id, display_name, kind)
+             VALUES (?1, ?2, ?3, ?4, 'Application')",
+            params![new_id(), app.app_id, tenant.id, app.display_name],
+        )?;
+        conn.query_row(
+            "SELECT object_id, app_id, display_name, kind FROM service_principals WHERE app_id = ?1",
+            [&app.app_id],
+            sp_row,
+        )
+        .map_err(Into::into)
+    }
+
+    /// `ad sp list`.
+    pub fn list_service_principals(&self) -> Result<Vec<ServicePrincipal>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT object_id, app_id, display_name, kind FROM service_principals ORDER BY display_name",
+        )?;
+        Ok(stmt.query_map([], sp_row)?.collect::<Result<_, _>>()?)
+    }
+
+    /// `ad app credential reset`: a new secret, shown once. Without `append` the
+    /// app's other secrets are removed, as `az` does.
+    pub fn reset_secret(
+        &self,
+        app_id: &str,
+        expiry: SecretExpiry,
+        append: bool,
+    ) -> Result<PasswordCredential, AuthorityError> {
+        let app = self.application(app_id)?;
+        let tenant = self.default_tenant()?;
+        let at = now();
+        let end_at = match expiry {
+            SecretExpiry::Years(y) => at + i64::from(y) * 365 * 86_400,
+            SecretExpiry::At(t) => t,
+        };
+        let secret = secrets::generate();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if !append {
+            tx.execute("DELETE FROM client_secrets WHERE app_id = ?1", [&app.app_id])?;
+        }
+        tx.execute(
+            "INSERT INTO client_secrets (id, app_id, sha256, hint, end_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![new_id(), app.app_id, secrets::hash(&secret), &secret[..3], end_at, at],
+        )?;
+        tx.commit()?;
+        Ok(PasswordCredential {
+            app_id: app.app_id,
+            password: secret,
+            tenant: tenant.id,
+            end_date_time: rfc3339(end_at),
+        })
+    }
+
+    /// `ad app credential upload-cert --cert file.pem`.
+    pub fn upload_certificate(
+        &self,
+        app_id: &str,
+        pem_path: &Path,
+    ) -> Result<CertificateCredential, AuthorityError> {
+        let app = self.application(app_id)?;
+        let pem = std::fs::read(pem_path).map_err(|source| AuthorityError::Io {
+            what: "reading certificate",
+            path: pem_path.to_owned(),
+            source,
+        })?;
+        let der = x509_parser::pem::Pem::iter_from_buffer(&pem)
+            .filter_map(Result::ok)
+            .find(|p| p.label == "CERTIFICATE")
+            .map(|p| p.contents)
+            .ok_or_else(|| {
+                AuthorityError::invalid(format!(
+                    "{} holds no PEM 'CERTIFICATE' block; give the public certificate (not the key)",
+                    pem_path.display()
+                ))
+            })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
+            AuthorityError::invalid(format!("{} is not an X.509 certificate: {e}", pem_path.display()))
+        })?;
+        if !matches!(
+            cert.public_key().parsed(),
+            Ok(x509_parser::public_key::PublicKey::RSA(_))
+        ) {
+            return Err(AuthorityError::invalid(
+                "only RSA certificates are accepted (assertions are RS256 or PS256)",
+            ));
+        }
+        let end_at = cert.validity().not_after.timestamp();
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+        self.conn().execute(
+            "INSERT INTO certificates (id, app_id, der, sha1, sha256, end_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![new_id(), app.app_id, der, sha1.as_ref(), sha256.as_ref(), end_at],
+        )?;
+        Ok(CertificateCredential {
+            app_id: app.app_id,
+            thumbprint: hex::encode_upper(sha1.as_ref()),
+            end_date_time: rfc3339(end_at),
+        })
+    }
+
+    /// `ad app federated-credential create`.
+    pub fn create_federated_credential(
+        &self,
+        app_id: &str,
+        name: &str,
+        issuer: &str,
+        subject: &str,
+        audiences: &[String],
+    ) -> Result<FederatedCredential, AuthorityError> {
+        let app = self.application(app_id)?;
+        if self.list_federated_credentials(&app.app_id)?.len() >= MAX_FEDERATED_CREDENTIALS {
+            return Err(AuthorityError::invalid(format!(
+                "application {} already has {MAX_FEDERATED_CREDENTIALS} federated identity credentials, Entra's limit; delete one first",
+                app.app_id
+            )));
+        }
+        if issuer.is_empty() || subject.is_empty() || name.is_empty() {
+            return Err(AuthorityError::invalid("name, issuer and subject must not be empty"));
+        }
+        if subject.contains('*') || issuer.contains('*') {
+            return Err(AuthorityError::invalid(
+                "federated identity credentials match exactly; wildcards are not supported",
+            ));
+        }
+        let audiences = if audiences.is_empty() {
+            vec![entraflow_core::FEDERATION_AUDIENCE.to_owned()]
+        } else {
+            audiences.to_vec()
+        };
+        let id = new_id();
+        let inserted = self.conn().execute(
+            "INSERT OR IGNORE INTO federated_credentials (id, app_id, name, issuer, subject, audiences)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, app.app_id, name, issuer, subject, serde_json::to_string(&audiences).unwrap_or_default()],
+        )?;
+        if inserted == 0 {
+            return Err(AuthorityError::invalid(format!(
+                "application {} already has a federated identity credential named '{name}'",
+                app.app_id
+            )));
+        }
+        Ok(FederatedCredential {
+            id,
+            name: name.into(),
+            issuer: issuer.into(),
+            subject: subject.into(),
+            audiences,
+        })
+    }
+
+    /// `ad app federated-credential list`.
+    pub fn list_federated_credentials(
+        &self,
+        app_id: &str,
+    ) -> Result<Vec<FederatedCredential>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, name, issuer, subject, audiences FROM federated_credentials
+             WHERE app_id = ?1 COLLATE NOCASE ORDER BY name",
+        )?;
+        Ok(stmt
+            .query_map([app_id], |r| {
+                Ok(FederatedCredential {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    issuer: r.get(2)?,
+                    subject: r.get(3)?,
+                    audiences: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// `ad app role create`.
+    pub fn create_app_role(
+        &self,
+        app_id: &str,
+        value: &str,
+        display_name: Option<&str>,
+    ) -> Result<AppRole, AuthorityError> {
+        let app = self.application(app_id)?;
+        if value.is_empty() || value.contains(char::is_whitespace) {
+            return Err(AuthorityError::invalid(format!(
+                "role value '{value}' is not valid; use e.g. Data.Read (no spaces)"
+            )));
+        }
+        let id = new_id();
+        let inserted = self.conn().execute(
+            "INSERT OR IGNORE INTO app_roles (id, app_id, value, display_name) VALUES (?1, ?2, ?3, ?4)",
+            params![id, app.app_id, value, display_name.unwrap_or(value)],
+        )?;
+        if inserted == 0 {
+            return Err(AuthorityError::invalid(format!(
+                "application {} already has a role '{value}'",
+                app.app_id
+            )));
+        }
+        Ok(AppRole {
+            id,
+            value: value.into(),
+            display_name: display_name.unwrap_or(value).into(),
+            allowed_member_types: vec!["Application".into(), "User".into()],
+            is_enabled: true,
+        })
+    }
+
+    /// `ad app role assign --principal <objectId> --resource <appId> --role <value>`.
+    pub fn assign_app_role(
+        &self,
+        principal_id: &str,
+        resource_app_id: &str,
+        role: &str,
+    ) -> Result<RoleAssignment, AuthorityError> {
+        let app = self.application(resource_app_id)?;
+        let role_id = app
+            .app_roles
+            .iter()
+            .find(|r| r.value == role || r.id == role)
+            .map(|r| r.id.clone())
+            .ok_or_else(|| {
+                AuthorityError::invalid(format!(
+                    "application {} has no role '{role}'; create it with `entraflow ad app role create`",
+                    app.app_id
+                ))
+            })?;
+        let principal_id = principal_id.to_ascii_lowercase();
+        if !self.principal_exists(&principal_id)? {
+            return Err(not_found("principal", &principal_id, "sp"));
+        }
+        let id = new_id();
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO app_role_assignments (id, principal_id, resource_app_id, role_id)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![id, principal_id, app.app_id, role_id],
+        )?;
+        let id: String = conn.query_row(
+            "SELECT id FROM app_role_assignments WHERE principal_id = ?1 AND resource_app_id = ?2 AND role_id = ?3",
+            params![principal_id, app.app_id, role_id],
+            |r| r.get(0),
+        )?;
+        Ok(RoleAssignment {
+            id,
+            principal_id,
+            resource_id: app.app_id,
+            app_role_id: role_id,
+            value: role.into(),
+        })
+    }
+
+    fn principal_exists(&self, object_id: &str) -> Result<bool, AuthorityError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM service_principals WHERE object_id = ?1)
+                 OR EXISTS (SELECT 1 FROM users WHERE object_id = ?1)
+                 OR EXISTS (SELECT 1 FROM groups WHERE object_id = ?1)",
+            [object_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// `ad user create`. A password (for the device-login page) is stored as an
+    /// argon2id hash: unlike client secrets, people choose guessable ones.
+    pub fn create_user(
+        &self,
+        upn: &str,
+        display_name: &str,
+        password: Option<&str>,
+    ) -> Result<User, AuthorityError> {
+        let tenant = self.default_tenant()?;
+        if !upn.contains('@') || upn.contains(char::is_whitespace) {
+            return Err(AuthorityError::invalid(format!(
+                "'{upn}' is not a user principal name; use name@domain"
+            )));
+        }
+        let hash = password.map(crate::password::hash).transpose()?;
+        let id = new_id();
+        let inserted = self.conn().execute(
+            "INSERT OR IGNORE INTO users (object_id, tenant_id, upn, display_name, password_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, tenant.id, upn, display_name, hash],
+        )?;
+        if inserted == 0 {
+            return Err(AuthorityError::invalid(format!("a user '{upn}' already exists")));
+        }
+        Ok(User {
+            id,
+            user_principal_name: upn.into(),
+            display_name: display_name.into(),
+        })
+    }
+
+    /// A user by UPN.
+    pub fn user_by_upn(&self, upn: &str) -> Result<Option<(User, Option<String>)>, AuthorityError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT object_id, upn, display_name, password_hash FROM users WHERE upn = ?1",
+                [upn],
+                |r| {
+                    Ok((
+                        User {
+                            id: r.get(0)?,
+                            user_principal_name: r.get(1)?,
+                            display_name: r.get(2)?,
+                        },
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// `ad user list`.
+    pub fn list_users(&self) -> Result<Vec<User>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT object_id, upn, display_name FROM users ORDER BY upn")?;
+        Ok(stmt
+            .query_map([], |r| {
+                Ok(User {
+                    id: r.get(0)?,
+                    user_principal_name: r.get(1)?,
+                    display_name: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// `ad group create`.
+    pub fn create_group(&self, display_name: &str) -> Result<Group, AuthorityError> {
+        let tenant = self.default_tenant()?;
+        let id = new_id();
+        self.conn().execute(
+            "INSERT INTO groups (object_id, tenant_id, display_name) VALUES (?1, ?2, ?3)",
+            params![id, tenant.id, display_name],
+        )?;
+        Ok(Group {
+            id,
+            display_name: display_name.into(),
+        })
+    }
+
+    /// `ad group member add`.
+    pub fn add_group_member(&self, group_id: &str, member_id: &str) -> Result<(), AuthorityError> {
+        let group_id = group_id.to_ascii_lowercase();
+        let member_id = member_id.to_ascii_lowercase();
+        let exists: bool = self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM groups WHERE object_id = ?1)",
+            [&group_id],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(not_found("group", &group_id, "group"));
+        }
+        if !self.principal_exists(&member_id)? {
+            return Err(not_found("member", &member_id, "user"));
+        }
+        self.conn().execute(
+            "INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?1, ?2)",
+            params![group_id, member_id],
+        )?;
+        Ok(())
+    }
+
+    fn subscription_id(&self) -> Result<String, AuthorityError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('subscription_id', ?1)",
+            [new_id()],
+        )?;
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = 'subscription_id'", [], |r| {
+            r.get(0)
+        })?)
+    }
+
+    /// `ad identity create --name N [--host H]` (user-assigned) or
+    /// `--system-assigned --host H`.
+    pub fn create_managed_identity(
+        &self,
+        name: Option<&str>,
+        host: &str,
+        system_assigned: bool,
+    ) -> Result<ManagedIdentity, AuthorityError> {
+        let tenant = self.default_tenant()?;
+        let sub = self.subscription_id()?;
+        let (name, resource_id) = match (system_assigned, name) {
+            (true, _) => (
+                host.to_owned(),
+                format!("/subscriptions/{sub}/resourceGroups/entraflow/providers/Microsoft.Compute/virtualMachines/{host}"),
+            ),
+            (false, Some(n)) if !n.is_empty() && !n.contains('/') => (
+                n.to_owned(),
+                format!("/subscriptions/{sub}/resourceGroups/entraflow/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}"),
+            ),
+            _ => {
+                return Err(AuthorityError::invalid(
+                    "a user-assigned identity needs --name (no '/'); or pass --system-assigned",
+                ));
+            }
+        };
+        let mi = ManagedIdentity {
+            client_id: new_id(),
+            principal_id: new_id(),
+            id: resource_id,
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if system_assigned {
+            let existing: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM managed_identities WHERE host = ?1 AND system_assigned = 1",
+                    [host],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if existing.is_some() {
+                return Err(AuthorityError::invalid(format!(
+                    "host '{host}' already has a system-assigned identity"
+                )));
+            }
+        }
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO managed_identities (principal_id, client_id, tenant_id, name, resource_id, host, system_assigned)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![mi.principal_id, mi.client_id, tenant.id, name, mi.id, host, system_assigned],
+        )?;
+        if inserted == 0 {
+            return Err(AuthorityError::invalid(format!(
+                "a managed identity with resource id {} already exists",
+                mi.id
+            )));
+        }
+        tx.execute(
+            "INSERT INTO service_principals (object_id, app_id, tenant_id, display_name, kind)
+             VALUES (?1, ?2, ?3, ?4, 'ManagedIdentity')",
+            params![mi.principal_id, mi.client_id, tenant.id, name],
+        )?;
+        tx.commit()?;
+        Ok(mi)
+    }
+
+    /// `authority issuer add --issuer <url> --jwks-file <path>`: trust an external
+    /// issuer offline. The file is re-read at every exchange so that rotating it works.
+    pub fn add_trusted_issuer(&self, issuer: &str, jwks_file: &Path) -> Result<(), AuthorityError> {
+        let text = std::fs::read_to_string(jwks_file).map_err(|source| AuthorityError::Io {
+            what: "reading JWKS file",
+            path: jwks_file.to_owned(),
+            source,
+        })?;
+        serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
+            .map_err(|e| {
+                AuthorityError::invalid(format!("{} is not a JWKS document: {e}", jwks_file.display()))
+            })?;
+        let path = std::fs::canonicalize(jwks_file).unwrap_or_else(|_| jwks_file.to_owned());
+        self.conn().execute(
+            "INSERT INTO trusted_issuers (issuer, jwks_file) VALUES (?1, ?2)
+             ON CONFLICT (issuer) DO UPDATE SET jwks_file = excluded.jwks_file",
+            params![issuer, path.to_string_lossy()],
+        )?;
+        Ok(())
+    }
+
+    /// `authority approve <USER_CODE> --user <UPN> [--deny]`: completes the
+    /// browser step of a device-code sign-in.
+    pub fn approve_device_code(
+        &self,
+        user_code: &str,
+        upn: &str,
+        deny: bool,
+    ) -> Result<(), AuthorityError> {
+        let (user, _) = self
+            .user_by_upn(upn)?
+            .ok_or_else(|| not_found("user", upn, "user"))?;
+        let code = user_code.trim().to_ascii_uppercase();
+        let changed = self.conn().execute(
+            "UPDATE device_codes SET status = ?1, user_id = ?2
+             WHERE user_code = ?3 AND status = 'pending' AND expires_at > ?4",
+            params![if deny { "denied" } else { "approved" }, user.id, code, now()],
+        )?;
+        if changed == 0 {
+            return Err(AuthorityError::invalid(format!(
+                "no pending device code '{code}' (it may have expired, or was already answered)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn tenant_info(t: Tenant) -> TenantInfo {
+    TenantInfo {
+        tenant_id: t.id,
+        display_name: t.display_name,
+        domain: t.domain,
+        token_lifetime: Lifetime {
+            min: t.lifetime_min,
+            max: t.lifetime_max,
+        },
+    }
+}
+
+fn sp_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServicePrincipal> {
+    Ok(ServicePrincipal {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        display_name: r.get(2)?,
+        service_principal_type: r.get(3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetime_parses_fixed_and_ranges() {
+        assert_eq!("5".parse::<Lifetime>().unwrap(), Lifetime { min: 5, max: 5 });
+        assert_eq!("60-90".parse::<Lifetime>().unwrap(), Lifetime { min: 60, max: 90 });
+        assert!("90-60".parse::<Lifetime>().is_err());
+        assert!("0".parse::<Lifetime>().is_err());
+        assert!("x".parse::<Lifetime>().is_err());
+    }
+
+    #[test]
+    fn federated_credentials_are_limited_to_twenty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let app = store
+            .create_application(&NewApplication {
+                display_name: "a".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        for i in 0..MAX_FEDERATED_CREDENTIALS {
+            store
+                .create_federated_credential(&app.app_id, &format!("f{i}"), "https://i", "s", &[])
+                .unwrap();
+        }
+        let err = store
+            .create_federated_credential(&app.app_id, "f21", "https://i", "s", &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+        assert_eq!(
+            store.list_federated_credentials(&app.app_id).unwrap()[0].audiences,
+            vec![entraflow_core::FEDERATION_AUDIENCE]
+        );
+    }
+
+    #[test]
+    fn identifier_uris_are_unique_and_roles_assign() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let new = NewApplication {
+            display_name: "api".into(),
+            identifier_uris: vec!["api://data".into()],
+            ..Default::default()
+        };
+        let api = store.create_application(&new).unwrap();
+        assert!(store.create_application(&new).is_err());
+        let client = store
+            .create_application(&NewApplication {
+                display_name: "client".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let sp = store.create_service_principal(&client.app_id).unwrap();
+        assert_eq!(store.create_service_principal(&client.app_id).unwrap(), sp);
+        store.create_app_role(&api.app_id, "Data.Read", None).unwrap();
+        let a = store.assign_app_role(&sp.id, &api.app_id, "Data.Read").unwrap();
+        assert_eq!(a.value, "Data.Read");
+        assert!(store.assign_app_role(&sp.id, &api.app_id, "Nope").is_err());
+        assert!(store.assign_app_role("not-a-principal", &api.app_id, "Data.Read").is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! Client assertions: certificate-signed JWTs (`private_key_jwt`) checked against
+//! the application's uploaded certificates, and the rules both kinds of assertion share.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entraflow_core::Aadsts;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rusqlite::params;
+use serde::Deserialize;
+
+use crate::error::{AuthorityError, OAuthError};
+use crate::store::{Store, now};
+
+/// Longest lifetime Entra accepts for a certificate assertion (`exp - nbf`).
+pub(crate) const MAX_ASSERTION_LIFETIME: i64 = 600;
+/// Clock skew tolerated on `nbf` and `exp`.
+pub(crate) const CLOCK_SKEW: i64 = 300;
+
+/// The claims of a client assertion that matter.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct AssertionClaims {
+    #[serde(default)]
+    pub(crate) iss: Option<String>,
+    #[serde(default)]
+    pub(crate) sub: Option<String>,
+    #[serde(default)]
+    pub(crate) aud: Option<Audience>,
+    #[serde(default)]
+    pub(crate) exp: Option<i64>,
+    #[serde(default)]
+    pub(crate) nbf: Option<i64>,
+    #[serde(default)]
+    pub(crate) iat: Option<i64>,
+    #[serde(default)]
+    pub(crate) jti: Option<String>,
+}
+
+/// `aud` is a string or an array of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub(crate) fn values(&self) -> Vec<&str> {
+        match self {
+            Audience::One(a) => vec![a.as_str()],
+            Audience::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Reads an assertion's header and claims without verifying anything yet.
+pub(crate) fn peek(assertion: &str) -> Result<(jsonwebtoken::Header, AssertionClaims), OAuthError> {
+    let malformed = || {
+        OAuthError::new(
+            Aadsts::MalformedRequest,
+            "The client_assertion is not a well-formed JWT (three base64url parts with a JSON header and claims).",
+        )
+    };
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| malformed())?;
+    let payload = assertion.split('.').nth(1).ok_or_else(malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).map_err(|_| malformed())?;
+    let claims = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    Ok((header, claims))
+}
+
+/// Verifies only the signature (time and audience are checked by the caller, so
+/// that each failure gets its own AADSTS code).
+pub(crate) fn verify_signature(assertion: &str, alg: Algorithm, key: &DecodingKey) -> bool {
+    let mut v = Validation::new(alg);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    jsonwebtoken::decode::<serde_json::Value>(assertion, key, &v).is_ok()
+}
+
+/// `exp` passed, `nbf` in the future → 700024.
+pub(crate) fn check_time(claims: &AssertionClaims, max_lifetime: Option<i64>) -> Result<i64, OAuthError> {
+    let now = now();
+    let exp = claims.exp.ok_or_else(|| {
+        OAuthError::new(Aadsts::AssertionTimeRange, "Client assertion has no 'exp' claim.")
+    })?;
+    if exp + CLOCK_SKEW < now {
+        return Err(OAuthError::new(
+            Aadsts::AssertionTimeRange,
+            format!("Client assertion is not within its valid time range. Current time: {now}, assertion valid to: {exp}. A token file must be re-read before each exchange."),
+        ));
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf - CLOCK_SKEW > now
+    {
+        return Err(OAuthError::new(
+            Aadsts::AssertionTimeRange,
+            format!("Client assertion is not within its valid time range. Current time: {now}, assertion valid from: {nbf}."),
+        ));
+    }
+    if let Some(max) = max_lifetime {
+        let start = claims.nbf.or(claims.iat).unwrap_or(now);
+        if exp - start > max {
+            return Err(OAuthError::new(
+                Aadsts::AssertionTimeRange,
+                format!("Client assertion lifetime {}s exceeds the allowed {max}s (exp - nbf).", exp - start),
+            ));
+        }
+    }
+    Ok(exp)
+}
+
+impl Store {
+    /// Records a used assertion `jti`; a second use before `exp` is a replay.
+    pub(crate) fn consume_jti(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, AuthorityError> {
+        let conn = self.conn();
+        let at = now();
+        conn.execute("DELETE FROM used_jtis WHERE exp < ?1", [at - CLOCK_SKEW])?;
+        let inserted = conn.execute(
+            "INSERT OR IGNORE INTO used_jtis (client_id, jti, exp) VALUES (?1, ?2, ?3)",
+            params![client_id, jti, exp + CLOCK_SKEW],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// The DER of the app's certificate with this SHA-1 or SHA-256 thumbprint.
+    pub(crate) fn certificate_by_thumbprint(
+        &self,
+        app_id: &str,
+        sha1: Option<&[u8]>,
+        sha256: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, i64)>, AuthorityError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT der, end_at FROM certificates WHERE app_id = ?1 AND (sha1 = ?2 OR sha256 = ?3)",
+                params![app_id, sha1, sha256],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+}
+
+/// Replay check shared by certificate and federated assertions.
+pub(crate) fn refuse_replay(store: &Store, client_id: &str, claims: &AssertionClaims, exp: i64) -> Result<(), OAuthError> {
+    let jti = claims.jti.as_deref().filter(|j| !j.is_empty()).ok_or_else(|| {
+        OAuthError::new(Aadsts::MalformedRequest, "Client assertion has no 'jti' claim; each assertion needs a unique one.")
+    })?;
+    if !store.consume_jti(client_id, jti, exp)? {
+        return Err(OAuthError::new(
+            Aadsts::AssertionReplayed,
+            format!("The client assertion with jti '{jti}' was already used. Create a new assertion for each request."),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a certificate assertion for `client_id`. `audiences` are the token
+/// endpoint URLs the assertion may name.
+pub(crate) fn verify_certificate_assertion(
+    store: &Store,
+    client_id: &str,
+    assertion: &str,
+    header: &jsonwebtoken::Header,
+    claims: &AssertionClaims,
+    audiences: &[String],
+) -> Result<(), OAuthError> {
+    let alg = header.alg;
+    if !matches!(alg, Algorithm::RS256 | Algorithm::PS256) {
+        return Err(OAuthError::new(
+            Aadsts::AssertionSignatureInvalid,
+            format!("Client assertion algorithm {alg:?} is not supported; use RS256 or PS256."),
+        ));
+    }
+    let decode = |s: &Option<String>| s.as_deref().and_then(|t| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok());
+    let sha1 = decode(&header.x5t);
+    let sha256 = decode(&header.x5t_s256);
+    if sha1.is_none() && sha256.is_none() {
+        return Err(OAuthError::new(
+            Aadsts::AssertionSignatureInvalid,
+            "Client assertion header has no 'x5t' or 'x5t#S256' thumbprint of a registered certificate.",
+        ));
+    }
+    let (der, end_at) = store
+        .certificate_by_thumbprint(client_id, sha1.as_deref(), sha256.as_deref())?
+        .ok_or_else(|| {
+            OAuthError::new(
+                Aadsts::AssertionSignatureInvalid,
+                format!("Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '{}']",
+                    hex::encode_upper(sha1.or(sha256).unwrap_or_default())),
+            )
+        })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| AuthorityError::Crypto(format!("stored certificate unreadable: {e}")))?;
+    let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
+        return Err(AuthorityError::Crypto("stored certificate has no RSA key".into()).into());
+    };
+    let key = DecodingKey::from_rsa_raw_components(rsa.modulus, rsa.exponent);
+    if !verify_signature(assertion, alg, &key) {
+        return Err(OAuthError::new(
+            Aadsts::AssertionSignatureInvalid,
+            "Client assertion contains an invalid signature. [Reason - The signature does not verify with the registered certificate.]",
+        ));
+    }
+    if end_at < now() {
+        return Err(OAuthError::new(
+            Aadsts::AssertionSignatureInvalid,
+            "The certificate used to sign the client assertion has expired; upload a new one.",
+        ));
+    }
+    if claims.iss.as_deref() != Some(client_id) || claims.sub.as_deref() != Some(client_id) {
+        return Err(OAuthError::new(
+            Aadsts::AssertionSignatureInvalid,
+            format!("Client assertion 'iss' and 'sub' must both be the client id '{client_id}'."),
+        ));
+    }
+    let aud_ok = claims
+        .aud
+        .as_ref()
+        .is_some_and(|a| a.values().iter().any(|v| audiences.iter().any(|x| x.eq_ignore_ascii_case(v))));
+    if !aud_ok {
+        return Err(OAuthError::new(
+            Aadsts::AssertionAudienceInvalid,
+            format!("Client assertion audience claim does not match Realm issuer; 'aud' must be the token endpoint, e.g. '{}'.",
+                audiences.first().map(String::as_str).unwrap_or_default()),
+        ));
+    }
+    let exp = check_time(claims, Some(MAX_ASSERTION_LIFETIME))?;
+    refuse_replay(store, client_id, claims, exp)
+}

@@ -1,0 +1,389 @@
+//! The token service itself, independent of HTTP: tenant resolution, client
+//! authentication, grants and issuance. The server module only parses HTTP
+//! into [`TokenRequest`] and renders the result.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use entraflow_core::scope::{ScopeError, single_resource};
+use entraflow_core::{Aadsts, DEVICE_CODE_GRANT, JWT_BEARER_ASSERTION_TYPE};
+use rusqlite::OptionalExtension;
+use serde_json::Value;
+
+use crate::assertion;
+use crate::decision::Decision;
+use crate::error::{AuthorityError, OAuthError};
+use crate::federation::{self, IssuerKeyCache};
+use crate::issue::{self, EndpointVersion, Principal};
+use crate::keys::{KeyRing, SigningKey};
+use crate::resource::Resource;
+use crate::secrets;
+use crate::store::{Store, Tenant, now};
+
+/// Largest request body accepted (Entra's requests are a few KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A parsed token-endpoint request: form parameters (each at most once) and
+/// the credentials of an `Authorization: Basic` header.
+#[derive(Clone, Default)]
+pub struct TokenRequest {
+    params: HashMap<String, String>,
+    basic: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<_> = self.params.keys().collect();
+        keys.sort();
+        f.debug_struct("TokenRequest").field("params", &keys).finish_non_exhaustive()
+    }
+}
+
+fn malformed(what: impl Into<String>) -> OAuthError {
+    OAuthError::new(Aadsts::MalformedRequest, what)
+}
+
+impl TokenRequest {
+    /// Parses an `application/x-www-form-urlencoded` body and an optional
+    /// `Authorization` header value.
+    pub fn parse(body: &[u8], authorization: Option<&str>) -> Result<TokenRequest, OAuthError> {
+        if body.len() > MAX_BODY {
+            return Err(malformed(format!("The request body is larger than {MAX_BODY} bytes.")));
+        }
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|_| malformed("The request body must be application/x-www-form-urlencoded."))?;
+        let mut params = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            if params.insert(k.clone(), v).is_some() {
+                return Err(malformed(format!("The request contains the parameter '{k}' more than once.")));
+            }
+        }
+        let basic = match authorization {
+            Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => {
+                let bad = || malformed("The Authorization header is not valid HTTP Basic (base64 of client_id:client_secret).");
+                let decoded = STANDARD.decode(h[6..].trim()).map_err(|_| bad())?;
+                let text = String::from_utf8(decoded).map_err(|_| bad())?;
+                let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+                let unescape = |s: &str| {
+                    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default()
+                };
+                Some((unescape(id), unescape(secret)))
+            }
+            _ => None,
+        };
+        Ok(TokenRequest { params, basic })
+    }
+
+    /// A parameter's value, if present and non-empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or_else(|| {
+            OAuthError::new(
+                Aadsts::MissingParameter,
+                format!("The request body must contain the following parameter: '{name}'."),
+            )
+        })
+    }
+}
+
+/// Tunables of the token service.
+#[derive(Debug, Clone)]
+pub struct AuthorityOptions {
+    /// Seconds between device-code polls the client is told to wait.
+    pub device_code_interval: u64,
+}
+
+impl Default for AuthorityOptions {
+    fn default() -> Self {
+        AuthorityOptions { device_code_interval: 5 }
+    }
+}
+
+/// The token service: a [`Store`], the signing keys, and the authority host URL.
+pub struct Authority {
+    pub(crate) store: Arc<Store>,
+    pub(crate) host: String,
+    keys: RwLock<Arc<KeyRing>>,
+    pub(crate) issuer_keys: IssuerKeyCache,
+    pub(crate) http: reqwest::Client,
+    pub(crate) options: AuthorityOptions,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").field("host", &self.host).field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+/// Tenant path segments that name no tenant.
+const TENANT_INDEPENDENT: [&str; 3] = ["common", "organizations", "consumers"];
+
+impl Authority {
+    /// A token service at `host` (e.g. `https://127.0.0.1:8443`), creating the
+    /// first signing key if needed. `http` fetches external issuers' keys.
+    pub fn new(store: Arc<Store>, host: &str, http: reqwest::Client, options: AuthorityOptions) -> Result<Authority, AuthorityError> {
+        let ring = store.load_key_ring()?;
+        Ok(Authority {
+            store,
+            host: host.trim_end_matches('/').to_owned(),
+            keys: RwLock::new(Arc::new(ring)),
+            issuer_keys: IssuerKeyCache::default(),
+            http,
+            options,
+        })
+    }
+
+    /// The authority host URL.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current key ring, reloaded when `rotate-keys` bumped the generation.
+    pub fn key_ring(&self) -> Result<Arc<KeyRing>, AuthorityError> {
+        let generation = self.store.key_generation()?;
+        {
+            let ring = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            if ring.generation == generation {
+                return Ok(ring.clone());
+            }
+        }
+        let ring = Arc::new(self.store.load_key_ring()?);
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = ring.clone();
+        Ok(ring)
+    }
+
+    fn active_key(&self) -> Result<Arc<SigningKey>, AuthorityError> {
+        Ok(self.key_ring()?.active.clone())
+    }
+
+    /// Resolves the tenant path segment (id or domain). Tenant-independent
+    /// segments resolve to the default tenant only where `allow_common`.
+    pub fn tenant(&self, segment: &str, allow_common: bool) -> Result<Tenant, OAuthError> {
+        if TENANT_INDEPENDENT.iter().any(|t| t.eq_ignore_ascii_case(segment)) {
+            if allow_common {
+                return Ok(self.store.default_tenant()?);
+            }
+            return Err(OAuthError::new(
+                Aadsts::InvalidTenant,
+                format!("Use of the '/{segment}' endpoint is not supported for this application; app-only tokens need the tenant id or domain in the URL."),
+            ));
+        }
+        self.store.find_tenant(segment)?.ok_or_else(|| {
+            OAuthError::new(
+                Aadsts::InvalidTenant,
+                format!("Tenant '{segment}' not found. Check the tenant id (AZURE_TENANT_ID) and the authority host; `entraflow authority tenant show` prints it."),
+            )
+        })
+    }
+
+    /// Token endpoint URLs a certificate assertion's `aud` may name.
+    fn assertion_audiences(&self, tenant: &Tenant, segment: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in [tenant.id.as_str(), tenant.domain.as_str(), segment] {
+            out.push(format!("{}/{t}/oauth2/v2.0/token", self.host));
+            out.push(format!("{}/{t}/oauth2/token", self.host));
+        }
+        out.push(format!("{}/{}/", self.host, tenant.id));
+        out
+    }
+
+    /// Handles one token request: `/{tenant}/oauth2[/v2.0]/token`.
+    pub async fn token(&self, tenant_segment: &str, version: EndpointVersion, req: &TokenRequest) -> Result<Value, OAuthError> {
+        let grant = req.require("grant_type")?;
+        let mut decision = Decision { grant, client_id: req.get("client_id"), ..Default::default() };
+        let result = match grant {
+            "client_credentials" => self.client_credentials(tenant_segment, version, req, &mut decision).await,
+            DEVICE_CODE_GRANT => self.device_code_grant(tenant_segment, version, req, &mut decision),
+            "refresh_token" => self.refresh_token_grant(tenant_segment, version, req, &mut decision),
+            other => Err(OAuthError::new(
+                Aadsts::UnsupportedGrantType,
+                format!("The provided value for the input parameter 'grant_type' is not valid: '{other}'. Supported: client_credentials, refresh_token, {DEVICE_CODE_GRANT}."),
+            )),
+        };
+        if let Err(e) = &result
+            && !matches!(e.code, Aadsts::AuthorizationPending)
+        {
+            decision.refused(e.code, &e.description);
+        }
+        result
+    }
+
+    /// The resource a request names (`scope` on v2, `resource` on v1).
+    pub(crate) fn requested_resource(&self, tenant: &Tenant, version: EndpointVersion, req: &TokenRequest, app_only: bool) -> Result<(Resource, String), OAuthError> {
+        let (requested, scope) = match version {
+            EndpointVersion::V2 => {
+                let scope = req.require("scope")?;
+                let resource = single_resource(scope).map_err(|e| match e {
+                    ScopeError::MultipleResources(a, b) => OAuthError::new(
+                        Aadsts::MultipleResources,
+                        format!("The provided value for the input parameter 'scope' is not valid: a token is for one resource only, but the scopes name '{a}' and '{b}'."),
+                    ),
+                    other => OAuthError::new(Aadsts::InvalidScope, format!("The provided value for the input parameter 'scope' is not valid: {other}.")),
+                })?;
+                if app_only {
+                    let only_default = scope.split_whitespace().all(|s| s.ends_with("/.default"));
+                    if !only_default {
+                        return Err(OAuthError::new(
+                            Aadsts::InvalidScope,
+                            format!("The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid: app-only tokens need '{}'.", entraflow_core::scope::default_scope(&resource)),
+                        ));
+                    }
+                }
+                (resource, scope.to_owned())
+            }
+            EndpointVersion::V1 => {
+                let r = req.require("resource")?.to_owned();
+                (r.clone(), entraflow_core::scope::default_scope(&r))
+            }
+        };
+        let resource = self.store.resolve_resource(&tenant.id, &requested)?.ok_or_else(|| {
+            OAuthError::new(
+                Aadsts::ResourceNotFound,
+                format!("The resource principal named {requested} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant.", tenant.id),
+            )
+        })?;
+        Ok((resource, scope))
+    }
+
+    async fn client_credentials(&self, segment: &str, version: EndpointVersion, req: &TokenRequest, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+        let tenant = self.tenant(segment, false)?;
+        let (client_id, basic_secret) = match (&req.basic, req.get("client_id")) {
+            (Some((id, _)), Some(form_id)) if !id.eq_ignore_ascii_case(form_id) => {
+                return Err(malformed("The client_id in the Authorization header and in the body differ."));
+            }
+            (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str())),
+            (None, Some(id)) => (id, None),
+            (None, None) => {
+                return Err(OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'client_id'."));
+            }
+        };
+        let sp = self.client_service_principal(&tenant, client_id)?;
+        let secret = match (basic_secret, req.get("client_secret")) {
+            (Some(_), Some(_)) => return Err(malformed("The client secret was sent both in the Authorization header and in the body; send it once.")),
+            (a, b) => a.or(b),
+        };
+        let acr = match (secret, req.get("client_assertion")) {
+            (Some(_), Some(_)) => return Err(malformed("The request contains both a client secret and a client assertion; send one.")),
+            (Some(secret), None) => {
+                self.verify_secret(client_id, secret)?;
+                "1"
+            }
+            (None, Some(assertion)) => {
+                if req.get("client_assertion_type") != Some(JWT_BEARER_ASSERTION_TYPE) {
+                    return Err(OAuthError::new(
+                        Aadsts::MalformedRequest,
+                        format!("client_assertion_type must be '{JWT_BEARER_ASSERTION_TYPE}'."),
+                    ));
+                }
+                self.verify_assertion(&tenant, segment, client_id, assertion).await?;
+                "2"
+            }
+            (None, None) => {
+                return Err(OAuthError::new(Aadsts::NoCredential, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."));
+            }
+        };
+        let (resource, _) = self.requested_resource(&tenant, version, req, true)?;
+        let principal = Principal::App { oid: sp.0, app_id: sp.1, acr, mirid: None };
+        self.issue(&tenant, version, &resource, &principal, decision)
+    }
+
+    /// Issues an app-only token and records the decision.
+    pub(crate) fn issue(&self, tenant: &Tenant, version: EndpointVersion, resource: &Resource, principal: &Principal, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+        let key = self.active_key()?;
+        let issued = issue::access_token(&self.store, &key, &self.host, tenant, resource, principal)?;
+        Decision {
+            principal: Some(principal.oid()),
+            client_id: Some(principal.client_id()),
+            resource: Some(&resource.identifier),
+            uti: Some(&issued.claims.uti),
+            token: Some(&issued.access_token),
+            ..decision.clone()
+        }
+        .issued();
+        Ok(issue::response(version, &issued, resource))
+    }
+
+    /// The (object id, app id) of an application's service principal.
+    fn client_service_principal(&self, tenant: &Tenant, client_id: &str) -> Result<(String, String), OAuthError> {
+        let conn = self.store.conn();
+        let app: Option<String> = conn
+            .query_row(
+                "SELECT app_id FROM applications WHERE app_id = ?1 COLLATE NOCASE AND tenant_id = ?2",
+                [client_id, &tenant.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(AuthorityError::from)?;
+        let Some(app_id) = app else {
+            return Err(OAuthError::new(
+                Aadsts::AppNotFound,
+                format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or if you sent your authentication request to the wrong tenant.", tenant.id),
+            ));
+        };
+        let sp: Option<(String, bool)> = conn
+            .query_row(
+                "SELECT object_id, enabled FROM service_principals WHERE app_id = ?1 AND tenant_id = ?2",
+                [&app_id, &tenant.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(AuthorityError::from)?;
+        match sp {
+            None => Err(OAuthError::new(
+                Aadsts::MissingServicePrincipal,
+                format!("The client application {app_id} is missing service principal in the tenant {}. Create it with `entraflow ad sp create --id {app_id}`.", tenant.id),
+            )),
+            Some((_, false)) => Err(OAuthError::new(Aadsts::Disabled, format!("Application '{app_id}' is disabled."))),
+            Some((oid, true)) => Ok((oid, app_id)),
+        }
+    }
+
+    fn verify_secret(&self, client_id: &str, secret: &str) -> Result<(), OAuthError> {
+        let rows: Vec<(Vec<u8>, i64)> = {
+            let conn = self.store.conn();
+            let mut stmt = conn
+                .prepare_cached("SELECT sha256, end_at FROM client_secrets WHERE app_id = ?1 COLLATE NOCASE")
+                .map_err(AuthorityError::from)?;
+            stmt.query_map([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(AuthorityError::from)?
+        };
+        // Check every stored secret so timing does not reveal which one matched.
+        let matched = rows.iter().filter(|(hash, _)| secrets::matches(secret, hash)).map(|(_, end)| *end).max();
+        match matched {
+            Some(end) if end > now() => Ok(()),
+            Some(_) => Err(OAuthError::new(
+                Aadsts::ExpiredSecret,
+                format!("The provided client secret keys for app '{client_id}' are expired. Create a new secret with `entraflow ad app credential reset --id {client_id}`."),
+            )),
+            None => Err(OAuthError::new(
+                Aadsts::InvalidSecret,
+                format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+            )),
+        }
+    }
+
+    async fn verify_assertion(&self, tenant: &Tenant, segment: &str, client_id: &str, assertion: &str) -> Result<(), OAuthError> {
+        let (header, claims) = assertion::peek(assertion)?;
+        let self_signed = claims.iss.as_deref().is_some_and(|i| i.eq_ignore_ascii_case(client_id));
+        if self_signed {
+            let audiences = self.assertion_audiences(tenant, segment);
+            assertion::verify_certificate_assertion(&self.store, client_id, assertion, &header, &claims, &audiences)
+        } else {
+            federation::verify_federated_assertion(&self.store, &self.issuer_keys, &self.http, &self.host, client_id, assertion, &header, &claims).await
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The device authorization grant for people, and refresh tokens.
+//!
+//! `/devicecode` hands out a `device_code` (stored hashed) and a short
+//! `user_code`; the user approves at `verification_uri` (or an admin runs
+//! `entraflow authority approve`); the client polls the token endpoint. Refresh
+//! tokens are opaque, stored hashed, single-use: each use returns a new one.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entraflow_core::Aadsts;
+use entraflow_core::scope::OIDC_SCOPES;
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::authority::{Authority, TokenRequest};
+use crate::decision::Decision;
+use crate::error::{AuthorityError, OAuthError};
+use crate::issue::{self, EndpointVersion, Principal};
+use crate::store::{Tenant, now};
+
+/// How long a device code lives.
+pub(crate) const DEVICE_CODE_LIFETIME: i64 = 900;
+/// How long a refresh token lives (Entra: 90 days).
+pub(crate) const REFRESH_TOKEN_LIFETIME: i64 = 90 * 86_400;
+/// Letters that cannot be confused with each other when typed.
+const USER_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).expect("the OS random generator failed");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn sha256(v: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes()).as_ref().to_vec()
+}
+
+fn user_code() -> String {
+    let mut b = [0u8; 9];
+    aws_lc_rs::rand::fill(&mut b).expect("the OS random generator failed");
+    b.iter().map(|x| USER_CODE_ALPHABET[usize::from(*x) % USER_CODE_ALPHABET.len()] as char).collect()
+}
+
+/// The delegated scopes (`scp`) a user token carries for the requested scopes.
+fn delegated_scp(scope: &str) -> String {
+    let perms: Vec<&str> = scope
+        .split_whitespace()
+        .filter(|s| !OIDC_SCOPES.contains(s))
+        .filter_map(|s| s.rsplit_once('/').map(|(_, p)| p))
+        .filter(|p| *p != ".default")
+        .collect();
+    if perms.is_empty() { "user_impersonation".into() } else { perms.join(" ") }
+}
+
+impl Authority {
+    /// `POST /{tenant}/oauth2/v2.0/devicecode` (and v1 `/oauth2/devicecode` with `resource`).
+    pub fn device_authorization(&self, segment: &str, version: EndpointVersion, req: &TokenRequest) -> Result<Value, OAuthError> {
+        let tenant = self.tenant(segment, true)?;
+        let client_id = req.get("client_id").ok_or_else(|| {
+            OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'client_id'.")
+        })?;
+        let scope = match version {
+            EndpointVersion::V2 => req.get("scope").unwrap_or("openid profile offline_access").to_owned(),
+            EndpointVersion::V1 => match req.get("resource") {
+                Some(r) => format!("{} openid offline_access", entraflow_core::scope::default_scope(r)),
+                None => "openid profile offline_access".into(),
+            },
+        };
+        let public: Option<bool> = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT public_client FROM applications WHERE app_id = ?1 COLLATE NOCASE AND tenant_id = ?2",
+                [client_id, &tenant.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(AuthorityError::from)?;
+        match public {
+            None => {
+                return Err(OAuthError::new(
+                    Aadsts::AppNotFound,
+                    format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
+                ));
+            }
+            Some(false) => {
+                return Err(OAuthError::new(
+                    Aadsts::NoCredential,
+                    format!("The request body must contain the following parameter: 'client_assertion' or 'client_secret'. Application '{client_id}' is not a public client; create it with --public-client for device code sign-in."),
+                ));
+            }
+            Some(true) => {}
+        }
+        let device_code = random_token();
+        let code = user_code();
+        let expires_at = now() + DEVICE_CODE_LIFETIME;
+        self.store
+            .conn()
+            .execute(
+                "INSERT INTO device_codes (device_code_sha256, user_code, tenant_id, client_id, scope, expires_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+                params![sha256(&device_code), code, tenant.id, client_id.to_ascii_lowercase(), scope, expires_at],
+            )
+            .map_err(AuthorityError::from)?;
+        let uri = format!("{}/devicelogin", self.host);
+        let message = format!("To sign in, use a web browser to open the page {uri} and enter the code {code} to authenticate.");
+        let mut body = json!({
+            "user_code": code,
+            "device_code": device_code,
+            "verification_uri": uri,
+            "expires_in": DEVICE_CODE_LIFETIME,
+            "interval": self.options.device_code_interval,
+            "message": message,
+        });
+        if version == EndpointVersion::V1 {
+            body["verification_url"] = json!(uri);
+            body["expires_in"] = json!(DEVICE_CODE_LIFETIME.to_string());
+            body["interval"] = json!(self.options.device_code_interval.to_string());
+        }
+        Ok(body)
+    }
+
+    pub(crate) fn device_code_grant(&self, segment: &str, version: EndpointVersion, req: &TokenRequest, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+        let tenant = self.tenant(segment, true)?;
+        let device_code = req.get("device_code").ok_or_else(|| {
+            OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'device_code'.")
+        })?;
+        let client_id = req.get("client_id").unwrap_or_default().to_ascii_lowercase();
+        let hash = sha256(device_code);
+        let row: Option<(String, String, i64, String, Option<String>)> = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT client_id, scope, expires_at, status, user_id FROM device_codes WHERE device_code_sha256 = ?1 AND tenant_id = ?2",
+                params![hash, tenant.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(AuthorityError::from)?;
+        let poll_error = |code: Aadsts, msg: &str| OAuthError { code, description: msg.into(), status: Some(400) };
+        let Some((owner, scope, expires_at, status, user_id)) = row.filter(|r| r.0 == client_id) else {
+            return Err(poll_error(Aadsts::BadVerificationCode, "Verification code is not recognized for this client."));
+        };
+        if expires_at <= now() {
+            return Err(poll_error(Aadsts::ExpiredToken, "The device code has expired; start the sign-in again."));
+        }
+        match status.as_str() {
+            "pending" => return Err(poll_error(Aadsts::AuthorizationPending, "Authorization pending: the user has not yet completed sign-in.")),
+            "denied" => {
+                self.delete_device_code(&hash)?;
+                return Err(poll_error(Aadsts::AuthorizationDeclined, "The end user declined the sign-in."));
+            }
+            _ => {}
+        }
+        self.delete_device_code(&hash)?;
+        let user_id = user_id.unwrap_or_default();
+        let requested = match version {
+            EndpointVersion::V2 => req.get("scope").map(str::to_owned).unwrap_or(scope),
+            EndpointVersion::V1 => scope,
+        };
+        self.user_tokens(&tenant, version, &owner, &user_id, &requested, decision)
+    }
+
+    fn delete_device_code(&self, hash: &[u8]) -> Result<(), OAuthError> {
+        self.store
+            .conn()
+            .execute("DELETE FROM device_codes WHERE device_code_sha256 = ?1 OR expires_at < ?2", params![hash, now() - 3600])
+            .map_err(AuthorityError::from)?;
+        Ok(())
+    }
+
+    pub(crate) fn refresh_token_grant(&self, segment: &str, version: EndpointVersion, req: &TokenRequest, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+        let tenant = self.tenant(segment, true)?;
+        let token = req.get("refresh_token").ok_or_else(|| {
+            OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'refresh_token'.")
+        })?;
+        let client_id = req.get("client_id").unwrap_or_default().to_ascii_lowercase();
+        let hash = sha256(token);
+        let row: Option<(String, String, String, i64)> = {
+            let conn = self.store.conn();
+            let row = conn
+                .query_row(
+                    "SELECT client_id, user_id, scope, expires_at FROM refresh_tokens WHERE sha256 = ?1 AND tenant_id = ?2",
+                    params![hash, tenant.id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(AuthorityError::from)?;
+            // Single use: a refresh token is spent whether or not the rest succeeds.
+            conn.execute("DELETE FROM refresh_tokens WHERE sha256 = ?1 OR expires_at < ?2", params![hash, now()])
+                .map_err(AuthorityError::from)?;
+            row
+        };
+        let expired = || OAuthError::new(Aadsts::RefreshTokenExpired, "The refresh token has expired, was already used, or was revoked. Sign in again.");
+        let (owner, user_id, scope, expires_at) = row.ok_or_else(expired)?;
+        if owner != client_id || expires_at <= now() {
+            return Err(expired());
+        }
+        let requested = match version {
+            EndpointVersion::V2 => req.get("scope").map(str::to_owned).unwrap_or(scope),
+            EndpointVersion::V1 => req.get("resource").map(|r| format!("{} offline_access", entraflow_core::scope::default_scope(r))).unwrap_or(scope),
+        };
+        self.user_tokens(&tenant, version, &owner, &user_id, &requested, decision)
+    }
+
+    /// Access token (+ refresh token with `offline_access`, + id token with `openid`) for a user.
+    fn user_tokens(&self, tenant: &Tenant, version: EndpointVersion, client_id: &str, user_id: &str, scope: &str, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+        let user: Option<(String, String)> = self
+            .store
+            .conn()
+            .query_row("SELECT upn, display_name FROM users WHERE object_id = ?1", [user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(AuthorityError::from)?;
+        let (upn, name) = user.ok_or_else(|| OAuthError::new(Aadsts::RefreshTokenExpired, "The signed-in user no longer exists."))?;
+        let has_resource = scope.split_whitespace().any(|s| !OIDC_SCOPES.contains(&s));
+        let scope_for_resource = if has_resource { scope.to_owned() } else { format!("{scope} https://graph.microsoft.com/User.Read") };
+        let resource_req = TokenRequest::parse(
+            serde_urlencoded::to_string([("scope", scope_for_resource.as_str())]).unwrap_or_default().as_bytes(),
+            None,
+        )?;
+        let resource = self.requested_resource(tenant, EndpointVersion::V2, &resource_req, false)?.0;
+        let principal = Principal::User {
+            oid: user_id.to_owned(),
+            upn: upn.clone(),
+            name: name.clone(),
+            app_id: client_id.to_owned(),
+            acr: "0",
+            scp: delegated_scp(&scope_for_resource),
+        };
+        let mut body = self.issue(tenant, version, &resource, &principal, decision)?;
+        let scopes: Vec<&str> = scope.split_whitespace().collect();
+        body["scope"] = json!(
+            scope_for_resource
+                .split_whitespace()
+                .filter(|s| !OIDC_SCOPES.contains(s))
+                .chain(scopes.iter().copied().filter(|s| OIDC_SCOPES.contains(s)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        if scopes.contains(&"offline_access") {
+            let refresh = random_token();
+            self.store
+                .conn()
+                .execute(
+                    "INSERT INTO refresh_tokens (sha256, tenant_id, client_id, user_id, scope, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![sha256(&refresh), tenant.id, client_id, user_id, scope, now() + REFRESH_TOKEN_LIFETIME],
+                )
+                .map_err(AuthorityError::from)?;
+            body["refresh_token"] = json!(refresh);
+        }
+        if scopes.contains(&"openid") {
+            let key = self.key_ring()?.active.clone();
+            body["id_token"] = json!(issue::id_token(&key, &self.host, tenant, user_id, &upn, &name, client_id)?);
+            body["client_info"] = json!(issue::client_info(user_id, &tenant.id));
+        }
+        Ok(body)
+    }
+
+    /// Approves or denies a pending user code for a user whose password was checked.
+    pub fn approve_with_password(&self, user_code: &str, upn: &str, password: &str, deny: bool) -> Result<(), AuthorityError> {
+        let (_, hash) = self
+            .store
+            .user_by_upn(upn)?
+            .ok_or_else(|| AuthorityError::invalid("unknown user or wrong password"))?;
+        if !hash.as_deref().is_some_and(|h| crate::password::verify(password, h)) {
+            return Err(AuthorityError::invalid("unknown user or wrong password"));
+        }
+        self.store.approve_device_code(user_code, upn, deny)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_codes_and_scp() {
+        let c = user_code();
+        assert_eq!(c.len(), 9);
+        assert!(c.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
+        assert_eq!(delegated_scp("https://storage.azure.com/.default offline_access"), "user_impersonation");
+        assert_eq!(delegated_scp("api://x/Data.Read api://x/Data.Write openid"), "Data.Read Data.Write");
+    }
+}

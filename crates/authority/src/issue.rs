@@ -1,0 +1,241 @@
+//! Access tokens: who the principal is, which claims it gets for a resource, how
+//! long the token lives, and the response body in the endpoint's version.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entraflow_core::AccessTokenClaims;
+use entraflow_core::claims::{v1_issuer, v2_issuer};
+use serde_json::{Value, json};
+
+use crate::error::AuthorityError;
+use crate::keys::SigningKey;
+use crate::resource::Resource;
+use crate::store::{Store, Tenant};
+
+/// Who a token is for.
+#[derive(Debug, Clone)]
+pub(crate) enum Principal {
+    /// An application's or managed identity's service principal (app-only token).
+    App {
+        /// Service principal object id.
+        oid: String,
+        /// Client id.
+        app_id: String,
+        /// `1` secret, `2` certificate/assertion/managed identity.
+        acr: &'static str,
+        /// Managed identity resource id.
+        mirid: Option<String>,
+    },
+    /// A user signed in through a client app (delegated token).
+    User {
+        /// User object id.
+        oid: String,
+        /// UPN.
+        upn: String,
+        /// Display name.
+        name: String,
+        /// The client app.
+        app_id: String,
+        /// `0` public client.
+        acr: &'static str,
+        /// Delegated scopes.
+        scp: String,
+    },
+}
+
+impl Principal {
+    pub(crate) fn oid(&self) -> &str {
+        match self {
+            Principal::App { oid, .. } | Principal::User { oid, .. } => oid,
+        }
+    }
+
+    pub(crate) fn client_id(&self) -> &str {
+        match self {
+            Principal::App { app_id, .. } | Principal::User { app_id, .. } => app_id,
+        }
+    }
+}
+
+/// Which endpoint version answers (decides the response shape, not the token's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointVersion {
+    /// `/oauth2/token`: `resource=`, numbers as strings.
+    V1,
+    /// `/oauth2/v2.0/token`: `scope=`, numbers as numbers.
+    V2,
+}
+
+/// A signed access token and what the response needs to say about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    pub(crate) access_token: String,
+    pub(crate) claims: AccessTokenClaims,
+}
+
+/// A random lifetime in `[min, max]` seconds, like Entra's 60–90 minutes.
+pub(crate) fn lifetime(tenant: &Tenant) -> i64 {
+    let span = (tenant.lifetime_max - tenant.lifetime_min).max(0) as u64;
+    if span == 0 {
+        return tenant.lifetime_min;
+    }
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    tenant.lifetime_min + (u64::from_le_bytes(b) % (span + 1)) as i64
+}
+
+fn new_uti() -> String {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+impl Store {
+    /// Values of the app roles assigned to `oid` (directly or through a group) on a resource.
+    pub(crate) fn assigned_roles(&self, oid: &str, resource_app_id: &str) -> Result<Vec<String>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT r.value FROM app_role_assignments a JOIN app_roles r ON r.id = a.role_id
+             WHERE a.resource_app_id = ?2 AND (a.principal_id = ?1
+               OR a.principal_id IN (SELECT group_id FROM group_members WHERE member_id = ?1))
+             ORDER BY r.value",
+        )?;
+        Ok(stmt
+            .query_map([oid, resource_app_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Object ids of the groups `oid` is a direct member of.
+    pub(crate) fn groups_of(&self, oid: &str) -> Result<Vec<String>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT group_id FROM group_members WHERE member_id = ?1 ORDER BY group_id")?;
+        Ok(stmt.query_map([oid], |r| r.get(0))?.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Builds and signs an access token for `principal` on `resource`.
+pub(crate) fn access_token(
+    store: &Store,
+    key: &SigningKey,
+    host: &str,
+    tenant: &Tenant,
+    resource: &Resource,
+    principal: &Principal,
+) -> Result<Issued, AuthorityError> {
+    let now = crate::store::now();
+    let life = lifetime(tenant);
+    let roles = if resource.registered {
+        store.assigned_roles(principal.oid(), &resource.app_id)?
+    } else {
+        Vec::new()
+    };
+    let groups = if resource.group_claims {
+        Some(store.groups_of(principal.oid())?)
+    } else {
+        None
+    };
+    let v2 = resource.version == 2;
+    let mut c = AccessTokenClaims {
+        aud: resource.audience().to_owned(),
+        iss: if v2 { v2_issuer(host, &tenant.id) } else { v1_issuer(&tenant.id) },
+        iat: now,
+        nbf: now,
+        exp: now + life,
+        tid: tenant.id.clone(),
+        oid: principal.oid().to_owned(),
+        sub: principal.oid().to_owned(),
+        ver: if v2 { "2.0" } else { "1.0" }.to_owned(),
+        uti: new_uti(),
+        roles: (!roles.is_empty()).then_some(roles),
+        groups,
+        ..Default::default()
+    };
+    let (client, acr) = match principal {
+        Principal::App { app_id, acr, mirid, .. } => {
+            c.idtyp = Some("app".into());
+            c.xms_mirid = mirid.clone();
+            (app_id.clone(), *acr)
+        }
+        Principal::User { app_id, acr, upn, name, scp, oid, .. } => {
+            c.idtyp = Some("user".into());
+            c.scp = Some(scp.clone());
+            c.name = Some(name.clone());
+            // Delegated tokens use a pairwise subject per client app, as Entra does.
+            c.sub = pairwise_sub(oid, app_id);
+            if v2 {
+                c.preferred_username = Some(upn.clone());
+            } else {
+                c.upn = Some(upn.clone());
+            }
+            (app_id.clone(), *acr)
+        }
+    };
+    if v2 {
+        c.azp = Some(client);
+        c.azpacr = Some(acr.into());
+    } else {
+        c.appid = Some(client);
+        c.appidacr = Some(acr.into());
+    }
+    let access_token = key.sign_jwt(&c)?;
+    Ok(Issued { access_token, claims: c })
+}
+
+fn pairwise_sub(oid: &str, app_id: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{oid}:{app_id}").as_bytes());
+    URL_SAFE_NO_PAD.encode(&d.as_ref()[..24])
+}
+
+/// An OIDC id token for a signed-in user (v2 shape, `aud` = client id).
+pub(crate) fn id_token(
+    key: &SigningKey,
+    host: &str,
+    tenant: &Tenant,
+    user_oid: &str,
+    upn: &str,
+    name: &str,
+    client_id: &str,
+) -> Result<String, AuthorityError> {
+    let now = crate::store::now();
+    key.sign_jwt(&json!({
+        "aud": client_id,
+        "iss": v2_issuer(host, &tenant.id),
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "name": name,
+        "oid": user_oid,
+        "preferred_username": upn,
+        "sub": pairwise_sub(user_oid, client_id),
+        "tid": tenant.id,
+        "ver": "2.0",
+    }))
+}
+
+/// `client_info` (base64url JSON of `uid`, `utid`), which MSAL uses to key its cache.
+pub(crate) fn client_info(user_oid: &str, tenant_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(json!({"uid": user_oid, "utid": tenant_id}).to_string())
+}
+
+/// The success body: v2 numbers as numbers; v1 numbers as strings, plus
+/// `expires_on`, `not_before` and `resource`.
+pub(crate) fn response(version: EndpointVersion, issued: &Issued, resource: &Resource) -> Value {
+    let c = &issued.claims;
+    let expires_in = c.exp - c.iat;
+    match version {
+        EndpointVersion::V2 => json!({
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "ext_expires_in": expires_in,
+            "access_token": issued.access_token,
+        }),
+        EndpointVersion::V1 => json!({
+            "token_type": "Bearer",
+            "expires_in": expires_in.to_string(),
+            "ext_expires_in": expires_in.to_string(),
+            "expires_on": c.exp.to_string(),
+            "not_before": c.nbf.to_string(),
+            "resource": resource.identifier,
+            "access_token": issued.access_token,
+        }),
+    }
+}

@@ -1,0 +1,314 @@
+//! Token signing keys: RSA 2048, a self-signed certificate each (published as
+//! `x5c`), `kid` = `x5t` = base64url SHA-1 of the certificate as Entra does.
+//!
+//! Private keys live only in the 0600 database. The server keeps a [`KeyRing`]
+//! in memory and reloads it when the `key_generation` counter in the database
+//! changes, so `entraflow authority rotate-keys` takes effect without a restart.
+//! A rotated-out key keeps validating (stays in JWKS) until its `retires_at`,
+//! then it disappears from JWKS and is deleted at the next rotation.
+
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair, RsaPublicKeyComponents};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::error::AuthorityError;
+use crate::store::{Store, now};
+
+const GENERATION_KEY: &str = "key_generation";
+
+/// One signing key, parsed and ready to sign.
+pub struct SigningKey {
+    /// `kid` and `x5t`.
+    pub kid: String,
+    key: RsaKeyPair,
+    n: Vec<u8>,
+    e: Vec<u8>,
+    cert_der: Vec<u8>,
+    /// When the key leaves JWKS (None while it is the active key).
+    pub retires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("retires_at", &self.retires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    fn from_row(
+        kid: String,
+        pkcs8: &[u8],
+        cert_der: Vec<u8>,
+        retires_at: Option<i64>,
+    ) -> Result<Self, AuthorityError> {
+        let key = RsaKeyPair::from_pkcs8(pkcs8)
+            .map_err(|e| AuthorityError::Crypto(format!("signing key {kid}: {e}")))?;
+        let components = RsaPublicKeyComponents::<Vec<u8>>::from(key.public_key());
+        Ok(SigningKey {
+            kid,
+            key,
+            n: components.n,
+            e: components.e,
+            cert_der,
+            retires_at,
+        })
+    }
+
+    /// Signs a JWT with RS256: `header.claims.signature`, base64url.
+    ///
+    /// Signing is done here with the parsed key pair instead of through
+    /// `jsonwebtoken::encode`, which re-parses and re-validates the DER key on every
+    /// call (that alone costs more than the signature); verification elsewhere uses
+    /// `jsonwebtoken`.
+    pub fn sign_jwt<C: Serialize>(&self, claims: &C) -> Result<String, AuthorityError> {
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5t": self.kid, "kid": self.kid});
+        let mut message = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
+        message.push('.');
+        let body = serde_json::to_vec(claims)
+            .map_err(|e| AuthorityError::Crypto(format!("serializing claims: {e}")))?;
+        message.push_str(&URL_SAFE_NO_PAD.encode(body));
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                message.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| AuthorityError::Crypto("RS256 signing failed".into()))?;
+        message.push('.');
+        message.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(message)
+    }
+
+    /// The JWKS entry for this key, bound to `issuer`.
+    pub fn jwk(&self, issuer: &str) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "x5t": self.kid,
+            "n": URL_SAFE_NO_PAD.encode(&self.n),
+            "e": URL_SAFE_NO_PAD.encode(&self.e),
+            "x5c": [STANDARD.encode(&self.cert_der)],
+            "issuer": issuer,
+        })
+    }
+
+    /// A `jsonwebtoken` decoding key for this key's public half.
+    pub fn decoding_key(&self) -> jsonwebtoken::DecodingKey {
+        jsonwebtoken::DecodingKey::from_rsa_raw_components(&self.n, &self.e)
+    }
+}
+
+/// The keys the server signs and publishes with, as of one key generation.
+#[derive(Debug)]
+pub struct KeyRing {
+    /// The database's `key_generation` this ring was loaded at.
+    pub generation: i64,
+    /// The key new tokens are signed with.
+    pub active: Arc<SigningKey>,
+    /// Every key still published (the active one first).
+    pub published: Vec<Arc<SigningKey>>,
+}
+
+impl KeyRing {
+    /// Keys to publish in JWKS right now: retired keys vanish once their overlap ends.
+    pub fn current(&self, at: i64) -> impl Iterator<Item = &Arc<SigningKey>> {
+        self.published
+            .iter()
+            .filter(move |k| k.retires_at.is_none_or(|r| r > at))
+    }
+}
+
+fn generate_key() -> Result<(String, Vec<u8>, Vec<u8>), AuthorityError> {
+    let crypto = |e: &dyn std::fmt::Display| AuthorityError::Crypto(e.to_string());
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|e| crypto(&e))?;
+    let pkcs8 = key.as_der().map_err(|e| crypto(&e))?.as_ref().to_vec();
+    let signer = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &pkcs8.as_slice().into(),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .map_err(|e| crypto(&e))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| crypto(&e))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "entraflow token signing");
+    let start = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.not_before = start;
+    params.not_after = start + time::Duration::days(5 * 365);
+    let cert = params.self_signed(&signer).map_err(|e| crypto(&e))?;
+    let cert_der = cert.der().to_vec();
+    let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert_der);
+    Ok((URL_SAFE_NO_PAD.encode(sha1.as_ref()), pkcs8, cert_der))
+}
+
+/// What `rotate-keys` did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotation {
+    /// The key that signs from now on.
+    pub active_kid: String,
+    /// The key that keeps validating until `retires_at`.
+    pub retiring_kid: Option<String>,
+    /// RFC 3339.
+    pub retires_at: Option<String>,
+}
+
+impl Store {
+    /// The current key generation (0 before any key exists).
+    pub fn key_generation(&self) -> Result<i64, AuthorityError> {
+        Ok(self
+            .meta(GENERATION_KEY)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Creates the first signing key if there is none.
+    pub fn ensure_signing_key(&self) -> Result<(), AuthorityError> {
+        if self.key_generation()? == 0 {
+            self.rotate_keys(0)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a new active key; the previous active key retires after `overlap_secs`.
+    /// Keys whose overlap already ended are deleted.
+    pub fn rotate_keys(&self, overlap_secs: i64) -> Result<Rotation, AuthorityError> {
+        let (kid, pkcs8, cert_der) = generate_key()?;
+        let at = now();
+        let retires_at = at + overlap_secs.max(0);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM signing_keys WHERE retires_at IS NOT NULL AND retires_at <= ?1",
+            [at],
+        )?;
+        let retiring: Option<String> = {
+            use rusqlite::OptionalExtension;
+            tx.query_row(
+                "SELECT kid FROM signing_keys WHERE retires_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+        };
+        if overlap_secs <= 0 {
+            tx.execute("DELETE FROM signing_keys WHERE retires_at IS NULL", [])?;
+        } else {
+            tx.execute(
+                "UPDATE signing_keys SET retires_at = ?1 WHERE retires_at IS NULL",
+                [retires_at],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO signing_keys (kid, pkcs8, cert_der, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![kid, pkcs8, cert_der, at],
+        )?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, '1')
+             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [GENERATION_KEY],
+        )?;
+        tx.commit()?;
+        let keep = retiring.is_some() && overlap_secs > 0;
+        Ok(Rotation {
+            active_kid: kid,
+            retiring_kid: retiring.filter(|_| keep),
+            retires_at: keep.then(|| crate::store::rfc3339(retires_at)),
+        })
+    }
+
+    /// Loads every published key into a [`KeyRing`].
+    pub fn load_key_ring(&self) -> Result<KeyRing, AuthorityError> {
+        self.ensure_signing_key()?;
+        let generation = self.key_generation()?;
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, Option<i64>)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT kid, pkcs8, cert_der, retires_at FROM signing_keys
+                 ORDER BY retires_at IS NOT NULL, created_at DESC",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut published = Vec::with_capacity(rows.len());
+        for (kid, pkcs8, cert, retires_at) in rows {
+            published.push(Arc::new(SigningKey::from_row(kid, &pkcs8, cert, retires_at)?));
+        }
+        let active = published
+            .first()
+            .filter(|k| k.retires_at.is_none())
+            .cloned()
+            .ok_or_else(|| AuthorityError::Crypto("no active signing key in the database".into()))?;
+        Ok(KeyRing {
+            generation,
+            active,
+            published,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_old_key_until_overlap_ends_then_drops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.load_key_ring().unwrap();
+        assert_eq!(first.generation, 1);
+        let old_kid = first.active.kid.clone();
+
+        let rot = store.rotate_keys(600).unwrap();
+        assert_eq!(rot.retiring_kid.as_deref(), Some(old_kid.as_str()));
+        let ring = store.load_key_ring().unwrap();
+        assert_eq!(ring.generation, 2);
+        assert_eq!(ring.active.kid, rot.active_kid);
+        let at = now();
+        let kids: Vec<_> = ring.current(at).map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, vec![rot.active_kid.clone(), old_kid.clone()]);
+        // After the overlap the old key is gone from what is published.
+        let kids: Vec<_> = ring.current(at + 601).map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, vec![rot.active_kid.clone()]);
+
+        // Rotating with no overlap drops the active key at once.
+        let rot2 = store.rotate_keys(0).unwrap();
+        assert_eq!(rot2.retiring_kid, None);
+        let ring = store.load_key_ring().unwrap();
+        assert!(ring.published.iter().all(|k| k.kid != rot.active_kid));
+    }
+
+    #[test]
+    fn signed_jwt_verifies_with_published_key_and_kid_is_x5t() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ring = store.load_key_ring().unwrap();
+        let token = ring
+            .active
+            .sign_jwt(&serde_json::json!({"aud": "x", "exp": now() + 60}))
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(ring.active.kid.as_str()));
+        assert_eq!(header.x5t.as_deref(), Some(ring.active.kid.as_str()));
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_audience(&["x"]);
+        jsonwebtoken::decode::<serde_json::Value>(&token, &ring.active.decoding_key(), &v).unwrap();
+        let jwk = ring.active.jwk("iss");
+        let sha1 = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            &STANDARD.decode(jwk["x5c"][0].as_str().unwrap()).unwrap(),
+        );
+        assert_eq!(jwk["x5t"], URL_SAFE_NO_PAD.encode(sha1.as_ref()));
+    }
+}

@@ -1,0 +1,260 @@
+//! The tenant directory in SQLite: `<data-dir>/authority.db` (0600, WAL).
+//!
+//! Admin commands open the same file directly; file permissions are the admin
+//! authentication. The server therefore reads directory state per request with
+//! indexed lookups, so a CLI change takes effect on the next request.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::AuthorityError;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "authority.db";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (
+  id TEXT PRIMARY KEY, display_name TEXT NOT NULL, domain TEXT NOT NULL UNIQUE COLLATE NOCASE,
+  lifetime_min INTEGER NOT NULL, lifetime_max INTEGER NOT NULL, is_default INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS applications (
+  object_id TEXT PRIMARY KEY, app_id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
+  display_name TEXT NOT NULL, token_version INTEGER NOT NULL, public_client INTEGER NOT NULL,
+  group_claims TEXT, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identifier_uris (
+  tenant_id TEXT NOT NULL, uri TEXT NOT NULL COLLATE NOCASE, app_id TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, uri));
+CREATE TABLE IF NOT EXISTS app_roles (
+  id TEXT PRIMARY KEY, app_id TEXT NOT NULL, value TEXT NOT NULL, display_name TEXT NOT NULL,
+  UNIQUE (app_id, value));
+CREATE TABLE IF NOT EXISTS service_principals (
+  object_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tenant_id TEXT NOT NULL,
+  display_name TEXT NOT NULL, kind TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
+  UNIQUE (tenant_id, app_id));
+CREATE TABLE IF NOT EXISTS client_secrets (
+  id TEXT PRIMARY KEY, app_id TEXT NOT NULL, sha256 BLOB NOT NULL, hint TEXT NOT NULL,
+  end_at INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS client_secrets_app ON client_secrets (app_id);
+CREATE TABLE IF NOT EXISTS certificates (
+  id TEXT PRIMARY KEY, app_id TEXT NOT NULL, der BLOB NOT NULL, sha1 BLOB NOT NULL,
+  sha256 BLOB NOT NULL, end_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS certificates_app ON certificates (app_id);
+CREATE TABLE IF NOT EXISTS federated_credentials (
+  id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL, issuer TEXT NOT NULL,
+  subject TEXT NOT NULL, audiences TEXT NOT NULL, UNIQUE (app_id, name));
+CREATE TABLE IF NOT EXISTS trusted_issuers (issuer TEXT PRIMARY KEY, jwks_file TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+  object_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, upn TEXT NOT NULL UNIQUE COLLATE NOCASE,
+  display_name TEXT NOT NULL, password_hash TEXT);
+CREATE TABLE IF NOT EXISTS groups (
+  object_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, display_name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_members (
+  group_id TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (group_id, member_id));
+CREATE INDEX IF NOT EXISTS group_members_member ON group_members (member_id);
+CREATE TABLE IF NOT EXISTS app_role_assignments (
+  id TEXT PRIMARY KEY, principal_id TEXT NOT NULL, resource_app_id TEXT NOT NULL,
+  role_id TEXT NOT NULL, UNIQUE (principal_id, resource_app_id, role_id));
+CREATE TABLE IF NOT EXISTS managed_identities (
+  principal_id TEXT PRIMARY KEY, client_id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
+  name TEXT NOT NULL, resource_id TEXT NOT NULL COLLATE NOCASE, host TEXT NOT NULL,
+  system_assigned INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS managed_identities_host ON managed_identities (host);
+CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, identity_header_sha256 BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS signing_keys (
+  kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL, cert_der BLOB NOT NULL, created_at INTEGER NOT NULL,
+  retires_at INTEGER);
+CREATE TABLE IF NOT EXISTS used_jtis (
+  client_id TEXT NOT NULL, jti TEXT NOT NULL, exp INTEGER NOT NULL, PRIMARY KEY (client_id, jti));
+CREATE TABLE IF NOT EXISTS device_codes (
+  device_code_sha256 BLOB PRIMARY KEY, user_code TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
+  client_id TEXT NOT NULL, scope TEXT NOT NULL, expires_at INTEGER NOT NULL,
+  status TEXT NOT NULL, user_id TEXT);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+  sha256 BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, client_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  scope TEXT NOT NULL, expires_at INTEGER NOT NULL);
+"#;
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// RFC 3339 for a Unix time, as `az` prints dates.
+pub(crate) fn rfc3339(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The SQLite-backed directory. One connection behind a mutex: every query is an
+/// indexed lookup of microseconds, so contention costs less than a pool would.
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// A tenant and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Tenant id (GUID).
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// The verified domain (`<name>.onmicrosoft.com`-like).
+    pub domain: String,
+    /// Lower bound of the randomized access-token lifetime, seconds.
+    pub lifetime_min: i64,
+    /// Upper bound, seconds.
+    pub lifetime_max: i64,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/authority.db`, creating the data
+    /// directory 0700, the database 0600, and the default tenant.
+    pub fn open(data_dir: &Path) -> Result<Store, AuthorityError> {
+        entraflow_core::fsutil::create_private_dir(data_dir).map_err(|source| {
+            AuthorityError::Io {
+                what: "creating data directory",
+                path: data_dir.to_owned(),
+                source,
+            }
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let db_err = |source| AuthorityError::Database {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(db_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for file in [
+                path.clone(),
+                data_dir.join(format!("{DB_FILE}-wal")),
+                data_dir.join(format!("{DB_FILE}-shm")),
+            ] {
+                if file.exists() {
+                    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+        }
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let store = Store {
+            path,
+            conn: Mutex::new(conn),
+        };
+        store.ensure_default_tenant()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (statements are atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ensure_default_tenant(&self) -> Result<(), AuthorityError> {
+        let conn = self.conn();
+        let exists: Option<String> = conn
+            .query_row("SELECT id FROM tenants WHERE is_default = 1", [], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            let id = uuid::Uuid::new_v4().to_string();
+            let domain = format!("entraflow{}.onmicrosoft.com", &id[..8]);
+            conn.execute(
+                "INSERT INTO tenants (id, display_name, domain, lifetime_min, lifetime_max, is_default)
+                 VALUES (?1, 'entraflow local', ?2, 3600, 5400, 1)",
+                params![id, domain],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The default tenant (created on first open).
+    pub fn default_tenant(&self) -> Result<Tenant, AuthorityError> {
+        self.conn()
+            .query_row(
+                "SELECT id, display_name, domain, lifetime_min, lifetime_max FROM tenants WHERE is_default = 1",
+                [],
+                tenant_row,
+            )
+            .map_err(Into::into)
+    }
+
+    /// A tenant by id or by domain.
+    pub fn find_tenant(&self, id_or_domain: &str) -> Result<Option<Tenant>, AuthorityError> {
+        self.conn()
+            .query_row(
+                "SELECT id, display_name, domain, lifetime_min, lifetime_max FROM tenants
+                 WHERE id = ?1 COLLATE NOCASE OR domain = ?1",
+                [id_or_domain],
+                tenant_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// A value from the `meta` table.
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>, AuthorityError> {
+        self.conn()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(Into::into)
+    }
+}
+
+fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: r.get(0)?,
+        display_name: r.get(1)?,
+        domain: r.get(2)?,
+        lifetime_min: r.get(3)?,
+        lifetime_max: r.get(4)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tenant_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let t1 = Store::open(dir.path()).unwrap().default_tenant().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.default_tenant().unwrap(), t1);
+        assert_eq!(store.find_tenant(&t1.domain).unwrap(), Some(t1.clone()));
+        assert_eq!(
+            store.find_tenant(&t1.id.to_uppercase()).unwrap().map(|t| t.id),
+            Some(t1.id)
+        );
+        assert_eq!(store.find_tenant("nope").unwrap(), None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
