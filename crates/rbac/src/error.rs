@@ -1,0 +1,121 @@
+//! The errors of role management (the decision itself never fails: it denies).
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::condition::ConditionError;
+use crate::definition::DefinitionError;
+use crate::scope::ScopeError;
+
+/// Why a role store operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {path}: {source}; choose a writable --data-dir")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite failed (cannot open, locked for too long, disk full, ...).
+    #[error(
+        "cannot use the role store {path}: {source}; check that the data directory exists and is writable"
+    )]
+    Storage {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored record no longer parses (edited by hand, or written by a newer version).
+    #[error(
+        "the role store {path} holds a record entraflow cannot read ({detail}); fix or delete that row"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Which record and what is wrong.
+        detail: String,
+    },
+    /// No role has that name, GUID or ARM id.
+    #[error(
+        "no role named or with id '{reference}'; run 'entraflow role definition list' to see the roles, or create one with 'entraflow role definition create'"
+    )]
+    UnknownRole {
+        /// The reference as given.
+        reference: String,
+    },
+    /// The scope is malformed.
+    #[error(transparent)]
+    InvalidScope(#[from] ScopeError),
+    /// The condition does not parse.
+    #[error(transparent)]
+    InvalidCondition(#[from] ConditionError),
+    /// A condition version other than 2.0.
+    #[error(
+        "condition version '{version}' is not supported; Azure Storage conditions use version 2.0"
+    )]
+    UnsupportedConditionVersion {
+        /// The version as given.
+        version: String,
+    },
+    /// A condition version without a condition.
+    #[error(
+        "a condition version was given without a condition; add --condition or drop the version"
+    )]
+    VersionWithoutCondition,
+    /// The role's assignable scopes do not contain the scope.
+    #[error(
+        "role '{role}' cannot be assigned at {scope}: it is assignable only at or below {assignable}; add the scope to its AssignableScopes"
+    )]
+    NotAssignable {
+        /// Role name.
+        role: String,
+        /// The requested scope.
+        scope: String,
+        /// The role's assignable scopes, comma-separated.
+        assignable: String,
+    },
+    /// The principal id is not an object id.
+    #[error(
+        "'{value}' is not an object id; give the GUID of the service principal, user, managed identity or group (the token's 'oid' claim)"
+    )]
+    InvalidPrincipalId {
+        /// The id as given.
+        value: String,
+    },
+    /// No assignment has that id.
+    #[error(
+        "no role assignment '{id}'; run 'entraflow role assignment list' to see assignment ids"
+    )]
+    AssignmentNotFound {
+        /// The id as given.
+        id: String,
+    },
+    /// A role of that name or id exists.
+    #[error(
+        "a role named '{name}' or with id {id} already exists; choose another name, or omit the id"
+    )]
+    DuplicateRole {
+        /// The role name.
+        name: String,
+        /// The role id.
+        id: String,
+    },
+    /// The role definition document is invalid.
+    #[error(transparent)]
+    InvalidDefinition(#[from] DefinitionError),
+    /// The expiry is neither a time nor a duration.
+    #[error(
+        "'{value}' is not an expiry; give an RFC 3339 time such as 2026-12-31T00:00:00Z or a duration such as 30d, 12h, 90m, 2w"
+    )]
+    InvalidExpiry {
+        /// The value as given.
+        value: String,
+    },
+}

@@ -1,0 +1,214 @@
+//! `entraflow role lint`: assignments broader or longer-lived than they need to be.
+//!
+//! A *project* is a blob container: in entraflow one training project keeps its
+//! data and models in one container, so container scope is the natural boundary
+//! of a job's identity. A principal assigned roles in several containers is one
+//! identity shared by several projects: a leaked credential of one project reads
+//! the others, and the audit log cannot tell the projects' jobs apart.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::assignment::{PrincipalType, RoleAssignment};
+use crate::definition::{CompiledRole, RoleDefinition, RoleType};
+use crate::error::Error;
+use crate::scope::ScopeLevel;
+use crate::store::RbacStore;
+
+/// Lint settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LintOptions {
+    /// Assignments without expiry older than this many days are flagged.
+    pub max_age_days: i64,
+}
+
+impl Default for LintOptions {
+    fn default() -> Self {
+        Self { max_age_days: 90 }
+    }
+}
+
+/// The rule a finding comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LintRule {
+    /// A role with data actions assigned at `/`, a subscription or a resource group.
+    DataRoleAtBroadScope,
+    /// A custom role with `*` in its actions is in use.
+    WildcardActions,
+    /// No expiry and older than `max_age_days`.
+    NoExpiry,
+    /// One principal holds roles in several projects (containers).
+    SharedAcrossProjects,
+    /// Expired: grants nothing, but clutters the store.
+    Expired,
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Housekeeping.
+    Info,
+    /// Broader than needed.
+    Warning,
+    /// Far broader than needed.
+    High,
+}
+
+/// One lint finding.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// Which rule.
+    pub rule: LintRule,
+    /// How bad.
+    pub severity: Severity,
+    /// The principal concerned, if one.
+    pub principal_id: Option<String>,
+    /// ARM ids of the assignments concerned.
+    pub assignment_ids: Vec<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Lints every assignment in `store`.
+pub fn lint(
+    store: &RbacStore,
+    now: OffsetDateTime,
+    options: LintOptions,
+) -> Result<Vec<Finding>, Error> {
+    let snapshot = store.snapshot()?;
+    Ok(lint_assignments(
+        &snapshot.definitions,
+        &snapshot.assignments,
+        now,
+        options,
+    ))
+}
+
+/// Lints `assignments` against `definitions` (pure; what [`lint`] runs).
+pub fn lint_assignments(
+    definitions: &[RoleDefinition],
+    assignments: &[RoleAssignment],
+    now: OffsetDateTime,
+    options: LintOptions,
+) -> Vec<Finding> {
+    let roles: HashMap<String, CompiledRole> = definitions
+        .iter()
+        .map(|d| (d.id.to_ascii_lowercase(), CompiledRole::new(d.clone())))
+        .collect();
+    let mut findings = Vec::new();
+    let mut wildcard_users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut projects: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let max_age = time::Duration::days(options.max_age_days);
+
+    for a in assignments {
+        let Some(role) = roles.get(&a.role_definition_id.to_ascii_lowercase()) else {
+            continue;
+        };
+        let def = &role.definition;
+        if a.is_expired(now) {
+            findings.push(Finding {
+                rule: LintRule::Expired,
+                severity: Severity::Info,
+                principal_id: Some(a.principal_id.clone()),
+                assignment_ids: vec![a.id()],
+                message: format!(
+                    "'{}' for {} at {} has expired and grants nothing; delete it with 'entraflow role assignment delete --ids {}'",
+                    def.name, a.principal_id, a.scope, a.name
+                ),
+            });
+            continue;
+        }
+        if def.has_data_actions() && a.scope.level() <= ScopeLevel::ResourceGroup {
+            findings.push(Finding {
+                rule: LintRule::DataRoleAtBroadScope,
+                severity: Severity::High,
+                principal_id: Some(a.principal_id.clone()),
+                assignment_ids: vec![a.id()],
+                message: format!(
+                    "data role '{}' is assigned to {} at {} scope ({}): it reaches every storage account below; assign it at the storage account or, better, the container",
+                    def.name,
+                    a.principal_id,
+                    a.scope.level().as_str(),
+                    a.scope
+                ),
+            });
+        }
+        if def.role_type == RoleType::Custom && !role.wildcard_patterns().is_empty() {
+            wildcard_users
+                .entry(def.id.clone())
+                .or_default()
+                .push(a.id());
+        }
+        if a.expires_at.is_none() && now - a.created_at > max_age {
+            findings.push(Finding {
+                rule: LintRule::NoExpiry,
+                severity: Severity::Warning,
+                principal_id: Some(a.principal_id.clone()),
+                assignment_ids: vec![a.id()],
+                message: format!(
+                    "'{}' for {} at {} has no expiry and is {} days old (limit {}); recreate it with --expires so access rotates",
+                    def.name,
+                    a.principal_id,
+                    a.scope,
+                    (now - a.created_at).whole_days(),
+                    options.max_age_days
+                ),
+            });
+        }
+        if a.principal_type != PrincipalType::Group
+            && let Some(container) = a.scope.container_name()
+        {
+            let project = format!("{}/{}", a.scope.account_name().unwrap_or(""), container)
+                .to_ascii_lowercase();
+            projects
+                .entry(&a.principal_id)
+                .or_default()
+                .entry(project)
+                .or_default()
+                .push(a.id());
+        }
+    }
+
+    for (role_id, ids) in wildcard_users {
+        let role = &roles[&role_id.to_ascii_lowercase()];
+        let patterns = role.wildcard_patterns();
+        let bare = patterns.contains(&"*");
+        findings.push(Finding {
+            rule: LintRule::WildcardActions,
+            severity: if bare { Severity::High } else { Severity::Warning },
+            principal_id: None,
+            assignment_ids: ids,
+            message: format!(
+                "custom role '{}' grants wildcard actions ({}) and is assigned; list the exact actions it needs, since a wildcard also grants actions Azure adds later",
+                role.definition.name,
+                patterns.join(", ")
+            ),
+        });
+    }
+
+    for (principal, by_project) in projects {
+        if by_project.len() < 2 {
+            continue;
+        }
+        let names: Vec<&str> = by_project.keys().map(String::as_str).collect();
+        findings.push(Finding {
+            rule: LintRule::SharedAcrossProjects,
+            severity: Severity::Warning,
+            principal_id: Some(principal.to_owned()),
+            assignment_ids: by_project.values().flatten().cloned().collect(),
+            message: format!(
+                "principal {principal} holds roles in {} projects (containers {}); give each project its own identity so one leaked credential reaches one project and the audit log tells them apart",
+                names.len(),
+                names.join(", ")
+            ),
+        });
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    findings
+}

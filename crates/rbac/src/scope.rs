@@ -1,0 +1,433 @@
+//! Azure resource scopes, from `/` down to a blob container.
+//!
+//! Azure compares scopes case-insensitively and a scope contains another when it
+//! is a prefix of it *on segment boundaries*: `.../containers/train` contains
+//! nothing in `.../containers/train-secret`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+/// How deep a scope reaches, from the broadest to the narrowest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ScopeLevel {
+    /// `/`: the whole tenant.
+    Root,
+    /// `/subscriptions/<id>`.
+    Subscription,
+    /// `/subscriptions/<id>/resourceGroups/<rg>`.
+    ResourceGroup,
+    /// `.../providers/Microsoft.Storage/storageAccounts/<account>`.
+    StorageAccount,
+    /// `.../blobServices/default`.
+    BlobService,
+    /// `.../blobServices/default/containers/<container>`.
+    Container,
+}
+
+impl ScopeLevel {
+    /// Lower-case name used in messages and lint output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeLevel::Root => "root",
+            ScopeLevel::Subscription => "subscription",
+            ScopeLevel::ResourceGroup => "resource group",
+            ScopeLevel::StorageAccount => "storage account",
+            ScopeLevel::BlobService => "blob service",
+            ScopeLevel::Container => "container",
+        }
+    }
+}
+
+/// Why a string is not a scope entraflow understands.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// The scope is empty or does not start with `/`.
+    #[error(
+        "scope '{scope}' must start with '/' (e.g. '/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Storage/storageAccounts/<account>')"
+    )]
+    NotAbsolute {
+        /// The scope as given.
+        scope: String,
+    },
+    /// A segment is not the one Azure puts at that position.
+    #[error("scope '{scope}': expected '{expected}' at segment {index}, found '{found}'")]
+    UnexpectedSegment {
+        /// The scope as given.
+        scope: String,
+        /// 1-based segment number.
+        index: usize,
+        /// What Azure puts there.
+        expected: &'static str,
+        /// What the scope has there.
+        found: String,
+    },
+    /// A name (subscription id, group, account, container) is missing or empty.
+    #[error("scope '{scope}': the {what} name is missing after '{after}'")]
+    MissingName {
+        /// The scope as given.
+        scope: String,
+        /// Which name is missing.
+        what: &'static str,
+        /// The keyword it should follow.
+        after: &'static str,
+    },
+    /// More segments than a container scope has (blobs are not scopes in Azure).
+    #[error(
+        "scope '{scope}' goes below a blob container; Azure role assignments stop at '.../blobServices/default/containers/<container>'"
+    )]
+    TooDeep {
+        /// The scope as given.
+        scope: String,
+    },
+}
+
+/// A parsed, normalised Azure scope. Cheap to clone.
+///
+/// Keywords get Azure's canonical casing (`resourceGroups`, `Microsoft.Storage`,
+/// `storageAccounts`, ...); names keep the case they were given, and comparison
+/// ignores case, as Azure does.
+#[derive(Clone)]
+pub struct Scope {
+    text: Arc<str>,
+    key: Arc<str>,
+    level: ScopeLevel,
+}
+
+// The canonical keyword expected before each name, in order, with what the name is.
+const KEYWORDS: [(&str, &str, ScopeLevel); 5] = [
+    ("subscriptions", "subscription", ScopeLevel::Subscription),
+    (
+        "resourceGroups",
+        "resource group",
+        ScopeLevel::ResourceGroup,
+    ),
+    (
+        "storageAccounts",
+        "storage account",
+        ScopeLevel::StorageAccount,
+    ),
+    ("blobServices", "blob service", ScopeLevel::BlobService),
+    ("containers", "container", ScopeLevel::Container),
+];
+
+impl Scope {
+    /// The root scope `/`.
+    pub fn root() -> Self {
+        Self::from_parts(Vec::new(), ScopeLevel::Root)
+    }
+
+    /// Parses and normalises a scope. A trailing `/` is ignored.
+    pub fn parse(input: &str) -> Result<Self, ScopeError> {
+        let raw = input.trim();
+        if !raw.starts_with('/') {
+            return Err(ScopeError::NotAbsolute {
+                scope: input.to_owned(),
+            });
+        }
+        let trimmed = raw.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Ok(Self::root());
+        }
+        let segments: Vec<&str> = trimmed[1..].split('/').collect();
+        let mut out: Vec<String> = Vec::with_capacity(segments.len());
+        let mut level = ScopeLevel::Root;
+        let mut i = 0;
+        let err_seg =
+            |index: usize, expected: &'static str, found: &str| ScopeError::UnexpectedSegment {
+                scope: input.to_owned(),
+                index: index + 1,
+                expected,
+                found: found.to_owned(),
+            };
+        for (k, (keyword, what, next_level)) in KEYWORDS.iter().enumerate() {
+            if i >= segments.len() {
+                break;
+            }
+            // A storage account sits under `providers/Microsoft.Storage`.
+            if k == 2 {
+                if !segments[i].eq_ignore_ascii_case("providers") {
+                    return Err(err_seg(i, "providers", segments[i]));
+                }
+                out.push("providers".to_owned());
+                i += 1;
+                match segments.get(i) {
+                    Some(ns) if ns.eq_ignore_ascii_case("Microsoft.Storage") => {
+                        out.push("Microsoft.Storage".to_owned());
+                        i += 1;
+                    }
+                    Some(ns) => return Err(err_seg(i, "Microsoft.Storage", ns)),
+                    None => {
+                        return Err(ScopeError::MissingName {
+                            scope: input.to_owned(),
+                            what: "resource provider",
+                            after: "providers",
+                        });
+                    }
+                }
+                if i >= segments.len() {
+                    return Err(ScopeError::MissingName {
+                        scope: input.to_owned(),
+                        what: "resource type",
+                        after: "Microsoft.Storage",
+                    });
+                }
+            }
+            if !segments[i].eq_ignore_ascii_case(keyword) {
+                return Err(err_seg(i, keyword, segments[i]));
+            }
+            out.push((*keyword).to_owned());
+            i += 1;
+            let name = match segments.get(i) {
+                Some(name) if !name.trim().is_empty() => *name,
+                _ => {
+                    return Err(ScopeError::MissingName {
+                        scope: input.to_owned(),
+                        what,
+                        after: keyword,
+                    });
+                }
+            };
+            if *next_level == ScopeLevel::BlobService && !name.eq_ignore_ascii_case("default") {
+                return Err(err_seg(i, "default", name));
+            }
+            out.push(if *next_level == ScopeLevel::BlobService {
+                "default".to_owned()
+            } else {
+                name.to_owned()
+            });
+            i += 1;
+            level = *next_level;
+        }
+        if i < segments.len() {
+            return Err(ScopeError::TooDeep {
+                scope: input.to_owned(),
+            });
+        }
+        Ok(Self::from_parts(out, level))
+    }
+
+    fn from_parts(segments: Vec<String>, level: ScopeLevel) -> Self {
+        let text = if segments.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{}", segments.join("/"))
+        };
+        let key = text.to_ascii_lowercase();
+        Self {
+            text: text.into(),
+            key: key.into(),
+            level,
+        }
+    }
+
+    /// The scope of a storage account.
+    pub fn storage_account(subscription: &str, resource_group: &str, account: &str) -> Self {
+        Self::from_parts(
+            vec![
+                "subscriptions".into(),
+                subscription.into(),
+                "resourceGroups".into(),
+                resource_group.into(),
+                "providers".into(),
+                "Microsoft.Storage".into(),
+                "storageAccounts".into(),
+                account.into(),
+            ],
+            ScopeLevel::StorageAccount,
+        )
+    }
+
+    /// The scope of `container` in this storage account (or blob service) scope;
+    /// `None` for scopes above a storage account or already at a container.
+    pub fn container(&self, container: &str) -> Option<Self> {
+        let base = match self.level {
+            ScopeLevel::StorageAccount => format!("{}/blobServices/default", self.text),
+            ScopeLevel::BlobService => self.text.to_string(),
+            _ => return None,
+        };
+        let text = format!("{base}/containers/{container}");
+        Some(Self {
+            key: text.to_ascii_lowercase().into(),
+            text: text.into(),
+            level: ScopeLevel::Container,
+        })
+    }
+
+    /// The normalised scope string.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// How deep the scope reaches.
+    pub fn level(&self) -> ScopeLevel {
+        self.level
+    }
+
+    /// The container name, for container scopes.
+    pub fn container_name(&self) -> Option<&str> {
+        (self.level == ScopeLevel::Container).then(|| self.last_segment())
+    }
+
+    /// The storage account name, for scopes at or below a storage account.
+    pub fn account_name(&self) -> Option<&str> {
+        (self.level >= ScopeLevel::StorageAccount)
+            .then(|| self.text.split('/').nth(8))
+            .flatten()
+    }
+
+    fn last_segment(&self) -> &str {
+        self.text.rsplit('/').next().unwrap_or("")
+    }
+
+    /// True when `self` is `other` or an ancestor of it (case-insensitive, on
+    /// segment boundaries).
+    pub fn contains(&self, other: &Scope) -> bool {
+        if self.level == ScopeLevel::Root {
+            return true;
+        }
+        let (a, b) = (&*self.key, &*other.key);
+        b.len() >= a.len()
+            && b.starts_with(a)
+            && (b.len() == a.len() || b.as_bytes()[a.len()] == b'/')
+    }
+}
+
+impl PartialEq for Scope {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Scope {}
+
+impl std::hash::Hash for Scope {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scope({})", self.text)
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = ScopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCT: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml/providers/Microsoft.Storage/storageAccounts/data";
+
+    #[test]
+    fn parses_every_level_and_normalises_keywords() {
+        let cases = [
+            ("/", ScopeLevel::Root, "/"),
+            (
+                "/subscriptions/S",
+                ScopeLevel::Subscription,
+                "/subscriptions/S",
+            ),
+            (
+                "/SUBSCRIPTIONS/S/resourcegroups/RG/",
+                ScopeLevel::ResourceGroup,
+                "/subscriptions/S/resourceGroups/RG",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/microsoft.storage/STORAGEACCOUNTS/a",
+                ScopeLevel::StorageAccount,
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/blobservices/Default",
+                ScopeLevel::BlobService,
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/blobServices/default",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers/train",
+                ScopeLevel::Container,
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers/train",
+            ),
+        ];
+        for (input, level, text) in cases {
+            let s = Scope::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(s.level(), level, "{input}");
+            assert_eq!(s.as_str(), text, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_scopes_with_the_offending_segment() {
+        let bad = [
+            ("subscriptions/s", "must start with '/'"),
+            ("", "must start with '/'"),
+            ("/subscription/s", "expected 'subscriptions' at segment 1"),
+            ("/subscriptions", "subscription name is missing"),
+            (
+                "/subscriptions/s/resourceGroups/",
+                "resource group name is missing",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
+                "expected 'Microsoft.Storage' at segment 6",
+            ),
+            (
+                &format!("{ACCT}/blobServices/other"),
+                "expected 'default' at segment 10",
+            ),
+            (
+                &format!("{ACCT}/blobServices/default/containers/c/blobs/x"),
+                "goes below a blob container",
+            ),
+            (
+                "/subscriptions//resourceGroups/rg",
+                "subscription name is missing",
+            ),
+        ];
+        for (input, needle) in bad {
+            let err = Scope::parse(input).expect_err(input).to_string();
+            assert!(err.contains(needle), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn containment_is_case_insensitive_and_on_segment_boundaries() {
+        let acct = Scope::parse(ACCT).unwrap();
+        let train = acct.container("train").unwrap();
+        let secret = acct.container("train-secret").unwrap();
+        assert!(Scope::root().contains(&train));
+        assert!(acct.contains(&train));
+        assert!(train.contains(&train));
+        assert!(!train.contains(&secret));
+        assert!(!train.contains(&acct));
+        let upper = Scope::parse(&ACCT.to_uppercase()).unwrap();
+        assert!(upper.contains(&train));
+        assert_eq!(upper, acct);
+        let other_rg =
+            Scope::parse("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml2")
+                .unwrap();
+        assert!(!other_rg.contains(&train));
+        assert_eq!(train.container_name(), Some("train"));
+        assert_eq!(train.account_name(), Some("data"));
+    }
+}

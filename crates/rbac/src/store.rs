@@ -1,0 +1,447 @@
+//! Custom role definitions and role assignments in SQLite (`<data-dir>/rbac.db`).
+//!
+//! Every write bumps a generation counter (by trigger, so even a hand edit
+//! counts); readers in other processes compare it to notice changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::assignment::{CONDITION_VERSION, NewAssignment, PrincipalType, RoleAssignment, rfc3339};
+use crate::condition::Condition;
+use crate::definition::{RoleDefinition, RoleType, builtin_roles};
+use crate::error::Error;
+use crate::scope::Scope;
+
+/// File name of the store inside the data directory.
+pub const DB_FILE: &str = "rbac.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
+CREATE TABLE IF NOT EXISTS role_definitions (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    definition TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS role_assignments (
+    name TEXT PRIMARY KEY,
+    principal_id TEXT NOT NULL,
+    principal_type TEXT NOT NULL,
+    role_definition_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    condition TEXT,
+    condition_version TEXT,
+    expires_at TEXT,
+    created_at TEXT NOT NULL,
+    description TEXT
+);
+CREATE INDEX IF NOT EXISTS role_assignments_principal ON role_assignments (principal_id);
+CREATE TRIGGER IF NOT EXISTS gen_ai AFTER INSERT ON role_assignments
+  BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_ad AFTER DELETE ON role_assignments
+  BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_au AFTER UPDATE ON role_assignments
+  BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_di AFTER INSERT ON role_definitions
+  BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_dd AFTER DELETE ON role_definitions
+  BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_du AFTER UPDATE ON role_definitions
+  BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+";
+
+/// Which assignments `list_assignments` returns.
+#[derive(Debug, Clone, Default)]
+pub struct AssignmentFilter {
+    /// Only this principal's assignments.
+    pub principal_id: Option<String>,
+    /// Only assignments exactly at this scope...
+    pub scope: Option<Scope>,
+    /// ...or, when set, also those at scopes above it (that apply there).
+    pub include_inherited: bool,
+}
+
+/// Everything the authorizer needs, read in one transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) generation: i64,
+    pub(crate) definitions: Vec<RoleDefinition>,
+    pub(crate) assignments: Vec<RoleAssignment>,
+}
+
+/// The role store. Safe to share between threads.
+pub struct RbacStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for RbacStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RbacStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl RbacStore {
+    /// Opens (creating if needed) `<data_dir>/rbac.db`.
+    pub fn open(data_dir: &Path) -> Result<Self, Error> {
+        entraflow_core::fsutil::create_private_dir(data_dir).map_err(|source| Error::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        Self::open_path(&data_dir.join(DB_FILE))
+    }
+
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open_path(path: &Path) -> Result<Self, Error> {
+        let storage = |source| Error::Storage {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(storage)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(storage)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(storage)?;
+        conn.execute_batch(SCHEMA).map_err(storage)?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (statements
+        // are atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn storage(&self, source: rusqlite::Error) -> Error {
+        Error::Storage {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, detail: String) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// A number that changes whenever any assignment or custom role changes, in
+    /// this process or another.
+    pub fn generation(&self) -> Result<i64, Error> {
+        self.conn()
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Built-in roles followed by custom roles (sorted by name).
+    pub fn definitions(&self) -> Result<Vec<RoleDefinition>, Error> {
+        let conn = self.conn();
+        self.definitions_in(&conn)
+    }
+
+    fn definitions_in(&self, conn: &Connection) -> Result<Vec<RoleDefinition>, Error> {
+        let mut defs = builtin_roles();
+        let mut stmt = conn
+            .prepare("SELECT id, definition FROM role_definitions ORDER BY name")
+            .map_err(|e| self.storage(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.storage(e))?;
+        for row in rows {
+            let (id, json) = row.map_err(|e| self.storage(e))?;
+            let def = RoleDefinition::from_json(&json)
+                .map_err(|e| self.corrupt(format!("role definition {id}: {e}")))?;
+            defs.push(def);
+        }
+        Ok(defs)
+    }
+
+    /// Finds a role by display name (case-insensitive), GUID, or ARM id.
+    pub fn find_definition(&self, reference: &str) -> Result<RoleDefinition, Error> {
+        let defs = self.definitions()?;
+        find_in(&defs, reference)
+            .cloned()
+            .ok_or(Error::UnknownRole {
+                reference: reference.to_owned(),
+            })
+    }
+
+    /// Stores a custom role. Names and ids are unique, built-ins included.
+    pub fn create_definition(&self, mut def: RoleDefinition) -> Result<RoleDefinition, Error> {
+        def.role_type = RoleType::Custom;
+        let conn = self.conn();
+        let clash = self
+            .definitions_in(&conn)?
+            .into_iter()
+            .any(|d| d.id.eq_ignore_ascii_case(&def.id) || d.name.eq_ignore_ascii_case(&def.name));
+        if clash {
+            return Err(Error::DuplicateRole {
+                name: def.name,
+                id: def.id,
+            });
+        }
+        conn.execute(
+            "INSERT INTO role_definitions (id, name, definition) VALUES (?1, ?2, ?3)",
+            params![def.id, def.name, def.to_az_json().to_string()],
+        )
+        .map_err(|e| self.storage(e))?;
+        tracing::info!(role = %def.name, id = %def.id, "custom role created");
+        Ok(def)
+    }
+
+    /// Validates and stores a role assignment created at `now`.
+    pub fn create_assignment(
+        &self,
+        new: NewAssignment,
+        now: OffsetDateTime,
+    ) -> Result<RoleAssignment, Error> {
+        let principal_id = uuid::Uuid::parse_str(new.principal_id.trim())
+            .map_err(|_| Error::InvalidPrincipalId {
+                value: new.principal_id.clone(),
+            })?
+            .to_string();
+        let scope = Scope::parse(&new.scope)?;
+        let (condition, condition_version) = match (new.condition, new.condition_version) {
+            (None, None) => (None, None),
+            (None, Some(_)) => return Err(Error::VersionWithoutCondition),
+            (Some(c), version) => {
+                let version = version.unwrap_or_else(|| CONDITION_VERSION.to_owned());
+                if version.trim() != CONDITION_VERSION {
+                    return Err(Error::UnsupportedConditionVersion { version });
+                }
+                Condition::parse(&c)?;
+                (Some(c), Some(CONDITION_VERSION.to_owned()))
+            }
+        };
+        let role = self.find_definition(&new.role)?;
+        if !role.assignable_at(&scope) {
+            return Err(Error::NotAssignable {
+                role: role.name,
+                scope: scope.to_string(),
+                assignable: role
+                    .assignable_scopes
+                    .iter()
+                    .map(Scope::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let assignment = RoleAssignment {
+            name: uuid::Uuid::new_v4().to_string(),
+            principal_id,
+            principal_type: new.principal_type,
+            role_definition_id: role.id.clone(),
+            scope,
+            condition,
+            condition_version,
+            expires_at: new.expires_at,
+            created_at: now,
+            description: new.description,
+        };
+        self.conn()
+            .execute(
+                "INSERT INTO role_assignments (name, principal_id, principal_type, role_definition_id,
+                   scope, condition, condition_version, expires_at, created_at, description)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    assignment.name,
+                    assignment.principal_id,
+                    assignment.principal_type.as_str(),
+                    assignment.role_definition_id,
+                    assignment.scope.as_str(),
+                    assignment.condition,
+                    assignment.condition_version,
+                    assignment.expires_at.map(rfc3339),
+                    rfc3339(assignment.created_at),
+                    assignment.description,
+                ],
+            )
+            .map_err(|e| self.storage(e))?;
+        tracing::info!(
+            assignment = %assignment.name,
+            principal = %assignment.principal_id,
+            role = %role.name,
+            scope = %assignment.scope,
+            "role assignment created"
+        );
+        Ok(assignment)
+    }
+
+    /// Deletes an assignment by ARM id or GUID, returning what was deleted.
+    pub fn delete_assignment(&self, id: &str) -> Result<RoleAssignment, Error> {
+        let name = id
+            .trim()
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let conn = self.conn();
+        let found = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM role_assignments WHERE name = ?1"),
+                params![name],
+                raw_row,
+            )
+            .optional()
+            .map_err(|e| self.storage(e))?;
+        let Some(raw) = found else {
+            return Err(Error::AssignmentNotFound { id: id.to_owned() });
+        };
+        let assignment = self.parse_row(raw)?;
+        // An ARM id must also name the right scope.
+        if id.contains('/') && !assignment.id().eq_ignore_ascii_case(id.trim()) {
+            return Err(Error::AssignmentNotFound { id: id.to_owned() });
+        }
+        conn.execute(
+            "DELETE FROM role_assignments WHERE name = ?1",
+            params![name],
+        )
+        .map_err(|e| self.storage(e))?;
+        tracing::info!(assignment = %assignment.name, principal = %assignment.principal_id, "role assignment deleted");
+        Ok(assignment)
+    }
+
+    /// All assignments, oldest first.
+    pub fn assignments(&self) -> Result<Vec<RoleAssignment>, Error> {
+        let conn = self.conn();
+        self.assignments_in(&conn)
+    }
+
+    fn assignments_in(&self, conn: &Connection) -> Result<Vec<RoleAssignment>, Error> {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM role_assignments ORDER BY created_at, name"
+            ))
+            .map_err(|e| self.storage(e))?;
+        let rows = stmt.query_map([], raw_row).map_err(|e| self.storage(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(self.parse_row(row.map_err(|e| self.storage(e))?)?);
+        }
+        Ok(out)
+    }
+
+    /// Assignments matching `filter`.
+    pub fn list_assignments(
+        &self,
+        filter: &AssignmentFilter,
+    ) -> Result<Vec<RoleAssignment>, Error> {
+        let principal = filter
+            .principal_id
+            .as_deref()
+            .map(|p| p.trim().to_ascii_lowercase());
+        Ok(self
+            .assignments()?
+            .into_iter()
+            .filter(|a| principal.as_deref().is_none_or(|p| a.principal_id == p))
+            .filter(|a| match &filter.scope {
+                None => true,
+                Some(s) if filter.include_inherited => a.scope.contains(s),
+                Some(s) => a.scope == *s,
+            })
+            .collect())
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Snapshot, Error> {
+        let mut conn = self.conn();
+        // One read transaction, so the generation matches the rows read.
+        let tx = conn.transaction().map_err(|e| self.storage(e))?;
+        let generation = tx
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.storage(e))?;
+        let definitions = self.definitions_in(&tx)?;
+        let assignments = self.assignments_in(&tx)?;
+        tx.finish().map_err(|e| self.storage(e))?;
+        Ok(Snapshot {
+            generation,
+            definitions,
+            assignments,
+        })
+    }
+
+    fn parse_row(&self, raw: RawRow) -> Result<RoleAssignment, Error> {
+        let bad = |what: &str| self.corrupt(format!("role assignment {}: {what}", raw.name));
+        let time = |s: &str| OffsetDateTime::parse(s, &Rfc3339);
+        Ok(RoleAssignment {
+            principal_type: PrincipalType::parse(&raw.principal_type)
+                .ok_or_else(|| bad("unknown principal type"))?,
+            scope: Scope::parse(&raw.scope).map_err(|e| bad(&e.to_string()))?,
+            expires_at: raw
+                .expires_at
+                .as_deref()
+                .map(time)
+                .transpose()
+                .map_err(|_| bad("bad expires_at"))?,
+            created_at: time(&raw.created_at).map_err(|_| bad("bad created_at"))?,
+            name: raw.name,
+            principal_id: raw.principal_id,
+            role_definition_id: raw.role_definition_id,
+            condition: raw.condition,
+            condition_version: raw.condition_version,
+            description: raw.description,
+        })
+    }
+}
+
+/// Looks a role up by display name, GUID or ARM id.
+pub(crate) fn find_in<'a>(
+    defs: &'a [RoleDefinition],
+    reference: &str,
+) -> Option<&'a RoleDefinition> {
+    let r = reference.trim();
+    let guid = r.rsplit('/').next().unwrap_or(r);
+    defs.iter()
+        .find(|d| d.id.eq_ignore_ascii_case(guid))
+        .or_else(|| defs.iter().find(|d| d.name.eq_ignore_ascii_case(r)))
+}
+
+const COLUMNS: &str = "name, principal_id, principal_type, role_definition_id, scope, condition, condition_version, expires_at, created_at, description";
+
+struct RawRow {
+    name: String,
+    principal_id: String,
+    principal_type: String,
+    role_definition_id: String,
+    scope: String,
+    condition: Option<String>,
+    condition_version: Option<String>,
+    expires_at: Option<String>,
+    created_at: String,
+    description: Option<String>,
+}
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        name: r.get(0)?,
+        principal_id: r.get(1)?,
+        principal_type: r.get(2)?,
+        role_definition_id: r.get(3)?,
+        scope: r.get(4)?,
+        condition: r.get(5)?,
+        condition_version: r.get(6)?,
+        expires_at: r.get(7)?,
+        created_at: r.get(8)?,
+        description: r.get(9)?,
+    })
+}
