@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of entraflow on a fresh machine: installs what the tests need
+# (Debian's PostgreSQL, a Python venv with pinned real clients), builds the
+# workspace, runs the Rust tests, then the Python tests against the real binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+step "PostgreSQL for the shared audit store"
+start_test_postgres
+
+step "Python environment (pinned real clients)"
+ensure_venv
+
+step "Build"
+cargo build --workspace --all-targets --locked
+
+step "Rust tests"
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "Python tests against the real binary"
+ENTRAFLOW_BIN="$PWD/target/debug/entraflow" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
