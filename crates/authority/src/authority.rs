@@ -52,8 +52,13 @@ impl TokenRequest {
         if body.len() > MAX_BODY {
             return Err(malformed(format!("The request body is larger than {MAX_BODY} bytes.")));
         }
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|_| malformed("The request body must be application/x-www-form-urlencoded."))?;
+        let not_form = || malformed("The request body must be application/x-www-form-urlencoded UTF-8.");
+        std::str::from_utf8(body).map_err(|_| not_form())?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| not_form())?;
+        // The decoder replaces invalid UTF-8 escapes with U+FFFD instead of failing.
+        if pairs.iter().any(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}')) {
+            return Err(not_form());
+        }
         let mut params = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
             if params.insert(k.clone(), v).is_some() {

@@ -1,15 +1,84 @@
-//! placeholder
+//! An offline, strict, Microsoft Entra ID–compatible authority: the token
+//! service that jobs, people and managed identities get tokens from when there
+//! is no cloud, and that real Entra ID replaces in production by changing
+//! `AZURE_AUTHORITY_HOST` and the tenant.
+//!
+//! What it is for: speaking Entra's protocols byte for byte so unmodified
+//! clients (azure-identity, MSAL, the Azure SDKs) work against it — the v1 and
+//! v2 token endpoints (client secret, certificate assertion, workload identity
+//! federation, device code, refresh token), OIDC discovery and JWKS, and the
+//! IMDS and App Service managed-identity endpoints — and refusing everything
+//! Entra would refuse, with Entra's `AADSTS` codes.
+//!
+//! What it is not for: validating tokens at a resource (that is the gate's job,
+//! against the JWKS published here), or being a production identity provider.
+//! Administration is local: the CLI opens the same SQLite database (file
+//! permissions are the authentication); nothing administrative is on the network.
+//!
+//! The pieces: [`Store`] (tenant directory in SQLite, admin operations in the
+//! shape of `az ad`), [`Authority`] (HTTP-free token logic), [`serve`] (HTTPS and
+//! the plain-HTTP managed-identity listener, plus the env files).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use entraflow_authority::{Authority, EndpointVersion, NewApplication, SecretExpiry, Store, TokenRequest};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let app = store.create_application(&NewApplication { display_name: "trainer".into(), ..Default::default() })?;
+//! store.create_service_principal(&app.app_id)?;
+//! let secret = store.reset_secret(&app.app_id, SecretExpiry::Years(1), false)?;
+//!
+//! let http = entraflow_tls::https_client(None)?;
+//! let authority = Authority::new(Arc::new(store), "https://127.0.0.1:8443", http, Default::default())?;
+//! let body = serde_urlencoded::to_string([
+//!     ("grant_type", "client_credentials"),
+//!     ("client_id", app.app_id.as_str()),
+//!     ("client_secret", secret.password.as_str()),
+//!     ("scope", "https://storage.azure.com/.default"),
+//! ])?;
+//! let request = TokenRequest::parse(body.as_bytes(), None)?;
+//! let answer = tokio::runtime::Runtime::new()?
+//!     .block_on(authority.token(&secret.tenant, EndpointVersion::V2, &request))?;
+//! assert_eq!(answer["token_type"], "Bearer");
+//!
+//! let wrong = TokenRequest::parse(body.replace("client_secret=", "client_secret=x").as_bytes(), None)?;
+//! let refused = tokio::runtime::Runtime::new()?
+//!     .block_on(authority.token(&secret.tenant, EndpointVersion::V2, &wrong))
+//!     .unwrap_err();
+//! assert_eq!(refused.code.code(), 7000215);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
-pub mod admin;
+
+mod admin;
 mod assertion;
-pub mod authority;
+mod authority;
 mod decision;
 mod device;
-pub mod error;
+mod devicelogin;
+mod discovery;
+mod error;
 mod federation;
+mod imds;
 mod issue;
-pub mod keys;
+mod keys;
 mod password;
-pub mod resource;
+mod resource;
 mod secrets;
-pub mod store;
+mod server;
+mod store;
+
+pub use admin::{
+    AppRole, Application, CertificateCredential, FederatedCredential, Group, Lifetime,
+    MAX_FEDERATED_CREDENTIALS, ManagedIdentity, NewApplication, PasswordCredential,
+    RoleAssignment, SecretExpiry, ServicePrincipal, TenantInfo, User,
+};
+pub use authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};
+pub use error::{AuthorityError, OAuthError};
+pub use issue::EndpointVersion;
+pub use keys::{KeyRing, Rotation, SigningKey};
+pub use resource::{BUILT_IN, BuiltIn, Resource};
+pub use server::{ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve};
+pub use store::{DB_FILE, Store, Tenant};

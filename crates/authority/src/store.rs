@@ -62,7 +62,6 @@ CREATE TABLE IF NOT EXISTS managed_identities (
   name TEXT NOT NULL, resource_id TEXT NOT NULL COLLATE NOCASE, host TEXT NOT NULL,
   system_assigned INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS managed_identities_host ON managed_identities (host);
-CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, identity_header_sha256 BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS signing_keys (
   kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL, cert_der BLOB NOT NULL, created_at INTEGER NOT NULL,
   retires_at INTEGER);
