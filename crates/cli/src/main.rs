@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod role;
+
 /// Microsoft Entra ID identity for TensorFlow data pipelines.
 ///
 /// Jobs get short-lived Entra tokens at runtime; every read and write of training
@@ -43,7 +45,10 @@ pub(crate) enum Output {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Manage Azure RBAC role assignments and definitions (like `az role`).
+    Role(role::RoleArgs),
+}
 
 /// What every command receives besides its own arguments.
 #[derive(Debug, Clone)]
@@ -76,6 +81,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, _globals: Globals) -> anyhow::Result<ExitCode> {
-    match command {}
+fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Role(args) => role::run(args, &globals),
+    }
 }

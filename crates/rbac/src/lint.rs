@@ -212,3 +212,119 @@ pub fn lint_assignments(
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assignment::NewAssignment;
+    use crate::scope::Scope;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 0:00 UTC);
+    const SP: &str = "11111111-1111-1111-1111-111111111111";
+    const SP2: &str = "22222222-2222-2222-2222-222222222222";
+    const GROUP: &str = "33333333-3333-3333-3333-333333333333";
+
+    fn rules(findings: &[Finding]) -> Vec<(LintRule, Option<&str>)> {
+        findings
+            .iter()
+            .map(|f| (f.rule, f.principal_id.as_deref()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_each_rule_and_nothing_for_a_tidy_assignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RbacStore::open(dir.path()).unwrap();
+        let account = Scope::storage_account("s", "ml", "data");
+        let c = |n: &str| account.container(n).unwrap().to_string();
+        let assign = |principal: &str,
+                      role: &str,
+                      scope: &str,
+                      age_days: i64,
+                      expires: Option<OffsetDateTime>| {
+            let mut new = NewAssignment::new(principal, role, scope);
+            new.expires_at = expires;
+            if principal == GROUP {
+                new.principal_type = PrincipalType::Group;
+            }
+            store
+                .create_assignment(new, NOW - time::Duration::days(age_days))
+                .unwrap()
+        };
+        let soon = Some(NOW + time::Duration::days(10));
+        // Tidy: container scope, expires, young.
+        assign(SP2, "Storage Blob Data Reader", &c("a"), 1, soon);
+        assert!(
+            lint(&store, NOW, LintOptions::default())
+                .unwrap()
+                .is_empty()
+        );
+
+        let broad = assign(
+            SP,
+            "Storage Blob Data Reader",
+            "/subscriptions/s/resourceGroups/ml",
+            1,
+            soon,
+        );
+        assign(SP, "Owner", "/subscriptions/s", 1, soon); // no data actions: not a broad data role
+        let old = assign(SP2, "Storage Blob Data Contributor", &c("b"), 200, None);
+        assign(GROUP, "Storage Blob Data Reader", &c("a"), 1, soon);
+        assign(GROUP, "Storage Blob Data Reader", &c("b"), 1, soon);
+        let wild = RoleDefinition::from_json(
+            r#"{"Name":"Everything","DataActions":["*"],"AssignableScopes":["/"]}"#,
+        )
+        .unwrap();
+        store.create_definition(wild).unwrap();
+        let wild_a = assign(SP, "Everything", &c("z"), 1, soon);
+        assign(
+            SP,
+            "Storage Blob Data Reader",
+            &c("y"),
+            1,
+            Some(NOW - time::Duration::days(1)),
+        );
+
+        let findings = lint(&store, NOW, LintOptions { max_age_days: 90 }).unwrap();
+        let got = rules(&findings);
+        assert!(
+            got.contains(&(LintRule::DataRoleAtBroadScope, Some(SP))),
+            "{got:?}"
+        );
+        assert!(got.contains(&(LintRule::NoExpiry, Some(SP2))), "{got:?}");
+        assert!(got.contains(&(LintRule::WildcardActions, None)), "{got:?}");
+        assert!(
+            got.contains(&(LintRule::SharedAcrossProjects, Some(SP2))),
+            "{got:?}"
+        );
+        assert!(got.contains(&(LintRule::Expired, Some(SP))), "{got:?}");
+        // SP's live container assignment is only 'z' (the 'y' one expired): not shared.
+        assert!(
+            !got.contains(&(LintRule::SharedAcrossProjects, Some(SP))),
+            "{got:?}"
+        );
+        // Groups spanning projects are normal (a team), not flagged.
+        assert!(
+            !got.contains(&(LintRule::SharedAcrossProjects, Some(GROUP))),
+            "{got:?}"
+        );
+        assert_eq!(got.len(), 5, "{findings:#?}");
+        let by_rule = |r| findings.iter().find(|f| f.rule == r).unwrap();
+        assert_eq!(
+            by_rule(LintRule::DataRoleAtBroadScope).assignment_ids,
+            [broad.id()]
+        );
+        assert_eq!(by_rule(LintRule::NoExpiry).assignment_ids, [old.id()]);
+        assert_eq!(
+            by_rule(LintRule::WildcardActions).assignment_ids,
+            [wild_a.id()]
+        );
+        assert_eq!(by_rule(LintRule::WildcardActions).severity, Severity::High);
+        assert!(by_rule(LintRule::NoExpiry).message.contains("200 days old"));
+        assert_eq!(findings[0].severity, Severity::High);
+        // A longer limit clears the age finding.
+        let relaxed = lint(&store, NOW, LintOptions { max_age_days: 365 }).unwrap();
+        assert!(!rules(&relaxed).contains(&(LintRule::NoExpiry, Some(SP2))));
+    }
+}

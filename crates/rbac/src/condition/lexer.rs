@@ -152,7 +152,7 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, ConditionError> {
                 let hint = if ch == '"' {
                     "; strings are single-quoted ('text')"
                 } else {
-                    ""
+                    "; values are single-quoted strings ('text')"
                 };
                 return Err(ConditionError::at(
                     src,
