@@ -1,0 +1,196 @@
+//! `DefaultCredential`: the first credential that applies here, in azure-identity's
+//! order — environment (secret, then certificate), workload identity, managed
+//! identity, then the developer's `entraflow login`.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use entraflow_core::env;
+
+use crate::confidential::{CredentialOptions, WorkloadIdentityCredential};
+use crate::device_code::{DeveloperLoginCredential, LoginCache};
+use crate::environment::{EnvironmentCredential, require_vars};
+use crate::error::CredentialError;
+use crate::managed_identity::{
+    ManagedIdentityCredential, ManagedIdentityId, ManagedIdentityOptions,
+};
+use crate::token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
+
+/// How long the chain waits for a TCP connection to IMDS before deciding this host
+/// has none. Only the connect is bounded; see [`crate::ManagedIdentityCredential`].
+pub const IMDS_PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A chain of credentials. Credentials that do not apply are skipped; the first hard
+/// failure stops the chain (so a job never silently runs as a different identity);
+/// once one succeeds, it alone is used from then on.
+pub struct ChainedCredential {
+    links: Vec<Link>,
+    chosen: OnceLock<usize>,
+}
+
+enum Link {
+    Ready(Box<dyn TokenCredential>),
+    /// Could not even be built: the reason is reported with the chain's failure.
+    Skipped(&'static str, CredentialError),
+}
+
+impl std::fmt::Debug for ChainedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .links
+            .iter()
+            .map(|l| match l {
+                Link::Ready(c) => c.name(),
+                Link::Skipped(n, _) => n,
+            })
+            .collect();
+        f.debug_struct("ChainedCredential")
+            .field("links", &names)
+            .field("chosen", &self.chosen.get().map(|i| names[*i]))
+            .finish()
+    }
+}
+
+/// The chain azure-identity's `DefaultAzureCredential` would build here.
+pub type DefaultCredential = ChainedCredential;
+
+impl ChainedCredential {
+    /// A chain of ready credentials, tried in order.
+    pub fn new(credentials: Vec<Box<dyn TokenCredential>>) -> Self {
+        Self {
+            links: credentials.into_iter().map(Link::Ready).collect(),
+            chosen: OnceLock::new(),
+        }
+    }
+
+    /// The default chain from the environment. `data_dir` holds the sign-in cache.
+    pub fn from_env(data_dir: &Path) -> Self {
+        let options = CredentialOptions::from_env();
+        let mut links = Vec::new();
+        let mut add =
+            |name: &'static str, built: Result<Box<dyn TokenCredential>, CredentialError>| {
+                links.push(match built {
+                    Ok(c) => Link::Ready(c),
+                    Err(e) => Link::Skipped(name, e),
+                });
+            };
+        let with_options =
+            |f: &dyn Fn(CredentialOptions) -> Result<Box<dyn TokenCredential>, CredentialError>| {
+                options.clone().and_then(f)
+            };
+        add(
+            "EnvironmentCredential",
+            with_options(&|o| {
+                EnvironmentCredential::from_env(o).map(|c| Box::new(c) as Box<dyn TokenCredential>)
+            }),
+        );
+        add(
+            "WorkloadIdentityCredential",
+            with_options(&|o| {
+                let vars = require_vars(
+                    "WorkloadIdentityCredential",
+                    &[
+                        env::AZURE_FEDERATED_TOKEN_FILE,
+                        env::AZURE_TENANT_ID,
+                        env::AZURE_CLIENT_ID,
+                    ],
+                )?;
+                WorkloadIdentityCredential::new(&vars[1], &vars[2], Path::new(&vars[0]), o)
+                    .map(|c| Box::new(c) as Box<dyn TokenCredential>)
+            }),
+        );
+        add("ManagedIdentityCredential", {
+            let id = std::env::var(env::AZURE_CLIENT_ID)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map_or(
+                    ManagedIdentityId::SystemAssigned,
+                    ManagedIdentityId::ClientId,
+                );
+            ManagedIdentityCredential::new(ManagedIdentityOptions {
+                id,
+                probe_connect_timeout: Some(IMDS_PROBE_CONNECT_TIMEOUT),
+                ..ManagedIdentityOptions::default()
+            })
+            .map(|c| Box::new(c) as Box<dyn TokenCredential>)
+        });
+        add(
+            "DeveloperLoginCredential",
+            with_options(&|o| {
+                DeveloperLoginCredential::new(LoginCache::in_dir(data_dir), o)
+                    .map(|c| Box::new(c) as Box<dyn TokenCredential>)
+            }),
+        );
+        Self {
+            links,
+            chosen: OnceLock::new(),
+        }
+    }
+
+    /// The name of the credential that produced tokens, once one has.
+    pub fn chosen(&self) -> Option<&'static str> {
+        match &self.links[*self.chosen.get()?] {
+            Link::Ready(c) => Some(c.name()),
+            Link::Skipped(..) => None,
+        }
+    }
+
+    async fn first_token(&self, request: &TokenRequest) -> Result<AccessToken, CredentialError> {
+        if let Some(Link::Ready(c)) = self.chosen.get().map(|i| &self.links[*i]) {
+            return c.get_token(request).await;
+        }
+        let mut attempts = Vec::new();
+        for (index, link) in self.links.iter().enumerate() {
+            match link {
+                Link::Skipped(name, why) => attempts.push((*name, why.clone())),
+                Link::Ready(credential) => match credential.get_token(request).await {
+                    Ok(token) => {
+                        tracing::info!(credential = credential.name(), "using this credential");
+                        let _ = self.chosen.set(index);
+                        return Ok(token);
+                    }
+                    Err(e) if e.is_unavailable() => attempts.push((credential.name(), e)),
+                    Err(e) => {
+                        attempts.push((credential.name(), e));
+                        return Err(CredentialError::ChainFailed(attempts));
+                    }
+                },
+            }
+        }
+        Err(CredentialError::ChainFailed(attempts))
+    }
+}
+
+impl TokenCredential for ChainedCredential {
+    fn get_token<'a>(&'a self, request: &'a TokenRequest) -> TokenFuture<'a> {
+        Box::pin(self.first_token(request))
+    }
+
+    fn cached_token(&self, request: &TokenRequest) -> Option<AccessToken> {
+        match &self.links[*self.chosen.get()?] {
+            Link::Ready(c) => c.cached_token(request),
+            Link::Skipped(..) => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "DefaultCredential"
+    }
+}
+
+impl CredentialError {
+    /// The error that decided the outcome: in a failed chain, the hard failure that
+    /// stopped it (or `self` when every link was merely unavailable); otherwise `self`.
+    pub fn decisive(&self) -> &CredentialError {
+        match self {
+            Self::ChainFailed(attempts) => attempts
+                .iter()
+                .rev()
+                .map(|(_, e)| e)
+                .find(|e| !e.is_unavailable())
+                .map_or(self, CredentialError::decisive),
+            other => other,
+        }
+    }
+}
