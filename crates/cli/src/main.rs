@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod ad;
+mod authority;
 mod role;
 
 /// Microsoft Entra ID identity for TensorFlow data pipelines.
@@ -46,6 +48,10 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the local Entra ID-compatible authority and administer its tenant.
+    Authority(authority::AuthorityArgs),
+    /// Manage apps, service principals, users, groups, managed identities (like `az ad`).
+    Ad(ad::AdArgs),
     /// Manage Azure RBAC role assignments and definitions (like `az role`).
     Role(role::RoleArgs),
 }
@@ -83,6 +89,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Authority(args) => authority::run(args, &globals),
+        Command::Ad(args) => ad::run(args, &globals),
         Command::Role(args) => role::run(args, &globals),
     }
 }

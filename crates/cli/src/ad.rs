@@ -1,0 +1,321 @@
+//! `entraflow ad ...`: the tenant directory in the shape of `az ad` (apps,
+//! service principals, credentials, roles, users, groups, managed identities).
+//! Writes the authority's database directly; the running server sees changes at once.
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use entraflow_authority::{NewApplication, SecretExpiry, Store};
+
+use crate::Globals;
+use crate::authority::print;
+
+/// Manage applications, service principals, users, groups and managed identities (like `az ad`).
+#[derive(Debug, Args)]
+pub(crate) struct AdArgs {
+    #[command(subcommand)]
+    command: AdCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdCommand {
+    /// Application registrations.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Service principals (an application's identity in the tenant).
+    Sp {
+        #[command(subcommand)]
+        command: SpCommand,
+    },
+    /// Users (for device-code sign-in).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Security groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Managed identities, assigned to a host whose IMDS endpoint serves them.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Register an application.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        display_name: String,
+        /// Token version the app accepts as a resource (Entra's default, null, means 1).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=2))]
+        token_version: Option<i64>,
+        /// Allow public-client flows (device code without a secret).
+        #[arg(long)]
+        public_client: bool,
+        /// Application id URIs, e.g. api://trainer.
+        #[arg(long, num_args = 1.., value_name = "URI")]
+        identifier_uris: Vec<String>,
+        /// Put `groups` in tokens for this app: SecurityGroup, All or None.
+        #[arg(long, value_name = "KIND")]
+        group_membership_claims: Option<String>,
+    },
+    /// List applications.
+    List,
+    /// Show one application.
+    Show {
+        /// Application (client) id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Client secrets and certificates.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
+    /// Federated identity credentials (workload identity).
+    FederatedCredential {
+        #[command(subcommand)]
+        command: FederatedCommand,
+    },
+    /// App roles and their assignments.
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCommand {
+    /// Create a client secret (printed once) and, without --append, remove the others.
+    Reset {
+        /// Application (client) id.
+        #[arg(long)]
+        id: String,
+        /// Years until the secret expires.
+        #[arg(long, conflicts_with = "end_date")]
+        years: Option<u32>,
+        /// Expiry as RFC 3339, e.g. 2027-01-31T00:00:00Z.
+        #[arg(long)]
+        end_date: Option<String>,
+        /// Keep the existing secrets.
+        #[arg(long)]
+        append: bool,
+    },
+    /// Register a certificate's public key (PEM) for certificate assertions.
+    UploadCert {
+        /// Application (client) id.
+        #[arg(long)]
+        id: String,
+        /// PEM file with the certificate.
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FederatedCommand {
+    /// Trust tokens from an external issuer for a subject (exact match).
+    Create {
+        /// Application (client) id.
+        #[arg(long)]
+        id: String,
+        /// Credential name, unique per app.
+        #[arg(long)]
+        name: String,
+        /// Issuer exactly as in the token's `iss` (a trailing '/' matters).
+        #[arg(long)]
+        issuer: String,
+        /// Subject exactly as in `sub`, e.g. system:serviceaccount:ns:sa.
+        #[arg(long)]
+        subject: String,
+        /// Accepted audiences.
+        #[arg(long, default_value = "api://AzureADTokenExchange")]
+        audience: Vec<String>,
+    },
+    /// List an app's federated identity credentials.
+    List {
+        /// Application (client) id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoleCommand {
+    /// Define an app role.
+    Create {
+        /// Application (client) id of the resource app.
+        #[arg(long)]
+        id: String,
+        /// The value tokens carry in `roles`, e.g. Data.Read.
+        #[arg(long)]
+        value: String,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Assign an app role to a service principal, managed identity, user or group.
+    Assign {
+        /// Object id of the principal.
+        #[arg(long, value_name = "OBJECT_ID")]
+        principal: String,
+        /// Application (client) id of the resource app.
+        #[arg(long, value_name = "APP_ID")]
+        resource: String,
+        /// Role value or id.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpCommand {
+    /// Create the service principal of an application.
+    Create {
+        /// Application (client) id.
+        #[arg(long)]
+        id: String,
+    },
+    /// List service principals.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        /// User principal name, e.g. alice@entraflow.local.
+        #[arg(long)]
+        upn: String,
+        /// Display name.
+        #[arg(long)]
+        display_name: String,
+        /// Read a password (for the device-login page) from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Create a security group.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        display_name: String,
+    },
+    /// Group membership.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// Add a member (user, service principal, managed identity) to a group.
+    Add {
+        /// Group object id.
+        #[arg(long)]
+        group: String,
+        /// Member object id.
+        #[arg(long, value_name = "OBJECT_ID")]
+        member_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Create a user-assigned (--name) or system-assigned (--system-assigned) identity on a host.
+    Create {
+        /// Name of a user-assigned identity.
+        #[arg(long, required_unless_present = "system_assigned")]
+        name: Option<String>,
+        /// The host (VM) the identity is assigned to.
+        #[arg(long, default_value = "local-vm")]
+        host: String,
+        /// The host's own system-assigned identity.
+        #[arg(long, conflicts_with = "name")]
+        system_assigned: bool,
+    },
+}
+
+pub(crate) fn run(args: AdArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&globals.data_dir).context("opening the authority's database")?;
+    match args.command {
+        AdCommand::App { command } => match command {
+            AppCommand::Create { display_name, token_version, public_client, identifier_uris, group_membership_claims } => {
+                let app = store.create_application(&NewApplication {
+                    display_name,
+                    token_version,
+                    public_client,
+                    identifier_uris,
+                    group_membership_claims,
+                })?;
+                print(globals, &app)?
+            }
+            AppCommand::List => print(globals, &store.list_applications()?)?,
+            AppCommand::Show { id } => print(globals, &store.application(&id)?)?,
+            AppCommand::Credential { command: CredentialCommand::Reset { id, years, end_date, append } } => {
+                let expiry = match end_date {
+                    Some(d) => {
+                        let t = time::OffsetDateTime::parse(&d, &time::format_description::well_known::Rfc3339)
+                            .with_context(|| format!("--end-date '{d}' is not RFC 3339, e.g. 2027-01-31T00:00:00Z"))?;
+                        SecretExpiry::At(t.unix_timestamp())
+                    }
+                    None => SecretExpiry::Years(years.unwrap_or(1)),
+                };
+                print(globals, &store.reset_secret(&id, expiry, append)?)?
+            }
+            AppCommand::Credential { command: CredentialCommand::UploadCert { id, cert } } => {
+                print(globals, &store.upload_certificate(&id, &cert)?)?
+            }
+            AppCommand::FederatedCredential { command: FederatedCommand::Create { id, name, issuer, subject, audience } } => {
+                print(globals, &store.create_federated_credential(&id, &name, &issuer, &subject, &audience)?)?
+            }
+            AppCommand::FederatedCredential { command: FederatedCommand::List { id } } => {
+                print(globals, &store.list_federated_credentials(&id)?)?
+            }
+            AppCommand::Role { command: RoleCommand::Create { id, value, display_name } } => {
+                print(globals, &store.create_app_role(&id, &value, display_name.as_deref())?)?
+            }
+            AppCommand::Role { command: RoleCommand::Assign { principal, resource, role } } => {
+                print(globals, &store.assign_app_role(&principal, &resource, &role)?)?
+            }
+        },
+        AdCommand::Sp { command: SpCommand::Create { id } } => print(globals, &store.create_service_principal(&id)?)?,
+        AdCommand::Sp { command: SpCommand::List } => print(globals, &store.list_service_principals()?)?,
+        AdCommand::User { command: UserCommand::Create { upn, display_name, password_stdin } } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            print(globals, &store.create_user(&upn, &display_name, password.as_deref())?)?
+        }
+        AdCommand::User { command: UserCommand::List } => print(globals, &store.list_users()?)?,
+        AdCommand::Group { command: GroupCommand::Create { display_name } } => print(globals, &store.create_group(&display_name)?)?,
+        AdCommand::Group { command: GroupCommand::Member { command: MemberCommand::Add { group, member_id } } } => {
+            store.add_group_member(&group, &member_id)?;
+            print(globals, &serde_json::json!({"groupId": group, "memberId": member_id}))?
+        }
+        AdCommand::Identity { command: IdentityCommand::Create { name, host, system_assigned } } => {
+            print(globals, &store.create_managed_identity(name.as_deref(), &host, system_assigned)?)?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

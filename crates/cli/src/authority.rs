@@ -1,0 +1,231 @@
+//! `entraflow authority ...`: run the local Entra ID-compatible authority and
+//! administer its tenant (lifetimes, signing keys, trusted issuers, device-code approval).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use entraflow_authority::{Lifetime, ServerConfig, Store};
+
+use crate::{Globals, Output};
+
+/// Run the local authority and administer its tenant.
+#[derive(Debug, Args)]
+pub(crate) struct AuthorityArgs {
+    #[command(subcommand)]
+    command: AuthorityCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthorityCommand {
+    /// Serve the token endpoints over HTTPS and managed identity over plain HTTP.
+    ///
+    /// Writes <data-dir>/env (export lines for AZURE_AUTHORITY_HOST, AZURE_TENANT_ID,
+    /// SSL_CERT_FILE, REQUESTS_CA_BUNDLE, ...) once both listeners are bound, prints
+    /// `authority ready: URL tenant ID`, and stops gracefully on SIGTERM or Ctrl-C.
+    Serve {
+        /// HTTPS port on 127.0.0.1 (0 = pick a free one; the env file has the real one).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Managed-identity (IMDS and App Service) port on 127.0.0.1, plain HTTP like the real one.
+        #[arg(long, default_value_t = 8089)]
+        imds_port: u16,
+        /// The host whose managed identities the IMDS endpoint serves.
+        #[arg(long, default_value = "local-vm")]
+        host_name: String,
+        /// Seconds device-code clients are told to wait between polls.
+        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        device_code_interval: u64,
+    },
+    /// Show or change the tenant.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Add a new signing key; the old one keeps validating until the overlap ends,
+    /// then disappears from JWKS.
+    RotateKeys {
+        /// How long the old key stays published: e.g. 10m, 1h, 30s, 0.
+        #[arg(long, default_value = "10m")]
+        overlap: String,
+    },
+    /// Approve (or decline) a device-code sign-in, as the user would in the browser.
+    Approve {
+        /// The code shown to the user.
+        user_code: String,
+        /// The signing-in user's UPN.
+        #[arg(long, value_name = "UPN")]
+        user: String,
+        /// Decline instead of approving.
+        #[arg(long)]
+        deny: bool,
+    },
+    /// Trust an external OIDC issuer for workload identity federation.
+    Issuer {
+        #[command(subcommand)]
+        command: IssuerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Print the tenant id, domain and token lifetime.
+    Show,
+    /// Change tenant settings.
+    Update {
+        /// Access-token lifetime in seconds: `5`, or a random range `3600-5400`.
+        #[arg(long, value_name = "SECS|MIN-MAX")]
+        token_lifetime: Lifetime,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IssuerCommand {
+    /// Use a JWKS file as the issuer's keys (offline; re-read at every exchange).
+    Add {
+        /// The issuer exactly as it appears in `iss` (a trailing '/' matters).
+        #[arg(long)]
+        issuer: String,
+        /// JWKS document with the issuer's public keys.
+        #[arg(long, value_name = "PATH")]
+        jwks_file: std::path::PathBuf,
+    },
+}
+
+/// Parses `10m`, `1h`, `30s`, `2d` or plain seconds.
+fn parse_duration(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().with_context(|| format!("'{s}' is not a duration; use e.g. 10m, 1h, 30s"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => anyhow::bail!("'{s}' has an unknown unit; use s, m, h or d"),
+    };
+    Ok(n * mult)
+}
+
+pub(crate) fn print<T: serde::Serialize>(globals: &Globals, value: &T) -> anyhow::Result<()> {
+    let v = serde_json::to_value(value)?;
+    match globals.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Output::Table => print_table(&v),
+    }
+    Ok(())
+}
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn print_table(v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Array(items) => {
+            let Some(serde_json::Value::Object(first)) = items.first() else {
+                return;
+            };
+            let cols: Vec<&String> = first.keys().filter(|k| !first[*k].is_array() && !first[*k].is_object()).take(4).collect();
+            let rows: Vec<Vec<String>> = items.iter().map(|i| cols.iter().map(|c| cell(&i[c.as_str()])).collect()).collect();
+            let widths: Vec<usize> = cols
+                .iter()
+                .enumerate()
+                .map(|(n, c)| rows.iter().map(|r| r[n].len()).chain([c.len()]).max().unwrap_or(0))
+                .collect();
+            let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ");
+            println!("{}", line(cols.iter().map(|c| c.to_string()).collect()));
+            for r in rows {
+                println!("{}", line(r));
+            }
+        }
+        serde_json::Value::Object(map) => {
+            let w = map.keys().map(String::len).max().unwrap_or(0);
+            for (k, v) in map {
+                println!("{k:<w$}  {}", cell(v));
+            }
+        }
+        other => println!("{}", cell(other)),
+    }
+}
+
+pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let open = || Store::open(&globals.data_dir).context("opening the authority's database");
+    match args.command {
+        AuthorityCommand::Serve { port, imds_port, host_name, device_code_interval } => {
+            let config = ServerConfig {
+                data_dir: globals.data_dir.clone(),
+                port,
+                imds_port,
+                host_name,
+                device_code_interval,
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(async {
+                let handle = entraflow_authority::serve(config, shutdown_signal()).await.context("starting the authority")?;
+                println!("authority ready: {} tenant {}", handle.authority_host, handle.tenant_id);
+                handle.wait().await.context("serving")?;
+                anyhow::Ok(())
+            })?;
+        }
+        AuthorityCommand::Tenant { command: TenantCommand::Show } => print(globals, &open()?.tenant_info()?)?,
+        AuthorityCommand::Tenant { command: TenantCommand::Update { token_lifetime } } => {
+            print(globals, &open()?.set_token_lifetime(token_lifetime)?)?
+        }
+        AuthorityCommand::RotateKeys { overlap } => {
+            let secs = parse_duration(&overlap)?;
+            print(globals, &open()?.rotate_keys(secs)?)?
+        }
+        AuthorityCommand::Approve { user_code, user, deny } => {
+            open()?.approve_device_code(&user_code, &user, deny)?;
+            if globals.output == Output::Json {
+                println!("{}", serde_json::json!({"userCode": user_code.to_uppercase(), "user": user, "approved": !deny}));
+            } else {
+                println!("{} sign-in {}", user_code.to_uppercase(), if deny { "declined" } else { "approved" });
+            }
+        }
+        AuthorityCommand::Issuer { command: IssuerCommand::Add { issuer, jwks_file } } => {
+            open()?.add_trusted_issuer(&issuer, &jwks_file)?;
+            print(globals, &serde_json::json!({"issuer": issuer, "jwksFile": jwks_file}))?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_parse() {
+        assert_eq!(super::parse_duration("10m").unwrap(), 600);
+        assert_eq!(super::parse_duration("0").unwrap(), 0);
+        assert_eq!(super::parse_duration("2h").unwrap(), 7200);
+        assert!(super::parse_duration("5y").is_err());
+        assert!(super::parse_duration("m").is_err());
+    }
+}
