@@ -1,0 +1,108 @@
+//! Where the gate's audit events go: the [`AuditSink`] seam, implemented by the
+//! real audit log (`entraflow-audit`), plus a stream wrapper that records how many
+//! bytes a streamed read actually delivered.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use entraflow_audit::{Event, EventType};
+use futures::{Stream, StreamExt};
+
+/// A future returned by [`AuditSink::append`].
+pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Receives one event per request. `append` returns once the event is durable;
+/// the gate does not complete a response before that.
+pub trait AuditSink: Send + Sync + 'static {
+    /// Appends an event.
+    fn append(&self, event: Event) -> AppendFuture<'_>;
+}
+
+/// Event type of the record written when a streamed read ends: it carries the
+/// bytes actually sent, under the same request id as the decision record.
+pub const READ_COMPLETED: &str = "blob.read.completed";
+
+struct Completion {
+    sink: Arc<dyn AuditSink>,
+    event: Option<Event>,
+    started: std::time::Instant,
+    bytes: u64,
+}
+
+impl Completion {
+    fn finish(&mut self, detail: &str) -> Option<Event> {
+        let mut event = self.event.take()?;
+        event.bytes = Some(self.bytes);
+        event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        event.detail = Some(match event.detail.take() {
+            Some(d) => format!("{d}; {detail}"),
+            None => detail.to_owned(),
+        });
+        Some(event)
+    }
+}
+
+impl Drop for Completion {
+    // The client went away mid-body: the stream is dropped without reaching its
+    // end, and the record is written from a task instead.
+    fn drop(&mut self) {
+        if let Some(event) = self.finish("client disconnected before the end of the body") {
+            let sink = self.sink.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(e) = sink.append(event).await {
+                        tracing::error!(error = %e, "could not audit the end of a streamed read");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Wraps a body stream so that, when it ends, a [`READ_COMPLETED`] record with
+/// the byte count is appended *before* the end of the body is signalled.
+pub(crate) fn count_and_audit<S>(
+    body: S,
+    sink: Arc<dyn AuditSink>,
+    template: Event,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
+where
+    S: Stream<Item = Result<Bytes, object_store::Error>> + Send + Unpin + 'static,
+{
+    let mut event = template;
+    event.event_type = EventType::Other(READ_COMPLETED.to_owned());
+    let completion = Completion {
+        sink,
+        event: Some(event),
+        started: std::time::Instant::now(),
+        bytes: 0,
+    };
+    futures::stream::unfold(
+        (body, completion),
+        |(mut body, mut completion)| async move {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    completion.bytes += chunk.len() as u64;
+                    Some((Ok(chunk), (body, completion)))
+                }
+                Some(Err(e)) => {
+                    let note = format!("backend error after {} bytes: {e}", completion.bytes);
+                    if let Some(event) = completion.finish(&note) {
+                        let _ = completion.sink.append(event).await;
+                    }
+                    Some((Err(std::io::Error::other(e)), (body, completion)))
+                }
+                None => {
+                    if let Some(event) = completion.finish("body complete")
+                        && let Err(e) = completion.sink.append(event).await
+                    {
+                        tracing::error!(error = %e, "could not audit the end of a streamed read");
+                    }
+                    None
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,261 @@
+//! The gate: an HTTPS server that speaks the Azure Blob Storage REST API, accepts
+//! only Microsoft Entra ID bearer tokens, authorizes every request with Azure RBAC
+//! and writes every decision to the audit log.
+//!
+//! Any Azure SDK, `object_store`'s Azure backend or the entraflow TensorFlow
+//! filesystem talks to it unchanged at `https://127.0.0.1:PORT/<account>` (path-style
+//! addressing, like Azurite). Behind it, blobs live in any `object_store` backend:
+//! a local directory by default.
+//!
+//! A request goes: path → operation ([`Operation`]) → token ([`TokenVerifier`]: RS256
+//! against the trusted issuer's JWKS, `iss`/`tid`/`aud`/`exp` checked, results cached
+//! by token hash) → role check (`entraflow-rbac`: the operation's Azure action at the
+//! blob's scope) → storage ([`BlobStore`], streamed both ways) → one audit event
+//! (`entraflow-audit`) appended before the response completes. Failures look exactly
+//! like Azure's: 401 `InvalidAuthenticationInfo` with `WWW-Authenticate`, 403
+//! `AuthorizationPermissionMismatch` with an explanation of which role is missing.
+//!
+//! It is not a token issuer (that is the authority), does not manage role
+//! assignments (that is `entraflow role`), and does not accept Shared Key or SAS.
+//!
+//! ```
+//! use entraflow_gate::GateConfig;
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut config = GateConfig::new(dir.path());
+//! config.account = "entraflowlocal".into();
+//! assert!(config.storage_scope().ends_with("/storageAccounts/entraflowlocal"));
+//! // `entraflow_gate::serve(config, shutdown).await` runs it; `Gate::bind` lets a
+//! // caller learn the port first.
+//! ```
+#![forbid(unsafe_code)]
+
+mod audit;
+mod config;
+mod error;
+mod names;
+mod operation;
+mod server;
+mod store;
+mod verify;
+mod xml;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use audit::{AppendFuture, AuditSink, READ_COMPLETED};
+pub use config::{
+    AUTHORITY_ENV_FILE, Backend, DEFAULT_ACCOUNT, DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION,
+    GATE_ENV_FILE, GateConfig, read_env_file,
+};
+pub use error::{GateError, StorageError};
+pub use operation::Operation;
+pub use server::{DENIAL_HEADER, RUN_ID_HEADER, SERVICE_VERSION};
+pub use store::BlobStore;
+pub use verify::{AuthError, TokenVerifier, VerifiedToken, VerifierConfig};
+
+impl AuditSink for entraflow_audit::AuditLog {
+    fn append(&self, event: entraflow_audit::Event) -> audit::AppendFuture<'_> {
+        Box::pin(async move {
+            entraflow_audit::AuditLog::append(self, event)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// A gate bound to its port, not yet serving.
+pub struct Gate {
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<server::AppState>,
+    audit_log: entraflow_audit::AuditLog,
+    config: GateConfig,
+    endpoint: String,
+    ca_pem_path: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// Opens storage, the RBAC store and the audit log in the data directory, loads
+    /// (or creates) the local CA, and binds the port.
+    pub async fn bind(config: GateConfig) -> Result<Gate, GateError> {
+        entraflow_tls::install_crypto_provider();
+        if config.authority_host.is_empty() || config.tenants.is_empty() {
+            return Err(GateError::Config(format!(
+                "no trusted authority or tenant; start the authority with this data directory (it writes {}) or pass --trusted-authority and --tenant",
+                config.data_dir.join(AUTHORITY_ENV_FILE).display()
+            )));
+        }
+        let io = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| GateError::Io { path, source }
+        };
+        entraflow_core::fsutil::create_private_dir(&config.data_dir)
+            .map_err(io(&config.data_dir))?;
+        let backend: Arc<dyn object_store::ObjectStore> =
+            match &config.backend {
+                Backend::Local(dir) => {
+                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                    Arc::new(
+                        object_store::local::LocalFileSystem::new_with_prefix(dir)
+                            .map_err(|source| GateError::Backend {
+                                backend: dir.display().to_string(),
+                                source,
+                            })?
+                            .with_automatic_cleanup(true),
+                    )
+                }
+                Backend::Url(url) => {
+                    let parsed = url::Url::parse(url)
+                        .map_err(|e| GateError::Config(format!("backend URL '{url}': {e}")))?;
+                    let (store, _) = object_store::parse_url_opts(&parsed, std::env::vars())
+                        .map_err(|source| GateError::Backend {
+                            backend: url.clone(),
+                            source,
+                        })?;
+                    Arc::from(store)
+                }
+            };
+        let store = BlobStore::open(backend, &config.data_dir.join("gate.db"))?;
+
+        let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;
+        let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;
+        let tls = ca.server_config(&[])?;
+        let listener = std::net::TcpListener::bind(config.bind).map_err(io(&config.data_dir))?;
+        let port = listener.local_addr().map_err(io(&config.data_dir))?.port();
+        let endpoint = format!("https://127.0.0.1:{port}/{}", config.account);
+
+        let mut verifier_config = VerifierConfig::new(
+            &config.authority_host,
+            config.tenants.clone(),
+            Some(&endpoint),
+        );
+        verifier_config.leeway = config.leeway;
+        let verifier = TokenVerifier::new(verifier_config, http);
+
+        let authorizer = entraflow_rbac::Authorizer::open(&config.data_dir)
+            .map_err(|e| GateError::Rbac(e.to_string()))?;
+        let signer = entraflow_audit::CheckpointSigner::load_or_create(
+            &config.data_dir,
+            &config.audit_log_id,
+        )
+        .map_err(|e| GateError::Audit(e.to_string()))?;
+        let audit_log = entraflow_audit::AuditLog::open(
+            entraflow_audit::StoreUrl::default_for(&config.data_dir),
+            signer,
+            entraflow_audit::AuditOptions::new(config.audit_log_id.clone()),
+        )
+        .await
+        .map_err(|e| GateError::Audit(e.to_string()))?;
+
+        let tenant = &config.tenants[0];
+        let challenge = format!(
+            "Bearer authorization_uri={}/{tenant}/oauth2/authorize resource_id={}",
+            config.authority_host.trim_end_matches('/'),
+            entraflow_core::STORAGE_RESOURCE
+        );
+        let account_scope = entraflow_rbac::Scope::storage_account(
+            &config.subscription,
+            &config.resource_group,
+            &config.account,
+        );
+        let state = Arc::new(server::AppState {
+            account: config.account.clone(),
+            account_url: endpoint.clone(),
+            account_scope,
+            store,
+            verifier,
+            authorizer: Arc::new(authorizer),
+            audit: Arc::new(audit_log.clone()),
+            challenge,
+        });
+        Ok(Gate {
+            listener,
+            tls,
+            state,
+            audit_log,
+            ca_pem_path: ca.ca_pem_path(),
+            config,
+            endpoint,
+        })
+    }
+
+    /// The account URL clients use (`https://127.0.0.1:PORT/<account>`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The account's Azure scope.
+    pub fn storage_scope(&self) -> String {
+        self.config.storage_scope()
+    }
+
+    /// The CA certificate clients must trust.
+    pub fn ca_pem_path(&self) -> &std::path::Path {
+        &self.ca_pem_path
+    }
+
+    /// The blob store (tests and tools that seed data).
+    pub fn store(&self) -> &BlobStore {
+        &self.state.store
+    }
+
+    /// Writes `gate.env` (`ENTRAFLOW_BLOB_ENDPOINT`, `ENTRAFLOW_STORAGE_SCOPE`) into
+    /// the data directory and returns its path.
+    pub fn write_env_file(&self) -> Result<std::path::PathBuf, GateError> {
+        let path = self.config.data_dir.join(GATE_ENV_FILE);
+        let text = format!(
+            "export {}={}\nexport {}={}\n",
+            entraflow_core::env::ENTRAFLOW_BLOB_ENDPOINT,
+            self.endpoint,
+            entraflow_core::env::ENTRAFLOW_STORAGE_SCOPE,
+            self.storage_scope()
+        );
+        entraflow_core::fsutil::write_public_file(&path, text.as_bytes()).map_err(|source| {
+            GateError::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Ok(path)
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes
+    /// the audit log (writing a final signed checkpoint).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GateError> {
+        let app = server::router(self.state.clone());
+        let data_dir = self.config.data_dir.clone();
+        entraflow_tls::serve_https(self.listener, self.tls, app, shutdown)
+            .await
+            .map_err(|source| GateError::Io {
+                path: data_dir,
+                source,
+            })?;
+        if let Err(e) = self.audit_log.close().await {
+            tracing::warn!(error = %e, "closing the audit log failed");
+        }
+        Ok(())
+    }
+}
+
+/// Binds, writes `gate.env`, and serves until `shutdown` resolves.
+pub async fn serve(
+    config: GateConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GateError> {
+    let gate = Gate::bind(config).await?;
+    gate.write_env_file()?;
+    tracing::info!(endpoint = gate.endpoint(), "gate ready");
+    gate.run(shutdown).await
+}

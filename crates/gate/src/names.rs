@@ -1,0 +1,189 @@
+//! Names: path-style addressing (`/<account>/<container>/<blob>`), Azure's naming
+//! rules, and the mapping of blob names onto `object_store` paths.
+//!
+//! Blobs live at `<container>/<blob name>` in the backend. Staged (uncommitted)
+//! blocks live under [`STAGING_ROOT`], which no container name can equal because
+//! container names never start with `$`... except Azure's own `$root`/`$logs`,
+//! which the gate does not serve.
+
+use object_store::path::{Path, PathPart};
+use percent_encoding::percent_decode_str;
+
+use crate::error::StorageError;
+
+/// Backend prefix of staged blocks.
+pub(crate) const STAGING_ROOT: &str = "$staging";
+
+/// What a request path addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `/<account>`: the blob service (List Containers).
+    Service,
+    /// `/<account>/<container>`.
+    Container(String),
+    /// `/<account>/<container>/<blob>`.
+    Blob(String, String),
+}
+
+impl Target {
+    /// The container, if any.
+    pub(crate) fn container(&self) -> Option<&str> {
+        match self {
+            Target::Service => None,
+            Target::Container(c) | Target::Blob(c, _) => Some(c),
+        }
+    }
+}
+
+/// Splits a request path (still percent-encoded) for `account`.
+pub(crate) fn parse_target(raw_path: &str, account: &str) -> Result<Target, StorageError> {
+    let path = percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| StorageError::invalid_uri("the path is not valid UTF-8"))?;
+    let path = path.strip_prefix('/').unwrap_or(&path);
+    let (first, rest) = match path.split_once('/') {
+        Some((a, r)) => (a, r),
+        None => (path, ""),
+    };
+    if first != account {
+        return Err(StorageError::invalid_uri(format!(
+            "this gate serves the account '{account}'; the path names '{first}'"
+        )));
+    }
+    if rest.is_empty() {
+        return Ok(Target::Service);
+    }
+    let (container, blob) = match rest.split_once('/') {
+        Some((c, b)) => (c, b),
+        None => (rest, ""),
+    };
+    validate_container(container)?;
+    if blob.is_empty() {
+        return Ok(Target::Container(container.to_owned()));
+    }
+    validate_blob(blob)?;
+    Ok(Target::Blob(container.to_owned(), blob.to_owned()))
+}
+
+/// Azure's container rules: 3–63 characters, lowercase letters, digits and single
+/// hyphens, starting and ending with a letter or digit.
+pub(crate) fn validate_container(name: &str) -> Result<(), StorageError> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::invalid_resource_name())
+    }
+}
+
+/// Blob names: 1–1024 characters. The backend cannot hold empty path segments
+/// (`a//b`, a trailing `/`) or `.`/`..` segments, so those are refused.
+pub(crate) fn validate_blob(name: &str) -> Result<(), StorageError> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 1024
+        && name
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::invalid_resource_name())
+    }
+}
+
+/// Backend path of a blob.
+pub(crate) fn blob_path(container: &str, blob: &str) -> Path {
+    Path::from_iter(
+        std::iter::once(container)
+            .chain(blob.split('/'))
+            .map(PathPart::from),
+    )
+}
+
+/// Backend path of a container's directory.
+pub(crate) fn container_path(container: &str) -> Path {
+    Path::from_iter([PathPart::from(container)])
+}
+
+/// Backend directory of a blob's staged blocks: the blob name is hashed so that any
+/// name maps to one flat, fixed-length segment.
+pub(crate) fn staging_dir(container: &str, blob: &str) -> Path {
+    let digest = entraflow_core::secret::sha256_hex(blob.as_bytes());
+    Path::from_iter([STAGING_ROOT, container, &digest].map(PathPart::from))
+}
+
+/// Backend path of one staged block; the id is hex-encoded so any bytes are safe.
+pub(crate) fn staged_block_path(container: &str, blob: &str, block_id_raw: &[u8]) -> Path {
+    staging_dir(container, blob).join(hex::encode(block_id_raw).as_str())
+}
+
+/// The blob name of a backend path under `container`, undoing percent-encoding.
+pub(crate) fn blob_name_of(container: &str, path: &Path) -> Option<String> {
+    let mut parts = path.parts();
+    let first = parts.next()?;
+    if decode(first.as_ref()) != container {
+        return None;
+    }
+    let segments: Vec<String> = parts.map(|p| decode(p.as_ref())).collect();
+    (!segments.is_empty()).then(|| segments.join("/"))
+}
+
+fn decode(part: &str) -> String {
+    percent_decode_str(part).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_path_style() {
+        assert_eq!(parse_target("/acct", "acct").unwrap(), Target::Service);
+        assert_eq!(parse_target("/acct/", "acct").unwrap(), Target::Service);
+        assert_eq!(
+            parse_target("/acct/data", "acct").unwrap(),
+            Target::Container("data".into())
+        );
+        assert_eq!(
+            parse_target("/acct/data/train/shard%20001.tfrecord", "acct").unwrap(),
+            Target::Blob("data".into(), "train/shard 001.tfrecord".into())
+        );
+        assert_eq!(
+            parse_target("/other/data", "acct").unwrap_err().code,
+            "InvalidUri"
+        );
+        assert_eq!(
+            parse_target("/acct/Data", "acct").unwrap_err().code,
+            "InvalidResourceName"
+        );
+        assert_eq!(
+            parse_target("/acct/data/a//b", "acct").unwrap_err().code,
+            "InvalidResourceName"
+        );
+    }
+
+    #[test]
+    fn container_rules() {
+        assert!(validate_container("abc").is_ok());
+        assert!(validate_container("a-b-1").is_ok());
+        for bad in ["ab", "-ab", "ab-", "a--b", "ABC", "a_b", "$staging"] {
+            assert!(validate_container(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn blob_names_round_trip_through_backend_paths() {
+        for name in ["x", "train/a b#1%.rec", "deep/er/ünïcode"] {
+            let p = blob_path("data", name);
+            assert_eq!(blob_name_of("data", &p).as_deref(), Some(name));
+            assert_eq!(blob_name_of("other", &p), None);
+        }
+        assert_ne!(staging_dir("data", "a"), staging_dir("data", "b"));
+    }
+}

@@ -1,0 +1,245 @@
+//! Blob REST operations: which one a request is (method, `restype`, `comp`, target),
+//! the Azure action it needs, and what it counts as in the audit log.
+
+use axum::http::{HeaderMap, Method};
+use entraflow_rbac::action;
+
+use crate::error::StorageError;
+use crate::names::Target;
+
+/// The operations the gate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `GET /<account>?comp=list`.
+    ListContainers,
+    /// `PUT ?restype=container`.
+    CreateContainer,
+    /// `DELETE ?restype=container`.
+    DeleteContainer,
+    /// `GET|HEAD ?restype=container`.
+    GetContainerProperties,
+    /// `PUT ?restype=container&comp=metadata`.
+    SetContainerMetadata,
+    /// `GET ?restype=container&comp=list`.
+    ListBlobs,
+    /// `GET` a blob.
+    GetBlob,
+    /// `HEAD` a blob.
+    GetBlobProperties,
+    /// `PUT` a blob.
+    PutBlob,
+    /// `PUT ?comp=block&blockid=..`.
+    PutBlock,
+    /// `PUT ?comp=blocklist`.
+    PutBlockList,
+    /// `PUT` with `x-ms-copy-source`.
+    CopyBlob,
+    /// `DELETE` a blob.
+    DeleteBlob,
+}
+
+/// A request's query parameters, looked up by name (Azure's are case-sensitive lowercase).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses a raw query string.
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
+        Query(
+            raw.map(|q| serde_urlencoded::from_str(q).unwrap_or_default())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The first value of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Operation {
+    /// Classifies a request.
+    pub(crate) fn classify(
+        method: &Method,
+        target: &Target,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Self, StorageError> {
+        let restype = query.get("restype");
+        let comp = query.get("comp");
+        let op = match (target, restype, comp) {
+            (Target::Service, _, Some("list")) if method == Method::GET => {
+                Operation::ListContainers
+            }
+            (Target::Service, _, _) => {
+                return Err(StorageError::unsupported(
+                    "this service operation (only comp=list)",
+                ));
+            }
+            (Target::Container(_), Some("container"), None) => match *method {
+                Method::PUT => Operation::CreateContainer,
+                Method::DELETE => Operation::DeleteContainer,
+                Method::GET | Method::HEAD => Operation::GetContainerProperties,
+                _ => return Err(StorageError::unsupported_verb()),
+            },
+            (Target::Container(_), Some("container"), Some("metadata"))
+                if method == Method::PUT =>
+            {
+                Operation::SetContainerMetadata
+            }
+            (Target::Container(_), Some("container"), Some("metadata"))
+                if matches!(*method, Method::GET | Method::HEAD) =>
+            {
+                Operation::GetContainerProperties
+            }
+            (Target::Container(_), Some("container"), Some("list")) if method == Method::GET => {
+                Operation::ListBlobs
+            }
+            (Target::Container(_), _, _) => {
+                return Err(StorageError::unsupported("this container operation"));
+            }
+            (Target::Blob(..), _, None) => match *method {
+                Method::GET => Operation::GetBlob,
+                Method::HEAD => Operation::GetBlobProperties,
+                Method::DELETE => Operation::DeleteBlob,
+                Method::PUT if headers.contains_key("x-ms-copy-source") => Operation::CopyBlob,
+                Method::PUT => Operation::PutBlob,
+                _ => return Err(StorageError::unsupported_verb()),
+            },
+            (Target::Blob(..), _, Some("block")) if method == Method::PUT => Operation::PutBlock,
+            (Target::Blob(..), _, Some("blocklist")) if method == Method::PUT => {
+                Operation::PutBlockList
+            }
+            (Target::Blob(..), _, Some(other)) => {
+                return Err(StorageError::unsupported(&format!("comp={other} on blobs")));
+            }
+        };
+        Ok(op)
+    }
+
+    /// The Azure action the operation needs, and whether it is a data action.
+    pub fn action(self) -> (&'static str, entraflow_rbac::ActionKind) {
+        use entraflow_rbac::ActionKind::{Control, Data};
+        match self {
+            Operation::ListContainers | Operation::GetContainerProperties => {
+                (action::container::READ, Control)
+            }
+            Operation::CreateContainer | Operation::SetContainerMetadata => {
+                (action::container::WRITE, Control)
+            }
+            Operation::DeleteContainer => (action::container::DELETE, Control),
+            Operation::ListBlobs | Operation::GetBlob | Operation::GetBlobProperties => {
+                (action::blob::READ, Data)
+            }
+            Operation::PutBlob
+            | Operation::PutBlock
+            | Operation::PutBlockList
+            | Operation::CopyBlob => (action::blob::WRITE, Data),
+            Operation::DeleteBlob => (action::blob::DELETE, Data),
+        }
+    }
+
+    /// The sub-operation ABAC conditions see (`Blob.List` for List Blobs).
+    pub fn sub_operation(self) -> Option<&'static str> {
+        (self == Operation::ListBlobs).then_some(action::blob::SUB_OPERATION_LIST)
+    }
+
+    /// What the audit log calls it when allowed.
+    pub fn event_type(self) -> entraflow_audit::EventType {
+        use entraflow_audit::EventType as E;
+        match self {
+            Operation::ListContainers | Operation::GetContainerProperties => E::ContainerList,
+            Operation::CreateContainer | Operation::SetContainerMetadata => E::ContainerCreate,
+            Operation::DeleteContainer => E::ContainerDelete,
+            Operation::ListBlobs => E::BlobList,
+            Operation::GetBlob | Operation::GetBlobProperties => E::BlobRead,
+            Operation::PutBlob
+            | Operation::PutBlock
+            | Operation::PutBlockList
+            | Operation::CopyBlob => E::BlobWrite,
+            Operation::DeleteBlob => E::BlobDelete,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(
+        method: Method,
+        target: Target,
+        query: &str,
+        copy: bool,
+    ) -> Result<Operation, StorageError> {
+        let mut headers = HeaderMap::new();
+        if copy {
+            headers.insert("x-ms-copy-source", "https://h/a/c/b".parse().unwrap());
+        }
+        Operation::classify(&method, &target, &Query::parse(Some(query)), &headers)
+    }
+
+    #[test]
+    fn operations_map_to_azure_actions() {
+        let c = || Target::Container("data".into());
+        let b = || Target::Blob("data".into(), "x".into());
+        let cases = [
+            (
+                classify(Method::GET, Target::Service, "comp=list", false),
+                Operation::ListContainers,
+            ),
+            (
+                classify(Method::PUT, c(), "restype=container", false),
+                Operation::CreateContainer,
+            ),
+            (
+                classify(
+                    Method::GET,
+                    c(),
+                    "restype=container&comp=list&prefix=a",
+                    false,
+                ),
+                Operation::ListBlobs,
+            ),
+            (classify(Method::GET, b(), "", false), Operation::GetBlob),
+            (
+                classify(Method::HEAD, b(), "", false),
+                Operation::GetBlobProperties,
+            ),
+            (
+                classify(Method::PUT, b(), "comp=block&blockid=AA%3D%3D", false),
+                Operation::PutBlock,
+            ),
+            (
+                classify(Method::PUT, b(), "comp=blocklist", false),
+                Operation::PutBlockList,
+            ),
+            (classify(Method::PUT, b(), "", true), Operation::CopyBlob),
+            (
+                classify(Method::DELETE, b(), "", false),
+                Operation::DeleteBlob,
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got.unwrap(), want);
+        }
+        assert_eq!(
+            Operation::GetBlob.action().0,
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+        );
+        assert_eq!(Operation::ListBlobs.sub_operation(), Some("Blob.List"));
+        assert_eq!(
+            Operation::PutBlockList.action().0,
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+        );
+        assert_eq!(
+            Operation::DeleteContainer.action().1,
+            entraflow_rbac::ActionKind::Control
+        );
+        assert!(classify(Method::POST, b(), "", false).is_err());
+        assert!(classify(Method::GET, b(), "comp=tags", false).is_err());
+    }
+}
