@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod gate;
 mod ad;
 mod authority;
 mod role;
@@ -54,6 +55,9 @@ enum Command {
     Ad(ad::AdArgs),
     /// Manage Azure RBAC role assignments and definitions (like `az role`).
     Role(role::RoleArgs),
+    /// The gate: Azure Blob REST with Entra ID tokens, Azure RBAC and auditing.
+    #[command(subcommand)]
+    Gate(gate::GateCommand),
 }
 
 /// What every command receives besides its own arguments.
@@ -92,5 +96,6 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Authority(args) => authority::run(args, &globals),
         Command::Ad(args) => ad::run(args, &globals),
         Command::Role(args) => role::run(args, &globals),
+        Command::Gate(command) => gate::run(command, &globals),
     }
 }

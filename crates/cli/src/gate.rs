@@ -1,0 +1,115 @@
+//! `entraflow gate serve`: the Blob-compatible gateway on the data directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use entraflow_gate::{Backend, Gate, GateConfig};
+
+use crate::Globals;
+
+/// The gate: Azure Blob REST with Entra ID tokens, Azure RBAC and auditing.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GateCommand {
+    /// Serve until Ctrl-C/SIGTERM. Writes <data-dir>/gate.env with
+    /// ENTRAFLOW_BLOB_ENDPOINT and ENTRAFLOW_STORAGE_SCOPE once listening.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Storage account name the gate stands for.
+    #[arg(long, default_value = entraflow_gate::DEFAULT_ACCOUNT)]
+    account: String,
+    /// Subscription id of the account's Azure scope.
+    #[arg(long, default_value = entraflow_gate::DEFAULT_SUBSCRIPTION)]
+    subscription: String,
+    /// Resource group of the account's Azure scope.
+    #[arg(long, default_value = entraflow_gate::DEFAULT_RESOURCE_GROUP)]
+    resource_group: String,
+    /// Directory holding the blobs (default <data-dir>/blobs).
+    #[arg(long, value_name = "DIR", conflicts_with = "backend")]
+    root: Option<PathBuf>,
+    /// object_store URL of the backend instead (az://container, file:///path),
+    /// with credentials from the environment as object_store reads them.
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
+    /// Authority host whose tokens are trusted (default AZURE_AUTHORITY_HOST from <data-dir>/env).
+    #[arg(long, value_name = "URL")]
+    trusted_authority: Option<String>,
+    /// Tenant whose tokens are accepted; repeat for several (default AZURE_TENANT_ID from <data-dir>/env).
+    #[arg(long = "tenant", value_name = "ID")]
+    tenants: Vec<String>,
+    /// Clock skew tolerated on token exp/nbf, in seconds.
+    #[arg(long, default_value_t = 300)]
+    clock_skew: u64,
+}
+
+pub(crate) fn run(command: GateCommand, globals: &Globals) -> anyhow::Result<ExitCode> {
+    match command {
+        GateCommand::Serve(args) => serve(args, globals),
+    }
+}
+
+fn serve(args: ServeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let mut config = GateConfig::new(&globals.data_dir);
+    config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    config.account = args.account;
+    config.subscription = args.subscription;
+    config.resource_group = args.resource_group;
+    if let Some(root) = args.root {
+        config.backend = Backend::Local(root);
+    }
+    if let Some(url) = args.backend {
+        config.backend = Backend::Url(url);
+    }
+    if let Some(host) = args.trusted_authority {
+        config.authority_host = host;
+    }
+    if !args.tenants.is_empty() {
+        config.tenants = args.tenants;
+    }
+    config.leeway = std::time::Duration::from_secs(args.clock_skew);
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let gate = Gate::bind(config).await?;
+        let env_file = gate.write_env_file()?;
+        println!("gate ready: {}", gate.endpoint());
+        println!("client settings: source {}", env_file.display());
+        println!(
+            "trust the CA:    export SSL_CERT_FILE={}",
+            gate.ca_pem_path().display()
+        );
+        gate.run(shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
