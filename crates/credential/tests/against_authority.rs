@@ -1,0 +1,152 @@
+//! The "Done means", against a real authority on loopback with token
+//! lifetimes of seconds.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Authority, STORAGE, counting_proxy, fast_policy, sleep_until_unix, unix_now_f64};
+use entraflow_core::{Aadsts, Secret};
+use entraflow_credential::{
+    ClientSecretCredential, CredentialError, TokenCredential, TokenRequest,
+};
+
+fn storage() -> TokenRequest {
+    TokenRequest::new(&[STORAGE])
+}
+
+#[tokio::test]
+async fn a_secret_gets_a_token_and_a_wrong_secret_is_rejected_by_code() {
+    let authority = Authority::start().await;
+    let app = authority.app("trainer");
+    let credential = authority.secret_credential(&app, authority.options(fast_policy()));
+    let token = credential.get_token(&storage()).await.unwrap();
+    let claims = entraflow_credential::claims::decode_unverified(token.token.expose()).unwrap();
+    assert_eq!(claims.tid, authority.tenant);
+    assert_eq!(claims.client_app_id(), Some(app.app_id.as_str()));
+    assert!(
+        !format!("{token:?}").contains(token.token.expose()),
+        "Debug never prints the token"
+    );
+
+    let wrong = ClientSecretCredential::new(
+        &authority.tenant,
+        &app.app_id,
+        Secret::new("not-the-secret"),
+        authority.options(fast_policy()),
+    )
+    .unwrap();
+    let err = wrong.get_token(&storage()).await.unwrap_err();
+    match &err {
+        CredentialError::AuthenticationRejected {
+            code,
+            trace_id,
+            authority: url,
+            ..
+        } => {
+            assert_eq!(*code, Some(Aadsts::InvalidSecret));
+            assert!(!trace_id.is_empty());
+            assert!(url.starts_with(&authority.host()), "{url}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(!err.to_string().contains("not-the-secret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_callers_during_a_refresh_cause_exactly_one_token_request() {
+    let authority = Authority::start().await;
+    authority.set_token_lifetime(6);
+    let app = authority.app("loader");
+    let proxy = counting_proxy(&authority);
+    let credential = Arc::new(
+        authority.secret_credential(&app, authority.options_at(&proxy.url, fast_policy())),
+    );
+
+    let first = credential.get_token(&storage()).await.unwrap();
+    assert_eq!(proxy.count(), 1);
+
+    // Past the token's safe margin nobody has a usable token: all 1,000 wait on one fetch.
+    sleep_until_unix(first.expires_on as f64 + 0.1).await;
+    let callers: Vec<_> = (0..1000)
+        .map(|_| {
+            let credential = credential.clone();
+            tokio::spawn(async move { credential.get_token(&storage()).await })
+        })
+        .collect();
+    let mut tokens = std::collections::HashSet::new();
+    for caller in callers {
+        tokens.insert(caller.await.unwrap().unwrap().token.expose().to_owned());
+    }
+    assert_eq!(tokens.len(), 1, "every caller got the same new token");
+    assert!(!tokens.contains(first.token.expose()));
+    assert_eq!(
+        proxy.count(),
+        2,
+        "exactly one token request for 1,000 callers"
+    );
+
+    // Past refresh_on but still usable: 1,000 callers get the cached token at once and
+    // one background refresh runs.
+    let second = credential.get_token(&storage()).await.unwrap();
+    sleep_until_unix(second.refresh_on as f64 + 1.0).await;
+    let callers: Vec<_> = (0..1000)
+        .map(|_| {
+            let credential = credential.clone();
+            tokio::spawn(async move { credential.get_token(&storage()).await })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap().unwrap();
+    }
+    for _ in 0..100 {
+        if credential.cached_token(&storage()).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(proxy.count(), 3, "exactly one background refresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authority_outage_is_invisible_while_the_token_is_valid_and_reported_after() {
+    let mut authority = Authority::start().await;
+    authority.set_token_lifetime(8);
+    let app = authority.app("long-job");
+    let credential = authority.secret_credential(&app, authority.options(fast_policy()));
+    let first = credential.get_token(&storage()).await.unwrap();
+
+    authority.stop().await;
+
+    // Until the safety margin (a quarter of 8 s before expiry), callers keep getting the
+    // cached token although every background refresh fails: zero errors.
+    let safe_until = first.expires_on as f64 - 2.5;
+    let mut calls = 0;
+    while unix_now_f64() < safe_until {
+        let token = credential
+            .get_token(&storage())
+            .await
+            .expect("no error while the token is valid");
+        assert_eq!(token.token, first.token);
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(calls > 20, "the loop ran ({calls} calls)");
+
+    // Past the margin: the error, naming the authority's URL.
+    sleep_until_unix(first.expires_on as f64 - 1.0).await;
+    let err = credential.get_token(&storage()).await.unwrap_err();
+    match &err {
+        CredentialError::AuthorityUnreachable { url, .. } => {
+            assert!(url.starts_with(&authority.host()), "{url}");
+        }
+        other => panic!("expected AuthorityUnreachable, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&authority.host()), "{err}");
+
+    // The authority comes back: the same credential gets tokens again.
+    authority.restart().await;
+    let again = credential.get_token(&storage()).await.unwrap();
+    assert_ne!(again.token, first.token);
+}
