@@ -283,7 +283,9 @@ impl Store {
             )));
         }
         if new.display_name.trim().is_empty() {
-            return Err(AuthorityError::invalid("the display name must not be empty"));
+            return Err(AuthorityError::invalid(
+                "the display name must not be empty",
+            ));
         }
         let app_id = new_id();
         let object_id = new_id();
@@ -299,7 +301,9 @@ impl Store {
                 new.display_name,
                 version,
                 new.public_client,
-                new.group_membership_claims.as_deref().filter(|g| *g != "None"),
+                new.group_membership_claims
+                    .as_deref()
+                    .filter(|g| *g != "None"),
                 now()
             ],
         )?;
@@ -345,7 +349,8 @@ impl Store {
             .optional()?
             .ok_or_else(|| not_found("application", app_id, "app"))?;
         let app_id = app_id.to_ascii_lowercase();
-        let mut stmt = conn.prepare("SELECT uri FROM identifier_uris WHERE app_id = ?1 ORDER BY uri")?;
+        let mut stmt =
+            conn.prepare("SELECT uri FROM identifier_uris WHERE app_id = ?1 ORDER BY uri")?;
         let identifier_uris = stmt
             .query_map([&app_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -379,14 +384,19 @@ impl Store {
     pub fn list_applications(&self) -> Result<Vec<Application>, AuthorityError> {
         let ids: Vec<String> = {
             let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT app_id FROM applications ORDER BY created_at, app_id")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+            let mut stmt =
+                conn.prepare("SELECT app_id FROM applications ORDER BY created_at, app_id")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
         };
         ids.iter().map(|id| self.application(id)).collect()
     }
 
     /// `ad sp create --id <appId>`.
-    pub fn create_service_principal(&self, app_id: &str) -> Result<ServicePrincipal, AuthorityError> {
+    pub fn create_service_principal(
+        &self,
+        app_id: &str,
+    ) -> Result<ServicePrincipal, AuthorityError> {
         let app = self.application(app_id)?;
         let tenant = self.default_tenant()?;
         let conn = self.conn();
@@ -431,12 +441,22 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         if !append {
-            tx.execute("DELETE FROM client_secrets WHERE app_id = ?1", [&app.app_id])?;
+            tx.execute(
+                "DELETE FROM client_secrets WHERE app_id = ?1",
+                [&app.app_id],
+            )?;
         }
         tx.execute(
             "INSERT INTO client_secrets (id, app_id, sha256, hint, end_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![new_id(), app.app_id, secrets::hash(&secret), &secret[..3], end_at, at],
+            params![
+                new_id(),
+                app.app_id,
+                secrets::hash(&secret),
+                &secret[..3],
+                end_at,
+                at
+            ],
         )?;
         tx.commit()?;
         Ok(PasswordCredential {
@@ -470,7 +490,10 @@ impl Store {
                 ))
             })?;
         let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
-            AuthorityError::invalid(format!("{} is not an X.509 certificate: {e}", pem_path.display()))
+            AuthorityError::invalid(format!(
+                "{} is not an X.509 certificate: {e}",
+                pem_path.display()
+            ))
         })?;
         if !matches!(
             cert.public_key().parsed(),
@@ -511,7 +534,9 @@ impl Store {
             )));
         }
         if issuer.is_empty() || subject.is_empty() || name.is_empty() {
-            return Err(AuthorityError::invalid("name, issuer and subject must not be empty"));
+            return Err(AuthorityError::invalid(
+                "name, issuer and subject must not be empty",
+            ));
         }
         if subject.contains('*') || issuer.contains('*') {
             return Err(AuthorityError::invalid(
@@ -676,7 +701,9 @@ impl Store {
             params![id, tenant.id, upn, display_name, hash],
         )?;
         if inserted == 0 {
-            return Err(AuthorityError::invalid(format!("a user '{upn}' already exists")));
+            return Err(AuthorityError::invalid(format!(
+                "a user '{upn}' already exists"
+            )));
         }
         Ok(User {
             id,
@@ -709,7 +736,8 @@ impl Store {
     /// `ad user list`.
     pub fn list_users(&self) -> Result<Vec<User>, AuthorityError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT object_id, upn, display_name FROM users ORDER BY upn")?;
+        let mut stmt =
+            conn.prepare("SELECT object_id, upn, display_name FROM users ORDER BY upn")?;
         Ok(stmt
             .query_map([], |r| {
                 Ok(User {
@@ -763,9 +791,11 @@ impl Store {
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('subscription_id', ?1)",
             [new_id()],
         )?;
-        Ok(conn.query_row("SELECT value FROM meta WHERE key = 'subscription_id'", [], |r| {
-            r.get(0)
-        })?)
+        Ok(conn.query_row(
+            "SELECT value FROM meta WHERE key = 'subscription_id'",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// `ad identity create --name N [--host H]` (user-assigned) or
@@ -781,11 +811,15 @@ impl Store {
         let (name, resource_id) = match (system_assigned, name) {
             (true, _) => (
                 host.to_owned(),
-                format!("/subscriptions/{sub}/resourceGroups/entraflow/providers/Microsoft.Compute/virtualMachines/{host}"),
+                format!(
+                    "/subscriptions/{sub}/resourceGroups/entraflow/providers/Microsoft.Compute/virtualMachines/{host}"
+                ),
             ),
             (false, Some(n)) if !n.is_empty() && !n.contains('/') => (
                 n.to_owned(),
-                format!("/subscriptions/{sub}/resourceGroups/entraflow/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}"),
+                format!(
+                    "/subscriptions/{sub}/resourceGroups/entraflow/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}"
+                ),
             ),
             _ => {
                 return Err(AuthorityError::invalid(
@@ -842,10 +876,12 @@ impl Store {
             path: jwks_file.to_owned(),
             source,
         })?;
-        serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
-            .map_err(|e| {
-                AuthorityError::invalid(format!("{} is not a JWKS document: {e}", jwks_file.display()))
-            })?;
+        serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text).map_err(|e| {
+            AuthorityError::invalid(format!(
+                "{} is not a JWKS document: {e}",
+                jwks_file.display()
+            ))
+        })?;
         let path = std::fs::canonicalize(jwks_file).unwrap_or_else(|_| jwks_file.to_owned());
         self.conn().execute(
             "INSERT INTO trusted_issuers (issuer, jwks_file) VALUES (?1, ?2)
@@ -870,7 +906,12 @@ impl Store {
         let changed = self.conn().execute(
             "UPDATE device_codes SET status = ?1, user_id = ?2
              WHERE user_code = ?3 AND status = 'pending' AND expires_at > ?4",
-            params![if deny { "denied" } else { "approved" }, user.id, code, now()],
+            params![
+                if deny { "denied" } else { "approved" },
+                user.id,
+                code,
+                now()
+            ],
         )?;
         if changed == 0 {
             return Err(AuthorityError::invalid(format!(
@@ -908,8 +949,14 @@ mod tests {
 
     #[test]
     fn lifetime_parses_fixed_and_ranges() {
-        assert_eq!("5".parse::<Lifetime>().unwrap(), Lifetime { min: 5, max: 5 });
-        assert_eq!("60-90".parse::<Lifetime>().unwrap(), Lifetime { min: 60, max: 90 });
+        assert_eq!(
+            "5".parse::<Lifetime>().unwrap(),
+            Lifetime { min: 5, max: 5 }
+        );
+        assert_eq!(
+            "60-90".parse::<Lifetime>().unwrap(),
+            Lifetime { min: 60, max: 90 }
+        );
         assert!("90-60".parse::<Lifetime>().is_err());
         assert!("0".parse::<Lifetime>().is_err());
         assert!("x".parse::<Lifetime>().is_err());
@@ -959,10 +1006,18 @@ mod tests {
             .unwrap();
         let sp = store.create_service_principal(&client.app_id).unwrap();
         assert_eq!(store.create_service_principal(&client.app_id).unwrap(), sp);
-        store.create_app_role(&api.app_id, "Data.Read", None).unwrap();
-        let a = store.assign_app_role(&sp.id, &api.app_id, "Data.Read").unwrap();
+        store
+            .create_app_role(&api.app_id, "Data.Read", None)
+            .unwrap();
+        let a = store
+            .assign_app_role(&sp.id, &api.app_id, "Data.Read")
+            .unwrap();
         assert_eq!(a.value, "Data.Read");
         assert!(store.assign_app_role(&sp.id, &api.app_id, "Nope").is_err());
-        assert!(store.assign_app_role("not-a-principal", &api.app_id, "Data.Read").is_err());
+        assert!(
+            store
+                .assign_app_role("not-a-principal", &api.app_id, "Data.Read")
+                .is_err()
+        );
     }
 }

@@ -62,7 +62,9 @@ pub(crate) fn peek(assertion: &str) -> Result<(jsonwebtoken::Header, AssertionCl
     };
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| malformed())?;
     let payload = assertion.split('.').nth(1).ok_or_else(malformed)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).map_err(|_| malformed())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| malformed())?;
     let claims = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
     Ok((header, claims))
 }
@@ -79,15 +81,23 @@ pub(crate) fn verify_signature(assertion: &str, alg: Algorithm, key: &DecodingKe
 }
 
 /// `exp` passed, `nbf` in the future → 700024.
-pub(crate) fn check_time(claims: &AssertionClaims, max_lifetime: Option<i64>) -> Result<i64, OAuthError> {
+pub(crate) fn check_time(
+    claims: &AssertionClaims,
+    max_lifetime: Option<i64>,
+) -> Result<i64, OAuthError> {
     let now = now();
     let exp = claims.exp.ok_or_else(|| {
-        OAuthError::new(Aadsts::AssertionTimeRange, "Client assertion has no 'exp' claim.")
+        OAuthError::new(
+            Aadsts::AssertionTimeRange,
+            "Client assertion has no 'exp' claim.",
+        )
     })?;
     if exp + CLOCK_SKEW < now {
         return Err(OAuthError::new(
             Aadsts::AssertionTimeRange,
-            format!("Client assertion is not within its valid time range. Current time: {now}, assertion valid to: {exp}. A token file must be re-read before each exchange."),
+            format!(
+                "Client assertion is not within its valid time range. Current time: {now}, assertion valid to: {exp}. A token file must be re-read before each exchange."
+            ),
         ));
     }
     if let Some(nbf) = claims.nbf
@@ -95,7 +105,9 @@ pub(crate) fn check_time(claims: &AssertionClaims, max_lifetime: Option<i64>) ->
     {
         return Err(OAuthError::new(
             Aadsts::AssertionTimeRange,
-            format!("Client assertion is not within its valid time range. Current time: {now}, assertion valid from: {nbf}."),
+            format!(
+                "Client assertion is not within its valid time range. Current time: {now}, assertion valid from: {nbf}."
+            ),
         ));
     }
     if let Some(max) = max_lifetime {
@@ -103,7 +115,10 @@ pub(crate) fn check_time(claims: &AssertionClaims, max_lifetime: Option<i64>) ->
         if exp - start > max {
             return Err(OAuthError::new(
                 Aadsts::AssertionTimeRange,
-                format!("Client assertion lifetime {}s exceeds the allowed {max}s (exp - nbf).", exp - start),
+                format!(
+                    "Client assertion lifetime {}s exceeds the allowed {max}s (exp - nbf).",
+                    exp - start
+                ),
             ));
         }
     }
@@ -112,7 +127,12 @@ pub(crate) fn check_time(claims: &AssertionClaims, max_lifetime: Option<i64>) ->
 
 impl Store {
     /// Records a used assertion `jti`; a second use before `exp` is a replay.
-    pub(crate) fn consume_jti(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, AuthorityError> {
+    pub(crate) fn consume_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        exp: i64,
+    ) -> Result<bool, AuthorityError> {
         let conn = self.conn();
         let at = now();
         conn.execute("DELETE FROM used_jtis WHERE exp < ?1", [at - CLOCK_SKEW])?;
@@ -143,14 +163,28 @@ impl Store {
 }
 
 /// Replay check shared by certificate and federated assertions.
-pub(crate) fn refuse_replay(store: &Store, client_id: &str, claims: &AssertionClaims, exp: i64) -> Result<(), OAuthError> {
-    let jti = claims.jti.as_deref().filter(|j| !j.is_empty()).ok_or_else(|| {
-        OAuthError::new(Aadsts::MalformedRequest, "Client assertion has no 'jti' claim; each assertion needs a unique one.")
-    })?;
+pub(crate) fn refuse_replay(
+    store: &Store,
+    client_id: &str,
+    claims: &AssertionClaims,
+    exp: i64,
+) -> Result<(), OAuthError> {
+    let jti = claims
+        .jti
+        .as_deref()
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| {
+            OAuthError::new(
+                Aadsts::MalformedRequest,
+                "Client assertion has no 'jti' claim; each assertion needs a unique one.",
+            )
+        })?;
     if !store.consume_jti(client_id, jti, exp)? {
         return Err(OAuthError::new(
             Aadsts::AssertionReplayed,
-            format!("The client assertion with jti '{jti}' was already used. Create a new assertion for each request."),
+            format!(
+                "The client assertion with jti '{jti}' was already used. Create a new assertion for each request."
+            ),
         ));
     }
     Ok(())
@@ -173,7 +207,10 @@ pub(crate) fn verify_certificate_assertion(
             format!("Client assertion algorithm {alg:?} is not supported; use RS256 or PS256."),
         ));
     }
-    let decode = |s: &Option<String>| s.as_deref().and_then(|t| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok());
+    let decode = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|t| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok())
+    };
     let sha1 = decode(&header.x5t);
     let sha256 = decode(&header.x5t_s256);
     if sha1.is_none() && sha256.is_none() {
@@ -196,7 +233,13 @@ pub(crate) fn verify_certificate_assertion(
     let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
         return Err(AuthorityError::Crypto("stored certificate has no RSA key".into()).into());
     };
-    let key = DecodingKey::from_rsa_raw_components(rsa.modulus, rsa.exponent);
+    // DER integers carry a leading zero byte when the high bit is set; the raw
+    // big-endian components must not.
+    let strip = |b: &[u8]| -> Vec<u8> {
+        let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+        b[start..].to_vec()
+    };
+    let key = DecodingKey::from_rsa_raw_components(&strip(rsa.modulus), &strip(rsa.exponent));
     if !verify_signature(assertion, alg, &key) {
         return Err(OAuthError::new(
             Aadsts::AssertionSignatureInvalid,
@@ -215,15 +258,18 @@ pub(crate) fn verify_certificate_assertion(
             format!("Client assertion 'iss' and 'sub' must both be the client id '{client_id}'."),
         ));
     }
-    let aud_ok = claims
-        .aud
-        .as_ref()
-        .is_some_and(|a| a.values().iter().any(|v| audiences.iter().any(|x| x.eq_ignore_ascii_case(v))));
+    let aud_ok = claims.aud.as_ref().is_some_and(|a| {
+        a.values()
+            .iter()
+            .any(|v| audiences.iter().any(|x| x.eq_ignore_ascii_case(v)))
+    });
     if !aud_ok {
         return Err(OAuthError::new(
             Aadsts::AssertionAudienceInvalid,
-            format!("Client assertion audience claim does not match Realm issuer; 'aud' must be the token endpoint, e.g. '{}'.",
-                audiences.first().map(String::as_str).unwrap_or_default()),
+            format!(
+                "Client assertion audience claim does not match Realm issuer; 'aud' must be the token endpoint, e.g. '{}'.",
+                audiences.first().map(String::as_str).unwrap_or_default()
+            ),
         ));
     }
     let exp = check_time(claims, Some(MAX_ASSERTION_LIFETIME))?;

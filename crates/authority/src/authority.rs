@@ -37,7 +37,9 @@ impl std::fmt::Debug for TokenRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut keys: Vec<_> = self.params.keys().collect();
         keys.sort();
-        f.debug_struct("TokenRequest").field("params", &keys).finish_non_exhaustive()
+        f.debug_struct("TokenRequest")
+            .field("params", &keys)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,24 +52,37 @@ impl TokenRequest {
     /// `Authorization` header value.
     pub fn parse(body: &[u8], authorization: Option<&str>) -> Result<TokenRequest, OAuthError> {
         if body.len() > MAX_BODY {
-            return Err(malformed(format!("The request body is larger than {MAX_BODY} bytes.")));
+            return Err(malformed(format!(
+                "The request body is larger than {MAX_BODY} bytes."
+            )));
         }
-        let not_form = || malformed("The request body must be application/x-www-form-urlencoded UTF-8.");
+        let not_form =
+            || malformed("The request body must be application/x-www-form-urlencoded UTF-8.");
         std::str::from_utf8(body).map_err(|_| not_form())?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| not_form())?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(body).map_err(|_| not_form())?;
         // The decoder replaces invalid UTF-8 escapes with U+FFFD instead of failing.
-        if pairs.iter().any(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}')) {
+        if pairs
+            .iter()
+            .any(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}'))
+        {
             return Err(not_form());
         }
         let mut params = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
             if params.insert(k.clone(), v).is_some() {
-                return Err(malformed(format!("The request contains the parameter '{k}' more than once.")));
+                return Err(malformed(format!(
+                    "The request contains the parameter '{k}' more than once."
+                )));
             }
         }
         let basic = match authorization {
             Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => {
-                let bad = || malformed("The Authorization header is not valid HTTP Basic (base64 of client_id:client_secret).");
+                let bad = || {
+                    malformed(
+                        "The Authorization header is not valid HTTP Basic (base64 of client_id:client_secret).",
+                    )
+                };
                 let decoded = STANDARD.decode(h[6..].trim()).map_err(|_| bad())?;
                 let text = String::from_utf8(decoded).map_err(|_| bad())?;
                 let (id, secret) = text.split_once(':').ok_or_else(bad)?;
@@ -86,7 +101,10 @@ impl TokenRequest {
 
     /// A parameter's value, if present and non-empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn require(&self, name: &str) -> Result<&str, OAuthError> {
@@ -108,7 +126,9 @@ pub struct AuthorityOptions {
 
 impl Default for AuthorityOptions {
     fn default() -> Self {
-        AuthorityOptions { device_code_interval: 5 }
+        AuthorityOptions {
+            device_code_interval: 5,
+        }
     }
 }
 
@@ -124,7 +144,10 @@ pub struct Authority {
 
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authority").field("host", &self.host).field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("Authority")
+            .field("host", &self.host)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,7 +157,12 @@ const TENANT_INDEPENDENT: [&str; 3] = ["common", "organizations", "consumers"];
 impl Authority {
     /// A token service at `host` (e.g. `https://127.0.0.1:8443`), creating the
     /// first signing key if needed. `http` fetches external issuers' keys.
-    pub fn new(store: Arc<Store>, host: &str, http: reqwest::Client, options: AuthorityOptions) -> Result<Authority, AuthorityError> {
+    pub fn new(
+        store: Arc<Store>,
+        host: &str,
+        http: reqwest::Client,
+        options: AuthorityOptions,
+    ) -> Result<Authority, AuthorityError> {
         let ring = store.load_key_ring()?;
         Ok(Authority {
             store,
@@ -177,13 +205,18 @@ impl Authority {
     /// Resolves the tenant path segment (id or domain). Tenant-independent
     /// segments resolve to the default tenant only where `allow_common`.
     pub fn tenant(&self, segment: &str, allow_common: bool) -> Result<Tenant, OAuthError> {
-        if TENANT_INDEPENDENT.iter().any(|t| t.eq_ignore_ascii_case(segment)) {
+        if TENANT_INDEPENDENT
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(segment))
+        {
             if allow_common {
                 return Ok(self.store.default_tenant()?);
             }
             return Err(OAuthError::new(
                 Aadsts::InvalidTenant,
-                format!("Use of the '/{segment}' endpoint is not supported for this application; app-only tokens need the tenant id or domain in the URL."),
+                format!(
+                    "Use of the '/{segment}' endpoint is not supported for this application; app-only tokens need the tenant id or domain in the URL."
+                ),
             ));
         }
         self.store.find_tenant(segment)?.ok_or_else(|| {
@@ -206,16 +239,34 @@ impl Authority {
     }
 
     /// Handles one token request: `/{tenant}/oauth2[/v2.0]/token`.
-    pub async fn token(&self, tenant_segment: &str, version: EndpointVersion, req: &TokenRequest) -> Result<Value, OAuthError> {
+    pub async fn token(
+        &self,
+        tenant_segment: &str,
+        version: EndpointVersion,
+        req: &TokenRequest,
+    ) -> Result<Value, OAuthError> {
         let grant = req.require("grant_type")?;
-        let mut decision = Decision { grant, client_id: req.get("client_id"), ..Default::default() };
+        let mut decision = Decision {
+            grant,
+            client_id: req.get("client_id"),
+            ..Default::default()
+        };
         let result = match grant {
-            "client_credentials" => self.client_credentials(tenant_segment, version, req, &mut decision).await,
-            DEVICE_CODE_GRANT => self.device_code_grant(tenant_segment, version, req, &mut decision),
-            "refresh_token" => self.refresh_token_grant(tenant_segment, version, req, &mut decision),
+            "client_credentials" => {
+                self.client_credentials(tenant_segment, version, req, &mut decision)
+                    .await
+            }
+            DEVICE_CODE_GRANT => {
+                self.device_code_grant(tenant_segment, version, req, &mut decision)
+            }
+            "refresh_token" => {
+                self.refresh_token_grant(tenant_segment, version, req, &mut decision)
+            }
             other => Err(OAuthError::new(
                 Aadsts::UnsupportedGrantType,
-                format!("The provided value for the input parameter 'grant_type' is not valid: '{other}'. Supported: client_credentials, refresh_token, {DEVICE_CODE_GRANT}."),
+                format!(
+                    "The provided value for the input parameter 'grant_type' is not valid: '{other}'. Supported: client_credentials, refresh_token, {DEVICE_CODE_GRANT}."
+                ),
             )),
         };
         if let Err(e) = &result
@@ -227,7 +278,13 @@ impl Authority {
     }
 
     /// The resource a request names (`scope` on v2, `resource` on v1).
-    pub(crate) fn requested_resource(&self, tenant: &Tenant, version: EndpointVersion, req: &TokenRequest, app_only: bool) -> Result<(Resource, String), OAuthError> {
+    pub(crate) fn requested_resource(
+        &self,
+        tenant: &Tenant,
+        version: EndpointVersion,
+        req: &TokenRequest,
+        app_only: bool,
+    ) -> Result<(Resource, String), OAuthError> {
         let (requested, scope) = match version {
             EndpointVersion::V2 => {
                 let scope = req.require("scope")?;
@@ -243,7 +300,10 @@ impl Authority {
                     if !only_default {
                         return Err(OAuthError::new(
                             Aadsts::InvalidScope,
-                            format!("The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid: app-only tokens need '{}'.", entraflow_core::scope::default_scope(&resource)),
+                            format!(
+                                "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid: app-only tokens need '{}'.",
+                                entraflow_core::scope::default_scope(&resource)
+                            ),
                         ));
                     }
                 }
@@ -263,25 +323,44 @@ impl Authority {
         Ok((resource, scope))
     }
 
-    async fn client_credentials(&self, segment: &str, version: EndpointVersion, req: &TokenRequest, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+    async fn client_credentials(
+        &self,
+        segment: &str,
+        version: EndpointVersion,
+        req: &TokenRequest,
+        decision: &mut Decision<'_>,
+    ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, false)?;
         let (client_id, basic_secret) = match (&req.basic, req.get("client_id")) {
             (Some((id, _)), Some(form_id)) if !id.eq_ignore_ascii_case(form_id) => {
-                return Err(malformed("The client_id in the Authorization header and in the body differ."));
+                return Err(malformed(
+                    "The client_id in the Authorization header and in the body differ.",
+                ));
             }
             (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str())),
             (None, Some(id)) => (id, None),
             (None, None) => {
-                return Err(OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'client_id'."));
+                return Err(OAuthError::new(
+                    Aadsts::MissingParameter,
+                    "The request body must contain the following parameter: 'client_id'.",
+                ));
             }
         };
         let sp = self.client_service_principal(&tenant, client_id)?;
         let secret = match (basic_secret, req.get("client_secret")) {
-            (Some(_), Some(_)) => return Err(malformed("The client secret was sent both in the Authorization header and in the body; send it once.")),
+            (Some(_), Some(_)) => {
+                return Err(malformed(
+                    "The client secret was sent both in the Authorization header and in the body; send it once.",
+                ));
+            }
             (a, b) => a.or(b),
         };
         let acr = match (secret, req.get("client_assertion")) {
-            (Some(_), Some(_)) => return Err(malformed("The request contains both a client secret and a client assertion; send one.")),
+            (Some(_), Some(_)) => {
+                return Err(malformed(
+                    "The request contains both a client secret and a client assertion; send one.",
+                ));
+            }
             (Some(secret), None) => {
                 self.verify_secret(client_id, secret)?;
                 "1"
@@ -293,22 +372,39 @@ impl Authority {
                         format!("client_assertion_type must be '{JWT_BEARER_ASSERTION_TYPE}'."),
                     ));
                 }
-                self.verify_assertion(&tenant, segment, client_id, assertion).await?;
+                self.verify_assertion(&tenant, segment, client_id, assertion)
+                    .await?;
                 "2"
             }
             (None, None) => {
-                return Err(OAuthError::new(Aadsts::NoCredential, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."));
+                return Err(OAuthError::new(
+                    Aadsts::NoCredential,
+                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                ));
             }
         };
         let (resource, _) = self.requested_resource(&tenant, version, req, true)?;
-        let principal = Principal::App { oid: sp.0, app_id: sp.1, acr, mirid: None };
+        let principal = Principal::App {
+            oid: sp.0,
+            app_id: sp.1,
+            acr,
+            mirid: None,
+        };
         self.issue(&tenant, version, &resource, &principal, decision)
     }
 
     /// Issues an app-only token and records the decision.
-    pub(crate) fn issue(&self, tenant: &Tenant, version: EndpointVersion, resource: &Resource, principal: &Principal, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+    pub(crate) fn issue(
+        &self,
+        tenant: &Tenant,
+        version: EndpointVersion,
+        resource: &Resource,
+        principal: &Principal,
+        decision: &mut Decision<'_>,
+    ) -> Result<Value, OAuthError> {
         let key = self.active_key()?;
-        let issued = issue::access_token(&self.store, &key, &self.host, tenant, resource, principal)?;
+        let issued =
+            issue::access_token(&self.store, &key, &self.host, tenant, resource, principal)?;
         Decision {
             principal: Some(principal.oid()),
             client_id: Some(principal.client_id()),
@@ -322,7 +418,11 @@ impl Authority {
     }
 
     /// The (object id, app id) of an application's service principal.
-    fn client_service_principal(&self, tenant: &Tenant, client_id: &str) -> Result<(String, String), OAuthError> {
+    fn client_service_principal(
+        &self,
+        tenant: &Tenant,
+        client_id: &str,
+    ) -> Result<(String, String), OAuthError> {
         let conn = self.store.conn();
         let app: Option<String> = conn
             .query_row(
@@ -335,7 +435,10 @@ impl Authority {
         let Some(app_id) = app else {
             return Err(OAuthError::new(
                 Aadsts::AppNotFound,
-                format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or if you sent your authentication request to the wrong tenant.", tenant.id),
+                format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or if you sent your authentication request to the wrong tenant.",
+                    tenant.id
+                ),
             ));
         };
         let sp: Option<(String, bool)> = conn
@@ -349,9 +452,15 @@ impl Authority {
         match sp {
             None => Err(OAuthError::new(
                 Aadsts::MissingServicePrincipal,
-                format!("The client application {app_id} is missing service principal in the tenant {}. Create it with `entraflow ad sp create --id {app_id}`.", tenant.id),
+                format!(
+                    "The client application {app_id} is missing service principal in the tenant {}. Create it with `entraflow ad sp create --id {app_id}`.",
+                    tenant.id
+                ),
             )),
-            Some((_, false)) => Err(OAuthError::new(Aadsts::Disabled, format!("Application '{app_id}' is disabled."))),
+            Some((_, false)) => Err(OAuthError::new(
+                Aadsts::Disabled,
+                format!("Application '{app_id}' is disabled."),
+            )),
             Some((oid, true)) => Ok((oid, app_id)),
         }
     }
@@ -360,35 +469,71 @@ impl Authority {
         let rows: Vec<(Vec<u8>, i64)> = {
             let conn = self.store.conn();
             let mut stmt = conn
-                .prepare_cached("SELECT sha256, end_at FROM client_secrets WHERE app_id = ?1 COLLATE NOCASE")
+                .prepare_cached(
+                    "SELECT sha256, end_at FROM client_secrets WHERE app_id = ?1 COLLATE NOCASE",
+                )
                 .map_err(AuthorityError::from)?;
             stmt.query_map([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .and_then(|rows| rows.collect())
                 .map_err(AuthorityError::from)?
         };
         // Check every stored secret so timing does not reveal which one matched.
-        let matched = rows.iter().filter(|(hash, _)| secrets::matches(secret, hash)).map(|(_, end)| *end).max();
+        let matched = rows
+            .iter()
+            .filter(|(hash, _)| secrets::matches(secret, hash))
+            .map(|(_, end)| *end)
+            .max();
         match matched {
             Some(end) if end > now() => Ok(()),
             Some(_) => Err(OAuthError::new(
                 Aadsts::ExpiredSecret,
-                format!("The provided client secret keys for app '{client_id}' are expired. Create a new secret with `entraflow ad app credential reset --id {client_id}`."),
+                format!(
+                    "The provided client secret keys for app '{client_id}' are expired. Create a new secret with `entraflow ad app credential reset --id {client_id}`."
+                ),
             )),
             None => Err(OAuthError::new(
                 Aadsts::InvalidSecret,
-                format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                ),
             )),
         }
     }
 
-    async fn verify_assertion(&self, tenant: &Tenant, segment: &str, client_id: &str, assertion: &str) -> Result<(), OAuthError> {
+    async fn verify_assertion(
+        &self,
+        tenant: &Tenant,
+        segment: &str,
+        client_id: &str,
+        assertion: &str,
+    ) -> Result<(), OAuthError> {
         let (header, claims) = assertion::peek(assertion)?;
-        let self_signed = claims.iss.as_deref().is_some_and(|i| i.eq_ignore_ascii_case(client_id));
+        let self_signed = claims
+            .iss
+            .as_deref()
+            .is_some_and(|i| i.eq_ignore_ascii_case(client_id));
         if self_signed {
             let audiences = self.assertion_audiences(tenant, segment);
-            assertion::verify_certificate_assertion(&self.store, client_id, assertion, &header, &claims, &audiences)
+            assertion::verify_certificate_assertion(
+                &self.store,
+                client_id,
+                assertion,
+                &header,
+                &claims,
+                &audiences,
+            )
         } else {
-            federation::verify_federated_assertion(&self.store, &self.issuer_keys, &self.http, &self.host, client_id, assertion, &header, &claims).await
+            federation::verify_federated_assertion(
+                &self.store,
+                &self.issuer_keys,
+                &self.http,
+                &self.host,
+                client_id,
+                assertion,
+                &header,
+                &claims,
+            )
+            .await
         }
     }
 }

@@ -32,13 +32,17 @@ fn random_token() -> String {
 }
 
 fn sha256(v: &str) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes()).as_ref().to_vec()
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 fn user_code() -> String {
     let mut b = [0u8; 9];
     aws_lc_rs::rand::fill(&mut b).expect("the OS random generator failed");
-    b.iter().map(|x| USER_CODE_ALPHABET[usize::from(*x) % USER_CODE_ALPHABET.len()] as char).collect()
+    b.iter()
+        .map(|x| USER_CODE_ALPHABET[usize::from(*x) % USER_CODE_ALPHABET.len()] as char)
+        .collect()
 }
 
 /// The delegated scopes (`scp`) a user token carries for the requested scopes.
@@ -49,20 +53,38 @@ fn delegated_scp(scope: &str) -> String {
         .filter_map(|s| s.rsplit_once('/').map(|(_, p)| p))
         .filter(|p| *p != ".default")
         .collect();
-    if perms.is_empty() { "user_impersonation".into() } else { perms.join(" ") }
+    if perms.is_empty() {
+        "user_impersonation".into()
+    } else {
+        perms.join(" ")
+    }
 }
 
 impl Authority {
     /// `POST /{tenant}/oauth2/v2.0/devicecode` (and v1 `/oauth2/devicecode` with `resource`).
-    pub fn device_authorization(&self, segment: &str, version: EndpointVersion, req: &TokenRequest) -> Result<Value, OAuthError> {
+    pub fn device_authorization(
+        &self,
+        segment: &str,
+        version: EndpointVersion,
+        req: &TokenRequest,
+    ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
         let client_id = req.get("client_id").ok_or_else(|| {
-            OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'client_id'.")
+            OAuthError::new(
+                Aadsts::MissingParameter,
+                "The request body must contain the following parameter: 'client_id'.",
+            )
         })?;
         let scope = match version {
-            EndpointVersion::V2 => req.get("scope").unwrap_or("openid profile offline_access").to_owned(),
+            EndpointVersion::V2 => req
+                .get("scope")
+                .unwrap_or("openid profile offline_access")
+                .to_owned(),
             EndpointVersion::V1 => match req.get("resource") {
-                Some(r) => format!("{} openid offline_access", entraflow_core::scope::default_scope(r)),
+                Some(r) => format!(
+                    "{} openid offline_access",
+                    entraflow_core::scope::default_scope(r)
+                ),
                 None => "openid profile offline_access".into(),
             },
         };
@@ -80,13 +102,18 @@ impl Authority {
             None => {
                 return Err(OAuthError::new(
                     Aadsts::AppNotFound,
-                    format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
+                    format!(
+                        "Application with identifier '{client_id}' was not found in the directory '{}'.",
+                        tenant.id
+                    ),
                 ));
             }
             Some(false) => {
                 return Err(OAuthError::new(
                     Aadsts::NoCredential,
-                    format!("The request body must contain the following parameter: 'client_assertion' or 'client_secret'. Application '{client_id}' is not a public client; create it with --public-client for device code sign-in."),
+                    format!(
+                        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'. Application '{client_id}' is not a public client; create it with --public-client for device code sign-in."
+                    ),
                 ));
             }
             Some(true) => {}
@@ -103,7 +130,9 @@ impl Authority {
             )
             .map_err(AuthorityError::from)?;
         let uri = format!("{}/devicelogin", self.host);
-        let message = format!("To sign in, use a web browser to open the page {uri} and enter the code {code} to authenticate.");
+        let message = format!(
+            "To sign in, use a web browser to open the page {uri} and enter the code {code} to authenticate."
+        );
         let mut body = json!({
             "user_code": code,
             "device_code": device_code,
@@ -120,12 +149,24 @@ impl Authority {
         Ok(body)
     }
 
-    pub(crate) fn device_code_grant(&self, segment: &str, version: EndpointVersion, req: &TokenRequest, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+    pub(crate) fn device_code_grant(
+        &self,
+        segment: &str,
+        version: EndpointVersion,
+        req: &TokenRequest,
+        decision: &mut Decision<'_>,
+    ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
         let device_code = req.get("device_code").ok_or_else(|| {
-            OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'device_code'.")
+            OAuthError::new(
+                Aadsts::MissingParameter,
+                "The request body must contain the following parameter: 'device_code'.",
+            )
         })?;
-        let client_id = req.get("client_id").unwrap_or_default().to_ascii_lowercase();
+        let client_id = req
+            .get("client_id")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let hash = sha256(device_code);
         let row: Option<(String, String, i64, String, Option<String>)> = self
             .store
@@ -137,18 +178,37 @@ impl Authority {
             )
             .optional()
             .map_err(AuthorityError::from)?;
-        let poll_error = |code: Aadsts, msg: &str| OAuthError { code, description: msg.into(), status: Some(400) };
-        let Some((owner, scope, expires_at, status, user_id)) = row.filter(|r| r.0 == client_id) else {
-            return Err(poll_error(Aadsts::BadVerificationCode, "Verification code is not recognized for this client."));
+        let poll_error = |code: Aadsts, msg: &str| OAuthError {
+            code,
+            description: msg.into(),
+            status: Some(400),
+        };
+        let Some((owner, scope, expires_at, status, user_id)) = row.filter(|r| r.0 == client_id)
+        else {
+            return Err(poll_error(
+                Aadsts::BadVerificationCode,
+                "Verification code is not recognized for this client.",
+            ));
         };
         if expires_at <= now() {
-            return Err(poll_error(Aadsts::ExpiredToken, "The device code has expired; start the sign-in again."));
+            return Err(poll_error(
+                Aadsts::ExpiredToken,
+                "The device code has expired; start the sign-in again.",
+            ));
         }
         match status.as_str() {
-            "pending" => return Err(poll_error(Aadsts::AuthorizationPending, "Authorization pending: the user has not yet completed sign-in.")),
+            "pending" => {
+                return Err(poll_error(
+                    Aadsts::AuthorizationPending,
+                    "Authorization pending: the user has not yet completed sign-in.",
+                ));
+            }
             "denied" => {
                 self.delete_device_code(&hash)?;
-                return Err(poll_error(Aadsts::AuthorizationDeclined, "The end user declined the sign-in."));
+                return Err(poll_error(
+                    Aadsts::AuthorizationDeclined,
+                    "The end user declined the sign-in.",
+                ));
             }
             _ => {}
         }
@@ -164,17 +224,32 @@ impl Authority {
     fn delete_device_code(&self, hash: &[u8]) -> Result<(), OAuthError> {
         self.store
             .conn()
-            .execute("DELETE FROM device_codes WHERE device_code_sha256 = ?1 OR expires_at < ?2", params![hash, now() - 3600])
+            .execute(
+                "DELETE FROM device_codes WHERE device_code_sha256 = ?1 OR expires_at < ?2",
+                params![hash, now() - 3600],
+            )
             .map_err(AuthorityError::from)?;
         Ok(())
     }
 
-    pub(crate) fn refresh_token_grant(&self, segment: &str, version: EndpointVersion, req: &TokenRequest, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+    pub(crate) fn refresh_token_grant(
+        &self,
+        segment: &str,
+        version: EndpointVersion,
+        req: &TokenRequest,
+        decision: &mut Decision<'_>,
+    ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
         let token = req.get("refresh_token").ok_or_else(|| {
-            OAuthError::new(Aadsts::MissingParameter, "The request body must contain the following parameter: 'refresh_token'.")
+            OAuthError::new(
+                Aadsts::MissingParameter,
+                "The request body must contain the following parameter: 'refresh_token'.",
+            )
         })?;
-        let client_id = req.get("client_id").unwrap_or_default().to_ascii_lowercase();
+        let client_id = req
+            .get("client_id")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let hash = sha256(token);
         let row: Option<(String, String, String, i64)> = {
             let conn = self.store.conn();
@@ -187,38 +262,74 @@ impl Authority {
                 .optional()
                 .map_err(AuthorityError::from)?;
             // Single use: a refresh token is spent whether or not the rest succeeds.
-            conn.execute("DELETE FROM refresh_tokens WHERE sha256 = ?1 OR expires_at < ?2", params![hash, now()])
-                .map_err(AuthorityError::from)?;
+            conn.execute(
+                "DELETE FROM refresh_tokens WHERE sha256 = ?1 OR expires_at < ?2",
+                params![hash, now()],
+            )
+            .map_err(AuthorityError::from)?;
             row
         };
-        let expired = || OAuthError::new(Aadsts::RefreshTokenExpired, "The refresh token has expired, was already used, or was revoked. Sign in again.");
+        let expired = || {
+            OAuthError::new(
+                Aadsts::RefreshTokenExpired,
+                "The refresh token has expired, was already used, or was revoked. Sign in again.",
+            )
+        };
         let (owner, user_id, scope, expires_at) = row.ok_or_else(expired)?;
         if owner != client_id || expires_at <= now() {
             return Err(expired());
         }
         let requested = match version {
             EndpointVersion::V2 => req.get("scope").map(str::to_owned).unwrap_or(scope),
-            EndpointVersion::V1 => req.get("resource").map(|r| format!("{} offline_access", entraflow_core::scope::default_scope(r))).unwrap_or(scope),
+            EndpointVersion::V1 => req
+                .get("resource")
+                .map(|r| format!("{} offline_access", entraflow_core::scope::default_scope(r)))
+                .unwrap_or(scope),
         };
         self.user_tokens(&tenant, version, &owner, &user_id, &requested, decision)
     }
 
     /// Access token (+ refresh token with `offline_access`, + id token with `openid`) for a user.
-    fn user_tokens(&self, tenant: &Tenant, version: EndpointVersion, client_id: &str, user_id: &str, scope: &str, decision: &mut Decision<'_>) -> Result<Value, OAuthError> {
+    fn user_tokens(
+        &self,
+        tenant: &Tenant,
+        version: EndpointVersion,
+        client_id: &str,
+        user_id: &str,
+        scope: &str,
+        decision: &mut Decision<'_>,
+    ) -> Result<Value, OAuthError> {
         let user: Option<(String, String)> = self
             .store
             .conn()
-            .query_row("SELECT upn, display_name FROM users WHERE object_id = ?1", [user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT upn, display_name FROM users WHERE object_id = ?1",
+                [user_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(AuthorityError::from)?;
-        let (upn, name) = user.ok_or_else(|| OAuthError::new(Aadsts::RefreshTokenExpired, "The signed-in user no longer exists."))?;
+        let (upn, name) = user.ok_or_else(|| {
+            OAuthError::new(
+                Aadsts::RefreshTokenExpired,
+                "The signed-in user no longer exists.",
+            )
+        })?;
         let has_resource = scope.split_whitespace().any(|s| !OIDC_SCOPES.contains(&s));
-        let scope_for_resource = if has_resource { scope.to_owned() } else { format!("{scope} https://graph.microsoft.com/User.Read") };
+        let scope_for_resource = if has_resource {
+            scope.to_owned()
+        } else {
+            format!("{scope} https://graph.microsoft.com/User.Read")
+        };
         let resource_req = TokenRequest::parse(
-            serde_urlencoded::to_string([("scope", scope_for_resource.as_str())]).unwrap_or_default().as_bytes(),
+            serde_urlencoded::to_string([("scope", scope_for_resource.as_str())])
+                .unwrap_or_default()
+                .as_bytes(),
             None,
         )?;
-        let resource = self.requested_resource(tenant, EndpointVersion::V2, &resource_req, false)?.0;
+        let resource = self
+            .requested_resource(tenant, EndpointVersion::V2, &resource_req, false)?
+            .0;
         let principal = Principal::User {
             oid: user_id.to_owned(),
             upn: upn.clone(),
@@ -250,19 +361,30 @@ impl Authority {
         }
         if scopes.contains(&"openid") {
             let key = self.key_ring()?.active.clone();
-            body["id_token"] = json!(issue::id_token(&key, &self.host, tenant, user_id, &upn, &name, client_id)?);
+            body["id_token"] = json!(issue::id_token(
+                &key, &self.host, tenant, user_id, &upn, &name, client_id
+            )?);
             body["client_info"] = json!(issue::client_info(user_id, &tenant.id));
         }
         Ok(body)
     }
 
     /// Approves or denies a pending user code for a user whose password was checked.
-    pub fn approve_with_password(&self, user_code: &str, upn: &str, password: &str, deny: bool) -> Result<(), AuthorityError> {
+    pub fn approve_with_password(
+        &self,
+        user_code: &str,
+        upn: &str,
+        password: &str,
+        deny: bool,
+    ) -> Result<(), AuthorityError> {
         let (_, hash) = self
             .store
             .user_by_upn(upn)?
             .ok_or_else(|| AuthorityError::invalid("unknown user or wrong password"))?;
-        if !hash.as_deref().is_some_and(|h| crate::password::verify(password, h)) {
+        if !hash
+            .as_deref()
+            .is_some_and(|h| crate::password::verify(password, h))
+        {
             return Err(AuthorityError::invalid("unknown user or wrong password"));
         }
         self.store.approve_device_code(user_code, upn, deny)
@@ -278,7 +400,13 @@ mod tests {
         let c = user_code();
         assert_eq!(c.len(), 9);
         assert!(c.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
-        assert_eq!(delegated_scp("https://storage.azure.com/.default offline_access"), "user_impersonation");
-        assert_eq!(delegated_scp("api://x/Data.Read api://x/Data.Write openid"), "Data.Read Data.Write");
+        assert_eq!(
+            delegated_scp("https://storage.azure.com/.default offline_access"),
+            "user_impersonation"
+        );
+        assert_eq!(
+            delegated_scp("api://x/Data.Read api://x/Data.Write openid"),
+            "Data.Read Data.Write"
+        );
     }
 }

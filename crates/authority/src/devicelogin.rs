@@ -12,7 +12,11 @@ use axum::response::{Html, IntoResponse, Response};
 use crate::authority::{Authority, MAX_BODY};
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn layout(body: &str) -> Html<String> {
@@ -32,8 +36,21 @@ pub(crate) async fn page() -> Html<String> {
     )
 }
 
-pub(crate) async fn submit(State(a): State<Arc<Authority>>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    let bad = |msg: &str| (StatusCode::BAD_REQUEST, layout(&format!("<p>{}</p><p><a href=\"/devicelogin\">Try again</a></p>", escape(msg)))).into_response();
+pub(crate) async fn submit(
+    State(a): State<Arc<Authority>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let bad = |msg: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            layout(&format!(
+                "<p>{}</p><p><a href=\"/devicelogin\">Try again</a></p>",
+                escape(msg)
+            )),
+        )
+            .into_response()
+    };
     let form_ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -41,16 +58,27 @@ pub(crate) async fn submit(State(a): State<Arc<Authority>>, headers: HeaderMap, 
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return bad("The form is too large.");
     };
-    let Some(form) = form_ok.then(|| serde_urlencoded::from_bytes::<HashMap<String, String>>(&bytes).ok()).flatten() else {
+    let Some(form) = form_ok
+        .then(|| serde_urlencoded::from_bytes::<HashMap<String, String>>(&bytes).ok())
+        .flatten()
+    else {
         return bad("The form could not be read.");
     };
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let deny = field("action") == "deny";
     let code = field("code");
     let upn = field("upn");
-    match tokio::task::block_in_place(|| a.approve_with_password(code, upn, field("password"), deny)) {
-        Ok(()) if deny => layout("<p>You declined the sign-in. You can close this window.</p>").into_response(),
-        Ok(()) => layout(&format!("<p>{} is signed in on the device. You can close this window.</p>", escape(upn))).into_response(),
+    match tokio::task::block_in_place(|| {
+        a.approve_with_password(code, upn, field("password"), deny)
+    }) {
+        Ok(()) if deny => {
+            layout("<p>You declined the sign-in. You can close this window.</p>").into_response()
+        }
+        Ok(()) => layout(&format!(
+            "<p>{} is signed in on the device. You can close this window.</p>",
+            escape(upn)
+        ))
+        .into_response(),
         Err(e) => {
             tracing::info!(user = %upn, error = %e, "device login refused");
             bad(&e.to_string())

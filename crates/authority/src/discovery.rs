@@ -66,7 +66,10 @@ impl Authority {
     }
 
     fn discovery_tenant(&self, segment: &str) -> Result<(String, String), OAuthError> {
-        if ["common", "organizations", "consumers"].iter().any(|t| t.eq_ignore_ascii_case(segment)) {
+        if ["common", "organizations", "consumers"]
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(segment))
+        {
             return Ok((segment.to_owned(), "{tenantid}".to_owned()));
         }
         let t = self.tenant(segment, false)?;
@@ -81,7 +84,9 @@ impl Authority {
         } else {
             format!("https://sts.windows.net/{issuer_tid}/")
         };
-        let ring = self.key_ring().map_err(|e: AuthorityError| OAuthError::from(e))?;
+        let ring = self
+            .key_ring()
+            .map_err(|e: AuthorityError| OAuthError::from(e))?;
         let keys: Vec<Value> = ring.current(now()).map(|k| k.jwk(&issuer)).collect();
         Ok(json!({ "keys": keys }))
     }

@@ -37,22 +37,39 @@ pub(crate) fn is_entra_issuer(iss: &str, host: &str) -> bool {
 fn unreachable(issuer: &str, why: impl std::fmt::Display) -> OAuthError {
     OAuthError::new(
         Aadsts::ExternalIssuerUnreachable,
-        format!("Unable to fetch the signing keys of issuer '{issuer}': {why}. Register an offline JWKS with `entraflow authority issuer add`, or make the issuer's discovery document reachable."),
+        format!(
+            "Unable to fetch the signing keys of issuer '{issuer}': {why}. Register an offline JWKS with `entraflow authority issuer add`, or make the issuer's discovery document reachable."
+        ),
     )
 }
 
 impl IssuerKeyCache {
-    async fn keys(&self, store: &Store, http: &reqwest::Client, issuer: &str) -> Result<JwkSet, OAuthError> {
+    async fn keys(
+        &self,
+        store: &Store,
+        http: &reqwest::Client,
+        issuer: &str,
+    ) -> Result<JwkSet, OAuthError> {
         let file: Option<String> = store
             .conn()
-            .query_row("SELECT jwks_file FROM trusted_issuers WHERE issuer = ?1", [issuer], |r| r.get(0))
+            .query_row(
+                "SELECT jwks_file FROM trusted_issuers WHERE issuer = ?1",
+                [issuer],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(crate::error::AuthorityError::from)?;
         if let Some(file) = file {
-            let text = std::fs::read_to_string(&file).map_err(|e| unreachable(issuer, format!("JWKS file {file}: {e}")))?;
-            return serde_json::from_str(&text).map_err(|e| unreachable(issuer, format!("JWKS file {file}: {e}")));
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| unreachable(issuer, format!("JWKS file {file}: {e}")))?;
+            return serde_json::from_str(&text)
+                .map_err(|e| unreachable(issuer, format!("JWKS file {file}: {e}")));
         }
-        if let Some((at, set)) = self.entries.lock().unwrap_or_else(|e| e.into_inner()).get(issuer)
+        if let Some((at, set)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(issuer)
             && at.elapsed() < DISCOVERY_TTL
         {
             return Ok(set.clone());
@@ -60,7 +77,10 @@ impl IssuerKeyCache {
         if !issuer.starts_with("https://") {
             return Err(unreachable(issuer, "the issuer is not an https URL"));
         }
-        let config_url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let config_url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
         let get = |url: String| async move {
             let resp = http
                 .get(&url)
@@ -69,16 +89,22 @@ impl IssuerKeyCache {
                 .await
                 .map_err(|e| unreachable(issuer, format!("GET {url}: {e}")))?;
             if !resp.status().is_success() {
-                return Err(unreachable(issuer, format!("GET {url}: HTTP {}", resp.status())));
+                return Err(unreachable(
+                    issuer,
+                    format!("GET {url}: HTTP {}", resp.status()),
+                ));
             }
-            resp.json::<serde_json::Value>().await.map_err(|e| unreachable(issuer, format!("GET {url}: {e}")))
+            resp.json::<serde_json::Value>()
+                .await
+                .map_err(|e| unreachable(issuer, format!("GET {url}: {e}")))
         };
         let config = get(config_url).await?;
         let jwks_uri = config["jwks_uri"]
             .as_str()
             .ok_or_else(|| unreachable(issuer, "the discovery document has no jwks_uri"))?
             .to_owned();
-        let set: JwkSet = serde_json::from_value(get(jwks_uri).await?).map_err(|e| unreachable(issuer, e))?;
+        let set: JwkSet =
+            serde_json::from_value(get(jwks_uri).await?).map_err(|e| unreachable(issuer, e))?;
         self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -98,7 +124,11 @@ pub(crate) fn find_match(
     let creds = store.list_federated_credentials(app_id)?;
     Ok(creds
         .into_iter()
-        .find(|c| c.issuer == iss && c.subject == sub && c.audiences.iter().any(|a| aud.contains(&a.as_str())))
+        .find(|c| {
+            c.issuer == iss
+                && c.subject == sub
+                && c.audiences.iter().any(|a| aud.contains(&a.as_str()))
+        })
         .map(|c| c.name))
 }
 
@@ -127,10 +157,19 @@ pub(crate) async fn verify_federated_assertion(
     if matched.is_none() {
         return Err(OAuthError::new(
             Aadsts::NoFederatedMatch,
-            format!("No matching federated identity record found for presented assertion issuer '{iss}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion (subject '{sub}', audience {aud:?}; the issuer must match exactly, including any trailing '/', and the audience must include '{FEDERATION_AUDIENCE}')."),
+            format!(
+                "No matching federated identity record found for presented assertion issuer '{iss}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion (subject '{sub}', audience {aud:?}; the issuer must match exactly, including any trailing '/', and the audience must include '{FEDERATION_AUDIENCE}')."
+            ),
         ));
     }
-    if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::RS384 | Algorithm::RS512) {
+    if !matches!(
+        header.alg,
+        Algorithm::RS256
+            | Algorithm::PS256
+            | Algorithm::ES256
+            | Algorithm::RS384
+            | Algorithm::RS512
+    ) {
         return Err(OAuthError::new(
             Aadsts::AssertionSignatureInvalid,
             format!("Assertion algorithm {:?} is not supported.", header.alg),
@@ -138,7 +177,11 @@ pub(crate) async fn verify_federated_assertion(
     }
     let set = cache.keys(store, http, iss).await?;
     let candidates: Vec<_> = match &header.kid {
-        Some(kid) => set.keys.iter().filter(|k| k.common.key_id.as_deref() == Some(kid)).collect(),
+        Some(kid) => set
+            .keys
+            .iter()
+            .filter(|k| k.common.key_id.as_deref() == Some(kid))
+            .collect(),
         None => set.keys.iter().collect(),
     };
     let verified = candidates
@@ -148,7 +191,10 @@ pub(crate) async fn verify_federated_assertion(
     if !verified {
         return Err(OAuthError::new(
             Aadsts::AssertionSignatureInvalid,
-            format!("The federated assertion's signature does not verify with any key of issuer '{iss}' (kid {:?}).", header.kid),
+            format!(
+                "The federated assertion's signature does not verify with any key of issuer '{iss}' (kid {:?}).",
+                header.kid
+            ),
         ));
     }
     let exp = check_time(claims, None)?;
@@ -165,23 +211,69 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let app = store
-            .create_application(&NewApplication { display_name: "w".into(), ..Default::default() })
+            .create_application(&NewApplication {
+                display_name: "w".into(),
+                ..Default::default()
+            })
             .unwrap();
         store
-            .create_federated_credential(&app.app_id, "k8s", "https://oidc.example/issuer", "system:serviceaccount:ns:sa", &[])
+            .create_federated_credential(
+                &app.app_id,
+                "k8s",
+                "https://oidc.example/issuer",
+                "system:serviceaccount:ns:sa",
+                &[],
+            )
             .unwrap();
         let aud = [FEDERATION_AUDIENCE];
         let m = |iss, sub, aud: &[&str]| find_match(&store, &app.app_id, iss, sub, aud).unwrap();
-        assert_eq!(m("https://oidc.example/issuer", "system:serviceaccount:ns:sa", &aud), Some("k8s".into()));
-        assert_eq!(m("https://oidc.example/issuer/", "system:serviceaccount:ns:sa", &aud), None);
-        assert_eq!(m("https://oidc.example/issuer", "system:serviceaccount:ns:other", &aud), None);
-        assert_eq!(m("https://oidc.example/issuer", "system:serviceaccount:ns:sa", &["api://other"]), None);
+        assert_eq!(
+            m(
+                "https://oidc.example/issuer",
+                "system:serviceaccount:ns:sa",
+                &aud
+            ),
+            Some("k8s".into())
+        );
+        assert_eq!(
+            m(
+                "https://oidc.example/issuer/",
+                "system:serviceaccount:ns:sa",
+                &aud
+            ),
+            None
+        );
+        assert_eq!(
+            m(
+                "https://oidc.example/issuer",
+                "system:serviceaccount:ns:other",
+                &aud
+            ),
+            None
+        );
+        assert_eq!(
+            m(
+                "https://oidc.example/issuer",
+                "system:serviceaccount:ns:sa",
+                &["api://other"]
+            ),
+            None
+        );
     }
 
     #[test]
     fn entra_issuers_are_recognised() {
-        assert!(is_entra_issuer("https://sts.windows.net/t/", "https://127.0.0.1:1"));
-        assert!(is_entra_issuer("https://127.0.0.1:1/t/v2.0", "https://127.0.0.1:1"));
-        assert!(!is_entra_issuer("https://kubernetes.default.svc", "https://127.0.0.1:1"));
+        assert!(is_entra_issuer(
+            "https://sts.windows.net/t/",
+            "https://127.0.0.1:1"
+        ));
+        assert!(is_entra_issuer(
+            "https://127.0.0.1:1/t/v2.0",
+            "https://127.0.0.1:1"
+        ));
+        assert!(!is_entra_issuer(
+            "https://kubernetes.default.svc",
+            "https://127.0.0.1:1"
+        ));
     }
 }

@@ -32,7 +32,11 @@ pub(crate) struct ImdsState {
 }
 
 fn imds_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 /// The managed-identity router.
@@ -58,24 +62,61 @@ struct Identity {
 }
 
 impl ImdsState {
-    fn find(&self, selector: &Selector<'_>) -> Result<Result<Identity, &'static str>, AuthorityError> {
+    fn find(
+        &self,
+        selector: &Selector<'_>,
+    ) -> Result<Result<Identity, &'static str>, AuthorityError> {
         let conn = self.authority.store.conn();
         let row = |r: &rusqlite::Row<'_>| {
-            Ok(Identity { principal_id: r.get(0)?, client_id: r.get(1)?, resource_id: r.get(2)? })
+            Ok(Identity {
+                principal_id: r.get(0)?,
+                client_id: r.get(1)?,
+                resource_id: r.get(2)?,
+            })
         };
-        let base = "SELECT principal_id, client_id, resource_id FROM managed_identities WHERE host = ?1";
+        let base =
+            "SELECT principal_id, client_id, resource_id FROM managed_identities WHERE host = ?1";
         let found = match selector {
-            Selector::ClientId(v) => conn.query_row(&format!("{base} AND client_id = ?2 COLLATE NOCASE"), [&self.host_name, *v], row).optional()?,
-            Selector::ObjectId(v) => conn.query_row(&format!("{base} AND principal_id = ?2 COLLATE NOCASE"), [&self.host_name, *v], row).optional()?,
-            Selector::ResourceId(v) => conn.query_row(&format!("{base} AND resource_id = ?2"), [&self.host_name, *v], row).optional()?,
+            Selector::ClientId(v) => conn
+                .query_row(
+                    &format!("{base} AND client_id = ?2 COLLATE NOCASE"),
+                    [&self.host_name, *v],
+                    row,
+                )
+                .optional()?,
+            Selector::ObjectId(v) => conn
+                .query_row(
+                    &format!("{base} AND principal_id = ?2 COLLATE NOCASE"),
+                    [&self.host_name, *v],
+                    row,
+                )
+                .optional()?,
+            Selector::ResourceId(v) => conn
+                .query_row(
+                    &format!("{base} AND resource_id = ?2"),
+                    [&self.host_name, *v],
+                    row,
+                )
+                .optional()?,
             Selector::Default => {
-                if let Some(system) = conn.query_row(&format!("{base} AND system_assigned = 1"), [&self.host_name], row).optional()? {
+                if let Some(system) = conn
+                    .query_row(
+                        &format!("{base} AND system_assigned = 1"),
+                        [&self.host_name],
+                        row,
+                    )
+                    .optional()?
+                {
                     Some(system)
                 } else {
                     let mut stmt = conn.prepare(base)?;
-                    let all: Vec<Identity> = stmt.query_map([&self.host_name], row)?.collect::<Result<_, _>>()?;
+                    let all: Vec<Identity> = stmt
+                        .query_map([&self.host_name], row)?
+                        .collect::<Result<_, _>>()?;
                     if all.len() > 1 {
-                        return Ok(Err("Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request"));
+                        return Ok(Err(
+                            "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request",
+                        ));
                     }
                     all.into_iter().next()
                 }
@@ -85,22 +126,48 @@ impl ImdsState {
     }
 
     fn token(&self, selector: Selector<'_>, resource: &str, app_service: bool) -> Response {
-        let grant = if app_service { "app_service_msi" } else { "imds" };
+        let grant = if app_service {
+            "app_service_msi"
+        } else {
+            "imds"
+        };
         let authority = &self.authority;
         let result = (|| -> Result<Result<Value, Response>, AuthorityError> {
             let identity = match self.find(&selector)? {
                 Ok(i) => i,
                 Err(msg) => {
-                    Decision { grant, resource: Some(resource), ..Default::default() }.refused(Aadsts::AppNotFound, msg);
-                    return Ok(Err(imds_error(StatusCode::BAD_REQUEST, "invalid_request", msg)));
+                    Decision {
+                        grant,
+                        resource: Some(resource),
+                        ..Default::default()
+                    }
+                    .refused(Aadsts::AppNotFound, msg);
+                    return Ok(Err(imds_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        msg,
+                    )));
                 }
             };
             let tenant = authority.store.default_tenant()?;
             let Some(res) = authority.store.resolve_resource(&tenant.id, resource)? else {
-                let desc = format!("AADSTS500011: The resource principal named {resource} was not found in the tenant named {}.", tenant.id);
-                Decision { grant, principal: Some(&identity.principal_id), client_id: Some(&identity.client_id), resource: Some(resource), ..Default::default() }
-                    .refused(Aadsts::ResourceNotFound, &desc);
-                return Ok(Err(imds_error(StatusCode::BAD_REQUEST, "invalid_resource", &desc)));
+                let desc = format!(
+                    "AADSTS500011: The resource principal named {resource} was not found in the tenant named {}.",
+                    tenant.id
+                );
+                Decision {
+                    grant,
+                    principal: Some(&identity.principal_id),
+                    client_id: Some(&identity.client_id),
+                    resource: Some(resource),
+                    ..Default::default()
+                }
+                .refused(Aadsts::ResourceNotFound, &desc);
+                return Ok(Err(imds_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_resource",
+                    &desc,
+                )));
             };
             let principal = Principal::App {
                 oid: identity.principal_id.clone(),
@@ -109,7 +176,14 @@ impl ImdsState {
                 mirid: Some(identity.resource_id.clone()),
             };
             let key = authority.key_ring()?.active.clone();
-            let issued = issue::access_token(&authority.store, &key, &authority.host, &tenant, &res, &principal)?;
+            let issued = issue::access_token(
+                &authority.store,
+                &key,
+                &authority.host,
+                &tenant,
+                &res,
+                &principal,
+            )?;
             Decision {
                 grant,
                 principal: Some(&identity.principal_id),
@@ -137,13 +211,21 @@ impl ImdsState {
             Ok(Err(resp)) => resp,
             Err(e) => {
                 tracing::error!(error = %e, "managed identity token failed inside the authority");
-                imds_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The token could not be issued; see the authority's log.")
+                imds_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "The token could not be issued; see the authority's log.",
+                )
             }
         }
     }
 }
 
-fn selector<'a>(q: &'a HashMap<String, String>, res_id_name: &str, object_id_name: &str) -> Result<Selector<'a>, Response> {
+fn selector<'a>(
+    q: &'a HashMap<String, String>,
+    res_id_name: &str,
+    object_id_name: &str,
+) -> Result<Selector<'a>, Response> {
     let given: Vec<Selector<'a>> = [
         q.get("client_id").map(|v| Selector::ClientId(v)),
         q.get(object_id_name).map(|v| Selector::ObjectId(v)),
@@ -153,23 +235,52 @@ fn selector<'a>(q: &'a HashMap<String, String>, res_id_name: &str, object_id_nam
     .flatten()
     .collect();
     if given.len() > 1 {
-        return Err(imds_error(StatusCode::BAD_REQUEST, "invalid_request", "Only one of client_id, object_id or msi_res_id may be specified"));
+        return Err(imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Only one of client_id, object_id or msi_res_id may be specified",
+        ));
     }
     Ok(given.into_iter().next().unwrap_or(Selector::Default))
 }
 
-async fn imds_token(State(state): State<ImdsState>, headers: HeaderMap, query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>) -> Response {
-    if headers.get("metadata").and_then(|v| v.to_str().ok()).map(|v| v.eq_ignore_ascii_case("true")) != Some(true) {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "Required metadata header not specified");
+async fn imds_token(
+    State(state): State<ImdsState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if headers
+        .get("metadata")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.eq_ignore_ascii_case("true"))
+        != Some(true)
+    {
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required metadata header not specified",
+        );
     }
     let Ok(Query(q)) = query else {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "The query string is malformed");
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The query string is malformed",
+        );
     };
     if q.get("api-version").is_none_or(|v| v.is_empty()) {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'api-version' is missing");
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'api-version' is missing",
+        );
     }
     let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'resource' is missing");
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'resource' is missing",
+        );
     };
     match selector(&q, "msi_res_id", "object_id") {
         Ok(sel) => state.token(sel, resource, false),
@@ -177,20 +288,43 @@ async fn imds_token(State(state): State<ImdsState>, headers: HeaderMap, query: R
     }
 }
 
-async fn app_service_token(State(state): State<ImdsState>, headers: HeaderMap, query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>) -> Response {
-    let presented = headers.get("x-identity-header").map(|v| v.as_bytes()).unwrap_or_default();
+async fn app_service_token(
+    State(state): State<ImdsState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let presented = headers
+        .get("x-identity-header")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented);
     if presented.is_empty() || !bool::from(hash.as_ref().ct_eq(&state.identity_header_sha256)) {
-        return imds_error(StatusCode::UNAUTHORIZED, "invalid_request", "The X-IDENTITY-HEADER is missing or does not match this host's IDENTITY_HEADER");
+        return imds_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request",
+            "The X-IDENTITY-HEADER is missing or does not match this host's IDENTITY_HEADER",
+        );
     }
     let Ok(Query(q)) = query else {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "The query string is malformed");
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The query string is malformed",
+        );
     };
     if q.get("api-version").is_none_or(|v| v.is_empty()) {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'api-version' is missing");
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'api-version' is missing",
+        );
     }
     let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'resource' is missing");
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'resource' is missing",
+        );
     };
     match selector(&q, "mi_res_id", "principal_id") {
         Ok(sel) => state.token(sel, resource, true),

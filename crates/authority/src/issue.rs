@@ -92,7 +92,11 @@ fn new_uti() -> String {
 
 impl Store {
     /// Values of the app roles assigned to `oid` (directly or through a group) on a resource.
-    pub(crate) fn assigned_roles(&self, oid: &str, resource_app_id: &str) -> Result<Vec<String>, AuthorityError> {
+    pub(crate) fn assigned_roles(
+        &self,
+        oid: &str,
+        resource_app_id: &str,
+    ) -> Result<Vec<String>, AuthorityError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT DISTINCT r.value FROM app_role_assignments a JOIN app_roles r ON r.id = a.role_id
@@ -108,9 +112,12 @@ impl Store {
     /// Object ids of the groups `oid` is a direct member of.
     pub(crate) fn groups_of(&self, oid: &str) -> Result<Vec<String>, AuthorityError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT group_id FROM group_members WHERE member_id = ?1 ORDER BY group_id")?;
-        Ok(stmt.query_map([oid], |r| r.get(0))?.collect::<Result<_, _>>()?)
+        let mut stmt = conn.prepare_cached(
+            "SELECT group_id FROM group_members WHERE member_id = ?1 ORDER BY group_id",
+        )?;
+        Ok(stmt
+            .query_map([oid], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
     }
 }
 
@@ -138,7 +145,11 @@ pub(crate) fn access_token(
     let v2 = resource.version == 2;
     let mut c = AccessTokenClaims {
         aud: resource.audience().to_owned(),
-        iss: if v2 { v2_issuer(host, &tenant.id) } else { v1_issuer(&tenant.id) },
+        iss: if v2 {
+            v2_issuer(host, &tenant.id)
+        } else {
+            v1_issuer(&tenant.id)
+        },
         iat: now,
         nbf: now,
         exp: now + life,
@@ -152,12 +163,22 @@ pub(crate) fn access_token(
         ..Default::default()
     };
     let (client, acr) = match principal {
-        Principal::App { app_id, acr, mirid, .. } => {
+        Principal::App {
+            app_id, acr, mirid, ..
+        } => {
             c.idtyp = Some("app".into());
             c.xms_mirid = mirid.clone();
             (app_id.clone(), *acr)
         }
-        Principal::User { app_id, acr, upn, name, scp, oid, .. } => {
+        Principal::User {
+            app_id,
+            acr,
+            upn,
+            name,
+            scp,
+            oid,
+            ..
+        } => {
             c.idtyp = Some("user".into());
             c.scp = Some(scp.clone());
             c.name = Some(name.clone());
@@ -179,11 +200,17 @@ pub(crate) fn access_token(
         c.appidacr = Some(acr.into());
     }
     let access_token = key.sign_jwt(&c)?;
-    Ok(Issued { access_token, claims: c })
+    Ok(Issued {
+        access_token,
+        claims: c,
+    })
 }
 
 fn pairwise_sub(oid: &str, app_id: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{oid}:{app_id}").as_bytes());
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{oid}:{app_id}").as_bytes(),
+    );
     URL_SAFE_NO_PAD.encode(&d.as_ref()[..24])
 }
 

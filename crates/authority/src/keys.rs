@@ -69,7 +69,8 @@ impl SigningKey {
     /// call (that alone costs more than the signature); verification elsewhere uses
     /// `jsonwebtoken`.
     pub fn sign_jwt<C: Serialize>(&self, claims: &C) -> Result<String, AuthorityError> {
-        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5t": self.kid, "kid": self.kid});
+        let header =
+            serde_json::json!({"typ": "JWT", "alg": "RS256", "x5t": self.kid, "kid": self.kid});
         let mut message = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
         message.push('.');
         let body = serde_json::to_vec(claims)
@@ -243,13 +244,17 @@ impl Store {
         };
         let mut published = Vec::with_capacity(rows.len());
         for (kid, pkcs8, cert, retires_at) in rows {
-            published.push(Arc::new(SigningKey::from_row(kid, &pkcs8, cert, retires_at)?));
+            published.push(Arc::new(SigningKey::from_row(
+                kid, &pkcs8, cert, retires_at,
+            )?));
         }
         let active = published
             .first()
             .filter(|k| k.retires_at.is_none())
             .cloned()
-            .ok_or_else(|| AuthorityError::Crypto("no active signing key in the database".into()))?;
+            .ok_or_else(|| {
+                AuthorityError::Crypto("no active signing key in the database".into())
+            })?;
         Ok(KeyRing {
             generation,
             active,

@@ -72,8 +72,8 @@ mod store;
 
 pub use admin::{
     AppRole, Application, CertificateCredential, FederatedCredential, Group, Lifetime,
-    MAX_FEDERATED_CREDENTIALS, ManagedIdentity, NewApplication, PasswordCredential,
-    RoleAssignment, SecretExpiry, ServicePrincipal, TenantInfo, User,
+    MAX_FEDERATED_CREDENTIALS, ManagedIdentity, NewApplication, PasswordCredential, RoleAssignment,
+    SecretExpiry, ServicePrincipal, TenantInfo, User,
 };
 pub use authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};
 pub use error::{AuthorityError, OAuthError};

@@ -24,7 +24,11 @@ pub(crate) fn hash(password: &str) -> Result<String, AuthorityError> {
 /// Whether `password` matches the stored PHC string.
 pub(crate) fn verify(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored)
-        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 

@@ -75,7 +75,8 @@ impl Store {
         requested: &str,
     ) -> Result<Option<Resource>, AuthorityError> {
         if let Some(b) = BUILT_IN.iter().find(|b| {
-            entraflow_core::scope::same_resource(b.uri, requested) || b.app_id.eq_ignore_ascii_case(requested)
+            entraflow_core::scope::same_resource(b.uri, requested)
+                || b.app_id.eq_ignore_ascii_case(requested)
         }) {
             return Ok(Some(Resource {
                 app_id: b.app_id.into(),
@@ -117,9 +118,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let tid = store.default_tenant().unwrap().id;
-        let st = store.resolve_resource(&tid, "https://storage.azure.com").unwrap().unwrap();
-        assert_eq!((st.version, st.audience()), (1, "https://storage.azure.com"));
-        let arm = store.resolve_resource(&tid, "https://management.azure.com").unwrap().unwrap();
+        let st = store
+            .resolve_resource(&tid, "https://storage.azure.com")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (st.version, st.audience()),
+            (1, "https://storage.azure.com")
+        );
+        let arm = store
+            .resolve_resource(&tid, "https://management.azure.com")
+            .unwrap()
+            .unwrap();
         assert_eq!(arm.audience(), "https://management.azure.com/");
 
         let app = store
@@ -136,6 +146,11 @@ mod tests {
             assert_eq!(r.audience(), app.app_id, "v2 aud is the app id");
         }
         assert_eq!(store.resolve_resource(&tid, "api://unknown").unwrap(), None);
-        assert_eq!(store.resolve_resource("other-tenant", "api://data").unwrap(), None);
+        assert_eq!(
+            store
+                .resolve_resource("other-tenant", "api://data")
+                .unwrap(),
+            None
+        );
     }
 }

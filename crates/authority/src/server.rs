@@ -100,58 +100,88 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Aut
 /// Starts the authority: opens the store, binds both listeners on 127.0.0.1,
 /// writes `<data-dir>/env` (its appearance means "ready"), `imds.env` and
 /// `hosts/<host>/identity.env`, and serves until `shutdown` resolves.
-pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<ServerHandle, AuthorityError> {
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ServerHandle, AuthorityError> {
     entraflow_tls::install_crypto_provider();
     let data_dir = config.data_dir.clone();
     let store = Arc::new(Store::open(&data_dir)?);
     let env_path = data_dir.join(ENV_FILE);
     match std::fs::remove_file(&env_path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err("removing stale env file", &env_path)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err("removing stale env file", &env_path)(e));
+        }
         _ => {}
     }
-    let ca = entraflow_tls::LocalCa::load_or_create(&data_dir).map_err(|e| AuthorityError::Tls(e.to_string()))?;
-    let tls_config = ca.server_config(&[]).map_err(|e| AuthorityError::Tls(e.to_string()))?;
+    let ca = entraflow_tls::LocalCa::load_or_create(&data_dir)
+        .map_err(|e| AuthorityError::Tls(e.to_string()))?;
+    let tls_config = ca
+        .server_config(&[])
+        .map_err(|e| AuthorityError::Tls(e.to_string()))?;
 
     let bind = |port: u16, what: &'static str| {
-        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| AuthorityError::Io {
-            what,
-            path: PathBuf::from(format!("127.0.0.1:{port}")),
-            source,
+        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| {
+            AuthorityError::Io {
+                what,
+                path: PathBuf::from(format!("127.0.0.1:{port}")),
+                source,
+            }
         })
     };
     let https_listener = bind(config.port, "binding the HTTPS port")?;
     let imds_listener = bind(config.imds_port, "binding the managed-identity port")?;
-    imds_listener.set_nonblocking(true).map_err(io_err("configuring listener", &data_dir))?;
-    let https_addr = https_listener.local_addr().map_err(io_err("reading listener address", &data_dir))?;
-    let imds_addr = imds_listener.local_addr().map_err(io_err("reading listener address", &data_dir))?;
+    imds_listener
+        .set_nonblocking(true)
+        .map_err(io_err("configuring listener", &data_dir))?;
+    let https_addr = https_listener
+        .local_addr()
+        .map_err(io_err("reading listener address", &data_dir))?;
+    let imds_addr = imds_listener
+        .local_addr()
+        .map_err(io_err("reading listener address", &data_dir))?;
     let authority_host = format!("https://127.0.0.1:{}", https_addr.port());
     let imds_endpoint = format!("http://127.0.0.1:{}", imds_addr.port());
 
-    let http = entraflow_tls::https_client(Some(ca.ca_pem())).map_err(|e| AuthorityError::Tls(e.to_string()))?;
+    let http = entraflow_tls::https_client(Some(ca.ca_pem()))
+        .map_err(|e| AuthorityError::Tls(e.to_string()))?;
     let authority = Arc::new(Authority::new(
         store.clone(),
         &authority_host,
         http,
-        AuthorityOptions { device_code_interval: config.device_code_interval },
+        AuthorityOptions {
+            device_code_interval: config.device_code_interval,
+        },
     )?);
     let tenant = store.default_tenant()?;
 
     // The App Service identity header is a fresh per-run secret for this host.
     let mut header_bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut header_bytes).map_err(|_| AuthorityError::Crypto("random identity header".into()))?;
+    aws_lc_rs::rand::fill(&mut header_bytes)
+        .map_err(|_| AuthorityError::Crypto("random identity header".into()))?;
     let identity_header = hex::encode(header_bytes);
     let host_dir = data_dir.join("hosts").join(&config.host_name);
     fsutil::create_private_dir(&host_dir).map_err(io_err("creating host directory", &host_dir))?;
     let identity_env = host_dir.join("identity.env");
     fsutil::write_private_file(
         &identity_env,
-        format!("export {}={imds_endpoint}/msi/token\nexport {}={identity_header}\n", vars::IDENTITY_ENDPOINT, vars::IDENTITY_HEADER).as_bytes(),
+        format!(
+            "export {}={imds_endpoint}/msi/token\nexport {}={identity_header}\n",
+            vars::IDENTITY_ENDPOINT,
+            vars::IDENTITY_HEADER
+        )
+        .as_bytes(),
     )
     .map_err(io_err("writing identity.env", &identity_env))?;
     let imds_state = ImdsState {
         authority: authority.clone(),
         host_name: config.host_name.clone(),
-        identity_header_sha256: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, identity_header.as_bytes()).as_ref().to_vec(),
+        identity_header_sha256: aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            identity_header.as_bytes(),
+        )
+        .as_ref()
+        .to_vec(),
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -167,18 +197,42 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()> + Se
     };
     let mut tasks = tokio::task::JoinSet::new();
     let app = router(authority.clone());
-    tasks.spawn(entraflow_tls::serve_https(https_listener, tls_config, app, stopped()));
+    tasks.spawn(entraflow_tls::serve_https(
+        https_listener,
+        tls_config,
+        app,
+        stopped(),
+    ));
     let imds_app = imds::router(imds_state);
-    let imds_listener = tokio::net::TcpListener::from_std(imds_listener).map_err(io_err("registering listener", &data_dir))?;
+    let imds_listener = tokio::net::TcpListener::from_std(imds_listener)
+        .map_err(io_err("registering listener", &data_dir))?;
     let imds_stop = stopped();
-    tasks.spawn(async move { axum::serve(imds_listener, imds_app).with_graceful_shutdown(imds_stop).await });
+    tasks.spawn(async move {
+        axum::serve(imds_listener, imds_app)
+            .with_graceful_shutdown(imds_stop)
+            .await
+    });
 
     let ca_pem_path = ca.ca_pem_path();
     let imds_env = data_dir.join(IMDS_ENV_FILE);
-    fsutil::write_public_file(&imds_env, format!("export {}={imds_endpoint}\n", vars::AZURE_POD_IDENTITY_AUTHORITY_HOST).as_bytes())
-        .map_err(io_err("writing imds.env", &imds_env))?;
-    let env = env_file(&authority_host, &tenant.id, &ca_pem_path, &data_dir, &imds_endpoint);
-    fsutil::write_public_file(&env_path, env.as_bytes()).map_err(io_err("writing env file", &env_path))?;
+    fsutil::write_public_file(
+        &imds_env,
+        format!(
+            "export {}={imds_endpoint}\n",
+            vars::AZURE_POD_IDENTITY_AUTHORITY_HOST
+        )
+        .as_bytes(),
+    )
+    .map_err(io_err("writing imds.env", &imds_env))?;
+    let env = env_file(
+        &authority_host,
+        &tenant.id,
+        &ca_pem_path,
+        &data_dir,
+        &imds_endpoint,
+    );
+    fsutil::write_public_file(&env_path, env.as_bytes())
+        .map_err(io_err("writing env file", &env_path))?;
     tracing::info!(host = %authority_host, imds = %imds_endpoint, tenant = %tenant.id, "authority ready");
     Ok(ServerHandle {
         https_addr,
@@ -194,7 +248,9 @@ pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()> + Se
 }
 
 fn shell_quote(v: &str) -> String {
-    if v.bytes().all(|b| b.is_ascii_alphanumeric() || b"/:._-@+,=".contains(&b)) {
+    if v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/:._-@+,=".contains(&b))
+    {
         v.to_owned()
     } else {
         format!("'{}'", v.replace('\'', r"'\''"))
@@ -221,7 +277,10 @@ fn env_file(host: &str, tenant: &str, ca: &Path, data_dir: &Path, imds: &str) ->
 /// The HTTPS router.
 pub(crate) fn router(authority: Arc<Authority>) -> Router {
     Router::new()
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(config_v2))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(config_v2),
+        )
         .route("/{tenant}/.well-known/openid-configuration", get(config_v1))
         .route("/{tenant}/discovery/v2.0/keys", get(keys_v2))
         .route("/{tenant}/discovery/keys", get(keys_v1))
@@ -229,7 +288,10 @@ pub(crate) fn router(authority: Arc<Authority>) -> Router {
         .route("/{tenant}/oauth2/token", post(token_v1))
         .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode_v2))
         .route("/{tenant}/oauth2/devicecode", post(devicecode_v1))
-        .route("/devicelogin", get(crate::devicelogin::page).post(crate::devicelogin::submit))
+        .route(
+            "/devicelogin",
+            get(crate::devicelogin::page).post(crate::devicelogin::submit),
+        )
         .fallback(not_found)
         // The body limit is enforced while reading (so the answer is Entra's 400, not a bare 413).
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -242,65 +304,136 @@ async fn not_found() -> Response {
 
 fn json_or_error(res: Result<serde_json::Value, OAuthError>, headers: &HeaderMap) -> Response {
     match res {
-        Ok(v) => ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(v)).into_response(),
+        Ok(v) => (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::PRAGMA, "no-cache"),
+            ],
+            Json(v),
+        )
+            .into_response(),
         Err(e) => {
-            let corr = headers.get("client-request-id").and_then(|v| v.to_str().ok());
+            let corr = headers
+                .get("client-request-id")
+                .and_then(|v| v.to_str().ok());
             (e.http_status(), Json(e.body(corr))).into_response()
         }
     }
 }
 
-async fn config_v2(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap) -> Response {
+async fn config_v2(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+) -> Response {
     json_or_error(a.openid_configuration_v2(&t), &h)
 }
-async fn config_v1(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap) -> Response {
+async fn config_v1(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+) -> Response {
     json_or_error(a.openid_configuration_v1(&t), &h)
 }
-async fn keys_v2(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap) -> Response {
+async fn keys_v2(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+) -> Response {
     json_or_error(a.jwks(&t, true), &h)
 }
-async fn keys_v1(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap) -> Response {
+async fn keys_v1(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+) -> Response {
     json_or_error(a.jwks(&t, false), &h)
 }
 
 /// Reads and parses a form body: at most [`MAX_BODY`] bytes, form-encoded, each
 /// parameter once. Every failure is Entra's 400 `invalid_request`.
 async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, OAuthError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return Err(OAuthError::new(Aadsts::MalformedRequest, "The request body must be application/x-www-form-urlencoded."));
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(OAuthError::new(
+            Aadsts::MalformedRequest,
+            "The request body must be application/x-www-form-urlencoded.",
+        ));
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| OAuthError::new(Aadsts::MalformedRequest, format!("The request body is larger than {MAX_BODY} bytes or could not be read.")))?;
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        OAuthError::new(
+            Aadsts::MalformedRequest,
+            format!("The request body is larger than {MAX_BODY} bytes or could not be read."),
+        )
+    })?;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     TokenRequest::parse(&bytes, auth)
 }
 
-async fn token(a: Arc<Authority>, t: String, version: EndpointVersion, h: HeaderMap, body: Body) -> Response {
+async fn token(
+    a: Arc<Authority>,
+    t: String,
+    version: EndpointVersion,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
     let res = match read_form(&h, body).await {
         Ok(req) => a.token(&t, version, &req).await,
         Err(e) => Err(e),
     };
     json_or_error(res, &h)
 }
-async fn token_v2(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap, body: Body) -> Response {
+async fn token_v2(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
     token(a, t, EndpointVersion::V2, h, body).await
 }
-async fn token_v1(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap, body: Body) -> Response {
+async fn token_v1(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
     token(a, t, EndpointVersion::V1, h, body).await
 }
 
-async fn devicecode(a: Arc<Authority>, t: String, version: EndpointVersion, h: HeaderMap, body: Body) -> Response {
+async fn devicecode(
+    a: Arc<Authority>,
+    t: String,
+    version: EndpointVersion,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
     let res = match read_form(&h, body).await {
         Ok(req) => a.device_authorization(&t, version, &req),
         Err(e) => Err(e),
     };
     json_or_error(res, &h)
 }
-async fn devicecode_v2(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap, body: Body) -> Response {
+async fn devicecode_v2(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
     devicecode(a, t, EndpointVersion::V2, h, body).await
 }
-async fn devicecode_v1(State(a): State<Arc<Authority>>, UrlPath(t): UrlPath<String>, h: HeaderMap, body: Body) -> Response {
+async fn devicecode_v1(
+    State(a): State<Arc<Authority>>,
+    UrlPath(t): UrlPath<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
     devicecode(a, t, EndpointVersion::V1, h, body).await
 }

@@ -151,8 +151,10 @@ impl Store {
             }
         }
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         let store = Store {
             path,
@@ -176,7 +178,9 @@ impl Store {
     fn ensure_default_tenant(&self) -> Result<(), AuthorityError> {
         let conn = self.conn();
         let exists: Option<String> = conn
-            .query_row("SELECT id FROM tenants WHERE is_default = 1", [], |r| r.get(0))
+            .query_row("SELECT id FROM tenants WHERE is_default = 1", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         if exists.is_none() {
             let id = uuid::Uuid::new_v4().to_string();
@@ -245,14 +249,20 @@ mod tests {
         assert_eq!(store.default_tenant().unwrap(), t1);
         assert_eq!(store.find_tenant(&t1.domain).unwrap(), Some(t1.clone()));
         assert_eq!(
-            store.find_tenant(&t1.id.to_uppercase()).unwrap().map(|t| t.id),
+            store
+                .find_tenant(&t1.id.to_uppercase())
+                .unwrap()
+                .map(|t| t.id),
             Some(t1.id)
         );
         assert_eq!(store.find_tenant("nope").unwrap(), None);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
