@@ -398,3 +398,178 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
         println!("(none)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use entraflow_rbac::{Authorizer, Principal, Request, action};
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        command: Wrapped,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Wrapped {
+        Role(RoleArgs),
+    }
+
+    const ACCOUNT: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml/providers/Microsoft.Storage/storageAccounts/data";
+    const JOB: &str = "11111111-1111-1111-1111-111111111111";
+
+    fn data_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("entraflow-role-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn role(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<ExitCode> {
+        let argv = ["entraflow", "role"].iter().chain(args).copied();
+        let Wrapped::Role(args) = TestCli::try_parse_from(argv)?.command;
+        let globals = Globals {
+            data_dir: dir.to_owned(),
+            output: Output::Json,
+        };
+        run(args, &globals)
+    }
+
+    #[test]
+    fn an_assignment_made_by_the_cli_is_what_the_gate_decides_on() {
+        let dir = data_dir("create");
+        let scope = format!("{ACCOUNT}/blobServices/default/containers/data");
+        role(
+            &dir,
+            &[
+                "assignment", "create", "--assignee", JOB, "--role", "Storage Blob Data Reader",
+                "--scope", &scope, "--condition",
+                "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith 'train/'",
+                "--condition-version", "2.0", "--expires", "30d",
+            ],
+        )
+        .unwrap();
+        let gate = Authorizer::open(&dir).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let read = |blob: &str| {
+            Request::data(action::blob::READ, Scope::parse(&scope).unwrap()).with_blob(blob)
+        };
+        assert!(
+            gate.authorize(&Principal::new(JOB), &read("train/a"), now)
+                .is_allowed()
+        );
+        assert!(
+            !gate
+                .authorize(&Principal::new(JOB), &read("train-secret/a"), now)
+                .is_allowed()
+        );
+        assert!(
+            !gate
+                .authorize(
+                    &Principal::new(JOB),
+                    &read("train/a"),
+                    now + time::Duration::days(31)
+                )
+                .is_allowed()
+        );
+
+        let id = gate.store().assignments().unwrap()[0].id();
+        role(&dir, &["assignment", "delete", "--ids", &id]).unwrap();
+        assert!(gate.store().assignments().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_input_fails_with_a_message_that_says_what_to_fix() {
+        let dir = data_dir("bad");
+        let create = |role_name: &str, scope: &str, condition: &str| {
+            let mut args = vec![
+                "assignment",
+                "create",
+                "--assignee",
+                JOB,
+                "--role",
+                role_name,
+                "--scope",
+                scope,
+            ];
+            if !condition.is_empty() {
+                args.extend(["--condition", condition]);
+            }
+            format!("{:#}", role(&dir, &args).unwrap_err())
+        };
+        let e = create(
+            "Storage Blob Data Reader",
+            ACCOUNT,
+            "ActionMatches{'x'} AND",
+        );
+        assert!(e.contains("column 23") && e.contains('^'), "{e}");
+        let e = create("Storage Blob Data Raeder", ACCOUNT, "");
+        assert!(
+            e.contains("no role named or with id 'Storage Blob Data Raeder'"),
+            "{e}"
+        );
+        let e = create("Owner", "/subscriptions/s/resourcegroup/rg", "");
+        assert!(e.contains("expected 'resourceGroups' at segment 3"), "{e}");
+        let e = format!(
+            "{:#}",
+            role(
+                &dir,
+                &[
+                    "definition",
+                    "create",
+                    "--role-definition",
+                    "{\"Name\":\"x\"}"
+                ]
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("grants no Actions"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn role_definitions_come_from_a_file_or_inline_json() {
+        let dir = data_dir("def");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("role.json");
+        std::fs::write(
+            &file,
+            r#"{"Name":"Lister","DataActions":["*/read"],"AssignableScopes":["/"]}"#,
+        )
+        .unwrap();
+        role(
+            &dir,
+            &[
+                "definition",
+                "create",
+                "--role-definition",
+                &format!("@{}", file.display()),
+            ],
+        )
+        .unwrap();
+        role(
+            &dir,
+            &[
+                "definition",
+                "create",
+                "--role-definition",
+                r#"{"Name":"Writer","DataActions":["*/write"],"AssignableScopes":["/"]}"#,
+            ],
+        )
+        .unwrap();
+        let names: Vec<String> = RbacStore::open(&dir)
+            .unwrap()
+            .definitions()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert!(
+            names.contains(&"Lister".to_owned()) && names.contains(&"Writer".to_owned()),
+            "{names:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

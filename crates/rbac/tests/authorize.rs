@@ -454,3 +454,24 @@ fn assignments_round_trip_through_the_store() {
     f.authz.store().delete_assignment(&created.name).unwrap();
     assert!(f.authz.store().assignments().unwrap().is_empty());
 }
+
+#[test]
+fn the_authorizer_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Authorizer>();
+    assert_send_sync::<RbacStore>();
+    let f = std::sync::Arc::new(Fixture::new());
+    f.assign(JOB, "Storage Blob Data Reader", &f.account);
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let f = std::sync::Arc::clone(&f);
+            std::thread::spawn(move || {
+                let req = f.read(&format!("c{i}"), "x");
+                (0..200).all(|_| f.decide(&Principal::new(JOB), &req).is_allowed())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap());
+    }
+}

@@ -519,3 +519,81 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::string_like;
+
+    /// A small deterministic generator: no extra dependency, reproducible failures.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+        fn string(&mut self) -> String {
+            const ALPHABET: &[char] = &['a', 'b', '/', '-', '.', 'T'];
+            let len = (self.next() % 8) as usize;
+            (0..len)
+                .map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize])
+                .collect()
+        }
+    }
+
+    #[test]
+    fn string_like_agrees_with_equality_prefix_suffix_and_infix() {
+        let mut rng = Lcg(0x5eed);
+        for _ in 0..20_000 {
+            let (a, text) = (rng.string(), rng.string());
+            assert_eq!(string_like(&a, &text), a == text, "{a:?} {text:?}");
+            assert_eq!(
+                string_like(&format!("{a}*"), &text),
+                text.starts_with(&a),
+                "{a:?}* {text:?}"
+            );
+            assert_eq!(
+                string_like(&format!("*{a}"), &text),
+                text.ends_with(&a),
+                "*{a:?} {text:?}"
+            );
+            assert_eq!(
+                string_like(&format!("*{a}*"), &text),
+                text.contains(&a),
+                "*{a:?}* {text:?}"
+            );
+            let q = "?".repeat(a.chars().count());
+            assert_eq!(
+                string_like(&q, &text),
+                a.chars().count() == text.chars().count()
+            );
+        }
+    }
+
+    #[test]
+    fn action_patterns_agree_with_prefix_and_ignore_case() {
+        use crate::action::action_matches;
+        let mut rng = Lcg(0xac710);
+        for _ in 0..20_000 {
+            let (a, text) = (rng.string(), rng.string());
+            let lower = |s: &str| s.to_ascii_lowercase();
+            assert_eq!(
+                action_matches(&a, &text),
+                lower(&a) == lower(&text),
+                "{a:?} {text:?}"
+            );
+            assert_eq!(
+                action_matches(&format!("{a}*"), &text),
+                lower(&text).starts_with(&lower(&a)),
+                "{a:?}* {text:?}"
+            );
+            assert_eq!(
+                action_matches(&format!("*{a}*"), &text),
+                lower(&text).contains(&lower(&a)),
+                "*{a:?}* {text:?}"
+            );
+        }
+    }
+}
