@@ -45,12 +45,14 @@ impl CertificateSigner {
         let cert_der = pem_block(pem, "CERTIFICATE").ok_or_else(|| {
             bad("the PEM has no CERTIFICATE block; it must hold the certificate and its private key".into())
         })?;
-        if !pem.contains("PRIVATE KEY-----") {
-            return Err(bad(
-                "the PEM has no PRIVATE KEY block; it must hold the certificate and its PKCS#8 RSA key".into(),
-            ));
-        }
-        let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+        // The key parser reads the first block, so hand it the key block alone.
+        let key_pem = ["PRIVATE KEY", "RSA PRIVATE KEY"]
+            .into_iter()
+            .find_map(|label| pem_block_text(pem, label))
+            .ok_or_else(|| {
+                bad("the PEM has no PRIVATE KEY block; it must hold the certificate and its PKCS#8 RSA key".into())
+            })?;
+        let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
             bad(format!(
                 "the private key is not a usable RSA key ({e}); export it as PKCS#8 PEM"
             ))
@@ -106,15 +108,23 @@ impl CertificateSigner {
 
 /// The DER bytes of the first PEM block with this label.
 fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin)? + begin.len();
-    let stop = start + pem[start..].find(&end)?;
-    let body: String = pem[start..stop]
+    let text = pem_block_text(pem, label)?;
+    let armour = format!("-----BEGIN {label}-----").len();
+    let trailer = format!("-----END {label}-----").len();
+    let body: String = text[armour..text.len() - trailer]
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
     STANDARD.decode(body).ok()
+}
+
+/// The first PEM block with this label, armour included.
+fn pem_block_text<'a>(pem: &'a str, label: &str) -> Option<&'a str> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)?;
+    let stop = start + pem[start..].find(&end)? + end.len();
+    Some(&pem[start..stop])
 }
 
 #[cfg(test)]
