@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod batch;
 mod config;
 mod error;
 mod names;

@@ -36,6 +36,8 @@ pub enum Operation {
     CopyBlob,
     /// `DELETE` a blob.
     DeleteBlob,
+    /// `POST ?comp=batch`: Delete Blob sub-requests, each authorized on its own.
+    BlobBatch,
 }
 
 /// A request's query parameters, looked up by name (Azure's are case-sensitive lowercase).
@@ -71,6 +73,11 @@ impl Operation {
         let restype = query.get("restype");
         let comp = query.get("comp");
         let op = match (target, restype, comp) {
+            (Target::Service | Target::Container(_), _, Some("batch"))
+                if method == Method::POST =>
+            {
+                Operation::BlobBatch
+            }
             (Target::Service, _, Some("list")) if method == Method::GET => {
                 Operation::ListContainers
             }
@@ -138,7 +145,7 @@ impl Operation {
             | Operation::PutBlock
             | Operation::PutBlockList
             | Operation::CopyBlob => (action::blob::WRITE, Data),
-            Operation::DeleteBlob => (action::blob::DELETE, Data),
+            Operation::DeleteBlob | Operation::BlobBatch => (action::blob::DELETE, Data),
         }
     }
 
@@ -160,7 +167,7 @@ impl Operation {
             | Operation::PutBlock
             | Operation::PutBlockList
             | Operation::CopyBlob => E::BlobWrite,
-            Operation::DeleteBlob => E::BlobDelete,
+            Operation::DeleteBlob | Operation::BlobBatch => E::BlobDelete,
         }
     }
 }
@@ -221,6 +228,10 @@ mod tests {
             (
                 classify(Method::DELETE, b(), "", false),
                 Operation::DeleteBlob,
+            ),
+            (
+                classify(Method::POST, c(), "restype=container&comp=batch", false),
+                Operation::BlobBatch,
             ),
         ];
         for (got, want) in cases {

@@ -19,6 +19,7 @@ use object_store::{GetOptions, GetRange};
 use time::OffsetDateTime;
 
 use crate::audit::{AuditSink, count_and_audit};
+use crate::batch;
 use crate::error::StorageError;
 use crate::names::{self, Target};
 use crate::operation::{Operation, Query};
@@ -211,18 +212,7 @@ impl AppState {
                 return Err(self.auth_error(&err));
             }
         };
-        let claims = &token.claims;
-        ctx.event.tenant = Some(claims.tid.clone());
-        ctx.event.token_uti = Some(claims.uti.clone());
-        ctx.event.principal = Some(AuditPrincipal {
-            oid: Some(claims.oid.clone()),
-            appid: claims.client_app_id().map(str::to_owned),
-            name: claims
-                .name
-                .clone()
-                .or_else(|| claims.upn.clone())
-                .or_else(|| claims.preferred_username.clone()),
-        });
+        note_token(ctx, &token);
         match header(headers, "x-ms-version") {
             None => return Err(StorageError::missing_header("x-ms-version")),
             Some(v) if v < OLDEST_OAUTH_VERSION => {
@@ -236,6 +226,9 @@ impl AppState {
             Some(_) => {}
         }
 
+        if op == Operation::BlobBatch {
+            return self.batch(ctx, headers, body).await;
+        }
         self.authorize(ctx, &token, op, &target, &query)?;
         if op == Operation::CopyBlob {
             let (src_container, src_blob) = self.copy_source(headers)?;
@@ -632,6 +625,157 @@ impl AppState {
         Ok(xml_response(xml))
     }
 
+    /// Blob Batch: each Delete Blob sub-request is verified, authorized, executed
+    /// and audited on its own; the batch itself is audited as one more event.
+    async fn batch(
+        &self,
+        ctx: &mut Ctx,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, StorageError> {
+        let boundary = batch::boundary(header(headers, "content-type"))?;
+        let bytes = axum::body::to_bytes(body, MAX_BLOCK_LIST_BYTES)
+            .await
+            .map_err(|_| {
+                StorageError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestBodyTooLarge",
+                    "The request body is too large and exceeds the maximum permissible limit.",
+                )
+            })?;
+        let subs = batch::parse(&bytes, &boundary)?;
+        let mut responses = Vec::with_capacity(subs.len());
+        for sub in subs {
+            responses.push(self.batch_delete(ctx, sub).await);
+        }
+        let failed = responses.iter().filter(|r| !r.status.is_success()).count();
+        ctx.event.detail = Some(format!(
+            "batch of {} deletes, {failed} failed",
+            responses.len()
+        ));
+        let response_boundary = format!("batchresponse_{}", uuid::Uuid::new_v4());
+        let mut response = Response::new(Body::from(batch::render(&response_boundary, &responses)));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        set_header(
+            response.headers_mut(),
+            "content-type",
+            &format!("multipart/mixed; boundary={response_boundary}"),
+        );
+        Ok(response)
+    }
+
+    async fn batch_delete(&self, outer: &Ctx, sub: batch::SubRequest) -> batch::SubResponse {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut event = Event::new(EventType::BlobDelete);
+        event.request_id = Some(request_id.clone());
+        event.client_addr = outer.event.client_addr.clone();
+        event.user_agent = outer.event.user_agent.clone();
+        event.run_id = outer.event.run_id.clone();
+        let mut ctx = Ctx {
+            request_id: request_id.clone(),
+            started: Instant::now(),
+            method: sub.method.clone(),
+            event,
+            streaming: false,
+        };
+        let result = self.batch_delete_inner(&mut ctx, &sub).await;
+        let mut headers = vec![
+            ("x-ms-request-id".to_owned(), request_id.clone()),
+            ("x-ms-version".to_owned(), SERVICE_VERSION.to_owned()),
+        ];
+        let (status, body) = match result {
+            Ok(()) => {
+                headers.push(("x-ms-delete-type-permanent".to_owned(), "true".to_owned()));
+                (StatusCode::ACCEPTED, String::new())
+            }
+            Err(err) => {
+                if ctx.event.detail.is_none() {
+                    ctx.event.detail = Some(format!("{}: {}", err.code, err.message));
+                }
+                headers.push(("x-ms-error-code".to_owned(), err.code.to_owned()));
+                headers.push(("Content-Type".to_owned(), "application/xml".to_owned()));
+                headers.extend(
+                    err.headers
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone())),
+                );
+                (err.status, err.body(&request_id))
+            }
+        };
+        ctx.event.status = Some(status.as_u16());
+        ctx.event.duration_ms = Some(ctx.started.elapsed().as_millis() as u64);
+        if let Err(e) = self.audit.append(ctx.event).await {
+            tracing::error!(error = %e, "audit log append failed");
+            let err = StorageError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServerBusy",
+                "The server is currently unable to receive requests. Please retry your request.",
+            );
+            return batch::SubResponse {
+                content_id: sub.content_id,
+                status: err.status,
+                headers: vec![("x-ms-error-code".into(), err.code.into())],
+                body: err.body(&request_id),
+            };
+        }
+        batch::SubResponse {
+            content_id: sub.content_id,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn batch_delete_inner(
+        &self,
+        ctx: &mut Ctx,
+        sub: &batch::SubRequest,
+    ) -> Result<(), StorageError> {
+        if sub.method != Method::DELETE {
+            return Err(StorageError::unsupported(
+                "batch sub-requests other than Delete Blob",
+            ));
+        }
+        let path = sub.path.split('?').next().unwrap_or_default();
+        let account_prefix = format!("/{}/", self.account);
+        let full = if path.starts_with(&account_prefix) {
+            path.to_owned()
+        } else {
+            format!("/{}{path}", self.account)
+        };
+        let target = names::parse_target(&full, &self.account)?;
+        ctx.event.action = Some(Operation::DeleteBlob.action().0.to_owned());
+        ctx.event.resource = Some(self.resource_scope(&target));
+        let Target::Blob(c, b) = &target else {
+            return Err(StorageError::unsupported(
+                "batch sub-requests that do not name a blob",
+            ));
+        };
+        let token = match self
+            .verifier
+            .verify_header(header(&sub.headers, "authorization"))
+            .await
+        {
+            Ok(token) => token,
+            Err(err) => {
+                ctx.event.event_type = EventType::AuthnFailed;
+                ctx.event.decision = Some(AuditDecision::Deny);
+                ctx.event.detail = Some(err.to_string());
+                return Err(self.auth_error(&err));
+            }
+        };
+        note_token(ctx, &token);
+        self.authorize(
+            ctx,
+            &token,
+            Operation::DeleteBlob,
+            &target,
+            &Query::default(),
+        )?;
+        self.store.container(c)?;
+        self.store.delete_blob(c, b).await
+    }
+
     async fn get_blob(
         &self,
         ctx: &mut Ctx,
@@ -660,7 +804,6 @@ impl AppState {
         };
         let options = GetOptions {
             range: range.clone().map(GetRange::Bounded),
-            if_match: Some(info.etag.trim_matches('"').to_owned()),
             ..GetOptions::default()
         };
         let result = self.store.backend().get_opts(&path, options).await?;
@@ -712,6 +855,22 @@ impl AppState {
         set_len(&mut response, served.end - served.start);
         Ok(response)
     }
+}
+
+/// Records who the token names in the request's audit event.
+fn note_token(ctx: &mut Ctx, token: &VerifiedToken) {
+    let claims = &token.claims;
+    ctx.event.tenant = Some(claims.tid.clone());
+    ctx.event.token_uti = Some(claims.uti.clone());
+    ctx.event.principal = Some(AuditPrincipal {
+        oid: Some(claims.oid.clone()),
+        appid: claims.client_app_id().map(str::to_owned),
+        name: claims
+            .name
+            .clone()
+            .or_else(|| claims.upn.clone())
+            .or_else(|| claims.preferred_username.clone()),
+    });
 }
 
 /// `x-ms-range` (preferred) or `Range`: `bytes=start-[end]`, inclusive.
