@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::error::{CredentialError, redact_query};
 use crate::http::HttpClient;
 use crate::token::AccessToken;
+use crate::vars::Environment;
 
 /// Set to `1` to let `AZURE_AUTHORITY_HOST` be plain `http://` on a loopback address
 /// (a local test authority). Anything else must be `https://`.
@@ -52,9 +53,14 @@ impl AuthorityHost {
 
     /// `AZURE_AUTHORITY_HOST`, else the public cloud.
     pub fn from_env() -> Result<Self, CredentialError> {
-        match std::env::var(env::AZURE_AUTHORITY_HOST) {
-            Ok(host) if !host.trim().is_empty() => Self::parse(&host, http_opted_in()),
-            _ => Ok(Self::public_cloud()),
+        Self::from_environment(&Environment::process())
+    }
+
+    /// `AZURE_AUTHORITY_HOST` from `vars`, else the public cloud.
+    pub fn from_environment(vars: &Environment) -> Result<Self, CredentialError> {
+        match vars.get(env::AZURE_AUTHORITY_HOST) {
+            Some(host) => Self::parse(&host, http_opted_in(vars)),
+            None => Ok(Self::public_cloud()),
         }
     }
 
@@ -86,8 +92,9 @@ impl std::fmt::Display for AuthorityHost {
 }
 
 /// Whether `ENTRAFLOW_ALLOW_HTTP_AUTHORITY=1`.
-pub(crate) fn http_opted_in() -> bool {
-    std::env::var(ENTRAFLOW_ALLOW_HTTP_AUTHORITY).is_ok_and(|v| v == "1")
+pub(crate) fn http_opted_in(vars: &Environment) -> bool {
+    vars.get(ENTRAFLOW_ALLOW_HTTP_AUTHORITY)
+        .is_some_and(|v| v == "1")
 }
 
 /// A successful token endpoint answer.

@@ -10,12 +10,13 @@ use entraflow_core::env;
 
 use crate::confidential::{CredentialOptions, WorkloadIdentityCredential};
 use crate::device_code::{DeveloperLoginCredential, LoginCache};
-use crate::environment::{EnvironmentCredential, require_vars};
+use crate::environment::EnvironmentCredential;
 use crate::error::CredentialError;
 use crate::managed_identity::{
     ManagedIdentityCredential, ManagedIdentityId, ManagedIdentityOptions,
 };
 use crate::token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
+use crate::vars::Environment;
 
 /// How long the chain waits for a TCP connection to IMDS before deciding this host
 /// has none. Only the connect is bounded; see [`crate::ManagedIdentityCredential`].
@@ -64,66 +65,62 @@ impl ChainedCredential {
         }
     }
 
-    /// The default chain from the environment. `data_dir` holds the sign-in cache.
+    /// The default chain from the process environment. `data_dir` holds the sign-in
+    /// cache of `entraflow login`.
     pub fn from_env(data_dir: &Path) -> Self {
-        let options = CredentialOptions::from_env();
-        let mut links = Vec::new();
-        let mut add =
-            |name: &'static str, built: Result<Box<dyn TokenCredential>, CredentialError>| {
-                links.push(match built {
-                    Ok(c) => Link::Ready(c),
-                    Err(e) => Link::Skipped(name, e),
-                });
-            };
-        let with_options =
-            |f: &dyn Fn(CredentialOptions) -> Result<Box<dyn TokenCredential>, CredentialError>| {
-                options.clone().and_then(f)
-            };
-        add(
-            "EnvironmentCredential",
-            with_options(&|o| {
-                EnvironmentCredential::from_env(o).map(|c| Box::new(c) as Box<dyn TokenCredential>)
-            }),
-        );
-        add(
-            "WorkloadIdentityCredential",
-            with_options(&|o| {
-                let vars = require_vars(
-                    "WorkloadIdentityCredential",
-                    &[
-                        env::AZURE_FEDERATED_TOKEN_FILE,
-                        env::AZURE_TENANT_ID,
-                        env::AZURE_CLIENT_ID,
-                    ],
-                )?;
-                WorkloadIdentityCredential::new(&vars[1], &vars[2], Path::new(&vars[0]), o)
-                    .map(|c| Box::new(c) as Box<dyn TokenCredential>)
-            }),
-        );
-        add("ManagedIdentityCredential", {
-            let id = std::env::var(env::AZURE_CLIENT_ID)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map_or(
+        Self::from_environment(&Environment::process(), data_dir)
+    }
+
+    /// The default chain from `vars`: environment (secret, then certificate), workload
+    /// identity, managed identity (with a fast connect probe), developer sign-in.
+    /// Links that cannot be built are kept with their reason for the failure report.
+    pub fn from_environment(vars: &Environment, data_dir: &Path) -> Self {
+        type Built = Result<Box<dyn TokenCredential>, CredentialError>;
+        fn boxed<C: TokenCredential + 'static>(c: Result<C, CredentialError>) -> Built {
+            c.map(|c| Box::new(c) as Box<dyn TokenCredential>)
+        }
+        let options = CredentialOptions::from_environment(vars);
+        let with_options = |f: &dyn Fn(CredentialOptions) -> Built| options.clone().and_then(f);
+        let managed_identity = ManagedIdentityCredential::from_environment(
+            vars,
+            ManagedIdentityOptions {
+                id: vars.get(env::AZURE_CLIENT_ID).map_or(
                     ManagedIdentityId::SystemAssigned,
                     ManagedIdentityId::ClientId,
-                );
-            ManagedIdentityCredential::new(ManagedIdentityOptions {
-                id,
+                ),
                 probe_connect_timeout: Some(IMDS_PROBE_CONNECT_TIMEOUT),
                 ..ManagedIdentityOptions::default()
-            })
-            .map(|c| Box::new(c) as Box<dyn TokenCredential>)
-        });
-        add(
-            "DeveloperLoginCredential",
-            with_options(&|o| {
-                DeveloperLoginCredential::new(LoginCache::in_dir(data_dir), o)
-                    .map(|c| Box::new(c) as Box<dyn TokenCredential>)
-            }),
+            },
         );
+        let links = [
+            (
+                "EnvironmentCredential",
+                with_options(&|o| boxed(EnvironmentCredential::from_environment(vars, o))),
+            ),
+            (
+                "WorkloadIdentityCredential",
+                with_options(&|o| boxed(WorkloadIdentityCredential::from_environment(vars, o))),
+            ),
+            ("ManagedIdentityCredential", boxed(managed_identity)),
+            (
+                "DeveloperLoginCredential",
+                with_options(&|o| {
+                    boxed(DeveloperLoginCredential::from_environment(
+                        vars,
+                        LoginCache::in_dir(data_dir),
+                        o,
+                    ))
+                }),
+            ),
+        ];
         Self {
-            links,
+            links: links
+                .into_iter()
+                .map(|(name, built)| match built {
+                    Ok(c) => Link::Ready(c),
+                    Err(e) => Link::Skipped(name, e),
+                })
+                .collect(),
             chosen: OnceLock::new(),
         }
     }

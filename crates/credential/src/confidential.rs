@@ -12,6 +12,7 @@ use crate::cache::{CacheKey, RefreshPolicy, TokenCache};
 use crate::error::CredentialError;
 use crate::http::{ClientKind, HttpClient};
 use crate::token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
+use crate::vars::Environment;
 
 /// Settings every authority-backed credential shares.
 #[derive(Debug, Clone)]
@@ -38,8 +39,24 @@ impl Default for CredentialOptions {
 impl CredentialOptions {
     /// Authority from `AZURE_AUTHORITY_HOST` (see [`AuthorityHost::from_env`]), default policy.
     pub fn from_env() -> Result<Self, CredentialError> {
+        Self::from_environment(&Environment::process())
+    }
+
+    /// Like [`Self::from_env`] from `vars`. When `SSL_CERT_FILE` is set there, its CA is
+    /// trusted explicitly too, so an env file alone is enough to reach a local authority.
+    pub fn from_environment(vars: &Environment) -> Result<Self, CredentialError> {
+        let extra_ca_pem = match vars.get(env::SSL_CERT_FILE) {
+            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                CredentialError::Misconfigured {
+                    variable: env::SSL_CERT_FILE.into(),
+                    hint: format!("cannot read the CA bundle {path}: {e}"),
+                }
+            })?),
+            None => None,
+        };
         Ok(Self {
-            authority: AuthorityHost::from_env()?,
+            authority: AuthorityHost::from_environment(vars)?,
+            extra_ca_pem,
             ..Self::default()
         })
     }
@@ -331,19 +348,24 @@ impl WorkloadIdentityCredential {
     /// From `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE` and
     /// `AZURE_AUTHORITY_HOST`, as AKS injects them.
     pub fn from_env() -> Result<Self, CredentialError> {
-        let vars = crate::environment::require_vars(
+        let vars = Environment::process();
+        Self::from_environment(&vars, CredentialOptions::from_environment(&vars)?)
+    }
+
+    /// Like [`Self::from_env`], from `vars`.
+    pub fn from_environment(
+        vars: &Environment,
+        options: CredentialOptions,
+    ) -> Result<Self, CredentialError> {
+        let values = crate::environment::require_vars(
+            vars,
             "WorkloadIdentityCredential",
             &[
+                env::AZURE_FEDERATED_TOKEN_FILE,
                 env::AZURE_TENANT_ID,
                 env::AZURE_CLIENT_ID,
-                env::AZURE_FEDERATED_TOKEN_FILE,
             ],
         )?;
-        Self::new(
-            &vars[0],
-            &vars[1],
-            Path::new(&vars[2]),
-            CredentialOptions::from_env()?,
-        )
+        Self::new(&values[1], &values[2], Path::new(&values[0]), options)
     }
 }

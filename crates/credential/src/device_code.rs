@@ -14,6 +14,7 @@ use crate::confidential::CredentialOptions;
 use crate::error::CredentialError;
 use crate::http::HttpClient;
 use crate::token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
+use crate::vars::Environment;
 
 /// The public client id the Azure CLI signs in with; used when none is given.
 pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
@@ -202,6 +203,16 @@ impl DeviceCodeCredential {
 impl DeveloperLoginCredential {
     /// The sign-in stored in `cache`; unavailable when there is none.
     pub fn new(cache: LoginCache, options: CredentialOptions) -> Result<Self, CredentialError> {
+        Self::from_environment(&Environment::process(), cache, options)
+    }
+
+    /// Like [`Self::new`]; `vars` decides whether a stored plain-http loopback
+    /// authority is still allowed (`ENTRAFLOW_ALLOW_HTTP_AUTHORITY`).
+    pub fn from_environment(
+        vars: &Environment,
+        cache: LoginCache,
+        options: CredentialOptions,
+    ) -> Result<Self, CredentialError> {
         let login = cache
             .load()?
             .ok_or_else(|| CredentialError::CredentialUnavailable {
@@ -212,7 +223,8 @@ impl DeveloperLoginCredential {
                 ),
             })?;
         // The stored host was validated at sign-in; the same opt-in rules apply again.
-        let authority = AuthorityHost::parse(&login.authority, crate::authority::http_opted_in())?;
+        let authority =
+            AuthorityHost::parse(&login.authority, crate::authority::http_opted_in(vars))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 authority,
@@ -409,9 +421,7 @@ impl Inner {
 }
 
 /// The client id a sign-in uses: `AZURE_CLIENT_ID`, else the Azure CLI's public client.
-pub fn default_public_client_id() -> String {
-    std::env::var(env::AZURE_CLIENT_ID)
-        .ok()
-        .filter(|v| !v.is_empty())
+pub fn default_public_client_id(vars: &Environment) -> String {
+    vars.get(env::AZURE_CLIENT_ID)
         .unwrap_or_else(|| AZURE_CLI_CLIENT_ID.to_owned())
 }

@@ -10,6 +10,7 @@ use crate::confidential::{
 };
 use crate::error::CredentialError;
 use crate::token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
+use crate::vars::Environment;
 
 /// A service principal from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and either
 /// `AZURE_CLIENT_SECRET` or `AZURE_CLIENT_CERTIFICATE_PATH`.
@@ -22,19 +23,29 @@ pub enum EnvironmentCredential {
 }
 
 impl EnvironmentCredential {
-    /// Reads the environment; `CredentialUnavailable` names what is missing.
-    pub fn from_env(options: CredentialOptions) -> Result<Self, CredentialError> {
-        let vars = require_vars(
+    /// Reads the process environment; `CredentialUnavailable` names what is missing.
+    pub fn from_env() -> Result<Self, CredentialError> {
+        let vars = Environment::process();
+        Self::from_environment(&vars, CredentialOptions::from_environment(&vars)?)
+    }
+
+    /// Like [`Self::from_env`], from `vars`.
+    pub fn from_environment(
+        vars: &Environment,
+        options: CredentialOptions,
+    ) -> Result<Self, CredentialError> {
+        let values = require_vars(
+            vars,
             "EnvironmentCredential",
             &[env::AZURE_TENANT_ID, env::AZURE_CLIENT_ID],
         )?;
-        let (tenant, client_id) = (&vars[0], &vars[1]);
-        if let Some(secret) = var(env::AZURE_CLIENT_SECRET) {
+        let (tenant, client_id) = (&values[0], &values[1]);
+        if let Some(secret) = vars.get(env::AZURE_CLIENT_SECRET) {
             return ClientSecretCredential::new(tenant, client_id, Secret::new(secret), options)
                 .map(Self::Secret);
         }
-        if let Some(path) = var(env::AZURE_CLIENT_CERTIFICATE_PATH) {
-            if var(env::AZURE_CLIENT_CERTIFICATE_PASSWORD).is_some() {
+        if let Some(path) = vars.get(env::AZURE_CLIENT_CERTIFICATE_PATH) {
+            if vars.get(env::AZURE_CLIENT_CERTIFICATE_PASSWORD).is_some() {
                 return Err(CredentialError::Misconfigured {
                     variable: env::AZURE_CLIENT_CERTIFICATE_PASSWORD.into(),
                     hint: "password-protected certificates are not supported; provide an unencrypted PEM (certificate + PKCS#8 key) readable only by the job".into(),
@@ -42,7 +53,8 @@ impl EnvironmentCredential {
             }
             let certificate = CertificateOptions {
                 send_sha1_thumbprint: false,
-                send_certificate_chain: var(env::AZURE_CLIENT_SEND_CERTIFICATE_CHAIN)
+                send_certificate_chain: vars
+                    .get(env::AZURE_CLIENT_SEND_CERTIFICATE_CHAIN)
                     .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
             };
             return ClientCertificateCredential::from_file(
@@ -86,16 +98,13 @@ impl TokenCredential for EnvironmentCredential {
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// The values of `names`, or `CredentialUnavailable` listing the unset ones.
 pub(crate) fn require_vars(
+    vars: &Environment,
     credential: &'static str,
     names: &[&str],
 ) -> Result<Vec<String>, CredentialError> {
-    let values: Vec<Option<String>> = names.iter().map(|n| var(n)).collect();
+    let values: Vec<Option<String>> = names.iter().map(|n| vars.get(n)).collect();
     let missing: Vec<&str> = names
         .iter()
         .zip(&values)
@@ -103,12 +112,10 @@ pub(crate) fn require_vars(
         .map(|(n, _)| *n)
         .collect();
     if !missing.is_empty() {
+        let verb = if missing.len() == 1 { "is" } else { "are" };
         return Err(CredentialError::CredentialUnavailable {
             credential,
-            reason: format!(
-                "{} not set",
-                missing.join(", ") + if missing.len() == 1 { " is" } else { " are" }
-            ),
+            reason: format!("{} {verb} not set", missing.join(", ")),
         });
     }
     Ok(values.into_iter().flatten().collect())

@@ -59,6 +59,7 @@ mod error;
 mod http;
 mod managed_identity;
 mod token;
+mod vars;
 
 pub use authority::{AuthorityHost, ENTRAFLOW_ALLOW_HTTP_AUTHORITY};
 pub use blocking::BlockingCredential;
@@ -78,3 +79,4 @@ pub use managed_identity::{
     IMDS_HOST, ManagedIdentityCredential, ManagedIdentityId, ManagedIdentityOptions,
 };
 pub use token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
+pub use vars::Environment;

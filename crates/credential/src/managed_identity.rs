@@ -26,6 +26,7 @@ use crate::cache::{CacheKey, RefreshPolicy, TokenCache};
 use crate::error::{CredentialError, redact_query};
 use crate::http::{ClientKind, HttpClient};
 use crate::token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
+use crate::vars::Environment;
 
 /// The documented IMDS host.
 pub const IMDS_HOST: &str = "http://169.254.169.254";
@@ -150,16 +151,20 @@ fn as_i64(v: &Option<serde_json::Value>) -> Option<i64> {
 impl ManagedIdentityCredential {
     /// App Service form when `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set, else IMDS.
     pub fn new(options: ManagedIdentityOptions) -> Result<Self, CredentialError> {
+        Self::from_environment(&Environment::process(), options)
+    }
+
+    /// Like [`Self::new`], reading `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` and
+    /// `AZURE_POD_IDENTITY_AUTHORITY_HOST` from `vars` where `options` leaves them open.
+    pub fn from_environment(
+        vars: &Environment,
+        options: ManagedIdentityOptions,
+    ) -> Result<Self, CredentialError> {
         let (endpoint, header) = match options.app_service.clone() {
             Some((url, header)) => (Some(url), Some(header)),
             None => (
-                std::env::var(env::IDENTITY_ENDPOINT)
-                    .ok()
-                    .filter(|v| !v.is_empty()),
-                std::env::var(env::IDENTITY_HEADER)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .map(Secret::new),
+                vars.get(env::IDENTITY_ENDPOINT),
+                vars.get(env::IDENTITY_HEADER).map(Secret::new),
             ),
         };
         let source = match (endpoint, header) {
@@ -174,7 +179,7 @@ impl ManagedIdentityCredential {
                 let host = options
                     .imds_host
                     .clone()
-                    .or_else(|| std::env::var(env::AZURE_POD_IDENTITY_AUTHORITY_HOST).ok())
+                    .or_else(|| vars.get(env::AZURE_POD_IDENTITY_AUTHORITY_HOST))
                     .filter(|h| !h.is_empty())
                     .unwrap_or_else(|| IMDS_HOST.to_owned());
                 Source::Imds {
