@@ -49,6 +49,8 @@ pub struct GateConfig {
     pub tenants: Vec<String>,
     /// Clock skew tolerated on `exp`/`nbf`.
     pub leeway: Duration,
+    /// An unknown `kid` refetches the issuer's JWKS at most this often (5 min).
+    pub jwks_refresh_interval: Duration,
     /// Audit chain id of this gate.
     pub audit_log_id: String,
 }
@@ -76,6 +78,7 @@ impl GateConfig {
                 .into_iter()
                 .collect(),
             leeway: Duration::from_secs(300),
+            jwks_refresh_interval: Duration::from_secs(300),
             audit_log_id: "entraflow/gate".to_owned(),
             data_dir,
         }

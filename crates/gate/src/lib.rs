@@ -140,6 +140,7 @@ impl Gate {
             Some(&endpoint),
         );
         verifier_config.leeway = config.leeway;
+        verifier_config.min_refresh_interval = config.jwks_refresh_interval;
         let verifier = TokenVerifier::new(verifier_config, http);
 
         let authorizer = entraflow_rbac::Authorizer::open(&config.data_dir)

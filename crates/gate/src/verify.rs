@@ -258,6 +258,7 @@ impl TokenVerifier {
 
     async fn verify_uncached(&self, token: &str, now: i64) -> Result<VerifiedToken, AuthError> {
         let config = &self.inner.config;
+        check_raw_header(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => AuthError::ForbiddenHeader(
                 "The token's algorithm is not accepted; only RS256 is.".into(),
@@ -445,6 +446,35 @@ impl TokenVerifier {
         }
         response.json().await.map_err(|e| format!("GET {url}: {e}"))
     }
+}
+
+/// Looks at the header as sent, before any library interprets it: exactly `RS256`,
+/// and no key material (`jwk`, `jku`, `x5u`) that could steer verification.
+fn check_raw_header(token: &str) -> Result<(), AuthError> {
+    let segment = token.split('.').next().unwrap_or_default();
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthError::Malformed("the header is not base64url".into()))?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| AuthError::Malformed("the header is not JSON".into()))?;
+    match header.get("alg").and_then(|a| a.as_str()) {
+        Some("RS256") => {}
+        Some(other) => {
+            return Err(AuthError::ForbiddenHeader(format!(
+                "The token's algorithm '{other}' is not accepted; only RS256 is."
+            )));
+        }
+        None => return Err(AuthError::Malformed("the header has no alg".into())),
+    }
+    if ["jwk", "jku", "x5u"]
+        .iter()
+        .any(|k| header.get(k).is_some())
+    {
+        return Err(AuthError::ForbiddenHeader(
+            "The token header carries its own key (jwk, jku or x5u); keys come only from the trusted issuer.".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn unverified_claims(token: &str) -> Result<serde_json::Value, AuthError> {

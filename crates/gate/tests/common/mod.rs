@@ -34,6 +34,10 @@ pub struct App {
 }
 
 pub async fn start() -> Env {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(configure: impl FnOnce(&mut GateConfig)) -> Env {
     entraflow_tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(dir.path());
@@ -46,7 +50,9 @@ pub async fn start() -> Env {
     .await
     .unwrap();
 
-    let gate = Gate::bind(GateConfig::new(dir.path())).await.unwrap();
+    let mut gate_config = GateConfig::new(dir.path());
+    configure(&mut gate_config);
+    let gate = Gate::bind(gate_config).await.unwrap();
     let endpoint = gate.endpoint().to_owned();
     let account_scope = gate.storage_scope();
     gate.write_env_file().unwrap();
@@ -116,7 +122,7 @@ impl Env {
 
     /// Assigns `role` to `oid` at `scope` (relative to the account when it starts with `/blobServices`).
     pub fn assign(&self, oid: &str, role: &str, scope: &str) {
-        self.assign_with(NewAssignment::new(oid, role, &self.scope(scope)));
+        self.assign_with(NewAssignment::new(oid, role, self.scope(scope)));
     }
 
     pub fn assign_with(&self, new: NewAssignment) {
