@@ -110,6 +110,14 @@ pub enum Error {
     /// The role definition document is invalid.
     #[error(transparent)]
     InvalidDefinition(#[from] DefinitionError),
+    /// The expiry is not in the future.
+    #[error(
+        "the expiry {expires_at} is not in the future; an assignment that is already expired would grant nothing"
+    )]
+    ExpiryInPast {
+        /// The expiry given.
+        expires_at: String,
+    },
     /// The expiry is neither a time nor a duration.
     #[error(
         "'{value}' is not an expiry; give an RFC 3339 time such as 2026-12-31T00:00:00Z or a duration such as 30d, 12h, 90m, 2w"

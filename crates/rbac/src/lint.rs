@@ -282,7 +282,7 @@ mod tests {
             SP,
             "Storage Blob Data Reader",
             &c("y"),
-            1,
+            2,
             Some(NOW - time::Duration::days(1)),
         );
 

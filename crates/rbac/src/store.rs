@@ -232,6 +232,13 @@ impl RbacStore {
                 (Some(c), Some(CONDITION_VERSION.to_owned()))
             }
         };
+        if let Some(at) = new.expires_at
+            && at <= now
+        {
+            return Err(Error::ExpiryInPast {
+                expires_at: rfc3339(at),
+            });
+        }
         let role = self.find_definition(&new.role)?;
         if !role.assignable_at(&scope) {
             return Err(Error::NotAssignable {

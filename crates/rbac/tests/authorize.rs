@@ -391,6 +391,9 @@ fn invalid_mutations_are_refused_with_actionable_errors() {
     v1.condition = Some("ActionMatches{'x'}".into());
     v1.condition_version = Some("1.0".into());
     assert!(matches!(err(v1), Error::UnsupportedConditionVersion { .. }));
+    let mut past = NewAssignment::new(JOB, "Owner", scope);
+    past.expires_at = Some(NOW);
+    assert!(matches!(err(past), Error::ExpiryInPast { .. }));
 
     let narrow = RoleDefinition::from_json(&format!(
         r#"{{"Name":"Narrow","DataActions":["*/read"],"AssignableScopes":["{}"]}}"#,
