@@ -25,14 +25,35 @@ pub(crate) struct AssertionClaims {
     pub(crate) sub: Option<String>,
     #[serde(default)]
     pub(crate) aud: Option<Audience>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "numeric_date")]
     pub(crate) exp: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "numeric_date")]
     pub(crate) nbf: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "numeric_date")]
     pub(crate) iat: Option<i64>,
     #[serde(default)]
     pub(crate) jti: Option<String>,
+}
+
+/// A JWT NumericDate: RFC 7519 allows fractions, and MSAL Python sends them.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let n: Option<serde_json::Number> = Option::deserialize(d)?;
+    Ok(n.and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64))))
+}
+
+/// A thumbprint header: base64url as the JOSE spec says, but clients also send
+/// standard base64 with padding (MSAL Python does), which Entra accepts.
+pub(crate) fn decode_thumbprint(value: &str) -> Option<Vec<u8>> {
+    let normalized: String = value
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    URL_SAFE_NO_PAD.decode(normalized).ok()
 }
 
 /// `aud` is a string or an array of strings.
@@ -52,20 +73,41 @@ impl Audience {
     }
 }
 
+/// The header fields of an assertion that matter. Parsed leniently (unknown
+/// fields ignored): MSAL, for one, sends `x5c` entries with embedded newlines.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct AssertionHeader {
+    alg: String,
+    #[serde(default)]
+    pub(crate) kid: Option<String>,
+    #[serde(default)]
+    pub(crate) x5t: Option<String>,
+    #[serde(default, rename = "x5t#S256")]
+    pub(crate) x5t_s256: Option<String>,
+}
+
+impl AssertionHeader {
+    /// The signing algorithm, if it is one `jsonwebtoken` knows.
+    pub(crate) fn alg(&self) -> Option<Algorithm> {
+        self.alg.parse().ok()
+    }
+}
+
 /// Reads an assertion's header and claims without verifying anything yet.
-pub(crate) fn peek(assertion: &str) -> Result<(jsonwebtoken::Header, AssertionClaims), OAuthError> {
+pub(crate) fn peek(assertion: &str) -> Result<(AssertionHeader, AssertionClaims), OAuthError> {
     let malformed = || {
         OAuthError::new(
             Aadsts::MalformedRequest,
             "The client_assertion is not a well-formed JWT (three base64url parts with a JSON header and claims).",
         )
     };
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| malformed())?;
-    let payload = assertion.split('.').nth(1).ok_or_else(malformed)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|_| malformed())?;
-    let claims = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    let mut parts = assertion.split('.');
+    let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed());
+    };
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| malformed());
+    let header = serde_json::from_slice(&decode(h)?).map_err(|_| malformed())?;
+    let claims = serde_json::from_slice(&decode(p)?).map_err(|_| malformed())?;
     Ok((header, claims))
 }
 
@@ -196,21 +238,20 @@ pub(crate) fn verify_certificate_assertion(
     store: &Store,
     client_id: &str,
     assertion: &str,
-    header: &jsonwebtoken::Header,
+    header: &AssertionHeader,
     claims: &AssertionClaims,
     audiences: &[String],
 ) -> Result<(), OAuthError> {
-    let alg = header.alg;
-    if !matches!(alg, Algorithm::RS256 | Algorithm::PS256) {
-        return Err(OAuthError::new(
-            Aadsts::AssertionSignatureInvalid,
-            format!("Client assertion algorithm {alg:?} is not supported; use RS256 or PS256."),
-        ));
-    }
-    let decode = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|t| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok())
+    let alg = match header.alg() {
+        Some(alg @ (Algorithm::RS256 | Algorithm::PS256)) => alg,
+        _ => {
+            return Err(OAuthError::new(
+                Aadsts::AssertionSignatureInvalid,
+                format!("Client assertion algorithm '{}' is not supported; use RS256 or PS256.", header.alg),
+            ));
+        }
     };
+    let decode = |s: &Option<String>| s.as_deref().and_then(decode_thumbprint);
     let sha1 = decode(&header.x5t);
     let sha256 = decode(&header.x5t_s256);
     if sha1.is_none() && sha256.is_none() {

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::authority::{Authority, MAX_BODY};
+use crate::authority::Authority;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -55,7 +55,7 @@ pub(crate) async fn submit(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+    let Ok(bytes) = crate::server::read_limited(body).await else {
         return bad("The form is too large.");
     };
     let Some(form) = form_ok

@@ -15,7 +15,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use rusqlite::OptionalExtension;
 
-use crate::assertion::{AssertionClaims, check_time, refuse_replay, verify_signature};
+use crate::assertion::{AssertionClaims, AssertionHeader, check_time, refuse_replay, verify_signature};
 use crate::error::OAuthError;
 use crate::store::Store;
 
@@ -141,7 +141,7 @@ pub(crate) async fn verify_federated_assertion(
     host: &str,
     client_id: &str,
     assertion: &str,
-    header: &jsonwebtoken::Header,
+    header: &AssertionHeader,
     claims: &AssertionClaims,
 ) -> Result<(), OAuthError> {
     let iss = claims.iss.as_deref().unwrap_or_default();
@@ -162,19 +162,21 @@ pub(crate) async fn verify_federated_assertion(
             ),
         ));
     }
-    if !matches!(
-        header.alg,
-        Algorithm::RS256
+    let alg = match header.alg() {
+        Some(
+            alg @ (Algorithm::RS256
             | Algorithm::PS256
             | Algorithm::ES256
             | Algorithm::RS384
-            | Algorithm::RS512
-    ) {
-        return Err(OAuthError::new(
-            Aadsts::AssertionSignatureInvalid,
-            format!("Assertion algorithm {:?} is not supported.", header.alg),
-        ));
-    }
+            | Algorithm::RS512),
+        ) => alg,
+        _ => {
+            return Err(OAuthError::new(
+                Aadsts::AssertionSignatureInvalid,
+                "The federated assertion's algorithm is not supported; use RS256, RS384, RS512, PS256 or ES256.",
+            ));
+        }
+    };
     let set = cache.keys(store, http, iss).await?;
     let candidates: Vec<_> = match &header.kid {
         Some(kid) => set
@@ -187,7 +189,7 @@ pub(crate) async fn verify_federated_assertion(
     let verified = candidates
         .into_iter()
         .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok())
-        .any(|key| verify_signature(assertion, header.alg, &key));
+        .any(|key| verify_signature(assertion, alg, &key));
     if !verified {
         return Err(OAuthError::new(
             Aadsts::AssertionSignatureInvalid,

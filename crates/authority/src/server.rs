@@ -366,7 +366,7 @@ async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, OAut
             "The request body must be application/x-www-form-urlencoded.",
         ));
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+    let bytes = read_limited(body).await.map_err(|_| {
         OAuthError::new(
             Aadsts::MalformedRequest,
             format!("The request body is larger than {MAX_BODY} bytes or could not be read."),
@@ -376,6 +376,29 @@ async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, OAut
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     TokenRequest::parse(&bytes, auth)
+}
+
+/// How much of an oversized body is read and discarded so the client, still
+/// sending, receives the 400 instead of a reset connection.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads at most [`MAX_BODY`] bytes; an oversized body is drained (up to
+/// [`DRAIN_LIMIT`]) and refused.
+pub(crate) async fn read_limited(body: Body) -> Result<Vec<u8>, ()> {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ())?;
+        total += chunk.len();
+        if total <= MAX_BODY {
+            buf.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if total > MAX_BODY { Err(()) } else { Ok(buf) }
 }
 
 async fn token(
