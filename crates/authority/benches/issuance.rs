@@ -5,16 +5,31 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use entraflow_authority::{Authority, EndpointVersion, NewApplication, SecretExpiry, Store, TokenRequest};
+use entraflow_authority::{
+    Authority, EndpointVersion, NewApplication, SecretExpiry, Store, TokenRequest,
+};
 
 fn issuance(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let app = store.create_application(&NewApplication { display_name: "bench".into(), ..Default::default() }).unwrap();
+    let app = store
+        .create_application(&NewApplication {
+            display_name: "bench".into(),
+            ..Default::default()
+        })
+        .unwrap();
     store.create_service_principal(&app.app_id).unwrap();
-    let secret = store.reset_secret(&app.app_id, SecretExpiry::Years(1), false).unwrap();
+    let secret = store
+        .reset_secret(&app.app_id, SecretExpiry::Years(1), false)
+        .unwrap();
     let http = entraflow_tls::https_client(None).unwrap();
-    let authority = Authority::new(Arc::new(store), "https://127.0.0.1:8443", http, Default::default()).unwrap();
+    let authority = Authority::new(
+        Arc::new(store),
+        "https://127.0.0.1:8443",
+        http,
+        Default::default(),
+    )
+    .unwrap();
     let body = serde_urlencoded::to_string([
         ("grant_type", "client_credentials"),
         ("client_id", app.app_id.as_str()),
@@ -22,14 +37,18 @@ fn issuance(c: &mut Criterion) {
         ("scope", "https://storage.azure.com/.default"),
     ])
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
 
     let mut group = c.benchmark_group("client_credentials");
     group.throughput(Throughput::Elements(1));
     group.bench_function("secret_v2_token", |b| {
         b.iter(|| {
             let req = TokenRequest::parse(body.as_bytes(), None).unwrap();
-            let answer = rt.block_on(authority.token(&secret.tenant, EndpointVersion::V2, &req)).unwrap();
+            let answer = rt
+                .block_on(authority.token(&secret.tenant, EndpointVersion::V2, &req))
+                .unwrap();
             assert!(answer["access_token"].is_string());
         })
     });
@@ -37,7 +56,10 @@ fn issuance(c: &mut Criterion) {
     group.bench_function("wrong_secret_refused", |b| {
         b.iter(|| {
             let req = TokenRequest::parse(wrong.as_bytes(), None).unwrap();
-            assert!(rt.block_on(authority.token(&secret.tenant, EndpointVersion::V2, &req)).is_err());
+            assert!(
+                rt.block_on(authority.token(&secret.tenant, EndpointVersion::V2, &req))
+                    .is_err()
+            );
         })
     });
     group.finish();

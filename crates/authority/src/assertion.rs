@@ -102,10 +102,16 @@ pub(crate) fn peek(assertion: &str) -> Result<(AssertionHeader, AssertionClaims)
         )
     };
     let mut parts = assertion.split('.');
-    let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(malformed());
     };
-    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| malformed());
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|_| malformed())
+    };
     let header = serde_json::from_slice(&decode(h)?).map_err(|_| malformed())?;
     let claims = serde_json::from_slice(&decode(p)?).map_err(|_| malformed())?;
     Ok((header, claims))
@@ -247,7 +253,10 @@ pub(crate) fn verify_certificate_assertion(
         _ => {
             return Err(OAuthError::new(
                 Aadsts::AssertionSignatureInvalid,
-                format!("Client assertion algorithm '{}' is not supported; use RS256 or PS256.", header.alg),
+                format!(
+                    "Client assertion algorithm '{}' is not supported; use RS256 or PS256.",
+                    header.alg
+                ),
             ));
         }
     };
@@ -315,4 +324,83 @@ pub(crate) fn verify_certificate_assertion(
     }
     let exp = check_time(claims, Some(MAX_ASSERTION_LIFETIME))?;
     refuse_replay(store, client_id, claims, exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(nbf: Option<i64>, exp: Option<i64>) -> AssertionClaims {
+        AssertionClaims {
+            iss: None,
+            sub: None,
+            aud: None,
+            exp,
+            nbf,
+            iat: nbf,
+            jti: Some("j".into()),
+        }
+    }
+
+    #[test]
+    fn time_checks_give_700024() {
+        let t = now();
+        assert!(
+            check_time(
+                &claims(Some(t), Some(t + 600)),
+                Some(MAX_ASSERTION_LIFETIME)
+            )
+            .is_ok()
+        );
+        for (c, max) in [
+            (claims(Some(t), Some(t + 601)), Some(MAX_ASSERTION_LIFETIME)),
+            (claims(Some(t - 2000), Some(t - CLOCK_SKEW - 1)), None),
+            (claims(Some(t + CLOCK_SKEW + 60), Some(t + 600)), None),
+            (claims(Some(t), None), None),
+        ] {
+            assert_eq!(
+                check_time(&c, max).unwrap_err().code,
+                Aadsts::AssertionTimeRange
+            );
+        }
+        // Federated tokens (an hour, no 10-minute cap) pass without a max.
+        assert!(check_time(&claims(Some(t), Some(t + 3600)), None).is_ok());
+    }
+
+    #[test]
+    fn jti_is_single_use_per_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = now();
+        let c = claims(Some(t), Some(t + 60));
+        assert!(refuse_replay(&store, "app", &c, t + 60).is_ok());
+        assert_eq!(
+            refuse_replay(&store, "app", &c, t + 60).unwrap_err().code,
+            Aadsts::AssertionReplayed
+        );
+        assert!(refuse_replay(&store, "other-app", &c, t + 60).is_ok());
+        let no_jti = AssertionClaims { jti: None, ..c };
+        assert_eq!(
+            refuse_replay(&store, "app", &no_jti, t + 60)
+                .unwrap_err()
+                .code,
+            Aadsts::MalformedRequest
+        );
+    }
+
+    #[test]
+    fn lenient_parsing_of_what_real_clients_send() {
+        assert_eq!(
+            decode_thumbprint("FrQQ9h8zrLVmWJ5yzCaYUnA3D5c="),
+            decode_thumbprint("FrQQ9h8zrLVmWJ5yzCaYUnA3D5c")
+        );
+        assert_eq!(decode_thumbprint("ab+/"), decode_thumbprint("ab-_"));
+        let c: AssertionClaims =
+            serde_json::from_str(r#"{"exp": 1795712806.41, "iat": 10, "aud": ["a", "b"]}"#)
+                .unwrap();
+        assert_eq!((c.exp, c.iat, c.nbf), (Some(1795712806), Some(10), None));
+        assert_eq!(c.aud.unwrap().values(), vec!["a", "b"]);
+        assert!(peek("a.b").is_err());
+        assert!(peek("a.b.c.d").is_err());
+    }
 }

@@ -537,3 +537,98 @@ impl Authority {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_parsing_is_strict() {
+        let r = TokenRequest::parse(b"grant_type=client_credentials&scope=a%20b", None).unwrap();
+        assert_eq!(
+            (r.get("grant_type"), r.get("scope")),
+            (Some("client_credentials"), Some("a b"))
+        );
+        assert_eq!(r.get("missing"), None);
+        let dup = TokenRequest::parse(b"a=1&a=2", None).unwrap_err();
+        assert_eq!(dup.code, Aadsts::MalformedRequest);
+        assert!(TokenRequest::parse(&vec![b'a'; MAX_BODY + 1], None).is_err());
+        assert!(TokenRequest::parse(b"a=%ff", None).is_err());
+        assert!(
+            !format!("{r:?}").contains("client_credentials"),
+            "Debug shows parameter names only"
+        );
+    }
+
+    #[test]
+    fn basic_auth_is_form_decoded_like_rfc6749_says() {
+        let header = format!("Basic {}", STANDARD.encode("my%3Aapp:s%2Bcret~"));
+        let r = TokenRequest::parse(b"", Some(&header)).unwrap();
+        assert_eq!(r.basic, Some(("my:app".into(), "s+cret~".into())));
+        assert!(TokenRequest::parse(b"", Some("Basic ***")).is_err());
+        assert!(
+            TokenRequest::parse(b"", Some("Bearer x"))
+                .unwrap()
+                .basic
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn tenant_resolution_and_scope_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let a = Authority::new(
+            store.clone(),
+            "https://h:1/",
+            reqwest::Client::new(),
+            AuthorityOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(a.host(), "https://h:1");
+        let t = store.default_tenant().unwrap();
+        assert_eq!(a.tenant(&t.domain, false).unwrap().id, t.id);
+        assert_eq!(
+            a.tenant("common", false).unwrap_err().code,
+            Aadsts::InvalidTenant
+        );
+        assert_eq!(a.tenant("organizations", true).unwrap().id, t.id);
+        assert_eq!(
+            a.tenant("nope", true).unwrap_err().code,
+            Aadsts::InvalidTenant
+        );
+        let req = |scope: &str| {
+            TokenRequest::parse(
+                serde_urlencoded::to_string([("scope", scope)])
+                    .unwrap()
+                    .as_bytes(),
+                None,
+            )
+            .unwrap()
+        };
+        let err = |scope: &str| {
+            a.requested_resource(&t, EndpointVersion::V2, &req(scope), true)
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(
+            err("https://storage.azure.com/.default https://graph.microsoft.com/.default"),
+            Aadsts::MultipleResources
+        );
+        assert_eq!(
+            err("https://storage.azure.com/user_impersonation"),
+            Aadsts::InvalidScope
+        );
+        assert_eq!(err("openid"), Aadsts::InvalidScope);
+        assert_eq!(err("api://unknown/.default"), Aadsts::ResourceNotFound);
+        let (r, _) = a
+            .requested_resource(
+                &t,
+                EndpointVersion::V1,
+                &TokenRequest::parse(b"resource=https%3A%2F%2Fstorage.azure.com", None).unwrap(),
+                true,
+            )
+            .unwrap();
+        assert_eq!(r.identifier, "https://storage.azure.com");
+    }
+}

@@ -15,7 +15,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use rusqlite::OptionalExtension;
 
-use crate::assertion::{AssertionClaims, AssertionHeader, check_time, refuse_replay, verify_signature};
+use crate::assertion::{
+    AssertionClaims, AssertionHeader, check_time, refuse_replay, verify_signature,
+};
 use crate::error::OAuthError;
 use crate::store::Store;
 

@@ -225,7 +225,7 @@ fn selector<'a>(
     q: &'a HashMap<String, String>,
     res_id_name: &str,
     object_id_name: &str,
-) -> Result<Selector<'a>, Response> {
+) -> Result<Selector<'a>, &'static str> {
     let given: Vec<Selector<'a>> = [
         q.get("client_id").map(|v| Selector::ClientId(v)),
         q.get(object_id_name).map(|v| Selector::ObjectId(v)),
@@ -235,11 +235,7 @@ fn selector<'a>(
     .flatten()
     .collect();
     if given.len() > 1 {
-        return Err(imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Only one of client_id, object_id or msi_res_id may be specified",
-        ));
+        return Err("Only one of client_id, object_id or msi_res_id may be specified");
     }
     Ok(given.into_iter().next().unwrap_or(Selector::Default))
 }
@@ -284,7 +280,7 @@ async fn imds_token(
     };
     match selector(&q, "msi_res_id", "object_id") {
         Ok(sel) => state.token(sel, resource, false),
-        Err(resp) => resp,
+        Err(msg) => imds_error(StatusCode::BAD_REQUEST, "invalid_request", msg),
     }
 }
 
@@ -328,6 +324,6 @@ async fn app_service_token(
     };
     match selector(&q, "mi_res_id", "principal_id") {
         Ok(sel) => state.token(sel, resource, true),
-        Err(resp) => resp,
+        Err(msg) => imds_error(StatusCode::BAD_REQUEST, "invalid_request", msg),
     }
 }

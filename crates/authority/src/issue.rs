@@ -266,3 +266,124 @@ pub(crate) fn response(version: EndpointVersion, issued: &Issued, resource: &Res
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::NewApplication;
+
+    fn setup() -> (tempfile::TempDir, Store, Tenant, std::sync::Arc<SigningKey>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tenant = store.default_tenant().unwrap();
+        let key = store.load_key_ring().unwrap().active;
+        (dir, store, tenant, key)
+    }
+
+    #[test]
+    fn lifetime_stays_in_the_tenant_range() {
+        let mut t = Tenant {
+            id: "t".into(),
+            display_name: "d".into(),
+            domain: "x".into(),
+            lifetime_min: 3600,
+            lifetime_max: 5400,
+        };
+        let seen: Vec<i64> = (0..200).map(|_| lifetime(&t)).collect();
+        assert!(seen.iter().all(|l| (3600..=5400).contains(l)));
+        assert!(seen.iter().any(|l| *l != seen[0]), "randomised");
+        t.lifetime_min = 5;
+        t.lifetime_max = 5;
+        assert_eq!(lifetime(&t), 5);
+    }
+
+    #[test]
+    fn app_token_shapes_follow_the_resource_version() {
+        let (_d, store, tenant, key) = setup();
+        let storage = store
+            .resolve_resource(&tenant.id, "https://storage.azure.com")
+            .unwrap()
+            .unwrap();
+        let p = Principal::App {
+            oid: "sp".into(),
+            app_id: "client".into(),
+            acr: "1",
+            mirid: None,
+        };
+        let v1 = access_token(&store, &key, "https://h:1", &tenant, &storage, &p)
+            .unwrap()
+            .claims;
+        assert_eq!(
+            (v1.ver.as_str(), v1.iss.clone()),
+            ("1.0", v1_issuer(&tenant.id))
+        );
+        assert_eq!(
+            (
+                v1.appid.as_deref(),
+                v1.appidacr.as_deref(),
+                v1.azp.as_deref()
+            ),
+            (Some("client"), Some("1"), None)
+        );
+        assert_eq!(
+            (v1.idtyp.as_deref(), v1.roles.as_ref(), v1.groups.as_ref()),
+            (Some("app"), None, None)
+        );
+        assert_eq!(v1.exp - v1.iat, v1.exp - v1.nbf);
+
+        let api = store
+            .create_application(&NewApplication {
+                display_name: "api".into(),
+                token_version: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        let res = store
+            .resolve_resource(&tenant.id, &api.app_id)
+            .unwrap()
+            .unwrap();
+        let v2 = access_token(&store, &key, "https://h:1", &tenant, &res, &p)
+            .unwrap()
+            .claims;
+        assert_eq!(
+            (v2.ver.as_str(), v2.iss.as_str(), v2.aud.as_str()),
+            (
+                "2.0",
+                format!("https://h:1/{}/v2.0", tenant.id).as_str(),
+                api.app_id.as_str()
+            )
+        );
+        assert_eq!(
+            (v2.azp.as_deref(), v2.azpacr.as_deref(), v2.appid.as_deref()),
+            (Some("client"), Some("1"), None)
+        );
+        assert_ne!(v1.uti, v2.uti);
+    }
+
+    #[test]
+    fn user_tokens_carry_scp_and_the_version_specific_name_claim() {
+        let (_d, store, tenant, key) = setup();
+        let storage = store
+            .resolve_resource(&tenant.id, "https://storage.azure.com")
+            .unwrap()
+            .unwrap();
+        let p = Principal::User {
+            oid: "u1".into(),
+            upn: "a@b".into(),
+            name: "A".into(),
+            app_id: "cli".into(),
+            acr: "0",
+            scp: "user_impersonation".into(),
+        };
+        let c = access_token(&store, &key, "https://h:1", &tenant, &storage, &p)
+            .unwrap()
+            .claims;
+        assert_eq!(
+            (c.idtyp.as_deref(), c.upn.as_deref(), c.scp.as_deref()),
+            (Some("user"), Some("a@b"), Some("user_impersonation"))
+        );
+        assert_eq!(c.oid, "u1");
+        assert_ne!(c.sub, "u1", "delegated subjects are pairwise");
+        assert!(c.preferred_username.is_none());
+    }
+}

@@ -21,6 +21,9 @@ use crate::store::{Store, now};
 
 const GENERATION_KEY: &str = "key_generation";
 
+/// `kid`, PKCS#8, certificate DER, `retires_at`.
+type KeyRow = (String, Vec<u8>, Vec<u8>, Option<i64>);
+
 /// One signing key, parsed and ready to sign.
 pub struct SigningKey {
     /// `kid` and `x5t`.
@@ -233,7 +236,7 @@ impl Store {
     pub fn load_key_ring(&self) -> Result<KeyRing, AuthorityError> {
         self.ensure_signing_key()?;
         let generation = self.key_generation()?;
-        let rows: Vec<(String, Vec<u8>, Vec<u8>, Option<i64>)> = {
+        let rows: Vec<KeyRow> = {
             let conn = self.conn();
             let mut stmt = conn.prepare(
                 "SELECT kid, pkcs8, cert_der, retires_at FROM signing_keys

@@ -5,6 +5,9 @@ mod common;
 use common::{code, start};
 use entraflow_authority::{NewApplication, SecretExpiry};
 
+/// name, path, form, status, AADSTS code.
+type Case<'a> = (&'a str, String, Vec<(String, String)>, u16, u64);
+
 const STORAGE: &str = "https://storage.azure.com/.default";
 
 #[tokio::test]
@@ -224,7 +227,7 @@ async fn every_client_credentials_refusal_has_its_aadsts_code() {
         }
     };
     let token = format!("/{t}/oauth2/v2.0/token");
-    let cases: Vec<(&str, String, Vec<(String, String)>, u16, u64)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "wrong secret",
             token.clone(),

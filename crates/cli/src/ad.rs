@@ -256,7 +256,13 @@ pub(crate) fn run(args: AdArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = Store::open(&globals.data_dir).context("opening the authority's database")?;
     match args.command {
         AdCommand::App { command } => match command {
-            AppCommand::Create { display_name, token_version, public_client, identifier_uris, group_membership_claims } => {
+            AppCommand::Create {
+                display_name,
+                token_version,
+                public_client,
+                identifier_uris,
+                group_membership_claims,
+            } => {
                 let app = store.create_application(&NewApplication {
                     display_name,
                     token_version,
@@ -268,54 +274,130 @@ pub(crate) fn run(args: AdArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             }
             AppCommand::List => print(globals, &store.list_applications()?)?,
             AppCommand::Show { id } => print(globals, &store.application(&id)?)?,
-            AppCommand::Credential { command: CredentialCommand::Reset { id, years, end_date, append } } => {
+            AppCommand::Credential {
+                command:
+                    CredentialCommand::Reset {
+                        id,
+                        years,
+                        end_date,
+                        append,
+                    },
+            } => {
                 let expiry = match end_date {
                     Some(d) => {
-                        let t = time::OffsetDateTime::parse(&d, &time::format_description::well_known::Rfc3339)
-                            .with_context(|| format!("--end-date '{d}' is not RFC 3339, e.g. 2027-01-31T00:00:00Z"))?;
+                        let t = time::OffsetDateTime::parse(
+                            &d,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .with_context(|| {
+                            format!("--end-date '{d}' is not RFC 3339, e.g. 2027-01-31T00:00:00Z")
+                        })?;
                         SecretExpiry::At(t.unix_timestamp())
                     }
                     None => SecretExpiry::Years(years.unwrap_or(1)),
                 };
                 print(globals, &store.reset_secret(&id, expiry, append)?)?
             }
-            AppCommand::Credential { command: CredentialCommand::UploadCert { id, cert } } => {
-                print(globals, &store.upload_certificate(&id, &cert)?)?
-            }
-            AppCommand::FederatedCredential { command: FederatedCommand::Create { id, name, issuer, subject, audience } } => {
-                print(globals, &store.create_federated_credential(&id, &name, &issuer, &subject, &audience)?)?
-            }
-            AppCommand::FederatedCredential { command: FederatedCommand::List { id } } => {
-                print(globals, &store.list_federated_credentials(&id)?)?
-            }
-            AppCommand::Role { command: RoleCommand::Create { id, value, display_name } } => {
-                print(globals, &store.create_app_role(&id, &value, display_name.as_deref())?)?
-            }
-            AppCommand::Role { command: RoleCommand::Assign { principal, resource, role } } => {
-                print(globals, &store.assign_app_role(&principal, &resource, &role)?)?
-            }
+            AppCommand::Credential {
+                command: CredentialCommand::UploadCert { id, cert },
+            } => print(globals, &store.upload_certificate(&id, &cert)?)?,
+            AppCommand::FederatedCredential {
+                command:
+                    FederatedCommand::Create {
+                        id,
+                        name,
+                        issuer,
+                        subject,
+                        audience,
+                    },
+            } => print(
+                globals,
+                &store.create_federated_credential(&id, &name, &issuer, &subject, &audience)?,
+            )?,
+            AppCommand::FederatedCredential {
+                command: FederatedCommand::List { id },
+            } => print(globals, &store.list_federated_credentials(&id)?)?,
+            AppCommand::Role {
+                command:
+                    RoleCommand::Create {
+                        id,
+                        value,
+                        display_name,
+                    },
+            } => print(
+                globals,
+                &store.create_app_role(&id, &value, display_name.as_deref())?,
+            )?,
+            AppCommand::Role {
+                command:
+                    RoleCommand::Assign {
+                        principal,
+                        resource,
+                        role,
+                    },
+            } => print(
+                globals,
+                &store.assign_app_role(&principal, &resource, &role)?,
+            )?,
         },
-        AdCommand::Sp { command: SpCommand::Create { id } } => print(globals, &store.create_service_principal(&id)?)?,
-        AdCommand::Sp { command: SpCommand::List } => print(globals, &store.list_service_principals()?)?,
-        AdCommand::User { command: UserCommand::Create { upn, display_name, password_stdin } } => {
+        AdCommand::Sp {
+            command: SpCommand::Create { id },
+        } => print(globals, &store.create_service_principal(&id)?)?,
+        AdCommand::Sp {
+            command: SpCommand::List,
+        } => print(globals, &store.list_service_principals()?)?,
+        AdCommand::User {
+            command:
+                UserCommand::Create {
+                    upn,
+                    display_name,
+                    password_stdin,
+                },
+        } => {
             let password = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("reading the password from stdin")?;
                 Some(line.trim_end_matches(['\r', '\n']).to_owned())
             } else {
                 None
             };
-            print(globals, &store.create_user(&upn, &display_name, password.as_deref())?)?
+            print(
+                globals,
+                &store.create_user(&upn, &display_name, password.as_deref())?,
+            )?
         }
-        AdCommand::User { command: UserCommand::List } => print(globals, &store.list_users()?)?,
-        AdCommand::Group { command: GroupCommand::Create { display_name } } => print(globals, &store.create_group(&display_name)?)?,
-        AdCommand::Group { command: GroupCommand::Member { command: MemberCommand::Add { group, member_id } } } => {
+        AdCommand::User {
+            command: UserCommand::List,
+        } => print(globals, &store.list_users()?)?,
+        AdCommand::Group {
+            command: GroupCommand::Create { display_name },
+        } => print(globals, &store.create_group(&display_name)?)?,
+        AdCommand::Group {
+            command:
+                GroupCommand::Member {
+                    command: MemberCommand::Add { group, member_id },
+                },
+        } => {
             store.add_group_member(&group, &member_id)?;
-            print(globals, &serde_json::json!({"groupId": group, "memberId": member_id}))?
+            print(
+                globals,
+                &serde_json::json!({"groupId": group, "memberId": member_id}),
+            )?
         }
-        AdCommand::Identity { command: IdentityCommand::Create { name, host, system_assigned } } => {
-            print(globals, &store.create_managed_identity(name.as_deref(), &host, system_assigned)?)?
-        }
+        AdCommand::Identity {
+            command:
+                IdentityCommand::Create {
+                    name,
+                    host,
+                    system_assigned,
+                },
+        } => print(
+            globals,
+            &store.create_managed_identity(name.as_deref(), &host, system_assigned)?,
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -96,7 +96,9 @@ enum IssuerCommand {
 fn parse_duration(s: &str) -> anyhow::Result<i64> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().with_context(|| format!("'{s}' is not a duration; use e.g. 10m, 1h, 30s"))?;
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("'{s}' is not a duration; use e.g. 10m, 1h, 30s"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -130,14 +132,34 @@ fn print_table(v: &serde_json::Value) {
             let Some(serde_json::Value::Object(first)) = items.first() else {
                 return;
             };
-            let cols: Vec<&String> = first.keys().filter(|k| !first[*k].is_array() && !first[*k].is_object()).take(4).collect();
-            let rows: Vec<Vec<String>> = items.iter().map(|i| cols.iter().map(|c| cell(&i[c.as_str()])).collect()).collect();
+            let cols: Vec<&String> = first
+                .keys()
+                .filter(|k| !first[*k].is_array() && !first[*k].is_object())
+                .take(4)
+                .collect();
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|i| cols.iter().map(|c| cell(&i[c.as_str()])).collect())
+                .collect();
             let widths: Vec<usize> = cols
                 .iter()
                 .enumerate()
-                .map(|(n, c)| rows.iter().map(|r| r[n].len()).chain([c.len()]).max().unwrap_or(0))
+                .map(|(n, c)| {
+                    rows.iter()
+                        .map(|r| r[n].len())
+                        .chain([c.len()])
+                        .max()
+                        .unwrap_or(0)
+                })
                 .collect();
-            let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ");
+            let line = |cells: Vec<String>| {
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            };
             println!("{}", line(cols.iter().map(|c| c.to_string()).collect()));
             for r in rows {
                 println!("{}", line(r));
@@ -156,7 +178,12 @@ fn print_table(v: &serde_json::Value) {
 pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let open = || Store::open(&globals.data_dir).context("opening the authority's database");
     match args.command {
-        AuthorityCommand::Serve { port, imds_port, host_name, device_code_interval } => {
+        AuthorityCommand::Serve {
+            port,
+            imds_port,
+            host_name,
+            device_code_interval,
+        } => {
             let config = ServerConfig {
                 data_dir: globals.data_dir.clone(),
                 port,
@@ -166,31 +193,54 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
-                let handle = entraflow_authority::serve(config, shutdown_signal()).await.context("starting the authority")?;
-                println!("authority ready: {} tenant {}", handle.authority_host, handle.tenant_id);
+                let handle = entraflow_authority::serve(config, shutdown_signal())
+                    .await
+                    .context("starting the authority")?;
+                println!(
+                    "authority ready: {} tenant {}",
+                    handle.authority_host, handle.tenant_id
+                );
                 handle.wait().await.context("serving")?;
                 anyhow::Ok(())
             })?;
         }
-        AuthorityCommand::Tenant { command: TenantCommand::Show } => print(globals, &open()?.tenant_info()?)?,
-        AuthorityCommand::Tenant { command: TenantCommand::Update { token_lifetime } } => {
-            print(globals, &open()?.set_token_lifetime(token_lifetime)?)?
-        }
+        AuthorityCommand::Tenant {
+            command: TenantCommand::Show,
+        } => print(globals, &open()?.tenant_info()?)?,
+        AuthorityCommand::Tenant {
+            command: TenantCommand::Update { token_lifetime },
+        } => print(globals, &open()?.set_token_lifetime(token_lifetime)?)?,
         AuthorityCommand::RotateKeys { overlap } => {
             let secs = parse_duration(&overlap)?;
             print(globals, &open()?.rotate_keys(secs)?)?
         }
-        AuthorityCommand::Approve { user_code, user, deny } => {
+        AuthorityCommand::Approve {
+            user_code,
+            user,
+            deny,
+        } => {
             open()?.approve_device_code(&user_code, &user, deny)?;
             if globals.output == Output::Json {
-                println!("{}", serde_json::json!({"userCode": user_code.to_uppercase(), "user": user, "approved": !deny}));
+                println!(
+                    "{}",
+                    serde_json::json!({"userCode": user_code.to_uppercase(), "user": user, "approved": !deny})
+                );
             } else {
-                println!("{} sign-in {}", user_code.to_uppercase(), if deny { "declined" } else { "approved" });
+                println!(
+                    "{} sign-in {}",
+                    user_code.to_uppercase(),
+                    if deny { "declined" } else { "approved" }
+                );
             }
         }
-        AuthorityCommand::Issuer { command: IssuerCommand::Add { issuer, jwks_file } } => {
+        AuthorityCommand::Issuer {
+            command: IssuerCommand::Add { issuer, jwks_file },
+        } => {
             open()?.add_trusted_issuer(&issuer, &jwks_file)?;
-            print(globals, &serde_json::json!({"issuer": issuer, "jwksFile": jwks_file}))?
+            print(
+                globals,
+                &serde_json::json!({"issuer": issuer, "jwksFile": jwks_file}),
+            )?
         }
     }
     Ok(ExitCode::SUCCESS)
