@@ -87,14 +87,16 @@ impl std::fmt::Debug for BlobStore {
 
 /// The client-visible ETag of backend metadata.
 pub(crate) fn client_etag(meta: &ObjectMeta) -> String {
-    format!(
-        "\"{}\"",
-        meta.e_tag.clone().unwrap_or_else(|| format!(
+    // Backends differ: the local one already quotes its ETags, S3 and Azure too,
+    // some do not. Clients get exactly one pair of quotes, as HTTP wants.
+    let raw = meta.e_tag.clone().unwrap_or_else(|| {
+        format!(
             "{:x}-{:x}",
             meta.last_modified.timestamp_micros(),
             meta.size
-        ))
-    )
+        )
+    });
+    format!("\"{}\"", raw.trim_matches('"'))
 }
 
 fn to_time(meta: &ObjectMeta) -> OffsetDateTime {

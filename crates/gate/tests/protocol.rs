@@ -447,6 +447,10 @@ async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
     );
 
     let etag = h["etag"].to_str().unwrap();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("\"\""),
+        "{etag}"
+    );
     let stale = env
         .request(Method::GET, "/data/dir/blob.bin", Some(&token))
         .header("if-match", "\"other\"")
