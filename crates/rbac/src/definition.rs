@@ -195,16 +195,6 @@ impl RoleDefinition {
         role_definition_arm_id(&self.id)
     }
 
-    /// Every action pattern of the role, control and data, for lints.
-    pub fn all_patterns(&self) -> impl Iterator<Item = &str> {
-        self.permissions.iter().flat_map(|p| {
-            p.actions
-                .iter()
-                .chain(p.data_actions.iter())
-                .map(String::as_str)
-        })
-    }
-
     /// True when the role lists any data action.
     pub fn has_data_actions(&self) -> bool {
         self.permissions.iter().any(|p| !p.data_actions.is_empty())
