@@ -10,6 +10,7 @@ mod gate;
 mod ad;
 mod authority;
 mod role;
+mod token;
 
 /// Microsoft Entra ID identity for TensorFlow data pipelines.
 ///
@@ -58,6 +59,9 @@ enum Command {
     /// The gate: Azure Blob REST with Entra ID tokens, Azure RBAC and auditing.
     #[command(subcommand)]
     Gate(gate::GateCommand),
+    /// Tokens for jobs and people: token, login, whoami, doctor.
+    #[command(flatten)]
+    Identity(token::IdentityCommand),
 }
 
 /// What every command receives besides its own arguments.
@@ -97,5 +101,6 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Ad(args) => ad::run(args, &globals),
         Command::Role(args) => role::run(args, &globals),
         Command::Gate(command) => gate::run(command, &globals),
+        Command::Identity(command) => token::run(command, &globals),
     }
 }

@@ -143,7 +143,7 @@ impl ChainedCredential {
                 Link::Skipped(name, why) => attempts.push((*name, why.clone())),
                 Link::Ready(credential) => match credential.get_token(request).await {
                     Ok(token) => {
-                        tracing::info!(credential = credential.name(), "using this credential");
+                        tracing::debug!(credential = credential.name(), "using this credential");
                         let _ = self.chosen.set(index);
                         return Ok(token);
                     }

@@ -42,18 +42,20 @@ impl CredentialOptions {
         Self::from_environment(&Environment::process())
     }
 
-    /// Like [`Self::from_env`] from `vars`. When `SSL_CERT_FILE` is set there, its CA is
-    /// trusted explicitly too, so an env file alone is enough to reach a local authority.
+    /// Like [`Self::from_env`] from `vars`. Every `SSL_CERT_FILE` the layers name is
+    /// trusted explicitly, so a process-wide system bundle does not hide the local
+    /// authority's CA from its env file.
     pub fn from_environment(vars: &Environment) -> Result<Self, CredentialError> {
-        let extra_ca_pem = match vars.get(env::SSL_CERT_FILE) {
-            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+        let mut bundles = Vec::new();
+        for path in vars.get_all(env::SSL_CERT_FILE) {
+            bundles.push(std::fs::read_to_string(&path).map_err(|e| {
                 CredentialError::Misconfigured {
                     variable: env::SSL_CERT_FILE.into(),
                     hint: format!("cannot read the CA bundle {path}: {e}"),
                 }
-            })?),
-            None => None,
-        };
+            })?);
+        }
+        let extra_ca_pem = (!bundles.is_empty()).then(|| bundles.join("\n"));
         Ok(Self {
             authority: AuthorityHost::from_environment(vars)?,
             extra_ca_pem,

@@ -54,6 +54,7 @@ mod chain;
 pub mod claims;
 mod confidential;
 mod device_code;
+pub mod doctor;
 mod environment;
 mod error;
 mod http;

@@ -312,13 +312,25 @@ impl Inner {
                     return Err(CredentialError::unreachable(&url, &e));
                 }
             };
-            self.answered.store(true, Ordering::Relaxed);
             let status = response.status().as_u16();
             let wait = retry_after(response.headers());
             let body = response
                 .bytes()
                 .await
                 .map_err(|e| CredentialError::unreachable(&url, &e))?;
+            // Identity endpoints always answer JSON; a firewall or proxy answering for
+            // the link-local address means there is no managed identity here.
+            if probing && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+                return Err(CredentialError::CredentialUnavailable {
+                    credential: "ManagedIdentityCredential",
+                    reason: format!(
+                        "{} answered HTTP {status} with something that is not an identity endpoint ({}); this host has no managed identity",
+                        redact_query(&url),
+                        excerpt(&body)
+                    ),
+                });
+            }
+            self.answered.store(true, Ordering::Relaxed);
             match status {
                 200..=299 => return self.parse(&url, status, &body),
                 400 => {

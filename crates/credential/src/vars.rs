@@ -68,6 +68,26 @@ impl Environment {
     }
 }
 
+impl Environment {
+    /// Every distinct value of a variable across the layers, process first. For
+    /// bundles such as `SSL_CERT_FILE`, where a global value (the system bundle) and
+    /// the local authority's CA are both wanted.
+    pub fn get_all(&self, name: &str) -> Vec<String> {
+        let mut values = Vec::new();
+        if self.read_process
+            && let Ok(v) = std::env::var(name)
+        {
+            values.push(v);
+        }
+        if let Some(v) = self.fallback.get(name) {
+            values.push(v.clone());
+        }
+        values.retain(|v| !v.trim().is_empty());
+        values.dedup();
+        values
+    }
+}
+
 fn parse_env_file(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
