@@ -22,6 +22,12 @@ ensure_venv() {
   fi
 }
 
+# Builds the Rust extension and installs the `entraflow` Python package into .venv
+# (editable: the Python sources are used in place).
+install_python_package() {
+  (cd python && VIRTUAL_ENV="$PWD/../.venv" ../.venv/bin/maturin develop --quiet)
+}
+
 # Starts a throwaway PostgreSQL on a free loopback port for the audit store's tests,
 # and exports ENTRAFLOW_TEST_POSTGRES_URL. Uses Debian's server; installs it if absent.
 start_test_postgres() {

@@ -9,8 +9,9 @@ source scripts/lib.sh
 step "PostgreSQL for the shared audit store"
 start_test_postgres
 
-step "Python environment (pinned real clients)"
+step "Python environment (pinned real clients) and the entraflow package"
 ensure_venv
+install_python_package
 
 step "Build"
 cargo build --workspace --all-targets --locked

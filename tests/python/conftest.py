@@ -125,3 +125,30 @@ def monkeypatch_session():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+class Gate:
+    """The gate on the authority's data directory, trusting that authority."""
+
+    def __init__(self, authority: Authority):
+        self.authority = authority
+        self.server = Server(authority.data_dir, ["gate", "serve", "--port", "0"], "gate.env")
+        self.endpoint = self.server.env["ENTRAFLOW_BLOB_ENDPOINT"]
+        self.scope = self.server.env["ENTRAFLOW_STORAGE_SCOPE"]
+
+    def container_scope(self, container: str) -> str:
+        return f"{self.scope}/blobServices/default/containers/{container}"
+
+    def assign(self, principal_id: str, role: str, scope: str, *extra: str) -> dict:
+        return self.authority.json("role", "assignment", "create", "--assignee", principal_id, "--role", role,
+                                   "--scope", scope, *extra)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="session")
+def gate(authority):
+    g = Gate(authority)
+    yield g
+    g.stop()
