@@ -84,6 +84,9 @@ enum AssignmentCommand {
         /// With --scope, also the assignments at scopes above it that apply there.
         #[arg(long)]
         include_inherited: bool,
+        /// Only assignments of this role (name or id).
+        #[arg(long)]
+        role: Option<String>,
     },
     /// Delete role assignments by id (the ARM id or its final GUID).
     Delete {
@@ -201,7 +204,13 @@ fn assignment(
             assignee,
             scope,
             include_inherited,
+            role,
         } => {
+            let role_id = role
+                .map(|r| store.find_definition(&r))
+                .transpose()
+                .map_err(explain)?
+                .map(|d| d.id);
             let scope = scope
                 .map(|s| Scope::parse(&s))
                 .transpose()
@@ -211,7 +220,16 @@ fn assignment(
                 scope,
                 include_inherited,
             };
-            let list = store.list_assignments(&filter).map_err(explain)?;
+            let list: Vec<RoleAssignment> = store
+                .list_assignments(&filter)
+                .map_err(explain)?
+                .into_iter()
+                .filter(|a| {
+                    role_id
+                        .as_ref()
+                        .is_none_or(|id| a.role_definition_id.eq_ignore_ascii_case(id))
+                })
+                .collect();
             match output {
                 Output::Json => print_json(&serde_json::Value::Array(
                     list.iter()
