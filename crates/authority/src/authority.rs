@@ -230,11 +230,16 @@ impl Authority {
     /// Token endpoint URLs a certificate assertion's `aud` may name.
     fn assertion_audiences(&self, tenant: &Tenant, segment: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for t in [tenant.id.as_str(), tenant.domain.as_str(), segment] {
+        for t in [
+            tenant.id.as_str(),
+            tenant.domain.as_str(),
+            segment,
+            "common",
+            "organizations",
+        ] {
             out.push(format!("{}/{t}/oauth2/v2.0/token", self.host));
             out.push(format!("{}/{t}/oauth2/token", self.host));
         }
-        out.push(format!("{}/{}/", self.host, tenant.id));
         out
     }
 

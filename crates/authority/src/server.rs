@@ -185,8 +185,11 @@ pub async fn serve(
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let env_on_stop = env_path.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // The env file means "ready": withdraw it before the listeners close.
+        let _ = std::fs::remove_file(&env_on_stop);
         let _ = stop_tx.send(true);
     });
     let stopped = move || {

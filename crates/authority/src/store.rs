@@ -136,20 +136,23 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(db_err)?;
+        // Create the file owner-only before SQLite opens it (SQLite gives its WAL
+        // and shared-memory files the database file's permissions).
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            for file in [
-                path.clone(),
-                data_dir.join(format!("{DB_FILE}-wal")),
-                data_dir.join(format!("{DB_FILE}-shm")),
-            ] {
-                if file.exists() {
-                    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
-                }
-            }
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|source| AuthorityError::Io {
+                    what: "creating the authority database",
+                    path: path.clone(),
+                    source,
+                })?;
         }
+        let conn = Connection::open(&path).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;

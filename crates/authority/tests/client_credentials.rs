@@ -414,3 +414,66 @@ async fn malformed_and_oversized_bodies_get_a_clear_400() {
     let resp = s.http.get(s.url("/nothing/here")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn env_file_means_ready_and_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = entraflow_authority::ServerConfig::new(dir.path());
+    config.port = 0;
+    config.imds_port = 0;
+    let env = dir.path().join(entraflow_authority::ENV_FILE);
+    std::fs::write(&env, "export AZURE_AUTHORITY_HOST=https://stale\n").unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let first = entraflow_authority::serve(config.clone(), async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(&env).unwrap();
+    assert!(text.contains(&first.authority_host) && !text.contains("stale"));
+    let app = first
+        .authority
+        .store()
+        .create_application(&NewApplication {
+            display_name: "kept".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let tenant = first.tenant_id.clone();
+    tx.send(()).unwrap();
+    first.wait().await.unwrap();
+    assert!(!env.exists(), "the env file is withdrawn on shutdown");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("authority.db"), 0o600);
+        assert_eq!(mode("hosts/local-vm/identity.env"), 0o600);
+        assert_eq!(mode("imds.env"), 0o644);
+    }
+
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let second = entraflow_authority::serve(config, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.tenant_id, tenant);
+    assert_eq!(
+        second
+            .authority
+            .store()
+            .application(&app.app_id)
+            .unwrap()
+            .display_name,
+        "kept"
+    );
+    tx.send(()).unwrap();
+    second.wait().await.unwrap();
+}
