@@ -87,8 +87,8 @@ impl Credential {
             tenant_id,
         };
         let token = py
-            .detach(|| self.inner.get_token(&request))
-            .map_err(to_py)?;
+            .detach(|| self.inner.get_token(&request).map_err(Box::new))
+            .map_err(|e| to_py(*e))?;
         Ok((
             token.token.expose().to_owned(),
             token.expires_on,
