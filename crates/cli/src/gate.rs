@@ -49,6 +49,66 @@ pub(crate) struct ServeArgs {
     clock_skew: u64,
 }
 
+/// `entraflow up`: the authority and the gate on one data directory.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Authority HTTPS port (AZURE_AUTHORITY_HOST).
+    #[arg(long, default_value_t = 8443)]
+    authority_port: u16,
+    /// Managed-identity (IMDS-style) port.
+    #[arg(long, default_value_t = 8089)]
+    imds_port: u16,
+    /// Gate HTTPS port (0 picks a free one).
+    #[arg(long, default_value_t = 10443)]
+    gate_port: u16,
+    /// Storage account name the gate stands for.
+    #[arg(long, default_value = entraflow_gate::DEFAULT_ACCOUNT)]
+    account: String,
+}
+
+/// Starts the authority, then the gate trusting it, writes one `<data-dir>/env`
+/// with everything a client needs, and stops both on Ctrl-C/SIGTERM.
+pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut authority_config = entraflow_authority::ServerConfig::new(&globals.data_dir);
+        authority_config.port = args.authority_port;
+        authority_config.imds_port = args.imds_port;
+        let authority = entraflow_authority::serve(authority_config, wait(stopped.clone()))
+            .await
+            .context("starting the authority")?;
+
+        let mut config = GateConfig::new(&globals.data_dir);
+        config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], args.gate_port));
+        config.account = args.account;
+        config.authority_host = authority.authority_host.clone();
+        config.tenants = vec![authority.tenant_id.clone()];
+        let gate = Gate::bind(config).await.context("starting the gate")?;
+        gate.write_env_file()?;
+        let env_file = globals.data_dir.join(entraflow_gate::AUTHORITY_ENV_FILE);
+        gate.append_to_env_file(&env_file)?;
+        println!(
+            "authority ready: {} tenant {}",
+            authority.authority_host, authority.tenant_id
+        );
+        println!("gate ready: {}", gate.endpoint());
+        println!("client settings: source {}", env_file.display());
+
+        let gate_task = tokio::spawn(gate.run(wait(stopped)));
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        let gate_result = gate_task.await.context("the gate task failed")?;
+        authority.wait().await.context("stopping the authority")?;
+        gate_result?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn run(command: GateCommand, globals: &Globals) -> anyhow::Result<ExitCode> {
     match command {
         GateCommand::Serve(args) => serve(args, globals),

@@ -59,6 +59,9 @@ enum Command {
     /// The gate: Azure Blob REST with Entra ID tokens, Azure RBAC and auditing.
     #[command(subcommand)]
     Gate(gate::GateCommand),
+    /// Run the authority and the gate together on one data directory; writes
+    /// <data-dir>/env with everything a client needs.
+    Up(gate::UpArgs),
     /// Tokens for jobs and people: token, login, whoami, doctor.
     #[command(flatten)]
     Identity(token::IdentityCommand),
@@ -101,6 +104,7 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Ad(args) => ad::run(args, &globals),
         Command::Role(args) => role::run(args, &globals),
         Command::Gate(command) => gate::run(command, &globals),
+        Command::Up(args) => gate::up(args, &globals),
         Command::Identity(command) => token::run(command, &globals),
     }
 }

@@ -210,24 +210,62 @@ impl Gate {
         &self.state.store
     }
 
-    /// Writes `gate.env` (`ENTRAFLOW_BLOB_ENDPOINT`, `ENTRAFLOW_STORAGE_SCOPE`) into
-    /// the data directory and returns its path.
-    pub fn write_env_file(&self) -> Result<std::path::PathBuf, GateError> {
-        let path = self.config.data_dir.join(GATE_ENV_FILE);
-        let text = format!(
+    /// The client settings the gate publishes, as `export NAME=value` lines:
+    /// `ENTRAFLOW_BLOB_ENDPOINT` (azure-storage-blob's `account_url`) and
+    /// `ENTRAFLOW_STORAGE_SCOPE` (the account's Azure scope, for role assignments).
+    pub fn env_lines(&self) -> String {
+        format!(
             "export {}={}\nexport {}={}\n",
             entraflow_core::env::ENTRAFLOW_BLOB_ENDPOINT,
             self.endpoint,
             entraflow_core::env::ENTRAFLOW_STORAGE_SCOPE,
             self.storage_scope()
-        );
-        entraflow_core::fsutil::write_public_file(&path, text.as_bytes()).map_err(|source| {
-            GateError::Io {
+        )
+    }
+
+    /// Writes `gate.env` (see [`Gate::env_lines`]) into the data directory and
+    /// returns its path.
+    pub fn write_env_file(&self) -> Result<std::path::PathBuf, GateError> {
+        let path = self.config.data_dir.join(GATE_ENV_FILE);
+        entraflow_core::fsutil::write_public_file(&path, self.env_lines().as_bytes()).map_err(
+            |source| GateError::Io {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Ok(path)
+    }
+
+    /// Adds the gate's settings to another env file (the authority's `env`, for
+    /// `entraflow up`), replacing any earlier gate lines in it.
+    pub fn append_to_env_file(&self, path: &std::path::Path) -> Result<(), GateError> {
+        let io = |source| GateError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let existing = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(e)),
+        };
+        let ours = [
+            entraflow_core::env::ENTRAFLOW_BLOB_ENDPOINT,
+            entraflow_core::env::ENTRAFLOW_STORAGE_SCOPE,
+        ];
+        let mut text: String = existing
+            .lines()
+            .filter(|l| {
+                !ours.iter().any(|name| {
+                    l.trim_start()
+                        .strip_prefix("export ")
+                        .unwrap_or(l)
+                        .starts_with(&format!("{name}="))
+                })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&self.env_lines());
+        entraflow_core::fsutil::write_public_file(path, text.as_bytes()).map_err(io)
     }
 
     /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes
