@@ -299,6 +299,9 @@ def test_tokens_of_a_few_seconds_never_fail_a_minute_of_training(authority, stor
     before = authority.json("authority", "tenant", "show")["tokenLifetime"]
     authority.cli("authority", "tenant", "update", "--token-lifetime", "5")
     try:
+        # The setting is live: a fresh token lives five seconds.
+        token = storage.stranger.credential().get_token("https://storage.azure.com/.default")
+        assert token.expires_on - time.time() <= 6
         result = run_job(
             """
             files = tf.io.gfile.glob(os.environ["GLOB"])

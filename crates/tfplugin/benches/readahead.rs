@@ -20,9 +20,16 @@ fn planner(c: &mut Criterion) {
 }
 
 fn globbing(c: &mut Criterion) {
-    let names: Vec<String> = (0..10_000).map(|i| format!("train/part-{:02}/shard-{i:05}.tfrecord", i % 16)).collect();
+    let names: Vec<String> = (0..10_000)
+        .map(|i| format!("train/part-{:02}/shard-{i:05}.tfrecord", i % 16))
+        .collect();
     c.bench_function("match a glob against 10,000 blob names", |b| {
-        b.iter(|| names.iter().filter(|n| glob::matches(black_box("train/part-*/shard-0*.tfrecord"), n)).count())
+        b.iter(|| {
+            names
+                .iter()
+                .filter(|n| glob::matches(black_box("train/part-*/shard-0*.tfrecord"), n))
+                .count()
+        })
     });
 }
 

@@ -78,7 +78,7 @@ pub enum FsError {
     },
     /// No token could be obtained from the credential chain.
     #[error("no access token for storage: {0}")]
-    Credential(#[from] CredentialError),
+    Credential(Box<CredentialError>),
     /// The service could not be reached, or kept failing, after the retries.
     #[error("storage at {url} is unavailable after {attempts} attempts: {reason}")]
     Unavailable {
@@ -105,6 +105,12 @@ pub enum FsError {
     /// An operation TensorFlow asked for that this filesystem does not offer.
     #[error("{0}")]
     Unimplemented(String),
+}
+
+impl From<CredentialError> for FsError {
+    fn from(e: CredentialError) -> Self {
+        FsError::Credential(Box::new(e))
+    }
 }
 
 impl FsError {
