@@ -88,9 +88,10 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         config.authority_host = authority.authority_host.clone();
         config.tenants = vec![authority.tenant_id.clone()];
         let gate = Gate::bind(config).await.context("starting the gate")?;
-        gate.write_env_file()?;
+        // env first: gate.env appearing means env is complete too.
         let env_file = globals.data_dir.join(entraflow_gate::AUTHORITY_ENV_FILE);
         gate.append_to_env_file(&env_file)?;
+        gate.write_env_file()?;
         println!(
             "authority ready: {} tenant {}",
             authority.authority_host, authority.tenant_id

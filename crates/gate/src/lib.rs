@@ -74,6 +74,8 @@ pub struct Gate {
     config: GateConfig,
     endpoint: String,
     ca_pem_path: std::path::PathBuf,
+    /// Set once `gate.env` is written, so that `run` withdraws it on shutdown.
+    wrote_env: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Gate {
@@ -187,6 +189,7 @@ impl Gate {
             ca_pem_path: ca.ca_pem_path(),
             config,
             endpoint,
+            wrote_env: Default::default(),
         })
     }
 
@@ -224,7 +227,8 @@ impl Gate {
     }
 
     /// Writes `gate.env` (see [`Gate::env_lines`]) into the data directory and
-    /// returns its path.
+    /// returns its path. Its presence means the gate is serving: [`Gate::run`]
+    /// removes it on shutdown, as the authority does with `env`.
     pub fn write_env_file(&self) -> Result<std::path::PathBuf, GateError> {
         let path = self.config.data_dir.join(GATE_ENV_FILE);
         entraflow_core::fsutil::write_public_file(&path, self.env_lines().as_bytes()).map_err(
@@ -233,6 +237,8 @@ impl Gate {
                 source,
             },
         )?;
+        self.wrote_env
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(path)
     }
 
@@ -282,6 +288,9 @@ impl Gate {
                 path: data_dir,
                 source,
             })?;
+        if self.wrote_env.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::remove_file(self.config.data_dir.join(GATE_ENV_FILE));
+        }
         if let Err(e) = self.audit_log.close().await {
             tracing::warn!(error = %e, "closing the audit log failed");
         }
