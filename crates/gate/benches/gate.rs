@@ -62,6 +62,7 @@ fn benches(c: &mut Criterion) {
     // A 1 GiB blob, written straight into the local backend's directory.
     let path = env.dir.path().join("blobs").join("data").join("big.bin");
     {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
         let chunk: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
         for _ in 0..1024 {

@@ -357,23 +357,23 @@ impl TokenVerifier {
                 s.fetched_at.is_some(),
             )
         };
+        // Use the cached key when it is fresh, or when it is stale but a refetch is
+        // throttled (an issuer outage must not turn into one fetch per request).
+        let usable = |key: &Option<Arc<DecodingKey>>, fresh: bool, may_refetch: bool| {
+            key.clone().filter(|_| fresh || !may_refetch)
+        };
         let (key, fresh, may_refetch, _) = lookup();
-        if let (Some(key), true) = (&key, fresh) {
-            return Ok(key.clone());
+        if let Some(key) = usable(&key, fresh, may_refetch) {
+            return Ok(key);
         }
-        if key.is_none() && !may_refetch {
-            return Err(AuthError::Signature(format!(
-                "No signing key with kid '{kid}' is published by the trusted issuer."
-            )));
-        }
-        {
+        if may_refetch {
             // Single flight: whoever waited on the lock re-checks before fetching again.
             let _guard = self.inner.refresh.lock().await;
             let (key, fresh, may_refetch, _) = lookup();
-            if let (Some(key), true) = (key, fresh) {
+            if let Some(key) = usable(&key, fresh, may_refetch) {
                 return Ok(key);
             }
-            if may_refetch || !fresh {
+            if may_refetch {
                 self.refresh(tenant).await;
             }
         }
@@ -498,4 +498,72 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(header: serde_json::Value, claims: serde_json::Value) -> String {
+        let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+        format!("{}.{}.c2lnbmF0dXJl", enc(header), enc(claims))
+    }
+
+    fn verifier() -> TokenVerifier {
+        entraflow_tls::install_crypto_provider();
+        // Port 1 on loopback: nothing listens, so every key fetch fails.
+        let config = VerifierConfig::new("https://127.0.0.1:1", vec!["t1".into()], None);
+        TokenVerifier::new(config, entraflow_tls::https_client(None).unwrap())
+    }
+
+    #[tokio::test]
+    async fn headers_are_refused_before_any_key_is_looked_up() {
+        let v = verifier();
+        let claims = serde_json::json!({"tid": "t1"});
+        for header in [
+            serde_json::json!({"alg": "none"}),
+            serde_json::json!({"alg": "HS256", "kid": "k"}),
+            serde_json::json!({"alg": "RS256", "kid": "k", "jwk": {"kty": "RSA"}}),
+            serde_json::json!({"alg": "RS256", "kid": "k", "x5u": "https://x/cert"}),
+        ] {
+            let err = v
+                .verify(&jwt(header.clone(), claims.clone()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AuthError::ForbiddenHeader(_)),
+                "{header}: {err:?}"
+            );
+        }
+        assert_eq!(
+            v.verify_header(Some("SharedKey acct:sig"))
+                .await
+                .unwrap_err(),
+            AuthError::KeyBasedNotPermitted
+        );
+        assert_eq!(v.verify_header(None).await.unwrap_err(), AuthError::Missing);
+    }
+
+    #[tokio::test]
+    async fn untrusted_tenants_and_unreachable_issuers_say_so() {
+        let v = verifier();
+        let header = serde_json::json!({"alg": "RS256", "kid": "k"});
+        let err = v
+            .verify(&jwt(header.clone(), serde_json::json!({"tid": "other"})))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Issuer(_)), "{err:?}");
+        let err = v
+            .verify(&jwt(header.clone(), serde_json::json!({"tid": "t1"})))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::KeysUnavailable(_)), "{err:?}");
+        // The failed fetch counts against the refresh interval: no second attempt.
+        let err = v
+            .verify(&jwt(header, serde_json::json!({"tid": "t1"})))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::KeysUnavailable(_)), "{err:?}");
+        assert!(err.to_string().starts_with("Signature validation failed."));
+    }
 }
