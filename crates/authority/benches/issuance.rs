@@ -62,6 +62,12 @@ fn issuance(c: &mut Criterion) {
             );
         })
     });
+    // The floor: one RS256 signature over a typical claim set.
+    let key = authority.key_ring().unwrap().active.clone();
+    let claims = serde_json::json!({"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/t/", "iat": 1, "nbf": 1, "exp": 2, "appid": app.app_id});
+    group.bench_function("rs256_sign_only", |b| {
+        b.iter(|| key.sign_jwt(&claims).unwrap())
+    });
     group.finish();
 }
 

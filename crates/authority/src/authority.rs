@@ -253,7 +253,10 @@ impl Authority {
         let grant = req.require("grant_type")?;
         let mut decision = Decision {
             grant,
-            client_id: req.get("client_id"),
+            client_id: req
+                .get("client_id")
+                .or(req.basic.as_ref().map(|(id, _)| id.as_str())),
+            resource: req.get("scope").or(req.get("resource")),
             ..Default::default()
         };
         let result = match grant {
