@@ -676,6 +676,26 @@ mod tests {
         assert!(get(&cache, &source).await.is_ok());
     }
 
+    #[tokio::test]
+    async fn a_fetch_in_flight_in_the_parent_is_ignored_after_fork() {
+        let clock = FakeClock::new();
+        let cache = TokenCache::with_clock(policy(), clock.clone());
+        // What a forked child inherits: a fetch marked in flight by another process,
+        // whose task (and sender) live on in the parent's memory image only.
+        let (parent_sender, parent_result) = watch::channel(None);
+        cache.inner.lock().entry(key()).or_default().inflight = Some(Inflight {
+            pid: std::process::id().wrapping_add(1),
+            result: parent_result,
+        });
+        let source = Source::new(&clock, Duration::from_secs(3600));
+        let token = tokio::time::timeout(Duration::from_secs(5), get(&cache, &source))
+            .await
+            .expect("the child does not wait for the parent's fetch")
+            .unwrap();
+        assert_eq!(token.token.expose(), "token-1");
+        drop(parent_sender);
+    }
+
     #[test]
     fn jitter_stays_within_its_spread() {
         for _ in 0..100 {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use entraflow_core::env;
 
+use crate::cache::RefreshPolicy;
 use crate::confidential::{CredentialOptions, WorkloadIdentityCredential};
 use crate::device_code::{DeveloperLoginCredential, LoginCache};
 use crate::environment::EnvironmentCredential;
@@ -75,11 +76,23 @@ impl ChainedCredential {
     /// identity, managed identity (with a fast connect probe), developer sign-in.
     /// Links that cannot be built are kept with their reason for the failure report.
     pub fn from_environment(vars: &Environment, data_dir: &Path) -> Self {
+        Self::from_environment_with_policy(vars, data_dir, RefreshPolicy::default())
+    }
+
+    /// Like [`Self::from_environment`], every credential's cache following `refresh`.
+    pub fn from_environment_with_policy(
+        vars: &Environment,
+        data_dir: &Path,
+        refresh: RefreshPolicy,
+    ) -> Self {
         type Built = Result<Box<dyn TokenCredential>, CredentialError>;
         fn boxed<C: TokenCredential + 'static>(c: Result<C, CredentialError>) -> Built {
             c.map(|c| Box::new(c) as Box<dyn TokenCredential>)
         }
-        let options = CredentialOptions::from_environment(vars);
+        let options = CredentialOptions::from_environment(vars).map(|o| CredentialOptions {
+            refresh: refresh.clone(),
+            ..o
+        });
         let with_options = |f: &dyn Fn(CredentialOptions) -> Built| options.clone().and_then(f);
         let managed_identity = ManagedIdentityCredential::from_environment(
             vars,
@@ -89,6 +102,7 @@ impl ChainedCredential {
                     ManagedIdentityId::ClientId,
                 ),
                 probe_connect_timeout: Some(IMDS_PROBE_CONNECT_TIMEOUT),
+                refresh: refresh.clone(),
                 ..ManagedIdentityOptions::default()
             },
         );

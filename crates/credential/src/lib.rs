@@ -17,6 +17,10 @@
 //! synchronous facade for Python and TensorFlow, with one runtime per process so that
 //! it is safe after `fork()` (see [`blocking`](BlockingCredential)).
 //!
+//! Configuration comes from an [`Environment`]: the process environment, optionally
+//! over an env file such as the local authority's `<data-dir>/env`, or explicit pairs.
+//! [`doctor`] turns a failure (or a resource's 403) into one plain diagnosis.
+//!
 //! Failures are a typed [`CredentialError`]: an authority that refuses
 //! (`AuthenticationRejected`, classified by AADSTS code), an identity not assigned to
 //! this host, an authority that cannot be reached (naming the URL), throttling,

@@ -69,6 +69,8 @@ impl Issuer {
     }
 }
 
+/// Regression: azure-sdk-for-rust #1739, azure-sdk-for-python #44488 (file read once,
+/// AADSTS700024 hours later).
 #[tokio::test]
 async fn a_workload_identity_token_file_that_changes_on_disk_is_picked_up() {
     let authority = Authority::start().await;
@@ -307,6 +309,7 @@ async fn scripted_imds(script: Script) -> (String, Arc<AtomicUsize>) {
     (url, hits)
 }
 
+/// IMDS throttles under load from many pods (azure-sdk-for-python #36637).
 #[tokio::test]
 async fn imds_429_and_5xx_are_retried_honouring_retry_after() {
     let (url, hits) = scripted_imds(Arc::new(|n| match n {
@@ -338,6 +341,8 @@ async fn imds_429_and_5xx_are_retried_honouring_retry_after() {
     );
 }
 
+/// Regression: azure-sdk-for-python #31637 (one slow probe disabled managed identity
+/// for the process) and azure-sdk-for-net #62761 (~25 s to give up where there is no IMDS).
 #[tokio::test]
 async fn a_missing_imds_fails_fast_but_a_slow_one_is_waited_for_and_never_written_off() {
     // Nothing listens: the chain's probe reports "unavailable" at once.
