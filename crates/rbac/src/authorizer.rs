@@ -5,10 +5,11 @@
 //! nothing else, so its cost does not grow with the number of assignments in the
 //! store. The index is rebuilt when the store's generation changes; the generation
 //! is read at most once per refresh interval, on the request path, by one thread
-//! while the others keep using the current index.
+//! while the others keep using the current index, or by a background thread
+//! ([`Authorizer::spawn_refresher`]) so that no request ever pays for a reload.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -192,6 +193,8 @@ pub struct Authorizer {
     refresh_every_ms: u64,
     epoch: Instant,
     last_check_ms: AtomicU64,
+    /// False once a background refresher does the checking.
+    on_request: AtomicBool,
 }
 
 impl Authorizer {
@@ -209,6 +212,7 @@ impl Authorizer {
             refresh_every_ms: DEFAULT_REFRESH_INTERVAL.as_millis() as u64,
             epoch: Instant::now(),
             last_check_ms: AtomicU64::new(0),
+            on_request: AtomicBool::new(true),
         })
     }
 
@@ -237,11 +241,37 @@ impl Authorizer {
         Ok(true)
     }
 
+    /// Moves reloads off the request path: a background thread checks the store
+    /// every `interval` and swaps in a rebuilt index, and decisions stop checking.
+    /// The thread ends when the last `Arc` to the authorizer is dropped.
+    pub fn spawn_refresher(self: &Arc<Self>, interval: Duration) -> std::thread::JoinHandle<()> {
+        // Decisions no longer check; the thread does.
+        self.on_request.store(false, Ordering::Relaxed);
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("rbac-refresh".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(authorizer) = weak.upgrade() else {
+                        return;
+                    };
+                    if let Err(e) = authorizer.refresh() {
+                        tracing::warn!(error = %e, "cannot check the role store for changes; deciding with the assignments loaded earlier");
+                    }
+                }
+            })
+            .expect("spawning a thread")
+    }
+
     fn current(&self) -> Arc<Index> {
         Arc::clone(&self.index.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn maybe_refresh(&self) {
+        if !self.on_request.load(Ordering::Relaxed) {
+            return;
+        }
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         let last = self.last_check_ms.load(Ordering::Relaxed);
         if last != 0 && now_ms.saturating_sub(last) < self.refresh_every_ms {

@@ -478,3 +478,29 @@ fn the_authorizer_can_be_shared_across_threads() {
         assert!(h.join().unwrap());
     }
 }
+
+#[test]
+fn a_background_refresher_picks_up_changes_off_the_request_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = std::sync::Arc::new(Authorizer::open(dir.path()).unwrap());
+    let refresher = gate.spawn_refresher(Duration::from_millis(5));
+    let account = Scope::storage_account(SUB, "ml", "data");
+    let req = Request::data(action::blob::READ, account.container("c").unwrap());
+    let job = Principal::new(JOB);
+    assert!(!gate.authorize(&job, &req, NOW).is_allowed());
+    RbacStore::open(dir.path())
+        .unwrap()
+        .create_assignment(
+            NewAssignment::new(JOB, "Storage Blob Data Reader", account.as_str()),
+            NOW,
+        )
+        .unwrap();
+    // Bounded wait for the thread to run; not a performance assertion.
+    let seen = (0..2_000).any(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        gate.authorize(&job, &req, NOW).is_allowed()
+    });
+    assert!(seen, "the refresher never loaded the new assignment");
+    drop(gate);
+    refresher.join().unwrap();
+}
