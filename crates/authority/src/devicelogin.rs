@@ -68,9 +68,20 @@ pub(crate) async fn submit(
     let deny = field("action") == "deny";
     let code = field("code");
     let upn = field("upn");
-    match tokio::task::block_in_place(|| {
-        a.approve_with_password(code, upn, field("password"), deny)
-    }) {
+    // argon2 is deliberately slow: keep it off the async workers.
+    let (c, u, p) = (
+        code.to_owned(),
+        upn.to_owned(),
+        field("password").to_owned(),
+    );
+    let checked = tokio::task::spawn_blocking(move || a.approve_with_password(&c, &u, &p, deny))
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::error::AuthorityError::Crypto(format!(
+                "password check failed: {e}"
+            )))
+        });
+    match checked {
         Ok(()) if deny => {
             layout("<p>You declined the sign-in. You can close this window.</p>").into_response()
         }

@@ -9,7 +9,7 @@ use entraflow_authority::NewApplication;
 use entraflow_core::{DEVICE_CODE_GRANT, JWT_BEARER_ASSERTION_TYPE};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn device_login_page_approves_with_the_users_password() {
     let s = start().await;
     let app = s
