@@ -103,9 +103,24 @@ pub(crate) struct TokenResponse {
     pub(crate) access_token: String,
     #[serde(default = "bearer")]
     pub(crate) token_type: String,
+    #[serde(deserialize_with = "number_or_string")]
     pub(crate) expires_in: u64,
     #[serde(default)]
     pub(crate) refresh_token: Option<String>,
+}
+
+/// v2 sends `expires_in` as a number; v1, ADFS and some proxies send a string.
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Number(n) => Ok(n),
+        Either::Text(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
 }
 
 fn bearer() -> String {
@@ -238,6 +253,17 @@ mod tests {
         // Opting in never allows http to a remote host.
         assert!(AuthorityHost::parse("http://login.example.com", true).is_err());
         assert!(AuthorityHost::parse("ftp://x", true).is_err());
+    }
+
+    #[test]
+    fn expires_in_may_be_a_string() {
+        for body in [
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":"3599"}"#,
+        ] {
+            let parsed: TokenResponse = serde_json::from_str(body).unwrap();
+            assert_eq!(parsed.expires_in, 3599);
+        }
     }
 
     #[test]
