@@ -61,8 +61,8 @@ impl Drop for Completion {
     }
 }
 
-/// Wraps a body stream so that, when it ends, a [`READ_COMPLETED`] record with
-/// the byte count is appended *before* the end of the body is signalled.
+/// Wraps a body stream so that, when it ends (or the client goes away), a
+/// [`READ_COMPLETED`] record with the bytes actually sent is appended.
 pub(crate) fn count_and_audit<S>(
     body: S,
     sink: Arc<dyn AuditSink>,
@@ -90,15 +90,25 @@ where
                 Some(Err(e)) => {
                     let note = format!("backend error after {} bytes: {e}", completion.bytes);
                     if let Some(event) = completion.finish(&note) {
-                        let _ = completion.sink.append(event).await;
+                        let sink = completion.sink.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = sink.append(event).await {
+                                tracing::error!(error = %e, "could not audit a failed streamed read");
+                            }
+                        });
                     }
                     Some((Err(std::io::Error::other(e)), (body, completion)))
                 }
                 None => {
-                    if let Some(event) = completion.finish("body complete")
-                        && let Err(e) = completion.sink.append(event).await
-                    {
-                        tracing::error!(error = %e, "could not audit the end of a streamed read");
+                    // The decision record was durable before the first byte; this
+                    // supplementary record is written off the response path.
+                    if let Some(event) = completion.finish("body complete") {
+                        let sink = completion.sink.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = sink.append(event).await {
+                                tracing::error!(error = %e, "could not audit the end of a streamed read");
+                            }
+                        });
                     }
                     None
                 }

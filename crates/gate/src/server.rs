@@ -835,7 +835,11 @@ impl AppState {
         })?;
         ctx.streaming = true;
 
-        let body = count_and_audit(result.into_stream(), self.audit.clone(), ctx.event.clone());
+        let body = count_and_audit(
+            crate::store::body_stream(result),
+            self.audit.clone(),
+            ctx.event.clone(),
+        );
         let mut response = Response::new(Body::from_stream(body));
         *response.status_mut() = status;
         let h = response.headers_mut();
