@@ -74,9 +74,7 @@ impl AzFilesystem {
             let credential: Arc<dyn TokenCredential> = Arc::new(DefaultCredential::from_env(
                 &entraflow_core::fsutil::default_data_dir(),
             ));
-            let http = entraflow_tls::https_client(None).map_err(|e| {
-                FsError::Misconfigured(format!("cannot build the HTTPS client: {e}"))
-            })?;
+            let http = http_client()?;
             Ok(BlobClient::new(config, credential, http))
         })
     }
@@ -473,6 +471,22 @@ impl AzFilesystem {
         writer.append(&existing)?;
         Ok(writer)
     }
+}
+
+/// The shared HTTP client: trust as `entraflow_tls::https_client` (system roots and
+/// `SSL_CERT_FILE`), but HTTP/1.1 with a pool instead of HTTP/2. Read-ahead keeps
+/// several multi-MiB GETs in flight; over one HTTP/2 connection they would share
+/// one TLS stream, i.e. one core on each side, while separate connections spread
+/// them over the server's workers (measured with `benches/tf_pipeline.py`).
+fn http_client() -> Result<reqwest::Client, FsError> {
+    entraflow_tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(concat!("entraflow-tfplugin/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .http1_only()
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| FsError::Misconfigured(format!("cannot build the HTTPS client: {e}")))
 }
 
 fn same_account(s: &BlobPath, d: &BlobPath) -> Result<(), FsError> {
