@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod gate;
 mod ad;
+mod audit;
 mod authority;
 mod role;
 mod token;
@@ -62,6 +63,8 @@ enum Command {
     /// Run the authority and the gate together on one data directory; writes
     /// <data-dir>/env with everything a client needs.
     Up(gate::UpArgs),
+    /// The tamper-evident audit log: verify, query, summarize, export, prove.
+    Audit(audit::AuditArgs),
     /// Tokens for jobs and people: token, login, whoami, doctor.
     #[command(flatten)]
     Identity(token::IdentityCommand),
@@ -105,6 +108,7 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Role(args) => role::run(args, &globals),
         Command::Gate(command) => gate::run(command, &globals),
         Command::Up(args) => gate::up(args, &globals),
+        Command::Audit(args) => audit::run(args, &globals),
         Command::Identity(command) => token::run(command, &globals),
     }
 }

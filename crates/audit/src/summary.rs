@@ -1,0 +1,217 @@
+//! The security team's view after a training run: per principal, which containers
+//! and prefixes it read and wrote, how many bytes, when, and what it was denied.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::event::{Decision, EventType, Record, Timestamp, container_and_blob};
+
+/// Reads and writes under one container or prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Access {
+    /// Requests.
+    pub requests: u64,
+    /// Bytes transferred.
+    pub bytes: u64,
+}
+
+/// Everything one principal did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrincipalSummary {
+    /// oid, else appid, else name.
+    pub principal: String,
+    /// Application id, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+    /// Display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `container/` or `container/top-level-dir/` → reads.
+    pub read: BTreeMap<String, Access>,
+    /// Same for writes (and deletes).
+    pub written: BTreeMap<String, Access>,
+    /// Bytes read in all.
+    pub bytes_read: u64,
+    /// Bytes written in all.
+    pub bytes_written: u64,
+    /// Denied requests.
+    pub denials: u64,
+    /// Events in all.
+    pub events: u64,
+    /// First event.
+    pub first: Timestamp,
+    /// Last event.
+    pub last: Timestamp,
+}
+
+/// The prefix a resource is grouped under: the container and the blob's first path
+/// segment (`data/train/`), or the container alone (`data/`).
+pub fn prefix_of(resource: &str) -> Option<String> {
+    let (container, blob) = container_and_blob(resource)?;
+    Some(match blob.and_then(|b| b.split_once('/')) {
+        Some((dir, _)) => format!("{container}/{dir}/"),
+        None => format!("{container}/"),
+    })
+}
+
+/// Builds per-principal summaries, ordered by principal.
+#[derive(Debug, Default)]
+pub struct Summarizer {
+    by_principal: BTreeMap<String, PrincipalSummary>,
+}
+
+impl Summarizer {
+    /// An empty summary.
+    pub fn new() -> Summarizer {
+        Summarizer::default()
+    }
+
+    /// Adds one record.
+    pub fn add(&mut self, record: &Record) {
+        let event = &record.event;
+        let Some(principal) = event.principal.as_ref() else {
+            return;
+        };
+        let key = principal.label().to_owned();
+        let entry = self
+            .by_principal
+            .entry(key.clone())
+            .or_insert_with(|| PrincipalSummary {
+                principal: key,
+                appid: principal.appid.clone(),
+                name: principal.name.clone(),
+                read: BTreeMap::new(),
+                written: BTreeMap::new(),
+                bytes_read: 0,
+                bytes_written: 0,
+                denials: 0,
+                events: 0,
+                first: event.time,
+                last: event.time,
+            });
+        entry.events += 1;
+        entry.first = entry.first.min(event.time);
+        entry.last = entry.last.max(event.time);
+        let denied = event.decision == Some(Decision::Deny)
+            || matches!(
+                event.event_type,
+                EventType::AuthzDenied | EventType::AuthnFailed | EventType::TokenRefused
+            );
+        if denied {
+            entry.denials += 1;
+            return;
+        }
+        let Some(prefix) = event.resource.as_deref().and_then(prefix_of) else {
+            return;
+        };
+        let bytes = event.bytes.unwrap_or(0);
+        let (map, total) = if event.event_type.is_data_write() {
+            (&mut entry.written, &mut entry.bytes_written)
+        } else if matches!(
+            event.event_type,
+            EventType::BlobRead | EventType::BlobList | EventType::ContainerList
+        ) {
+            (&mut entry.read, &mut entry.bytes_read)
+        } else {
+            return;
+        };
+        let access = map.entry(prefix).or_default();
+        access.requests += 1;
+        access.bytes += bytes;
+        *total += bytes;
+    }
+
+    /// The summaries.
+    pub fn finish(self) -> Vec<PrincipalSummary> {
+        self.by_principal.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Principal, SCHEMA_VERSION};
+
+    fn record(t: EventType, who: &str, resource: &str, bytes: u64, decision: Decision) -> Record {
+        let mut event = Event::new(t);
+        event.principal = Some(Principal {
+            oid: Some(who.into()),
+            ..Principal::default()
+        });
+        event.resource = Some(resource.into());
+        event.bytes = Some(bytes);
+        event.decision = Some(decision);
+        Record {
+            schema: SCHEMA_VERSION,
+            log: "l".into(),
+            seq: 0,
+            id: uuid::Uuid::new_v4(),
+            event,
+        }
+    }
+
+    #[test]
+    fn summaries_group_by_principal_and_prefix() {
+        let base = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers";
+        let mut s = Summarizer::new();
+        s.add(&record(
+            EventType::BlobRead,
+            "job",
+            &format!("{base}/data/blobs/train/0.tfrecord"),
+            100,
+            Decision::Allow,
+        ));
+        s.add(&record(
+            EventType::BlobRead,
+            "job",
+            &format!("{base}/data/blobs/train/1.tfrecord"),
+            50,
+            Decision::Allow,
+        ));
+        s.add(&record(
+            EventType::BlobWrite,
+            "job",
+            &format!("{base}/models/blobs/m.keras"),
+            7,
+            Decision::Allow,
+        ));
+        s.add(&record(
+            EventType::BlobRead,
+            "job",
+            &format!("{base}/secret/blobs/x"),
+            0,
+            Decision::Deny,
+        ));
+        s.add(&record(
+            EventType::BlobRead,
+            "other",
+            &format!("{base}/data/blobs/eval/x"),
+            1,
+            Decision::Allow,
+        ));
+        let out = s.finish();
+        assert_eq!(out.len(), 2);
+        let job = &out[0];
+        assert_eq!(job.principal, "job");
+        assert_eq!(
+            job.read["data/train/"],
+            Access {
+                requests: 2,
+                bytes: 150
+            }
+        );
+        assert_eq!(
+            job.written["models/"],
+            Access {
+                requests: 1,
+                bytes: 7
+            }
+        );
+        assert_eq!(
+            (job.bytes_read, job.bytes_written, job.denials, job.events),
+            (150, 7, 1, 4)
+        );
+        assert!(!job.read.contains_key("secret/"));
+    }
+}
