@@ -26,6 +26,8 @@ use crate::status::FsError;
 
 /// Requests in flight for bulk operations (delete/rename of a directory).
 const BULK_CONCURRENCY: usize = 8;
+/// Smallest first read-ahead GET of a scan (it grows to `ENTRAFLOW_READ_AHEAD`).
+const READ_AHEAD_FIRST_MIN: u64 = 256 << 10;
 /// Put Block calls in flight per writer.
 const WRITE_CONCURRENCY: usize = 4;
 
@@ -422,7 +424,13 @@ impl AzFilesystem {
         let client = self.client()?;
         let props = runtime::block_on(client.properties(&p))??;
         let config = client.config();
-        let planner = Planner::new(props.size, config.read_ahead, config.read_concurrency);
+        let first = (config.read_ahead / 8).max(READ_AHEAD_FIRST_MIN);
+        let planner = Planner::with_ramp(
+            props.size,
+            first,
+            config.read_ahead,
+            config.read_concurrency,
+        );
         Ok(Reader {
             client,
             path: p,
@@ -506,6 +514,17 @@ enum Slot {
 struct ReadState {
     planner: Planner,
     chunks: BTreeMap<u64, Slot>,
+}
+
+impl Drop for ReadState {
+    /// A file closed before its end stops its read-ahead instead of downloading on.
+    fn drop(&mut self) {
+        for slot in self.chunks.values() {
+            if let Slot::Pending(task) = slot {
+                task.abort();
+            }
+        }
+    }
 }
 
 /// An open blob for reading, with read-ahead (see [`crate::readahead`]).

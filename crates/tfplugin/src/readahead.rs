@@ -30,7 +30,12 @@ pub enum Plan {
 /// Per-file planner state.
 #[derive(Debug, Clone)]
 pub struct Planner {
+    /// Size of the first chunk; each next one doubles until `chunk`.
+    first: u64,
     chunk: u64,
+    /// Index of the first full-size chunk, and where it starts.
+    ramp_chunks: u64,
+    ramp_end: u64,
     depth: u64,
     size: u64,
     next_expected: Option<u64>,
@@ -41,8 +46,25 @@ impl Planner {
     /// A planner for a file of `size` bytes, fetching `chunk`-byte ranges with up to
     /// `depth` chunks ahead when sequential.
     pub fn new(size: u64, chunk: u64, depth: u64) -> Planner {
+        Planner::with_ramp(size, chunk, chunk, depth)
+    }
+
+    /// Like [`Planner::new`], but a scan starts with a chunk of `first` bytes and
+    /// doubles up to `chunk`: the reader gets its first bytes after a small GET
+    /// instead of waiting for a whole `chunk`.
+    pub fn with_ramp(size: u64, first: u64, chunk: u64, depth: u64) -> Planner {
+        let chunk = chunk.max(1);
+        let first = first.clamp(1, chunk);
+        let (mut ramp_chunks, mut ramp_end) = (0, 0);
+        while (first << ramp_chunks) < chunk {
+            ramp_end += first << ramp_chunks;
+            ramp_chunks += 1;
+        }
         Planner {
-            chunk: chunk.max(1),
+            first,
+            chunk,
+            ramp_chunks,
+            ramp_end,
             depth: depth.max(1),
             size,
             next_expected: None,
@@ -50,15 +72,27 @@ impl Planner {
         }
     }
 
-    /// The chunk size.
-    pub fn chunk(&self) -> u64 {
-        self.chunk
-    }
-
     /// Byte range of chunk `index`, clipped to the file.
     pub fn chunk_range(&self, index: u64) -> Range<u64> {
-        let start = index * self.chunk;
-        start..(start + self.chunk).min(self.size)
+        let (start, len) = if index < self.ramp_chunks {
+            (self.first * ((1 << index) - 1), self.first << index)
+        } else {
+            (
+                self.ramp_end + (index - self.ramp_chunks) * self.chunk,
+                self.chunk,
+            )
+        };
+        start.min(self.size)..(start + len).min(self.size)
+    }
+
+    /// The chunk holding byte `offset`.
+    fn chunk_of(&self, offset: u64) -> u64 {
+        if offset >= self.ramp_end {
+            return self.ramp_chunks + (offset - self.ramp_end) / self.chunk;
+        }
+        (0..self.ramp_chunks)
+            .find(|&i| offset < self.first * ((2 << i) - 1))
+            .unwrap_or(self.ramp_chunks)
     }
 
     /// Plans a read of `len` bytes at `offset`, and records it for the next decision.
@@ -78,9 +112,9 @@ impl Planner {
         if !self.sequential {
             return Plan::Exact(offset..end);
         }
-        let first = offset / self.chunk;
-        let last = (end - 1) / self.chunk;
-        let chunks = self.size.div_ceil(self.chunk);
+        let first = self.chunk_of(offset);
+        let last = self.chunk_of(end - 1);
+        let chunks = self.chunk_of(self.size - 1) + 1;
         let ahead_end = (first + self.depth).min(chunks).max(last + 1);
         Plan::Chunks {
             needed: first..last + 1,
@@ -136,6 +170,43 @@ mod tests {
     fn a_first_read_elsewhere_is_random_access() {
         let mut p = Planner::new(10 * MIB, MIB, 4);
         assert_eq!(p.plan(5 * MIB, 10), Plan::Exact(5 * MIB..5 * MIB + 10));
+    }
+
+    #[test]
+    fn a_ramp_starts_small_and_doubles_to_the_chunk_size() {
+        let mut p = Planner::with_ramp(100 * MIB, MIB, 8 * MIB, 4);
+        assert_eq!(p.chunk_range(0), 0..MIB);
+        assert_eq!(p.chunk_range(1), MIB..3 * MIB);
+        assert_eq!(p.chunk_range(2), 3 * MIB..7 * MIB);
+        assert_eq!(p.chunk_range(3), 7 * MIB..15 * MIB);
+        assert_eq!(p.chunk_range(4), 15 * MIB..23 * MIB);
+        // Chunks tile the file: every byte belongs to the chunk whose range holds it.
+        for offset in [
+            0,
+            MIB - 1,
+            MIB,
+            3 * MIB - 1,
+            3 * MIB,
+            7 * MIB,
+            15 * MIB - 1,
+            15 * MIB,
+            99 * MIB,
+        ] {
+            assert!(
+                p.chunk_range(p.chunk_of(offset)).contains(&offset),
+                "{offset}"
+            );
+        }
+        assert_eq!(
+            p.plan(0, 256 * 1024),
+            Plan::Chunks {
+                needed: 0..1,
+                prefetch: 1..4
+            }
+        );
+        let tiny = Planner::with_ramp(10, MIB, 8 * MIB, 4);
+        assert_eq!(tiny.chunk_range(0), 0..10);
+        assert_eq!(tiny.chunk_of(9), 0);
     }
 
     #[test]
