@@ -15,6 +15,22 @@
 //! like Azure's: 401 `InvalidAuthenticationInfo` with `WWW-Authenticate`, 403
 //! `AuthorizationPermissionMismatch` with an explanation of which role is missing.
 //!
+//! Operations: List/Create/Delete Container, Get/Set Container properties and
+//! metadata, List Blobs (prefix, any delimiter, marker, maxresults, metadata),
+//! Get Blob (whole or `Range`/`x-ms-range`, 206/416, `If-Match`/`If-None-Match`),
+//! Get Blob Properties, Put Blob, Put Block + Put Block List (committed atomically),
+//! Set Blob Metadata, Copy Blob (within the gate; needs read on the source), Delete
+//! Blob, and Blob Batch deletes. Container metadata and blob properties live in the
+//! gate's SQLite `gate.db`; blob bytes only in the backend.
+//!
+//! Auditing: a non-streamed request's event (with final status and bytes) is
+//! durable before its response is sent; if the audit log cannot take it the
+//! client gets 503 `ServerBusy`. A Get Blob's event (decision + requested range)
+//! is durable before the first body byte; when the body ends, or the client goes
+//! away, a `blob.read.completed` record with the same request id carries the bytes
+//! actually sent. The run id comes from `x-ms-entraflow-run-id`, else from the part
+//! of `x-ms-client-request-id` before its first `:`.
+//!
 //! It is not a token issuer (that is the authority), does not manage role
 //! assignments (that is `entraflow role`), and does not accept Shared Key or SAS.
 //!

@@ -32,6 +32,8 @@ pub enum Operation {
     PutBlock,
     /// `PUT ?comp=blocklist`.
     PutBlockList,
+    /// `PUT ?comp=metadata` on a blob.
+    SetBlobMetadata,
     /// `PUT` with `x-ms-copy-source`.
     CopyBlob,
     /// `DELETE` a blob.
@@ -120,6 +122,9 @@ impl Operation {
             (Target::Blob(..), _, Some("blocklist")) if method == Method::PUT => {
                 Operation::PutBlockList
             }
+            (Target::Blob(..), _, Some("metadata")) if method == Method::PUT => {
+                Operation::SetBlobMetadata
+            }
             (Target::Blob(..), _, Some(other)) => {
                 return Err(StorageError::unsupported(&format!("comp={other} on blobs")));
             }
@@ -144,7 +149,8 @@ impl Operation {
             Operation::PutBlob
             | Operation::PutBlock
             | Operation::PutBlockList
-            | Operation::CopyBlob => (action::blob::WRITE, Data),
+            | Operation::CopyBlob
+            | Operation::SetBlobMetadata => (action::blob::WRITE, Data),
             Operation::DeleteBlob | Operation::BlobBatch => (action::blob::DELETE, Data),
         }
     }
@@ -166,7 +172,8 @@ impl Operation {
             Operation::PutBlob
             | Operation::PutBlock
             | Operation::PutBlockList
-            | Operation::CopyBlob => E::BlobWrite,
+            | Operation::CopyBlob
+            | Operation::SetBlobMetadata => E::BlobWrite,
             Operation::DeleteBlob | Operation::BlobBatch => E::BlobDelete,
         }
     }

@@ -229,12 +229,14 @@ impl AppState {
         if op == Operation::BlobBatch {
             return self.batch(ctx, headers, body).await;
         }
-        self.authorize(ctx, &token, op, &target, &query)?;
         if op == Operation::CopyBlob {
+            // Copy reads its source: that needs read there. Checked first so the
+            // audit record ends with the destination's write decision.
             let (src_container, src_blob) = self.copy_source(headers)?;
             let src = Target::Blob(src_container, src_blob);
-            self.authorize(ctx, &token, Operation::GetBlob, &src, &query)?;
+            self.authorize(ctx, &token, Operation::GetBlob, &src, &Query::default())?;
         }
+        self.authorize(ctx, &token, op, &target, &query)?;
 
         match (op, &target) {
             (Operation::ListContainers, _) => self.list_containers(&query),
@@ -363,6 +365,22 @@ impl AppState {
                 set_header(h, "last-modified", &rfc1123(info.last_modified));
                 set_header(h, "x-ms-copy-id", &uuid::Uuid::new_v4().to_string());
                 set_header(h, "x-ms-copy-status", "success");
+                Ok(response)
+            }
+            (Operation::SetBlobMetadata, Target::Blob(c, b)) => {
+                self.store.container(c)?;
+                if let Some(etag) = header(headers, "if-match") {
+                    let info = self.store.blob_info(c, b).await?;
+                    if etag != "*" && etag != info.etag {
+                        return Err(StorageError::condition_not_met());
+                    }
+                }
+                let info = self
+                    .store
+                    .set_blob_metadata(c, b, metadata(headers))
+                    .await?;
+                let mut response = write_response(&info, None);
+                *response.status_mut() = StatusCode::OK;
                 Ok(response)
             }
             (Operation::DeleteBlob, Target::Blob(c, b)) => {

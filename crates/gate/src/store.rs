@@ -433,6 +433,19 @@ impl BlobStore {
         }
     }
 
+    /// Replaces a blob's user metadata (Set Blob Metadata); the content is untouched.
+    pub async fn set_blob_metadata(
+        &self,
+        container: &str,
+        blob: &str,
+        metadata: Vec<(String, String)>,
+    ) -> Result<BlobInfo, StorageError> {
+        let mut info = self.blob_info(container, blob).await?;
+        info.properties.metadata = metadata;
+        self.save_properties(container, blob, &info.properties)?;
+        Ok(info)
+    }
+
     /// Deletes a blob.
     pub async fn delete_blob(&self, container: &str, blob: &str) -> Result<(), StorageError> {
         let path = names::blob_path(container, blob);

@@ -498,6 +498,26 @@ async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
         (404, "BlobNotFound")
     );
 
+    // Set Blob Metadata replaces the user metadata only.
+    let set = env
+        .request(
+            Method::PUT,
+            "/data/dir/blob.bin?comp=metadata",
+            Some(&token),
+        )
+        .header("x-ms-meta-epoch", "4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let head = env
+        .request(Method::HEAD, "/data/dir/blob.bin", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["x-ms-meta-epoch"], "4");
+    assert_eq!(head.headers()["content-type"], "application/x-tfrecord");
+
     // Copy, then delete.
     let copy = env
         .request(Method::PUT, "/data/copy.bin", Some(&token))
@@ -515,7 +535,7 @@ async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
         .send()
         .await
         .unwrap();
-    assert_eq!(copied.headers()["x-ms-meta-epoch"], "3");
+    assert_eq!(copied.headers()["x-ms-meta-epoch"], "4");
     assert_eq!(copied.bytes().await.unwrap(), body);
     let del = env
         .request(Method::DELETE, "/data/copy.bin", Some(&token))
