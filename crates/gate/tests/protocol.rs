@@ -840,3 +840,60 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_interval() {
     assert_eq!(status, 401);
     assert!(body.contains("No signing key with kid"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_assigned_to_a_group_grants_tokens_that_carry_the_group() {
+    // The local authority, like Entra ID, puts no `groups` in Storage tokens, so the
+    // token is minted here with the authority's own key and a `groups` claim.
+    let env = common::start().await;
+    let owner = env.app("owner");
+    env.assign(
+        &owner.oid,
+        CONTRIBUTOR,
+        "/blobServices/default/containers/data",
+    );
+    let group = "0b8e4b8a-6f0e-4bb1-9a5e-4c1f3f0a0001";
+    let mut by_group = entraflow_rbac::NewAssignment::new(
+        group,
+        READER,
+        env.scope("/blobServices/default/containers/data"),
+    );
+    by_group.principal_type = entraflow_rbac::PrincipalType::Group;
+    env.assign_with(by_group);
+    env.settle().await;
+    let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.create_container(&owner_token, "data").await;
+    let put = env
+        .request(Method::PUT, "/data/x", Some(&owner_token))
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+
+    let member = "0b8e4b8a-6f0e-4bb1-9a5e-4c1f3f0a0002";
+    let mut with_group = claims(&env, member);
+    with_group["groups"] = json!([group]);
+    let resp = env
+        .request(
+            Method::GET,
+            "/data/x",
+            Some(&sign_with_authority(&env, &with_group)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the group's Reader role must reach its member"
+    );
+    let without = sign_with_authority(&env, &claims(&env, member));
+    let resp = env
+        .request(Method::GET, "/data/x", Some(&without))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
