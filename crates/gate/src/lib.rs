@@ -119,30 +119,35 @@ impl Gate {
         };
         entraflow_core::fsutil::create_private_dir(&config.data_dir)
             .map_err(io(&config.data_dir))?;
-        let backend: Arc<dyn object_store::ObjectStore> =
-            match &config.backend {
-                Backend::Local(dir) => {
-                    std::fs::create_dir_all(dir).map_err(io(dir))?;
-                    Arc::new(
-                        object_store::local::LocalFileSystem::new_with_prefix(dir)
-                            .map_err(|source| GateError::Backend {
-                                backend: dir.display().to_string(),
-                                source,
-                            })?
-                            .with_automatic_cleanup(true),
-                    )
-                }
-                Backend::Url(url) => {
-                    let parsed = url::Url::parse(url)
-                        .map_err(|e| GateError::Config(format!("backend URL '{url}': {e}")))?;
-                    let (store, _) = object_store::parse_url_opts(&parsed, std::env::vars())
+        let backend: Arc<dyn object_store::ObjectStore> = match &config.backend {
+            Backend::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(dir)
                         .map_err(|source| GateError::Backend {
-                            backend: url.clone(),
+                            backend: dir.display().to_string(),
                             source,
-                        })?;
+                        })?
+                        .with_automatic_cleanup(true),
+                )
+            }
+            Backend::Url(url) => {
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| GateError::Config(format!("backend URL '{url}': {e}")))?;
+                let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+                    .map_err(|source| GateError::Backend {
+                        backend: url.clone(),
+                        source,
+                    })?;
+                // The URL's path (az://container/prefix, file:///srv/blobs) is
+                // where the gate's tree starts inside that store.
+                if prefix.as_ref().is_empty() {
                     Arc::from(store)
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
                 }
-            };
+            }
+        };
         let store = BlobStore::open(backend, &config.data_dir.join("gate.db"))?;
 
         let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;

@@ -897,3 +897,37 @@ async fn a_role_assigned_to_a_group_grants_tokens_that_carry_the_group() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_store_url_backend_keeps_blobs_under_its_path() {
+    let blobs = tempfile::tempdir().unwrap();
+    let root = blobs.path().join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    let url = format!("file://{}", root.display());
+    let env = common::start_with(|c| c.backend = entraflow_gate::Backend::Url(url)).await;
+    let app = env.app("job");
+    env.assign(
+        &app.oid,
+        CONTRIBUTOR,
+        "/blobServices/default/containers/data",
+    );
+    env.settle().await;
+    let token = env.token(&app, common::STORAGE_SCOPE).await;
+    env.create_container(&token, "data").await;
+    let put = env
+        .request(Method::PUT, "/data/a/b.rec", Some(&token))
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    assert_eq!(std::fs::read(root.join("data/a/b.rec")).unwrap(), b"bytes");
+    let get = env
+        .request(Method::GET, "/data/a/b.rec", Some(&token))
+        .header("x-ms-range", "bytes=1-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.text().await.unwrap(), "yte");
+}
