@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod gate;
 mod ad;
 mod audit;
 mod authority;
+mod demo;
+mod gate;
 mod role;
 mod token;
 
@@ -65,6 +66,9 @@ enum Command {
     Up(gate::UpArgs),
     /// The tamper-evident audit log: verify, query, summarize, export, prove.
     Audit(audit::AuditArgs),
+    /// The main job: an identity-enforced TensorFlow training run, end to end, with the
+    /// security team's audit view and a run report.
+    Demo(demo::DemoArgs),
     /// Tokens for jobs and people: token, login, whoami, doctor.
     #[command(flatten)]
     Identity(token::IdentityCommand),
@@ -79,10 +83,16 @@ pub(crate) struct Globals {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo tells its own story; the servers it hosts only speak up about problems.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ENTRAFLOW_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -109,6 +119,7 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Gate(command) => gate::run(command, &globals),
         Command::Up(args) => gate::up(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
+        Command::Demo(args) => demo::run_demo(args, &globals),
         Command::Identity(command) => token::run(command, &globals),
     }
 }

@@ -9,6 +9,9 @@
 //! process id, nothing shared across `fork()`.
 #![forbid(unsafe_code)]
 
+// Keeps the plugin linked (its TF_InitPlugin is exported from this library).
+use entraflow_tfplugin as _;
+
 use std::path::PathBuf;
 
 use entraflow_core::Secret;

@@ -1,0 +1,530 @@
+//! `entraflow demo`: an identity-enforced TensorFlow training run, end to end.
+//!
+//! 1. Start (or reuse) the authority and the gate.
+//! 2. Provision two projects with workload identity and scoped, expiring roles.
+//! 3. Stage a dataset.
+//! 4. Train as project A's pod, with short-lived tokens.
+//! 5. Show project B denied on A's data.
+//! 6. Print the security team's audit view and verify the log.
+//! 7. Write a report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use entraflow_authority::{Lifetime, Store};
+use entraflow_credential::{
+    AuthorityHost, CredentialOptions, TokenCredential, TokenRequest, WorkloadIdentityCredential,
+};
+use entraflow_gate::{AUTHORITY_ENV_FILE, GATE_ENV_FILE, read_env_file};
+
+use crate::cluster::ClusterIssuer;
+use crate::error::{LocalError, io};
+use crate::jobs::{Cluster, Pod, job_error, run_capturing_stderr, run_visible};
+use crate::provision::{Project, Tenant, provision};
+use crate::report::RunReport;
+use crate::stack::{LocalStack, StackOptions};
+
+/// Exit code of `examples/train.py` on a permission error.
+const EXIT_PERMISSION_DENIED: i32 = 3;
+
+/// How the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The data directory (state, logs, reports).
+    pub data_dir: PathBuf,
+    /// TensorFlow workers (`MultiWorkerMirroredStrategy` when more than one).
+    pub workers: usize,
+    /// Training epochs.
+    pub epochs: u32,
+    /// TFRecord shards to stage.
+    pub shards: usize,
+    /// Stage only this many examples (0: the whole dataset).
+    pub limit: usize,
+    /// Lifetime of access tokens, in seconds: short, so refreshes happen mid-training.
+    pub token_lifetime_secs: i64,
+    /// The Python interpreter with TensorFlow and the entraflow package.
+    pub python: PathBuf,
+    /// The directory holding `train.py` and `stage_digits.py`.
+    pub examples: PathBuf,
+    /// The `entraflow` binary, for the security team's audit commands.
+    pub entraflow: PathBuf,
+}
+
+/// What the demo showed.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    /// The run id every request carried.
+    pub run_id: String,
+    /// The report's path.
+    pub report: PathBuf,
+    /// Final training accuracy.
+    pub accuracy: f64,
+    /// The permission error project B's job got.
+    pub denial: String,
+    /// Audit records of the run.
+    pub events: Vec<serde_json::Value>,
+    /// The demo's identities.
+    pub tenant: Tenant,
+}
+
+struct Endpoints {
+    authority_host: String,
+    tenant_id: String,
+    blob_endpoint: String,
+    storage_scope: String,
+    ca_pem_path: PathBuf,
+}
+
+fn step(n: u32, title: &str) {
+    println!("\n\x1b[1m[{n}/7] {title}\x1b[0m");
+}
+
+/// Runs the whole story. Servers started here are stopped at the end.
+pub async fn run(options: DemoOptions) -> Result<DemoOutcome, LocalError> {
+    let run_id = format!("demo-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+    println!(
+        "entraflow demo: run {run_id}, data directory {}",
+        options.data_dir.display()
+    );
+
+    step(1, "Authority and gate");
+    let (stack, endpoints) = start_or_reuse(&options.data_dir).await?;
+    println!(
+        "      authority  {}  (tenant {})",
+        endpoints.authority_host, endpoints.tenant_id
+    );
+    println!("      gate       {}", endpoints.blob_endpoint);
+    let outcome = story(&options, &run_id, &endpoints).await;
+    if let Some(stack) = stack {
+        stack.stop().await?;
+    }
+    outcome
+}
+
+async fn story(
+    options: &DemoOptions,
+    run_id: &str,
+    endpoints: &Endpoints,
+) -> Result<DemoOutcome, LocalError> {
+    step(
+        2,
+        "Tenant: two projects, workload identity, roles scoped to their own data",
+    );
+    let lifetime = options.token_lifetime_secs;
+    Store::open(&options.data_dir)?.set_token_lifetime(Lifetime {
+        min: lifetime,
+        max: lifetime,
+    })?;
+    let issuer = ClusterIssuer::load_or_create(&options.data_dir)?;
+    let data_dir = options.data_dir.clone();
+    let scope = endpoints.storage_scope.clone();
+    let tenant = provision(&data_dir, &issuer, &scope)?;
+    for project in [&tenant.stager, &tenant.project_a, &tenant.project_b] {
+        println!(
+            "      {:<22} appId {}  trusts system:serviceaccount:{}:{}",
+            project.name, project.app_id, project.namespace, project.service_account
+        );
+    }
+    println!(
+        "      trainers: Storage Blob Data Reader on their own container; Contributor there for models/* only; all expire in 30 days"
+    );
+    println!("      access tokens live {lifetime} s, so they are refreshed during training");
+
+    let pods_dir = options.data_dir.join("pods");
+    let pod = |project: &Project| -> Result<PathBuf, LocalError> {
+        issuer.project_token(
+            &pods_dir.join(&project.name),
+            &project.namespace,
+            &project.service_account,
+        )
+    };
+    let account = endpoints
+        .blob_endpoint
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    create_containers(
+        endpoints,
+        &tenant.platform,
+        &pod(&tenant.platform)?,
+        &["project-a", "project-b"],
+    )
+    .await?;
+    let cluster = Cluster {
+        authority_host: endpoints.authority_host.clone(),
+        tenant_id: endpoints.tenant_id.clone(),
+        blob_endpoint: endpoints.blob_endpoint.clone(),
+        ca_pem_path: endpoints.ca_pem_path.clone(),
+        python: options.python.clone(),
+        run_id: run_id.to_owned(),
+    };
+
+    let data = format!("az://{account}/project-a/digits");
+    step(
+        3,
+        &format!("Staging scikit-learn's digits as TFRecord shards into {data}"),
+    );
+    let stager = Pod {
+        project: &tenant.stager,
+        token_file: pod(&tenant.stager)?,
+    };
+    let mut args = vec![
+        "--dest".to_owned(),
+        data.clone(),
+        "--shards".into(),
+        options.shards.to_string(),
+    ];
+    if options.limit > 0 {
+        args.extend(["--limit".to_owned(), options.limit.to_string()]);
+    }
+    let command = cluster.python(&stager, &options.examples.join("stage_digits.py"), &args);
+    expect_success(
+        "staging",
+        &options.python,
+        blocking(
+            move |python| run_visible("staging", &python, command),
+            &options.python,
+        )
+        .await?,
+    )?;
+
+    let model_dir = format!("az://{account}/project-a/models/{run_id}");
+    step(
+        4,
+        &format!(
+            "Training as project-a-trainer with {} worker(s); the pod has AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST, AZURE_FEDERATED_TOKEN_FILE and no secret",
+            options.workers
+        ),
+    );
+    let trainer = Pod {
+        project: &tenant.project_a,
+        token_file: pod(&tenant.project_a)?,
+    };
+    let metrics = options
+        .data_dir
+        .join("runs")
+        .join(run_id)
+        .join("metrics.json");
+    std::fs::create_dir_all(metrics.parent().expect("has a parent")).map_err(io(&metrics))?;
+    let train_args = |out: &str, metrics: Option<&Path>| {
+        let mut args = vec![
+            "--data".to_owned(),
+            format!("{data}/train-*"),
+            "--out".into(),
+            out.to_owned(),
+            "--epochs".into(),
+            options.epochs.to_string(),
+        ];
+        if let Some(m) = metrics {
+            args.extend(["--metrics".to_owned(), m.display().to_string()]);
+        }
+        args
+    };
+    let script = options.examples.join("train.py");
+    let mut workers: Vec<Command> = (0..options.workers.max(1))
+        .map(|_| cluster.python(&trainer, &script, &train_args(&model_dir, Some(&metrics))))
+        .collect();
+    if workers.len() > 1 {
+        let ports = free_ports(workers.len())?;
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        for (index, command) in workers.iter_mut().enumerate() {
+            let tf_config = serde_json::json!({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}});
+            command.env("TF_CONFIG", tf_config.to_string());
+        }
+    }
+    let statuses = blocking(
+        move |python| {
+            let children: Vec<_> = workers
+                .into_iter()
+                .map(|mut c| c.stdin(std::process::Stdio::null()).spawn())
+                .collect::<Result<_, _>>()
+                .map_err(|e| job_error("training", &python, format!("could not start: {e}")))?;
+            children
+                .into_iter()
+                .map(|mut c| {
+                    c.wait()
+                        .map_err(|e| job_error("training", &python, e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        },
+        &options.python,
+    )
+    .await?;
+    for status in statuses {
+        expect_success("training", &options.python, status)?;
+    }
+    let history: BTreeMap<String, Vec<f64>> = std::fs::read(&metrics)
+        .map_err(io(&metrics))
+        .and_then(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| LocalError::Check(format!("{}: {e}", metrics.display())))
+        })?;
+    let accuracy = history
+        .get("accuracy")
+        .and_then(|a| a.last())
+        .copied()
+        .unwrap_or(0.0);
+
+    step(5, "Project B's trainer reads project A's data");
+    let intruder = Pod {
+        project: &tenant.project_b,
+        token_file: pod(&tenant.project_b)?,
+    };
+    let command = cluster.python(
+        &intruder,
+        &script,
+        &train_args(&format!("az://{account}/project-b/models/{run_id}"), None),
+    );
+    let (status, stderr) = blocking(
+        move |python| run_capturing_stderr("project B's job", &python, command),
+        &options.python,
+    )
+    .await?;
+    let denial = stderr
+        .lines()
+        .find(|l| l.starts_with("permission denied"))
+        .unwrap_or_default()
+        .to_owned();
+    if status.code() != Some(EXIT_PERMISSION_DENIED) || !denial.contains("Storage Blob Data Reader")
+    {
+        return Err(LocalError::Check(format!(
+            "project B's job should have failed with a permission error naming 'Storage Blob Data Reader'; it exited {status}"
+        )));
+    }
+    println!(
+        "      denied, as it must be: a permission error that names the missing role and scope, not a network error"
+    );
+
+    step(6, "The security team's view");
+    let summary = entraflow(options, &["audit", "summary", "--run-id", run_id])?;
+    let verify = entraflow(options, &["audit", "verify"])?;
+    let events: Vec<serde_json::Value> = entraflow(
+        options,
+        &["audit", "query", "--run-id", run_id, "-o", "json"],
+    )?
+    .lines()
+    .filter_map(|l| serde_json::from_str(l).ok())
+    .collect();
+    println!(
+        "      model accuracy after {} epochs: {:.1} %",
+        options.epochs,
+        accuracy * 100.0
+    );
+
+    step(7, "Run report");
+    let names = [
+        &tenant.platform,
+        &tenant.stager,
+        &tenant.project_a,
+        &tenant.project_b,
+    ]
+    .iter()
+    .map(|p| (p.principal_id.clone(), p.name.clone()))
+    .collect();
+    let report = RunReport {
+        run_id: run_id.to_owned(),
+        authority_host: endpoints.authority_host.clone(),
+        blob_endpoint: endpoints.blob_endpoint.clone(),
+        history,
+        events: events.clone(),
+        summary,
+        verify,
+        denial: denial.clone(),
+        names,
+    }
+    .write(&options.data_dir.join("runs").join(run_id))?;
+    println!("      {}", report.display());
+    Ok(DemoOutcome {
+        run_id: run_id.to_owned(),
+        report,
+        accuracy,
+        denial,
+        events,
+        tenant,
+    })
+}
+
+/// Reuses an authority and gate already serving this data directory, else starts both.
+async fn start_or_reuse(data_dir: &Path) -> Result<(Option<LocalStack>, Endpoints), LocalError> {
+    let env = read_env_file(&data_dir.join(AUTHORITY_ENV_FILE));
+    let gate = read_env_file(&data_dir.join(GATE_ENV_FILE));
+    if let (Some(host), Some(tenant), Some(blob), Some(scope), Some(ca)) = (
+        env.get("AZURE_AUTHORITY_HOST"),
+        env.get("AZURE_TENANT_ID"),
+        gate.get("ENTRAFLOW_BLOB_ENDPOINT"),
+        gate.get("ENTRAFLOW_STORAGE_SCOPE"),
+        env.get("SSL_CERT_FILE"),
+    ) {
+        let pem = std::fs::read_to_string(ca).unwrap_or_default();
+        let client = entraflow_tls::https_client(Some(&pem)).ok();
+        let discovery = format!("{host}/{tenant}/v2.0/.well-known/openid-configuration");
+        let alive = match client {
+            Some(c) => c
+                .get(&discovery)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success()),
+            None => false,
+        };
+        if alive {
+            println!(
+                "      reusing the authority and gate already serving {}",
+                data_dir.display()
+            );
+            return Ok((
+                None,
+                Endpoints {
+                    authority_host: host.clone(),
+                    tenant_id: tenant.clone(),
+                    blob_endpoint: blob.clone(),
+                    storage_scope: scope.clone(),
+                    ca_pem_path: PathBuf::from(ca),
+                },
+            ));
+        }
+    }
+    let mut options = StackOptions::new(data_dir);
+    (options.authority_port, options.imds_port, options.gate_port) = (0, 0, 0);
+    let stack = LocalStack::start(options).await?;
+    let endpoints = Endpoints {
+        authority_host: stack.authority_host.clone(),
+        tenant_id: stack.tenant_id.clone(),
+        blob_endpoint: stack.blob_endpoint.clone(),
+        storage_scope: stack.storage_scope.clone(),
+        ca_pem_path: stack.ca_pem_path.clone(),
+    };
+    Ok((Some(stack), endpoints))
+}
+
+/// The platform team's provisioning job creates the projects' containers, with its
+/// own workload identity (Storage Blob Data Owner on the account).
+async fn create_containers(
+    endpoints: &Endpoints,
+    platform: &Project,
+    token_file: &Path,
+    containers: &[&str],
+) -> Result<(), LocalError> {
+    let ca = std::fs::read_to_string(&endpoints.ca_pem_path).map_err(io(&endpoints.ca_pem_path))?;
+    let request = |what: &str| {
+        let what = what.to_owned();
+        move |e: &dyn std::fmt::Display| LocalError::Request {
+            what: what.clone(),
+            detail: e.to_string(),
+        }
+    };
+    let options = CredentialOptions {
+        authority: AuthorityHost::parse(&endpoints.authority_host, false)
+            .map_err(|e| request("authority host")(&e))?,
+        extra_ca_pem: Some(ca.clone()),
+        ..CredentialOptions::default()
+    };
+    let credential = WorkloadIdentityCredential::new(
+        &endpoints.tenant_id,
+        &platform.app_id,
+        token_file,
+        options,
+    )
+    .map_err(|e| request("platform credential")(&e))?;
+    let token = credential
+        .get_token(&TokenRequest::new(&[entraflow_core::scope::default_scope(
+            entraflow_core::STORAGE_RESOURCE,
+        )]))
+        .await
+        .map_err(|e| request("platform token")(&e))?;
+    let client = entraflow_tls::https_client(Some(&ca)).map_err(|e| request("HTTPS client")(&e))?;
+    for container in containers {
+        let response = client
+            .put(format!(
+                "{}/{container}?restype=container",
+                endpoints.blob_endpoint
+            ))
+            .bearer_auth(token.token.expose())
+            .header("x-ms-version", entraflow_gate::SERVICE_VERSION)
+            .header("Content-Length", "0")
+            .send()
+            .await
+            .map_err(|e| request(&format!("creating container {container}"))(&e))?;
+        let status = response.status().as_u16();
+        if status != 201 && status != 409 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(request(&format!("creating container {container}"))(
+                &format!("HTTP {status}: {body}"),
+            ));
+        }
+    }
+    println!(
+        "      containers {} created by {} (Storage Blob Data Owner on the account)",
+        containers.join(", "),
+        platform.name
+    );
+    Ok(())
+}
+
+/// Runs blocking work (waiting for a child process) off the async runtime, which
+/// keeps serving the child's requests meanwhile.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce(PathBuf) -> Result<T, LocalError> + Send + 'static,
+    python: &Path,
+) -> Result<T, LocalError> {
+    let python = python.to_owned();
+    let name = python.display().to_string();
+    tokio::task::spawn_blocking(move || work(python))
+        .await
+        .map_err(|e| LocalError::Check(format!("a job waiting on {name} panicked: {e}")))?
+}
+
+fn expect_success(
+    job: &str,
+    python: &Path,
+    status: std::process::ExitStatus,
+) -> Result<(), LocalError> {
+    if status.success() {
+        Ok(())
+    } else {
+        Err(job_error(job, python, format!("failed ({status})")))
+    }
+}
+
+/// Runs `entraflow <args>` on the data directory, prints the command and its output.
+fn entraflow(options: &DemoOptions, args: &[&str]) -> Result<String, LocalError> {
+    let printable = args.join(" ");
+    let quiet = args.contains(&"json");
+    if !quiet {
+        println!("      $ entraflow {printable}");
+    }
+    let output = Command::new(&options.entraflow)
+        .arg("--data-dir")
+        .arg(&options.data_dir)
+        .args(args)
+        .output()
+        .map_err(|e| LocalError::Check(format!("could not run entraflow {printable}: {e}")))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !quiet {
+        for line in stdout.lines() {
+            println!("      {line}");
+        }
+    }
+    if !output.status.success() {
+        return Err(LocalError::Check(format!(
+            "entraflow {printable} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(stdout)
+}
+
+/// Free loopback ports for the workers' collective communication.
+fn free_ports(n: usize) -> Result<Vec<u16>, LocalError> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| LocalError::Check(format!("no free loopback port for the workers: {e}")))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| LocalError::Check(e.to_string()))
+}

@@ -1,0 +1,216 @@
+//! The tenant a platform team would set up for two projects sharing one runtime:
+//! one application per project (separate identities keep audit trails clean), each
+//! trusted through a federated identity credential from the cluster issuer, and role
+//! assignments scoped to the project's own container and prefix, with an expiry.
+//! Provisioning is idempotent: running it again on the same data directory reuses
+//! what exists.
+
+use std::path::Path;
+
+use entraflow_authority::{NewApplication, Store};
+use entraflow_core::FEDERATION_AUDIENCE;
+use entraflow_rbac::{AssignmentFilter, NewAssignment, PrincipalType, RbacStore, Scope};
+use time::{Duration, OffsetDateTime};
+
+use crate::cluster::{ClusterIssuer, subject};
+use crate::error::LocalError;
+
+const READER: &str = "Storage Blob Data Reader";
+const CONTRIBUTOR: &str = "Storage Blob Data Contributor";
+const OWNER: &str = "Storage Blob Data Owner";
+/// How long the demo's role assignments last: access that rotates, not forever.
+const ASSIGNMENT_LIFETIME: Duration = Duration::days(30);
+
+/// One workload identity: a Kubernetes service account mapped to an application.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Display name of the application, e.g. `project-a-trainer`.
+    pub name: String,
+    /// The Kubernetes namespace of its service account.
+    pub namespace: String,
+    /// The service account.
+    pub service_account: String,
+    /// The application (client) id: `AZURE_CLIENT_ID` in its pods.
+    pub app_id: String,
+    /// The service principal's object id: the `oid` the gate and the audit log see.
+    pub principal_id: String,
+}
+
+/// Everything the demo provisioned.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The platform team's provisioning identity (creates containers).
+    pub platform: Project,
+    /// The platform team's data-staging identity (writes project A's dataset).
+    pub stager: Project,
+    /// Project A's trainer.
+    pub project_a: Project,
+    /// Project B's trainer.
+    pub project_b: Project,
+}
+
+/// Writes and deletes only under `prefix`; reads anywhere the role allows.
+fn writes_only_under(prefix: &str) -> String {
+    let action = |a: &str| {
+        format!(
+            "ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/{a}'}}"
+        )
+    };
+    format!(
+        "((!({}) AND !({}) AND !({})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike '{prefix}*'))",
+        action("write"),
+        action("add/action"),
+        action("delete"),
+    )
+}
+
+/// Provisions the demo tenant in `data_dir` and trusts `issuer`.
+pub fn provision(
+    data_dir: &Path,
+    issuer: &ClusterIssuer,
+    storage_scope: &str,
+) -> Result<Tenant, LocalError> {
+    let store = Store::open(data_dir)?;
+    store.add_trusted_issuer(issuer.issuer(), &issuer.jwks_path())?;
+    let rbac = RbacStore::open(data_dir)?;
+    let container = |name: &str| format!("{storage_scope}/blobServices/default/containers/{name}");
+
+    let platform = workload(&store, issuer, "platform-admin", "platform", "provisioner")?;
+    grant(&rbac, &platform, OWNER, storage_scope, None)?;
+
+    let stager = workload(
+        &store,
+        issuer,
+        "platform-data-stager",
+        "platform",
+        "data-stager",
+    )?;
+    grant(
+        &rbac,
+        &stager,
+        CONTRIBUTOR,
+        &container("project-a"),
+        Some(writes_only_under("digits/")),
+    )?;
+
+    let mut projects = Vec::new();
+    for name in ["project-a", "project-b"] {
+        let project = workload(&store, issuer, &format!("{name}-trainer"), name, "trainer")?;
+        grant(&rbac, &project, READER, &container(name), None)?;
+        grant(
+            &rbac,
+            &project,
+            CONTRIBUTOR,
+            &container(name),
+            Some(writes_only_under("models/")),
+        )?;
+        projects.push(project);
+    }
+    let project_b = projects.pop().expect("two projects");
+    let project_a = projects.pop().expect("two projects");
+    Ok(Tenant {
+        platform,
+        stager,
+        project_a,
+        project_b,
+    })
+}
+
+/// An application + service principal trusting `system:serviceaccount:<ns>:<sa>`.
+fn workload(
+    store: &Store,
+    issuer: &ClusterIssuer,
+    name: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Result<Project, LocalError> {
+    let existing = store
+        .list_applications()?
+        .into_iter()
+        .find(|a| a.display_name == name);
+    let app = match existing {
+        Some(app) => app,
+        None => store.create_application(&NewApplication {
+            display_name: name.to_owned(),
+            token_version: None,
+            public_client: false,
+            identifier_uris: Vec::new(),
+            group_membership_claims: None,
+        })?,
+    };
+    let sp = match store
+        .list_service_principals()?
+        .into_iter()
+        .find(|sp| sp.app_id == app.app_id)
+    {
+        Some(sp) => sp,
+        None => store.create_service_principal(&app.app_id)?,
+    };
+    if !store
+        .list_federated_credentials(&app.app_id)?
+        .iter()
+        .any(|f| f.name == "cluster")
+    {
+        store.create_federated_credential(
+            &app.app_id,
+            "cluster",
+            issuer.issuer(),
+            &subject(namespace, service_account),
+            &[FEDERATION_AUDIENCE.to_owned()],
+        )?;
+    }
+    Ok(Project {
+        name: name.to_owned(),
+        namespace: namespace.to_owned(),
+        service_account: service_account.to_owned(),
+        app_id: app.app_id,
+        principal_id: sp.id,
+    })
+}
+
+fn grant(
+    rbac: &RbacStore,
+    project: &Project,
+    role: &str,
+    scope: &str,
+    condition: Option<String>,
+) -> Result<(), LocalError> {
+    let now = OffsetDateTime::now_utc();
+    let definition = rbac.find_definition(role)?;
+    let filter = AssignmentFilter {
+        principal_id: Some(project.principal_id.clone()),
+        scope: Some(Scope::parse(scope)?),
+        include_inherited: false,
+    };
+    let exists = rbac.list_assignments(&filter)?.iter().any(|a| {
+        a.role_definition_id == definition.id && a.condition == condition && !a.is_expired(now)
+    });
+    if !exists {
+        rbac.create_assignment(
+            NewAssignment {
+                principal_id: project.principal_id.clone(),
+                principal_type: PrincipalType::ServicePrincipal,
+                role: role.to_owned(),
+                scope: scope.to_owned(),
+                condition_version: condition.as_ref().map(|_| "2.0".to_owned()),
+                condition,
+                expires_at: Some(now + ASSIGNMENT_LIFETIME),
+                description: Some(format!("entraflow demo: {} for {}", role, project.name)),
+            },
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_condition_parses_and_names_the_prefix() {
+        let text = writes_only_under("models/");
+        entraflow_rbac::Condition::parse(&text).unwrap();
+        assert!(text.contains("StringLike 'models/*'"));
+    }
+}

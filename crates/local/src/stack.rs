@@ -1,0 +1,126 @@
+//! The authority and the gate together on one data directory, the gate trusting
+//! that authority, with one `<data-dir>/env` holding everything a client needs.
+
+use std::path::{Path, PathBuf};
+
+use entraflow_authority::{ServerConfig, ServerHandle};
+use entraflow_gate::{AUTHORITY_ENV_FILE, Gate, GateConfig, GateError};
+use tokio::sync::watch;
+
+use crate::error::LocalError;
+
+/// Ports and names of a local stack. Port 0 picks a free port.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// The data directory both servers share.
+    pub data_dir: PathBuf,
+    /// The authority's HTTPS port.
+    pub authority_port: u16,
+    /// The managed-identity (IMDS) port.
+    pub imds_port: u16,
+    /// The gate's HTTPS port.
+    pub gate_port: u16,
+    /// The storage account the gate stands for.
+    pub account: String,
+}
+
+impl StackOptions {
+    /// Fixed default ports (authority 8443, IMDS 8089, gate 10443) in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            authority_port: 8443,
+            imds_port: 8089,
+            gate_port: 10443,
+            account: entraflow_gate::DEFAULT_ACCOUNT.to_owned(),
+        }
+    }
+}
+
+/// A running authority and gate. Stop it with [`LocalStack::stop`].
+pub struct LocalStack {
+    /// `AZURE_AUTHORITY_HOST`.
+    pub authority_host: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The IMDS endpoint.
+    pub imds_endpoint: String,
+    /// The gate's account URL (`ENTRAFLOW_BLOB_ENDPOINT`).
+    pub blob_endpoint: String,
+    /// The storage account's Azure scope.
+    pub storage_scope: String,
+    /// The CA bundle clients trust.
+    pub ca_pem_path: PathBuf,
+    /// The env file clients source.
+    pub env_file: PathBuf,
+    stop: watch::Sender<bool>,
+    authority: ServerHandle,
+    gate: tokio::task::JoinHandle<Result<(), GateError>>,
+}
+
+impl std::fmt::Debug for LocalStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStack")
+            .field("authority_host", &self.authority_host)
+            .field("blob_endpoint", &self.blob_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+impl LocalStack {
+    /// Starts the authority, then the gate trusting it, and writes `<data-dir>/env`
+    /// (authority and gate settings) and `<data-dir>/gate.env`.
+    pub async fn start(options: StackOptions) -> Result<Self, LocalError> {
+        let (stop, rx) = watch::channel(false);
+        let mut authority_config = ServerConfig::new(&options.data_dir);
+        authority_config.port = options.authority_port;
+        authority_config.imds_port = options.imds_port;
+        let authority = entraflow_authority::serve(authority_config, stopped(rx.clone())).await?;
+
+        let mut config = GateConfig::new(&options.data_dir);
+        config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], options.gate_port));
+        config.account = options.account;
+        config.authority_host = authority.authority_host.clone();
+        config.tenants = vec![authority.tenant_id.clone()];
+        let gate = Gate::bind(config).await?;
+        // env first: gate.env appearing means env is complete too.
+        let env_file = options.data_dir.join(AUTHORITY_ENV_FILE);
+        gate.append_to_env_file(&env_file)?;
+        gate.write_env_file()?;
+        let blob_endpoint = gate.endpoint().to_owned();
+        let storage_scope = gate.storage_scope();
+        Ok(Self {
+            authority_host: authority.authority_host.clone(),
+            tenant_id: authority.tenant_id.clone(),
+            imds_endpoint: authority.imds_endpoint.clone(),
+            ca_pem_path: authority.ca_pem_path.clone(),
+            blob_endpoint,
+            storage_scope,
+            env_file,
+            stop,
+            gate: tokio::spawn(gate.run(stopped(rx))),
+            authority,
+        })
+    }
+
+    /// The data directory's env file.
+    pub fn env_file(&self) -> &Path {
+        &self.env_file
+    }
+
+    /// Stops both servers gracefully (the gate writes its final audit checkpoint).
+    pub async fn stop(self) -> Result<(), LocalError> {
+        let _ = self.stop.send(true);
+        let gate = self
+            .gate
+            .await
+            .map_err(|e| LocalError::Check(format!("the gate task failed: {e}")))?;
+        self.authority.wait().await?;
+        gate?;
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+"""The main job (`entraflow demo`) end to end, smaller: the audit log must show who
+read and wrote what for the run, and project B's attempt must be a permission error
+naming the missing role — never a network error."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from conftest import BIN, REPO
+
+
+def test_demo_trains_denies_and_audits(tmp_path):
+    data_dir = tmp_path / "demo"
+    env = {**os.environ, "VIRTUAL_ENV": str(REPO / ".venv")}
+    env.pop("SSL_CERT_FILE", None)
+    env.pop("REQUESTS_CA_BUNDLE", None)
+    result = subprocess.run(
+        [BIN, "--data-dir", str(data_dir), "demo", "--epochs", "2", "--shards", "4", "--limit", "600",
+         "--python", sys.executable],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    run_id = re.search(r"done: run (\S+) trained", result.stdout).group(1)
+
+    query = subprocess.run([BIN, "--data-dir", str(data_dir), "audit", "query", "--run-id", run_id, "-o", "json"],
+                           capture_output=True, text=True, check=True)
+    events = [json.loads(line) for line in query.stdout.splitlines() if line.strip()]
+    assert events, "the run left no audit events"
+    assert all(e.get("run_id") == run_id for e in events)
+
+    def by(decision: str, action_suffix: str, resource_part: str):
+        return [e for e in events if e.get("decision") == decision and e.get("action", "").endswith(action_suffix)
+                and resource_part in e.get("resource", "")]
+
+    shard_reads = by("allow", "blobs/read", "/containers/project-a")
+    assert any("digits/train-" in e["resource"] for e in shard_reads), "no shard was read"
+    assert sum(e.get("bytes", 0) for e in shard_reads) > 0
+    assert by("allow", "blobs/write", "models/"), "the model was not written through the gate"
+    denied = by("deny", "blobs/read", "/containers/project-a")
+    assert len(denied) >= 1, "project B's attempt is not in the audit log"
+    readers = {e["principal"]["oid"] for e in shard_reads}
+    intruders = {e["principal"]["oid"] for e in denied}
+    assert readers.isdisjoint(intruders), "the denied principal must be project B's, not A's"
+
+    assert "permission denied" in result.stderr and "Storage Blob Data Reader" in result.stderr
+    assert "network" not in re.search(r"permission denied.*", result.stderr).group(0).lower()
+    report = data_dir / "runs" / run_id / "report.md"
+    assert report.exists() and "Storage Blob Data Reader" in report.read_text()
+    verify = subprocess.run([BIN, "--data-dir", str(data_dir), "audit", "verify"], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+SECRET_PATTERNS = [
+    re.compile(r"AccountKey=", re.I),
+    re.compile(r"SharedAccessSignature|[?&]sig=", re.I),
+    re.compile(r"client_secret\s*=", re.I),
+    re.compile(r"AZURE_CLIENT_SECRET"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\."),  # a JWT
+    re.compile(r"DefaultEndpointsProtocol="),
+    re.compile(r"password\s*=", re.I),
+]
+
+
+def test_examples_hold_no_secret():
+    files = [p for p in (REPO / "examples").rglob("*") if p.is_file()]
+    assert any(p.name == "train.py" for p in files)
+    for path in files:
+        text = path.read_text(errors="replace")
+        for pattern in SECRET_PATTERNS:
+            assert not pattern.search(text), f"{path} matches {pattern.pattern}"
