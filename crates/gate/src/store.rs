@@ -406,7 +406,7 @@ impl BlobStore {
         let body = futures::stream::iter(sources)
             .then(move |path| {
                 let backend = backend.clone();
-                async move { backend.get(&path).await.map(|r| r.into_stream()) }
+                async move { backend.get(&path).await.map(body_stream) }
             })
             .try_flatten()
             .map_err(StorageError::from)
