@@ -106,6 +106,20 @@ impl Config {
     }
 }
 
+/// Log filter for the plugin's own logs on stderr (e.g. `info`, `entraflow_tfplugin=debug`).
+/// TensorFlow does not see `tracing` events, so without it the plugin is silent.
+pub const ENTRAFLOW_LOG: &str = "ENTRAFLOW_LOG";
+
+/// Sends this library's logs to stderr when `ENTRAFLOW_LOG` is set (once).
+pub(crate) fn init_logging() {
+    if let Ok(filter) = std::env::var(ENTRAFLOW_LOG) {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 /// The scheme to register, from `ENTRAFLOW_TF_SCHEME`.
 pub(crate) fn scheme() -> String {
     std::env::var(ENTRAFLOW_TF_SCHEME)

@@ -675,6 +675,7 @@ fn plugin_ops(scheme: &str) -> PluginOps {
 #[unsafe(no_mangle)]
 #[allow(unreachable_pub)] // exported from the cdylib by name; not Rust API
 pub unsafe extern "C" fn TF_InitPlugin(info: *mut PluginInfo) {
+    config::init_logging();
     let scheme = config::scheme();
     tracing::info!(
         scheme,
