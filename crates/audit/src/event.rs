@@ -332,6 +332,41 @@ impl Event {
     }
 }
 
+impl Event {
+    /// Empty strings become absent fields, and a principal with no field at all
+    /// becomes no principal: the stored record never says `""`.
+    pub(crate) fn normalize(&mut self) {
+        fn clear(field: &mut Option<String>) {
+            if field.as_deref() == Some("") {
+                *field = None;
+            }
+        }
+        for field in [
+            &mut self.request_id,
+            &mut self.tenant,
+            &mut self.token_uti,
+            &mut self.action,
+            &mut self.resource,
+            &mut self.assignment_id,
+            &mut self.role_name,
+            &mut self.client_addr,
+            &mut self.user_agent,
+            &mut self.run_id,
+            &mut self.detail,
+        ] {
+            clear(field);
+        }
+        if let Some(p) = &mut self.principal {
+            clear(&mut p.oid);
+            clear(&mut p.appid);
+            clear(&mut p.name);
+            if p.oid.is_none() && p.appid.is_none() && p.name.is_none() {
+                self.principal = None;
+            }
+        }
+    }
+}
+
 /// An event as stored: the event plus the schema version, the chain (`log`) it
 /// belongs to, its position (`seq`, the Merkle leaf index) and a unique id. Putting
 /// chain and position inside the hashed bytes makes a moved or reordered row
@@ -454,6 +489,22 @@ mod tests {
         assert_eq!(parsed.canonical_bytes(), bytes);
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(canonical_json(&value), bytes);
+    }
+
+    #[test]
+    fn empty_fields_are_stored_as_absent() {
+        let mut event = Event::new(EventType::TokenRefused);
+        event.user_agent = Some(String::new());
+        event.detail = Some("AADSTS7000215".into());
+        event.principal = Some(Principal {
+            oid: None,
+            appid: Some(String::new()),
+            name: None,
+        });
+        event.normalize();
+        assert_eq!(event.user_agent, None);
+        assert_eq!(event.principal, None);
+        assert_eq!(event.detail.as_deref(), Some("AADSTS7000215"));
     }
 
     #[test]

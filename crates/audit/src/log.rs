@@ -304,7 +304,8 @@ impl Writer {
         let mut next = self.frontier.clone();
         let mut rows = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
-        for (event, reply) in batch {
+        for (mut event, reply) in batch {
+            event.normalize();
             let record = Record {
                 schema: SCHEMA_VERSION,
                 log: self.log_id.clone(),

@@ -481,11 +481,18 @@ pub async fn verify_store(
             marks.remove(&head.log_id).unwrap_or_default(),
             &mut report,
         );
-        let mut from = 0;
+        // Read the next chunk while this one is checked.
+        let fetch = |from: u64| {
+            let (store, log_id) = (store.clone(), head.log_id.clone());
+            tokio::spawn(async move { store.rows(&log_id, from, CHUNK).await })
+        };
+        let mut next = fetch(0);
         loop {
-            let rows = store.rows(&head.log_id, from, CHUNK).await?;
+            let rows = next
+                .await
+                .map_err(|e| AuditError::Io(format!("reading the log: {e}")))??;
             let Some(last) = rows.last() else { break };
-            from = last.seq + 1;
+            next = fetch(last.seq + 1);
             for row in &rows {
                 check.feed(row.seq, row.record.as_bytes(), Some(row), &mut report);
             }

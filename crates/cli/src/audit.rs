@@ -220,7 +220,9 @@ fn run_command(args: AuditArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         Some(text) => StoreUrl::parse(text)?,
         None => StoreUrl::default_for(&globals.data_dir),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Two workers: `verify` reads the next chunk of the log while it checks this one.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
