@@ -92,13 +92,18 @@ fn first(report: &VerifyReport) -> &entraflow_audit::Problem {
         .unwrap_or_else(|| panic!("verify found nothing wrong: {report:?}"))
 }
 
-/// The stored leaf hash column for `record` bytes, as SQL of the store's dialect.
-fn hash_literal(f: &Fixture, bytes: &[u8]) -> String {
-    let hex = leaf_hash(bytes).to_hex();
+/// A byte string as an SQL literal of the store's dialect.
+fn blob_literal(f: &Fixture, bytes: &[u8]) -> String {
+    let hex = hex::encode(bytes);
     match f.raw {
         common::Raw::Sqlite(_) => format!("X'{hex}'"),
         common::Raw::Postgres { .. } => format!("'\\x{hex}'::bytea"),
     }
+}
+
+/// The leaf hash of `record` bytes, as an SQL literal.
+fn hash_literal(f: &Fixture, bytes: &[u8]) -> String {
+    blob_literal(f, &leaf_hash(bytes).0)
 }
 
 fn sql_string(text: &str) -> String {
@@ -468,11 +473,7 @@ async fn a_rollback_is_caught_by_an_exported_checkpoint(f: &Fixture) {
     for row in store.rows(LOG, 0, 12).await.unwrap() {
         frontier.push(leaf_hash(row.record.as_bytes()));
     }
-    let hex = hex::encode(frontier.to_bytes());
-    let blob = match f.raw {
-        common::Raw::Sqlite(_) => format!("X'{hex}'"),
-        common::Raw::Postgres { .. } => format!("'\\x{hex}'::bytea"),
-    };
+    let blob = blob_literal(f, &frontier.to_bytes());
     f.exec(&format!(
         "DELETE FROM audit_events WHERE seq >= 12;
          DELETE FROM audit_checkpoints WHERE size > 12;
