@@ -66,45 +66,28 @@ pub(crate) struct UpArgs {
     account: String,
 }
 
-/// Starts the authority, then the gate trusting it, writes one `<data-dir>/env`
-/// with everything a client needs, and stops both on Ctrl-C/SIGTERM.
+/// Starts the authority, then the gate trusting it (`entraflow_local::LocalStack`),
+/// writes one `<data-dir>/env` with everything a client needs, and stops both on
+/// Ctrl-C/SIGTERM.
 pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let mut authority_config = entraflow_authority::ServerConfig::new(&globals.data_dir);
-        authority_config.port = args.authority_port;
-        authority_config.imds_port = args.imds_port;
-        let authority = entraflow_authority::serve(authority_config, wait(stopped.clone()))
+        let mut options = entraflow_local::StackOptions::new(&globals.data_dir);
+        options.authority_port = args.authority_port;
+        options.imds_port = args.imds_port;
+        options.gate_port = args.gate_port;
+        options.account = args.account;
+        let stack = entraflow_local::LocalStack::start(options)
             .await
-            .context("starting the authority")?;
-
-        let mut config = GateConfig::new(&globals.data_dir);
-        config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], args.gate_port));
-        config.account = args.account;
-        config.authority_host = authority.authority_host.clone();
-        config.tenants = vec![authority.tenant_id.clone()];
-        let gate = Gate::bind(config).await.context("starting the gate")?;
-        // env first: gate.env appearing means env is complete too.
-        let env_file = globals.data_dir.join(entraflow_gate::AUTHORITY_ENV_FILE);
-        gate.append_to_env_file(&env_file)?;
-        gate.write_env_file()?;
+            .context("starting the authority and the gate")?;
         println!(
             "authority ready: {} tenant {}",
-            authority.authority_host, authority.tenant_id
+            stack.authority_host, stack.tenant_id
         );
-        println!("gate ready: {}", gate.endpoint());
-        println!("client settings: source {}", env_file.display());
-
-        let gate_task = tokio::spawn(gate.run(wait(stopped)));
+        println!("gate ready: {}", stack.blob_endpoint);
+        println!("client settings: source {}", stack.env_file().display());
         shutdown_signal().await;
-        let _ = stop.send(true);
-        let gate_result = gate_task.await.context("the gate task failed")?;
-        authority.wait().await.context("stopping the authority")?;
-        gate_result?;
+        stack.stop().await.context("stopping")?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
