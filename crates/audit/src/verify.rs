@@ -448,7 +448,11 @@ fn report_unknown_chains(
     }
 }
 
-/// Verifies every chain in `store` (or `options.log_id` only).
+/// How many times verification follows a log that grows while it is read.
+const LIVE_ROUNDS: usize = 100;
+
+/// Verifies every chain in `store` (or `options.log_id` only). A log that writers
+/// append to meanwhile verifies up to where it stood when the reading ended.
 pub async fn verify_store(
     store: &AnyStore,
     options: &VerifyOptions,
@@ -486,18 +490,33 @@ pub async fn verify_store(
             let (store, log_id) = (store.clone(), head.log_id.clone());
             tokio::spawn(async move { store.rows(&log_id, from, CHUNK).await })
         };
-        let mut next = fetch(0);
-        loop {
-            let rows = next
-                .await
-                .map_err(|e| AuditError::Io(format!("reading the log: {e}")))??;
-            let Some(last) = rows.last() else { break };
-            next = fetch(last.seq + 1);
-            for row in &rows {
-                check.feed(row.seq, row.record.as_bytes(), Some(row), &mut report);
+        // A live log keeps growing while it is read: read the rows, then the head
+        // (which a writer updates in the same transaction as its rows, so it is never
+        // behind the rows read before it), and go on until the head is reached.
+        let mut from = 0;
+        let mut head = head.clone();
+        for _ in 0..LIVE_ROUNDS {
+            let mut next = fetch(from);
+            loop {
+                let rows = next
+                    .await
+                    .map_err(|e| AuditError::Io(format!("reading the log: {e}")))??;
+                let Some(last) = rows.last() else { break };
+                from = last.seq + 1;
+                next = fetch(from);
+                for row in &rows {
+                    check.feed(row.seq, row.record.as_bytes(), Some(row), &mut report);
+                }
+            }
+            match store.head(&head.log_id).await? {
+                Some(now) => head = now,
+                None => break,
+            }
+            if head.size <= from {
+                break;
             }
         }
-        check.finish(Some(head), &mut report);
+        check.finish(Some(&head), &mut report);
     }
     report_unknown_chains(marks, &seen, options.log_id.as_deref(), &mut report);
     Ok(report)
