@@ -34,6 +34,7 @@ struct Completion {
 impl Completion {
     fn finish(&mut self, detail: &str) -> Option<Event> {
         let mut event = self.event.take()?;
+        event.time = entraflow_audit::Timestamp::now();
         event.bytes = Some(self.bytes);
         event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         event.detail = Some(match event.detail.take() {

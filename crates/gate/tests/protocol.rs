@@ -777,15 +777,20 @@ async fn every_request_is_audited_with_its_run_id() {
             .status(),
         401
     );
-    // Let the completion record of the streamed read land.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-
-    let records: Vec<_> = env
-        .audit_records()
-        .await
-        .into_iter()
-        .filter(|r| r["run_id"] == run)
-        .collect();
+    // The completion record of the streamed read is written after its body ends.
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records = env
+            .audit_records()
+            .await
+            .into_iter()
+            .filter(|r| r["run_id"] == run)
+            .collect();
+        if records.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let types: Vec<&str> = records
         .iter()
         .map(|r| r["event_type"].as_str().unwrap())
