@@ -298,8 +298,17 @@ async fn story(
     );
 
     step(6, "The security team's view");
+    let run_dir = options.data_dir.join("runs").join(run_id);
+    let head = run_dir.join("audit.checkpoint");
+    let head_arg = head.display().to_string();
+    // A signed head kept outside the system: a later rollback of the log is caught.
+    entraflow(options, &["audit", "checkpoint", "--out", &head_arg])?;
+    println!("      principals (object ids in the log):");
+    for project in [&tenant.stager, &tenant.project_a, &tenant.project_b] {
+        println!("        {}  {}", project.principal_id, project.name);
+    }
     let summary = entraflow(options, &["audit", "summary", "--run-id", run_id])?;
-    let verify = entraflow(options, &["audit", "verify"])?;
+    let verify = entraflow(options, &["audit", "verify", "--checkpoint", &head_arg])?;
     let events: Vec<serde_json::Value> = entraflow(
         options,
         &["audit", "query", "--run-id", run_id, "-o", "json"],
@@ -334,7 +343,7 @@ async fn story(
         denial: denial.clone(),
         names,
     }
-    .write(&options.data_dir.join("runs").join(run_id))?;
+    .write(&run_dir)?;
     println!("      {}", report.display());
     Ok(DemoOutcome {
         run_id: run_id.to_owned(),

@@ -162,7 +162,12 @@ impl RunReport {
             let bytes = event["bytes"].as_f64().unwrap_or(0.0);
             let x = MARGIN + 130.0 + (WIDTH - 2.0 * MARGIN - 130.0) * (t - start) / span;
             let y = MARGIN + lane_height * (lane as f64 + 0.5);
-            let r = 2.0 + (bytes + 1.0).log10().min(8.0) / 2.0;
+            // Denials carry no bytes; draw them large enough to be seen.
+            let r = if denied {
+                5.0
+            } else {
+                2.0 + (bytes + 1.0).log10().min(8.0) / 2.0
+            };
             let colour = if denied { "#d62828" } else { "#2a9d3f" };
             let _ = writeln!(
                 svg,
