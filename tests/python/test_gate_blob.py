@@ -1,19 +1,14 @@
 """azure-storage-blob (with an azure-identity credential from the local authority)
 against the gate: the real Azure SDK must not notice it is not talking to Azure.
 
-Self-contained: starts `entraflow up` on a temporary data directory.
-Run from the repository root after `cargo build -p entraflow-cli`:
-
-    python -m pytest crates/gate/tests/python -q
-
-(`ENTRAFLOW_BIN` overrides the binary, default target/debug/entraflow.)
+Self-contained: starts `entraflow up` (authority and gate together) on a temporary
+data directory, so it also covers `up` writing one env file for every client.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import time
 import uuid
@@ -24,17 +19,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.identity import ClientSecretCredential
 from azure.storage.blob import BlobServiceClient
 
-REPO = Path(__file__).resolve().parents[4]
-BIN = os.environ.get("ENTRAFLOW_BIN", str(REPO / "target" / "debug" / "entraflow"))
-
-
-def read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
-            env[name] = shlex.split(value)[0] if value else ""
-    return env
+from conftest import BIN
+from conftest import parse_env_file as read_env
 
 
 class Local:
