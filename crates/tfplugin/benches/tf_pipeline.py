@@ -97,6 +97,23 @@ def run(args, data_dir: Path, authority: Authority, gate: Server) -> None:
         remote.append(target)
     total_bytes = sum(os.path.getsize(p) for p in local)
 
+    def gate_cpu() -> float:
+        fields = Path(f"/proc/{gate.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def own_cpu() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    cpu = {"local": [0.0, 0.0], "plugin": [0.0, 0.0]}  # [this process, gate] CPU seconds
+
+    def measured(kind: str, files) -> float:
+        c0, g0 = own_cpu(), gate_cpu()
+        r = rate(files)
+        cpu[kind][0] += own_cpu() - c0
+        cpu[kind][1] += gate_cpu() - g0
+        return r
+
     def rate(files) -> float:
         spec = {"x": tf.io.FixedLenFeature([], tf.string), "y": tf.io.FixedLenFeature([], tf.int64)}
         ds = (tf.data.TFRecordDataset(files, num_parallel_reads=args.parallel_reads)
@@ -112,8 +129,8 @@ def run(args, data_dir: Path, authority: Authority, gate: Server) -> None:
     rate(local)  # warm the page cache and TensorFlow's graph caches
     local_rates, plugin_rates = [], []
     for _ in range(args.rounds):
-        local_rates.append(rate(local))
-        plugin_rates.append(rate(tf.io.gfile.glob(f"az://{account}/{container}/train/shard-*.tfrecord")))
+        local_rates.append(measured("local", local))
+        plugin_rates.append(measured("plugin", tf.io.gfile.glob(f"az://{account}/{container}/train/shard-*.tfrecord")))
     # Rounds alternate local/plugin so load from elsewhere hits both alike; best-of
     # and median are both reported because a shared machine makes single rounds noisy.
     local_rate, plugin_rate = max(local_rates), max(plugin_rates)
@@ -125,6 +142,10 @@ def run(args, data_dir: Path, authority: Authority, gate: Server) -> None:
         "ratio": round(plugin_rate / local_rate, 3),
         "ratio_median": round(statistics.median(plugin_rates) / statistics.median(local_rates), 3),
         "load_average": os.getloadavg()[0],
+        # CPU seconds per round: the pipeline's process, and the gate serving it.
+        "cpu_per_round_local": round(cpu["local"][0] / args.rounds, 2),
+        "cpu_per_round_plugin": round(cpu["plugin"][0] / args.rounds, 2),
+        "cpu_per_round_gate": round(cpu["plugin"][1] / args.rounds, 2),
         "local_rounds": [round(r) for r in local_rates],
         "plugin_rounds": [round(r) for r in plugin_rates],
         "read_ahead": os.environ.get("ENTRAFLOW_READ_AHEAD", str(8 << 20)),
