@@ -37,6 +37,12 @@ pub mod container {
 pub const ROLE_ASSIGNMENTS_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
 /// Deleting a role assignment.
 pub const ROLE_ASSIGNMENTS_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";
+/// Reading role assignments (listing them, getting one).
+pub const ROLE_ASSIGNMENTS_READ: &str = "Microsoft.Authorization/roleAssignments/read";
+/// Reading role definitions.
+pub const ROLE_DEFINITIONS_READ: &str = "Microsoft.Authorization/roleDefinitions/read";
+/// Creating or changing a custom role definition.
+pub const ROLE_DEFINITIONS_WRITE: &str = "Microsoft.Authorization/roleDefinitions/write";
 
 /// A compiled action pattern: lower-cased, split at `*`.
 #[derive(Debug, Clone)]

@@ -97,6 +97,22 @@ pub enum Error {
         /// The id as given.
         id: String,
     },
+    /// An assignment with that GUID exists already.
+    #[error(
+        "a role assignment named '{id}' already exists; choose another GUID, or delete that assignment first"
+    )]
+    AssignmentExists {
+        /// The GUID.
+        id: String,
+    },
+    /// An assignment name that is not a GUID.
+    #[error(
+        "role assignment name '{value}' is not a GUID; name assignments by GUID, as Azure does"
+    )]
+    InvalidAssignmentName {
+        /// The name as given.
+        value: String,
+    },
     /// A role of that name or id exists.
     #[error(
         "a role named '{name}' or with id {id} already exists; choose another name, or omit the id"

@@ -214,6 +214,23 @@ impl RbacStore {
         new: NewAssignment,
         now: OffsetDateTime,
     ) -> Result<RoleAssignment, Error> {
+        self.create_assignment_named(&uuid::Uuid::new_v4().to_string(), new, now)
+    }
+
+    /// Like [`RbacStore::create_assignment`], under a GUID the caller chose (ARM's
+    /// `PUT .../roleAssignments/{guid}`). A GUID already in use is
+    /// [`Error::AssignmentExists`].
+    pub fn create_assignment_named(
+        &self,
+        name: &str,
+        new: NewAssignment,
+        now: OffsetDateTime,
+    ) -> Result<RoleAssignment, Error> {
+        let name = uuid::Uuid::parse_str(name.trim())
+            .map_err(|_| Error::InvalidAssignmentName {
+                value: name.to_owned(),
+            })?
+            .to_string();
         let principal_id = uuid::Uuid::parse_str(new.principal_id.trim())
             .map_err(|_| Error::InvalidPrincipalId {
                 value: new.principal_id.clone(),
@@ -253,7 +270,7 @@ impl RbacStore {
             });
         }
         let assignment = RoleAssignment {
-            name: uuid::Uuid::new_v4().to_string(),
+            name,
             principal_id,
             principal_type: new.principal_type,
             role_definition_id: role.id.clone(),
@@ -282,7 +299,16 @@ impl RbacStore {
                     assignment.description,
                 ],
             )
-            .map_err(|e| self.storage(e))?;
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Error::AssignmentExists {
+                        id: assignment.name.clone(),
+                    }
+                }
+                e => self.storage(e),
+            })?;
         tracing::info!(
             assignment = %assignment.name,
             principal = %assignment.principal_id,

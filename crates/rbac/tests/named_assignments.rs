@@ -1,0 +1,39 @@
+//! Assignments named by the caller (ARM's `PUT .../roleAssignments/{guid}`).
+
+use entraflow_rbac::{Error, NewAssignment, RbacStore, Scope};
+
+#[test]
+fn a_caller_chosen_guid_is_kept_and_cannot_be_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RbacStore::open(dir.path()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let scope = Scope::storage_account("00000000-0000-0000-0000-000000000001", "ml", "data");
+    let name = "6F1C2B2E-0D55-4A3B-9C4B-2A0E1F0B7C11";
+    let new = || {
+        NewAssignment::new(
+            "11111111-1111-1111-1111-111111111111",
+            "Storage Blob Data Reader",
+            scope.as_str(),
+        )
+    };
+    let created = store.create_assignment_named(name, new(), now).unwrap();
+    // GUIDs are stored lower-case, as Azure prints them.
+    assert_eq!(created.name, name.to_ascii_lowercase());
+    assert!(
+        created
+            .id()
+            .ends_with(&format!("/roleAssignments/{}", created.name))
+    );
+
+    let again = store.create_assignment_named(name, new(), now).unwrap_err();
+    assert!(matches!(again, Error::AssignmentExists { .. }), "{again:?}");
+    assert_eq!(store.assignments().unwrap().len(), 1);
+
+    let bad = store
+        .create_assignment_named("not-a-guid", new(), now)
+        .unwrap_err();
+    assert!(
+        matches!(bad, Error::InvalidAssignmentName { .. }),
+        "{bad:?}"
+    );
+}
