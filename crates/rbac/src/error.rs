@@ -97,6 +97,12 @@ pub enum Error {
         /// The id as given.
         id: String,
     },
+    /// Built-in roles are Azure's and cannot be changed.
+    #[error("'{name}' is a built-in role and cannot be changed; create a custom role instead")]
+    BuiltInRole {
+        /// The role's name.
+        name: String,
+    },
     /// An assignment with that GUID exists already.
     #[error(
         "a role assignment named '{id}' already exists; choose another GUID, or delete that assignment first"

@@ -208,6 +208,45 @@ impl RbacStore {
         Ok(def)
     }
 
+    /// Replaces the custom role with `def.id` (ARM's `PUT roleDefinitions/{guid}` on
+    /// an existing role). Built-in roles cannot be changed; the new name must not
+    /// be another role's.
+    pub fn update_definition(&self, mut def: RoleDefinition) -> Result<RoleDefinition, Error> {
+        def.role_type = RoleType::Custom;
+        let conn = self.conn();
+        let defs = self.definitions_in(&conn)?;
+        let existing = defs.iter().find(|d| d.id.eq_ignore_ascii_case(&def.id));
+        match existing {
+            Some(d) if d.role_type == RoleType::Custom => {}
+            Some(d) => {
+                return Err(Error::BuiltInRole {
+                    name: d.name.clone(),
+                });
+            }
+            None => {
+                return Err(Error::UnknownRole {
+                    reference: def.id.clone(),
+                });
+            }
+        }
+        let clash = defs
+            .iter()
+            .any(|d| !d.id.eq_ignore_ascii_case(&def.id) && d.name.eq_ignore_ascii_case(&def.name));
+        if clash {
+            return Err(Error::DuplicateRole {
+                name: def.name,
+                id: def.id,
+            });
+        }
+        conn.execute(
+            "UPDATE role_definitions SET name = ?2, definition = ?3 WHERE id = ?1",
+            params![def.id, def.name, def.to_az_json().to_string()],
+        )
+        .map_err(|e| self.storage(e))?;
+        tracing::info!(role = %def.name, id = %def.id, "custom role updated");
+        Ok(def)
+    }
+
     /// Validates and stores a role assignment created at `now`.
     pub fn create_assignment(
         &self,

@@ -37,3 +37,36 @@ fn a_caller_chosen_guid_is_kept_and_cannot_be_reused() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn custom_roles_can_be_replaced_but_built_ins_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RbacStore::open(dir.path()).unwrap();
+    let doc = |name: &str, action: &str| {
+        format!(
+            r#"{{"name": "0b5b7c8e-3c2a-4f3e-9d51-6a1d2f3e4c5b", "properties": {{"roleName": "{name}", "permissions": [{{"dataActions": ["{action}"]}}], "assignableScopes": ["/subscriptions/s"]}}}}"#
+        )
+    };
+    let read = entraflow_rbac::action::blob::READ;
+    let write = entraflow_rbac::action::blob::WRITE;
+    let created = store
+        .create_definition(
+            entraflow_rbac::RoleDefinition::from_json(&doc("Reader X", read)).unwrap(),
+        )
+        .unwrap();
+    let updated = store
+        .update_definition(
+            entraflow_rbac::RoleDefinition::from_json(&doc("Writer X", write)).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(updated.id, created.id);
+    let found = store.find_definition(&created.id).unwrap();
+    assert_eq!(found.name, "Writer X");
+    assert_eq!(found.permissions[0].data_actions, vec![write.to_owned()]);
+    assert!(store.find_definition("Reader X").is_err());
+
+    let mut owner = store.find_definition("Owner").unwrap();
+    owner.description = "changed".into();
+    let err = store.update_definition(owner).unwrap_err();
+    assert!(matches!(err, Error::BuiltInRole { .. }), "{err:?}");
+}
