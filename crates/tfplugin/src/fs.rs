@@ -81,6 +81,16 @@ impl AzFilesystem {
         })
     }
 
+    /// Like [`AzFilesystem::from_env`], but tokens come from `credential` (one the
+    /// caller built, e.g. a Python `entraflow.identity` credential). Credentials are
+    /// fork-safe, so the client is still rebuilt per process around the same one.
+    pub fn with_credential(credential: Arc<dyn TokenCredential>) -> AzFilesystem {
+        AzFilesystem::with_factory(move || {
+            let config = Config::from_env()?;
+            Ok(BlobClient::new(config, credential.clone(), http_client()?))
+        })
+    }
+
     /// A filesystem over a given client (tests, embedding).
     pub fn new(client: BlobClient) -> AzFilesystem {
         AzFilesystem::with_factory(move || Ok(client.clone()))
@@ -173,6 +183,13 @@ impl AzFilesystem {
 
     /// `get_children`: names directly inside a directory, relative to it.
     pub fn children(&self, uri: &str) -> Result<Vec<String>, FsError> {
+        Ok(self.list_dir(uri)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// What is directly inside a directory, relative to it and sorted, with each
+    /// entry's stat from the same List Blobs query (no request per entry; fsspec's
+    /// `ls(detail=True)` needs sizes).
+    pub fn list_dir(&self, uri: &str) -> Result<Vec<(String, FileStat)>, FsError> {
         let p = BlobPath::parse(uri)?;
         if p.container.is_empty() {
             return Err(FsError::Unimplemented(format!(
@@ -193,24 +210,38 @@ impl AzFilesystem {
             }
             let prefix = p.dir_prefix();
             let listing = client.list(&p, &prefix, true, None).await?;
-            let mut names: BTreeSet<String> = listing
-                .blobs
+            let dir = FileStat {
+                length: 0,
+                mtime_nsec: 0,
+                is_directory: true,
+            };
+            let files = listing.blobs.iter().map(|(n, props)| {
+                let stat = FileStat {
+                    length: props.size,
+                    mtime_nsec: props.mtime_nsec,
+                    is_directory: false,
+                };
+                (n.as_str(), stat)
+            });
+            let dirs = listing
+                .prefixes
                 .iter()
-                .map(|(n, _)| n.as_str())
-                .chain(listing.prefixes.iter().map(|n| n.trim_end_matches('/')))
-                .filter_map(|n| n.strip_prefix(&prefix))
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned)
+                .map(|n| (n.trim_end_matches('/'), dir));
+            let mut entries: BTreeMap<String, FileStat> = files
+                .chain(dirs)
+                .filter_map(|(n, stat)| Some((n.strip_prefix(&prefix)?, stat)))
+                .filter(|(n, _)| !n.is_empty())
+                .map(|(n, stat)| (n.to_owned(), stat))
                 .collect();
             let parent = format!("{p}/");
-            for dir in lock(&self.created_dirs).iter() {
-                if let Some(rest) = dir.strip_prefix(&parent)
+            for created in lock(&self.created_dirs).iter() {
+                if let Some(rest) = created.strip_prefix(&parent)
                     && !rest.contains('/')
                 {
-                    names.insert(rest.to_owned());
+                    entries.entry(rest.to_owned()).or_insert(dir);
                 }
             }
-            Ok(names.into_iter().collect())
+            Ok(entries.into_iter().collect())
         })?
     }
 
@@ -449,6 +480,15 @@ impl AzFilesystem {
         runtime::block_on(client.get_all(&p))?
     }
 
+    /// The bytes in `range` in one ranged GET, without opening a file or reading
+    /// ahead (fsspec's `cat_file(path, start, end)`).
+    pub fn read_range(&self, uri: &str, range: std::ops::Range<u64>) -> Result<Bytes, FsError> {
+        let p = BlobPath::parse(uri)?;
+        p.require_blob()?;
+        let client = self.client()?;
+        runtime::block_on(client.get_range(&p, range))?
+    }
+
     /// `new_writable_file` (`append == false`) / `new_appendable_file`. Appending
     /// starts from the blob's current content, re-staged as the first blocks.
     pub fn open_write(&self, uri: &str, append: bool) -> Result<Writer, FsError> {
@@ -543,6 +583,11 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
+    /// The blob's size when it was opened.
+    pub fn size(&self) -> u64 {
+        lock(&self.state).planner.size()
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`. Fewer bytes means the end of the
     /// blob was reached (TensorFlow's `OUT_OF_RANGE`).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {

@@ -19,7 +19,30 @@
 //! glob rules ([`glob`]), and the status mapping ([`FsError::code`]).
 //!
 //! TensorFlow's threads call in synchronously and block on one tokio runtime per
-//! process; read-ahead GETs and block uploads run on it concurrently.
+//! process; read-ahead GETs and block uploads run on it concurrently, over one
+//! pooled HTTP/1.1 client (separate connections spread TLS work over cores).
+//!
+//! # Semantics on a flat namespace
+//! - Writes are staged as Put Block calls (8 MiB) while TensorFlow appends and
+//!   become visible only on `close` (Put Block List; one Put Blob for small
+//!   files). `flush`/`sync` stage what is buffered but do not commit, so a reader
+//!   never sees a partial checkpoint. Appendable files re-stage the existing blob.
+//! - Directories are virtual: a directory exists when some blob name has it as a
+//!   prefix. No marker blobs (the gate, like a file-backed store, cannot hold a
+//!   blob `d` beside blobs `d/...`); an empty directory from `create_dir` is
+//!   remembered by the process that made it.
+//! - `rename_file` is Copy Blob + Delete Blob (per file for a directory): not atomic.
+//! - `get_matching_paths` is one flat List Blobs query for the glob's literal prefix,
+//!   matched with TensorFlow's rules (`*` never crosses `/`).
+//!
+//! # Configuration (environment, read when the filesystem is first used)
+//! `ENTRAFLOW_BLOB_ENDPOINT` (`https://127.0.0.1:PORT/<account>` for the gate;
+//! default `https://<account>.blob.core.windows.net`), the azure-identity variables
+//! for [`entraflow_credential::DefaultCredential`], `SSL_CERT_FILE`,
+//! `ENTRAFLOW_RUN_ID` (sent as `x-ms-entraflow-run-id` and in
+//! `x-ms-client-request-id = <run id>:<uuid>`), `ENTRAFLOW_READ_AHEAD` (8 MiB),
+//! `ENTRAFLOW_READ_CONCURRENCY` (4), `ENTRAFLOW_LOG` (stderr logs), and at
+//! registration `ENTRAFLOW_TF_SCHEME` (`az`; use `azent` when tensorflow-io holds `az`).
 //!
 //! ```
 //! use entraflow_tfplugin::{BlobPath, FsError, TfCode, glob};

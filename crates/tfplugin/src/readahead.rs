@@ -72,6 +72,11 @@ impl Planner {
         }
     }
 
+    /// The file size this planner was made for.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Byte range of chunk `index`, clipped to the file.
     pub fn chunk_range(&self, index: u64) -> Range<u64> {
         let (start, len) = if index < self.ramp_chunks {
