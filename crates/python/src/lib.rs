@@ -12,7 +12,10 @@
 // Keeps the plugin linked (its TF_InitPlugin is exported from this library).
 use entraflow_tfplugin as _;
 
+mod fs;
+
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use entraflow_core::Secret;
 use entraflow_credential::{
@@ -71,6 +74,9 @@ fn options(authority: Option<String>) -> PyResult<CredentialOptions> {
 #[pyclass(module = "entraflow._native", frozen)]
 struct Credential {
     inner: BlockingCredential,
+    /// The same credential for async callers (`entraflow.fsspec` hands it to the
+    /// filesystem).
+    shared: Arc<dyn entraflow_credential::TokenCredential>,
 }
 
 #[pymethods]
@@ -114,8 +120,11 @@ impl Credential {
 fn wrap(
     credential: Result<impl entraflow_credential::TokenCredential + 'static, CredentialError>,
 ) -> PyResult<Credential> {
+    let shared: Arc<dyn entraflow_credential::TokenCredential> =
+        Arc::new(credential.map_err(to_py)?);
     Ok(Credential {
-        inner: BlockingCredential::new(credential.map_err(to_py)?),
+        inner: BlockingCredential::from_arc(shared.clone()),
+        shared,
     })
 }
 
@@ -246,6 +255,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<NativeCredentialError>(),
     )?;
     m.add_class::<Credential>()?;
+    fs::register(m)?;
     m.add_function(wrap_pyfunction!(client_secret, m)?)?;
     m.add_function(wrap_pyfunction!(client_certificate, m)?)?;
     m.add_function(wrap_pyfunction!(workload_identity, m)?)?;
