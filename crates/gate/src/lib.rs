@@ -31,8 +31,29 @@
 //! actually sent. The run id comes from `x-ms-entraflow-run-id`, else from the part
 //! of `x-ms-client-request-id` before its first `:`.
 //!
-//! It is not a token issuer (that is the authority), does not manage role
-//! assignments (that is `entraflow role`), and does not accept Shared Key or SAS.
+//! Admin API: role assignments and custom roles are also managed over the same
+//! HTTPS listener in the shape of Azure Resource Manager
+//! (`PUT {scope}/providers/Microsoft.Authorization/roleAssignments/{guid}?api-version=2022-04-01`,
+//! list, get, delete; `roleDefinitions` list, get, put). Paths whose first segment
+//! is `subscriptions` or `providers` go there (Blob paths start with the account
+//! name, and the gate refuses accounts with those two names). It takes only
+//! tokens for Azure Resource Manager (`https://management.azure.com/.default`),
+//! verified with the same keys and tenants as Blob tokens (a Storage token is
+//! refused there, an ARM token on Blob paths), and needs
+//! `Microsoft.Authorization/roleAssignments/write` (`/delete`, `/read`) at the
+//! scope, as Azure does: Owner or User Access Administrator. A change is visible
+//! to the next Blob request, and every admin request is audited (`admin.change`,
+//! `admin.read`, `authz.denied`, `authn.failed`), with the assignment's ARM id as
+//! the resource. The extension `properties.expiresOn` (RFC 3339, or a duration such
+//! as `30d`) gives an assignment an expiry.
+//!
+//! Bootstrap: someone must hold the first Owner, as a subscription owner does in
+//! Azure. That is `entraflow role assignment create --role Owner --assignee <oid>
+//! --scope <account scope>` on the gate's data directory: the CLI writes the role
+//! store directly, guarded by the data directory's owner-only file permissions.
+//!
+//! It is not a token issuer (that is the authority) and does not accept Shared
+//! Key or SAS.
 //!
 //! ```
 //! use entraflow_gate::GateConfig;
@@ -45,6 +66,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod admin;
 mod audit;
 mod batch;
 mod config;
@@ -68,7 +90,7 @@ pub use error::{GateError, StorageError};
 pub use operation::Operation;
 pub use server::{DENIAL_HEADER, RUN_ID_HEADER, SERVICE_VERSION};
 pub use store::BlobStore;
-pub use verify::{AuthError, TokenVerifier, VerifiedToken, VerifierConfig};
+pub use verify::{ARM_AUDIENCES, AuthError, TokenVerifier, VerifiedToken, VerifierConfig};
 
 impl AuditSink for entraflow_audit::AuditLog {
     fn append(&self, event: entraflow_audit::Event) -> audit::AppendFuture<'_> {
@@ -107,6 +129,12 @@ impl Gate {
     /// (or creates) the local CA, and binds the port.
     pub async fn bind(config: GateConfig) -> Result<Gate, GateError> {
         entraflow_tls::install_crypto_provider();
+        if admin::ADMIN_ROOTS.contains(&config.account.as_str()) {
+            return Err(GateError::Config(format!(
+                "the account name '{}' is reserved: paths starting with it belong to the admin API; choose another --account",
+                config.account
+            )));
+        }
         if config.authority_host.is_empty() || config.tenants.is_empty() {
             return Err(GateError::Config(format!(
                 "no trusted authority or tenant; start the authority with this data directory (it writes {}) or pass --trusted-authority and --tenant",
@@ -165,6 +193,8 @@ impl Gate {
         verifier_config.leeway = config.leeway;
         verifier_config.min_refresh_interval = config.jwks_refresh_interval;
         let verifier = TokenVerifier::new(verifier_config, http);
+        let admin_verifier =
+            verifier.for_audiences(ARM_AUDIENCES.iter().map(|a| (*a).to_owned()).collect());
 
         let authorizer = entraflow_rbac::Authorizer::open(&config.data_dir)
             .map_err(|e| GateError::Rbac(e.to_string()))?;
@@ -187,6 +217,11 @@ impl Gate {
             config.authority_host.trim_end_matches('/'),
             entraflow_core::STORAGE_RESOURCE
         );
+        let admin_challenge = format!(
+            "Bearer authorization_uri=\"{}/{tenant}/oauth2/authorize\", resource_id=\"{}\"",
+            config.authority_host.trim_end_matches('/'),
+            ARM_AUDIENCES[0]
+        );
         let account_scope = entraflow_rbac::Scope::storage_account(
             &config.subscription,
             &config.resource_group,
@@ -198,9 +233,11 @@ impl Gate {
             account_scope,
             store,
             verifier,
+            admin_verifier,
             authorizer: Arc::new(authorizer),
             audit: Arc::new(audit_log.clone()),
             challenge,
+            admin_challenge,
         });
         Ok(Gate {
             listener,

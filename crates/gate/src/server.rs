@@ -45,10 +45,14 @@ pub(crate) struct AppState {
     pub(crate) account_scope: Scope,
     pub(crate) store: BlobStore,
     pub(crate) verifier: TokenVerifier,
+    /// Verifies admin API tokens: ARM audiences, the same keys as `verifier`.
+    pub(crate) admin_verifier: TokenVerifier,
     pub(crate) authorizer: Arc<entraflow_rbac::Authorizer>,
     pub(crate) audit: Arc<dyn AuditSink>,
     /// `WWW-Authenticate` value of 401s.
     pub(crate) challenge: String,
+    /// `WWW-Authenticate` value of the admin API's 401s.
+    pub(crate) admin_challenge: String,
 }
 
 /// The gate's router: every path goes through [`handle`].
@@ -67,6 +71,9 @@ struct Ctx {
 }
 
 async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    if crate::admin::is_admin_path(req.uri().path(), &app.account) {
+        return crate::admin::handle(&app, req).await;
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let headers = req.headers().clone();
     let mut event = Event::new(EventType::Other("request".into()));
@@ -212,7 +219,7 @@ impl AppState {
                 return Err(self.auth_error(&err));
             }
         };
-        note_token(ctx, &token);
+        note_token(&mut ctx.event, &token);
         match header(headers, "x-ms-version") {
             None => return Err(StorageError::missing_header("x-ms-version")),
             Some(v) if v < OLDEST_OAUTH_VERSION => {
@@ -452,12 +459,7 @@ impl AppState {
             request = request.with_sub_operation(sub);
             request = request.with_list_prefix(query.get("prefix").unwrap_or_default());
         }
-        let claims = &token.claims;
-        let mut principal = Principal::new(claims.oid.clone())
-            .with_groups(claims.groups.clone().unwrap_or_default());
-        if let Some(app) = claims.client_app_id() {
-            principal = principal.with_app_id(app);
-        }
+        let principal = rbac_principal(token);
         match self
             .authorizer
             .authorize(&principal, &request, OffsetDateTime::now_utc())
@@ -782,7 +784,7 @@ impl AppState {
                 return Err(self.auth_error(&err));
             }
         };
-        note_token(ctx, &token);
+        note_token(&mut ctx.event, &token);
         self.authorize(
             ctx,
             &token,
@@ -880,11 +882,11 @@ impl AppState {
 }
 
 /// Records who the token names in the request's audit event.
-fn note_token(ctx: &mut Ctx, token: &VerifiedToken) {
+pub(crate) fn note_token(event: &mut Event, token: &VerifiedToken) {
     let claims = &token.claims;
-    ctx.event.tenant = Some(claims.tid.clone());
-    ctx.event.token_uti = Some(claims.uti.clone());
-    ctx.event.principal = Some(AuditPrincipal {
+    event.tenant = Some(claims.tid.clone());
+    event.token_uti = Some(claims.uti.clone());
+    event.principal = Some(AuditPrincipal {
         oid: Some(claims.oid.clone()),
         appid: claims.client_app_id().map(str::to_owned),
         name: claims
@@ -893,6 +895,17 @@ fn note_token(ctx: &mut Ctx, token: &VerifiedToken) {
             .or_else(|| claims.upn.clone())
             .or_else(|| claims.preferred_username.clone()),
     });
+}
+
+/// The RBAC principal a token names: its `oid`, its groups, and its client app.
+pub(crate) fn rbac_principal(token: &VerifiedToken) -> Principal {
+    let claims = &token.claims;
+    let mut principal =
+        Principal::new(claims.oid.clone()).with_groups(claims.groups.clone().unwrap_or_default());
+    if let Some(app) = claims.client_app_id() {
+        principal = principal.with_app_id(app);
+    }
+    principal
 }
 
 /// `x-ms-range` (preferred) or `Range`: `bytes=start-[end]`, inclusive.

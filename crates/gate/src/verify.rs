@@ -109,6 +109,13 @@ impl VerifierConfig {
     }
 }
 
+/// Audiences of Azure Resource Manager tokens, which the gate's admin API accepts
+/// (compared without a trailing slash, so both spellings of each match).
+pub const ARM_AUDIENCES: [&str; 2] = [
+    "https://management.azure.com/",
+    "https://management.core.windows.net/",
+];
+
 /// A token that passed verification.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
@@ -139,9 +146,15 @@ pub struct TokenVerifier {
 struct Inner {
     config: VerifierConfig,
     http: reqwest::Client,
-    keys: HashMap<String, RwLock<KeySet>>,
-    refresh: tokio::sync::Mutex<()>,
+    keys: Arc<Keys>,
     cache: RwLock<HashMap<[u8; 32], CachedToken>>,
+}
+
+/// The trusted issuers' keys, shared by every verifier derived with
+/// [`TokenVerifier::for_audiences`]: one JWKS cache, one refresh schedule.
+struct Keys {
+    sets: HashMap<String, RwLock<KeySet>>,
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -181,17 +194,37 @@ struct Jwk {
 impl TokenVerifier {
     /// A verifier fetching keys with `http` (which must trust the authority's CA).
     pub fn new(config: VerifierConfig, http: reqwest::Client) -> Self {
-        let keys = config
+        let sets = config
             .tenants
             .iter()
             .map(|t| (t.clone(), RwLock::new(KeySet::default())))
             .collect();
+        let keys = Arc::new(Keys {
+            sets,
+            refresh: tokio::sync::Mutex::new(()),
+        });
         Self {
             inner: Arc::new(Inner {
                 config,
                 http,
                 keys,
-                refresh: tokio::sync::Mutex::new(()),
+                cache: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// A verifier that accepts `audiences` instead of this one's, with the same
+    /// issuers, tenants, skew and, shared, the same signing keys (a key the issuer
+    /// removes stops validating for both). Verified tokens are cached separately,
+    /// so a token accepted by one is never served from the other's cache.
+    pub fn for_audiences(&self, audiences: Vec<String>) -> TokenVerifier {
+        let mut config = self.inner.config.clone();
+        config.audiences = audiences;
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                http: self.inner.http.clone(),
+                keys: Arc::clone(&self.inner.keys),
                 cache: RwLock::new(HashMap::new()),
             }),
         }
@@ -249,7 +282,7 @@ impl TokenVerifier {
         if hit.exp + self.inner.config.leeway.as_secs() as i64 <= now {
             return None;
         }
-        let keys = self.inner.keys.get(&hit.token.claims.tid)?;
+        let keys = self.inner.keys.sets.get(&hit.token.claims.tid)?;
         let keys = keys.read().unwrap_or_else(|p| p.into_inner());
         keys.keys
             .contains_key(&hit.token.kid)
@@ -286,7 +319,7 @@ impl TokenVerifier {
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_owned();
-        if !self.inner.keys.contains_key(&tid) {
+        if !self.inner.keys.sets.contains_key(&tid) {
             return Err(AuthError::Issuer(format!(
                 "The tenant '{tid}' is not trusted by this gate."
             )));
@@ -341,7 +374,7 @@ impl TokenVerifier {
     /// once per minimum interval) or the keys are older than their maximum age.
     async fn key_for(&self, tenant: &str, kid: &str) -> Result<Arc<DecodingKey>, AuthError> {
         let config = &self.inner.config;
-        let set = &self.inner.keys[tenant];
+        let set = &self.inner.keys.sets[tenant];
         let lookup = || {
             let s = set.read().unwrap_or_else(|p| p.into_inner());
             let fresh = s
@@ -368,7 +401,7 @@ impl TokenVerifier {
         }
         if may_refetch {
             // Single flight: whoever waited on the lock re-checks before fetching again.
-            let _guard = self.inner.refresh.lock().await;
+            let _guard = self.inner.keys.refresh.lock().await;
             let (key, fresh, may_refetch, _) = lookup();
             if let Some(key) = usable(&key, fresh, may_refetch) {
                 return Ok(key);
@@ -391,7 +424,7 @@ impl TokenVerifier {
     /// stay (an outage of the issuer must not lock everyone out) and the attempt
     /// still counts against the refresh interval.
     async fn refresh(&self, tenant: &str) {
-        let set = &self.inner.keys[tenant];
+        let set = &self.inner.keys.sets[tenant];
         set.write().unwrap_or_else(|p| p.into_inner()).last_attempt = Some(Instant::now());
         match self.fetch_keys(tenant).await {
             Ok(keys) => {

@@ -1,0 +1,798 @@
+//! The admin API: role assignments and role definitions managed over HTTPS in the
+//! shape of Azure Resource Manager (`Microsoft.Authorization`), so `az rest`, the
+//! Azure SDKs' ARM conventions and plain `requests` calls work as they do against
+//! Azure.
+//!
+//! Routes (on the gate's HTTPS listener, `api-version` required as ARM requires it):
+//! - `PUT|GET|DELETE {scope}/providers/Microsoft.Authorization/roleAssignments/{guid}`
+//! - `GET {scope}/providers/Microsoft.Authorization/roleAssignments[?$filter=atScope() and principalId eq '{oid}']`
+//! - `PUT|GET {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}`
+//! - `GET {scope}/providers/Microsoft.Authorization/roleDefinitions[?$filter=roleName eq '{name}']`
+//!
+//! A path belongs here when its first segment is `subscriptions` or `providers`
+//! (ARM scopes start so); Blob paths start with the account name, and the gate
+//! refuses to serve an account with either name, so the two never collide.
+//!
+//! Every request needs a bearer token for Azure Resource Manager
+//! (`aud` `https://management.azure.com/` or `https://management.core.windows.net/`,
+//! with or without the slash), verified with the same keys, issuers and tenants as
+//! Blob tokens; a Storage token is refused here and an ARM token on Blob paths.
+//! Then RBAC, deny by default, at the scope in the path: writing an assignment needs
+//! `Microsoft.Authorization/roleAssignments/write`, deleting one `.../delete`,
+//! reading `.../read`; role definitions need `roleDefinitions/read|write` (write at
+//! every assignable scope too). Owner and User Access Administrator grant them all.
+//! Every request, allowed or not, is one audit event, durable before the response
+//! (`admin.change` for PUT/DELETE, `admin.read` for GET, `authz.denied`,
+//! `authn.failed`); its `resource` is the assignment's or definition's ARM id.
+
+mod error;
+mod shape;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, request::Parts};
+use axum::response::Response;
+use entraflow_audit::{Decision as AuditDecision, Event, EventType};
+use entraflow_rbac::{
+    Decision, NewAssignment, PrincipalType, Request as RbacRequest, Scope, action,
+};
+use percent_encoding::percent_decode_str;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::operation::Query;
+use crate::server::{AppState, note_token, rbac_principal};
+use crate::verify::VerifiedToken;
+use error::{ArmError, invalid_assignment_id};
+use shape::{AssignmentFilter, DefinitionFilter, PutAssignment};
+
+/// Event type of admin API reads.
+pub(crate) const ADMIN_READ: &str = "admin.read";
+/// First path segments that route to the admin API.
+pub(crate) const ADMIN_ROOTS: [&str; 2] = ["subscriptions", "providers"];
+/// Largest request body accepted.
+const MAX_BODY: usize = 1024 * 1024;
+const PROVIDER: &str = "/providers/microsoft.authorization/";
+
+/// Whether a request path is for the admin API rather than Blob storage.
+pub(crate) fn is_admin_path(path: &str, account: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    first != account && ADMIN_ROOTS.iter().any(|r| first.eq_ignore_ascii_case(r))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Collection {
+    Assignments,
+    Definitions,
+}
+
+/// What an admin path names: a scope, a collection, and maybe one item.
+#[derive(Debug)]
+struct Target {
+    scope: Scope,
+    collection: Collection,
+    name: Option<String>,
+}
+
+impl Target {
+    fn parse(raw_path: &str) -> Result<Self, ArmError> {
+        let path = percent_decode_str(raw_path).decode_utf8().map_err(|_| {
+            ArmError::bad_request("InvalidRequestUri", "The request path is not valid UTF-8.")
+        })?;
+        let lower = path.to_ascii_lowercase();
+        // The last one: a scope may itself contain `/providers/Microsoft.Storage/...`.
+        let Some(at) = lower.rfind(PROVIDER) else {
+            return Err(ArmError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                format!(
+                    "The gate's admin API serves only '<scope>/providers/Microsoft.Authorization/roleAssignments' and '.../roleDefinitions'; '{path}' is neither."
+                ),
+            ));
+        };
+        let scope_text = match &path[..at] {
+            "" => "/",
+            s => s,
+        };
+        let scope = Scope::parse(scope_text)
+            .map_err(|e| ArmError::bad_request("InvalidScope", e.to_string()))?;
+        let rest = path[at + PROVIDER.len()..].trim_end_matches('/');
+        let mut parts = rest.split('/');
+        let collection = match parts.next().unwrap_or("") {
+            c if c.eq_ignore_ascii_case("roleAssignments") => Collection::Assignments,
+            c if c.eq_ignore_ascii_case("roleDefinitions") => Collection::Definitions,
+            other => {
+                return Err(ArmError::bad_request(
+                    "InvalidResourceType",
+                    format!(
+                        "The resource type '{other}' could not be found in the namespace 'Microsoft.Authorization'; the gate serves roleAssignments and roleDefinitions."
+                    ),
+                ));
+            }
+        };
+        let name = parts.next().filter(|n| !n.is_empty()).map(str::to_owned);
+        if parts.next().is_some() {
+            return Err(ArmError::bad_request(
+                "InvalidResourceType",
+                format!(
+                    "'{path}' goes below a {}; name one item by its GUID.",
+                    rest.split('/').next().unwrap_or("")
+                ),
+            ));
+        }
+        Ok(Self {
+            scope,
+            collection,
+            name,
+        })
+    }
+
+    /// The ARM id of what the path names (for the audit record).
+    fn resource_id(&self) -> String {
+        let base = match self.scope.as_str() {
+            "/" => "",
+            s => s,
+        };
+        let collection = match self.collection {
+            Collection::Assignments => "roleAssignments",
+            Collection::Definitions => "roleDefinitions",
+        };
+        let mut id = format!("{base}/providers/Microsoft.Authorization/{collection}");
+        if let Some(name) = &self.name {
+            id.push('/');
+            id.push_str(name);
+        }
+        id
+    }
+}
+
+/// The action a request needs at its scope.
+fn required_action(method: &Method, collection: Collection) -> &'static str {
+    match (collection, method.as_str()) {
+        (Collection::Assignments, "PUT") => action::ROLE_ASSIGNMENTS_WRITE,
+        (Collection::Assignments, "DELETE") => action::ROLE_ASSIGNMENTS_DELETE,
+        (Collection::Assignments, _) => action::ROLE_ASSIGNMENTS_READ,
+        (Collection::Definitions, "PUT") => action::ROLE_DEFINITIONS_WRITE,
+        (Collection::Definitions, _) => action::ROLE_DEFINITIONS_READ,
+    }
+}
+
+/// Serves one admin API request and audits it.
+pub(crate) async fn handle(app: &AppState, req: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let write = matches!(parts.method, Method::PUT | Method::DELETE);
+    let mut event = Event::new(if write {
+        EventType::AdminChange
+    } else {
+        EventType::Other(ADMIN_READ.into())
+    });
+    event.request_id = Some(request_id.clone());
+    event.client_addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string());
+    event.user_agent = header(&parts.headers, "user-agent").map(str::to_owned);
+
+    let mut response = match process(app, &mut event, &parts, body).await {
+        Ok(response) => response,
+        Err(err) => {
+            if event.detail.is_none() {
+                event.detail = Some(format!("{}: {}", err.code, err.message));
+            }
+            err.into_response()
+        }
+    };
+    event.status = Some(response.status().as_u16());
+    event.duration_ms = Some(started.elapsed().as_millis() as u64);
+    if let Err(e) = app.audit.append(event).await {
+        // Fail closed: a change that cannot be audited is not reported as done.
+        tracing::error!(error = %e, request_id, "audit log append failed");
+        response = ArmError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The audit log is unavailable, so the request cannot be confirmed. Retry the request; list the role assignments to see whether a change took effect.",
+        )
+        .into_response();
+    }
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set(h, "x-ms-request-id", &request_id);
+    set(
+        h,
+        "x-ms-correlation-request-id",
+        header(&parts.headers, "x-ms-correlation-request-id").unwrap_or(&request_id),
+    );
+    if let Some(id) = header(&parts.headers, "x-ms-client-request-id") {
+        set(h, "x-ms-client-request-id", id);
+    }
+    response
+}
+
+async fn process(
+    app: &AppState,
+    event: &mut Event,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response, ArmError> {
+    // The path is parsed first so that even a refused request is audited with what
+    // it named, but its errors are reported only to authenticated callers.
+    let target = Target::parse(parts.uri.path());
+    if let Ok(t) = &target {
+        event.resource = Some(t.resource_id());
+        event.action = Some(required_action(&parts.method, t.collection).to_owned());
+    }
+    let token = match app
+        .admin_verifier
+        .verify_header(header(&parts.headers, "authorization"))
+        .await
+    {
+        Ok(token) => token,
+        Err(err) => {
+            event.event_type = EventType::AuthnFailed;
+            event.decision = Some(AuditDecision::Deny);
+            event.detail = Some(err.to_string());
+            return Err(ArmError::authentication(&err, &app.admin_challenge));
+        }
+    };
+    note_token(event, &token);
+    let target = target?;
+    let query = Query::parse(parts.uri.query());
+    check_api_version(query.get("api-version"))?;
+
+    let admin = Admin {
+        app,
+        token: &token,
+        target: &target,
+    };
+    match (&parts.method, target.collection, target.name.as_deref()) {
+        (&Method::GET, Collection::Assignments, None) => {
+            admin.list_assignments(event, query.get("$filter"))
+        }
+        (&Method::GET, Collection::Assignments, Some(name)) => admin.get_assignment(event, name),
+        (&Method::PUT, Collection::Assignments, Some(name)) => {
+            let body = read_body(body).await?;
+            admin.put_assignment(event, name, &body)
+        }
+        (&Method::DELETE, Collection::Assignments, Some(name)) => {
+            admin.delete_assignment(event, name)
+        }
+        (&Method::GET, Collection::Definitions, None) => {
+            admin.list_definitions(event, query.get("$filter"))
+        }
+        (&Method::GET, Collection::Definitions, Some(name)) => admin.get_definition(event, name),
+        (&Method::PUT, Collection::Definitions, Some(name)) => {
+            let body = read_body(body).await?;
+            admin.put_definition(event, name, &body)
+        }
+        (method, _, _) => Err(ArmError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "The requested resource does not support http method '{method}'. Collections take GET; items take GET, PUT and (role assignments) DELETE."
+            ),
+        )),
+    }
+}
+
+/// `api-version` is required, as ARM requires it; any dated version is accepted
+/// (the shapes served are those of 2022-04-01, which older clients read too).
+fn check_api_version(version: Option<&str>) -> Result<(), ArmError> {
+    let Some(v) = version.filter(|v| !v.is_empty()) else {
+        return Err(ArmError::bad_request(
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests. Use api-version=2022-04-01.",
+        ));
+    };
+    let date = v.strip_suffix("-preview").unwrap_or(v);
+    let dated = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if dated {
+        Ok(())
+    } else {
+        Err(ArmError::bad_request(
+            "InvalidApiVersionParameter",
+            format!("The api-version '{v}' is invalid. Use a dated version such as 2022-04-01."),
+        ))
+    }
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ArmError> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ArmError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestContentTooLarge",
+            format!("The request content is larger than {MAX_BODY} bytes."),
+        )
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ArmError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ArmError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: '{e}'."),
+        )
+    })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, value: &Value) -> Response {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+fn guid(name: &str) -> Option<String> {
+    uuid::Uuid::parse_str(name).ok().map(|u| u.to_string())
+}
+
+/// One authenticated request's handlers.
+struct Admin<'a> {
+    app: &'a AppState,
+    token: &'a Arc<VerifiedToken>,
+    target: &'a Target,
+}
+
+impl Admin<'_> {
+    /// RBAC at `scope`; a denial is 403 `AuthorizationFailed` and an `authz.denied` event.
+    fn authorize(&self, event: &mut Event, action: &str, scope: &Scope) -> Result<(), ArmError> {
+        let principal = rbac_principal(self.token);
+        let request = RbacRequest::control(action, scope.clone());
+        match self
+            .app
+            .authorizer
+            .authorize(&principal, &request, OffsetDateTime::now_utc())
+        {
+            Decision::Allow {
+                assignment_id,
+                role_name,
+                ..
+            } => {
+                event.decision = Some(AuditDecision::Allow);
+                event.assignment_id = Some(assignment_id.to_string());
+                event.role_name = Some(role_name.to_string());
+                Ok(())
+            }
+            Decision::Deny(denial) => {
+                event.event_type = EventType::AuthzDenied;
+                event.decision = Some(AuditDecision::Deny);
+                event.action = Some(action.to_owned());
+                event.detail = Some(denial.to_string());
+                event.assignment_id = None;
+                event.role_name = None;
+                Err(ArmError::authorization_failed(&denial))
+            }
+        }
+    }
+
+    fn authorize_here(&self, event: &mut Event, action: &str) -> Result<(), ArmError> {
+        self.authorize(event, action, &self.target.scope)
+    }
+
+    /// Makes a change visible to the next decision at once (not after the poll).
+    fn refresh(&self) {
+        if let Err(e) = self.app.authorizer.refresh() {
+            tracing::warn!(error = %e, "role change stored but the authorizer could not reload yet; it will on its next poll");
+        }
+    }
+
+    fn store(&self) -> &entraflow_rbac::RbacStore {
+        self.app.authorizer.store()
+    }
+
+    fn all_assignments(&self) -> Result<Vec<entraflow_rbac::RoleAssignment>, ArmError> {
+        self.store().assignments().map_err(ArmError::from_rbac)
+    }
+
+    /// The assignment named `name` at exactly this scope.
+    fn find_assignment(
+        &self,
+        name: &str,
+    ) -> Result<Option<entraflow_rbac::RoleAssignment>, ArmError> {
+        let name = name.to_ascii_lowercase();
+        Ok(self
+            .all_assignments()?
+            .into_iter()
+            .find(|a| a.name == name && a.scope == self.target.scope))
+    }
+
+    fn list_assignments(
+        &self,
+        event: &mut Event,
+        filter: Option<&str>,
+    ) -> Result<Response, ArmError> {
+        self.authorize_here(event, action::ROLE_ASSIGNMENTS_READ)?;
+        let filter = AssignmentFilter::parse(filter)?;
+        let scope = &self.target.scope;
+        // As ARM lists them: assignments that apply here (at or above), and with no
+        // `atScope()` also those below.
+        let value: Vec<Value> = self
+            .all_assignments()?
+            .iter()
+            .filter(|a| a.scope.contains(scope) || (!filter.at_scope && scope.contains(&a.scope)))
+            .filter(|a| {
+                filter
+                    .principal_id
+                    .as_deref()
+                    .is_none_or(|p| a.principal_id == p)
+            })
+            .map(shape::assignment)
+            .collect();
+        event.detail = Some(format!("listed {} role assignments", value.len()));
+        Ok(json(StatusCode::OK, &json!({ "value": value })))
+    }
+
+    fn get_assignment(&self, event: &mut Event, name: &str) -> Result<Response, ArmError> {
+        self.authorize_here(event, action::ROLE_ASSIGNMENTS_READ)?;
+        match self.find_assignment(name)? {
+            Some(a) => Ok(json(StatusCode::OK, &shape::assignment(&a))),
+            None => Err(ArmError::new(
+                StatusCode::NOT_FOUND,
+                "RoleAssignmentNotFound",
+                format!(
+                    "The role assignment '{name}' is not found at scope '{}'.",
+                    self.target.scope
+                ),
+            )),
+        }
+    }
+
+    fn put_assignment(
+        &self,
+        event: &mut Event,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Response, ArmError> {
+        self.authorize_here(event, action::ROLE_ASSIGNMENTS_WRITE)?;
+        let name = guid(name).ok_or_else(|| invalid_assignment_id(name))?;
+        let PutAssignment { properties: p } = parse_json(body)?;
+        let role_guid = p
+            .role_definition_id
+            .trim()
+            .rsplit('/')
+            .next()
+            .and_then(guid)
+            .ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidRoleDefinitionId",
+                    format!("The role definition ID '{}' is not valid; give '/providers/Microsoft.Authorization/roleDefinitions/<guid>' or the GUID.", p.role_definition_id),
+                )
+                .target("properties.roleDefinitionId")
+            })?;
+        let role = self
+            .store()
+            .find_definition(&role_guid)
+            .map_err(ArmError::from_rbac)?;
+        let principal_type = match p.principal_type.as_deref() {
+            None => PrincipalType::ServicePrincipal,
+            Some(t) => PrincipalType::parse(t).ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidPrincipalType",
+                    format!("The principal type '{t}' is not valid; use User, Group, ServicePrincipal or ManagedIdentity."),
+                )
+                .target("properties.principalType")
+            })?,
+        };
+        let now = OffsetDateTime::now_utc();
+        let expires_at = p
+            .expires_on
+            .as_deref()
+            .map(|t| entraflow_rbac::parse_expiry(t, now))
+            .transpose()
+            .map_err(ArmError::from_rbac)?;
+        let principal_id = p.principal_id.trim().to_ascii_lowercase();
+        let scope = &self.target.scope;
+
+        let existing = self.all_assignments()?;
+        if let Some(same_name) = existing.iter().find(|a| a.name == name) {
+            let unchanged = same_name.scope == *scope
+                && same_name.principal_id == principal_id
+                && same_name.role_definition_id.eq_ignore_ascii_case(&role.id)
+                && same_name.condition == p.condition
+                && same_name.description == p.description
+                && same_name.expires_at == expires_at;
+            if unchanged {
+                // PUT is idempotent: the same assignment again is a success.
+                event.detail = Some(format!(
+                    "role assignment {} already exists as requested",
+                    same_name.id()
+                ));
+                return Ok(json(StatusCode::OK, &shape::assignment(same_name)));
+            }
+            return Err(ArmError::new(
+                StatusCode::CONFLICT,
+                "RoleAssignmentUpdateNotPermitted",
+                format!(
+                    "The role assignment '{name}' exists with other properties; its principal, role, scope, condition, description and expiry cannot be changed. Delete it and create a new one."
+                ),
+            ));
+        }
+        if let Some(dup) = existing.iter().find(|a| {
+            a.scope == *scope
+                && a.principal_id == principal_id
+                && a.role_definition_id.eq_ignore_ascii_case(&role.id)
+        }) {
+            return Err(ArmError::new(
+                StatusCode::CONFLICT,
+                "RoleAssignmentExists",
+                format!(
+                    "The role assignment already exists. The ID of the existing role assignment is {}.",
+                    dup.name
+                ),
+            ));
+        }
+
+        let new = NewAssignment {
+            principal_id: principal_id.clone(),
+            principal_type,
+            role: role.id.clone(),
+            scope: scope.as_str().to_owned(),
+            condition: p.condition,
+            condition_version: p.condition_version,
+            expires_at,
+            description: p.description,
+        };
+        let created = self
+            .store()
+            .create_assignment_named(&name, new, now)
+            .map_err(ArmError::from_rbac)?;
+        self.refresh();
+        event.resource = Some(created.id());
+        let mut detail = format!(
+            "created role assignment {}: role '{}' ({}) for {} {} at {}",
+            created.name,
+            role.name,
+            role.id,
+            created.principal_type,
+            created.principal_id,
+            created.scope
+        );
+        if created.condition.is_some() {
+            detail.push_str(", with a condition");
+        }
+        if let Some(t) = created.expires_at {
+            detail.push_str(&format!(", expires {t}"));
+        }
+        event.detail = Some(detail);
+        Ok(json(StatusCode::CREATED, &shape::assignment(&created)))
+    }
+
+    fn delete_assignment(&self, event: &mut Event, name: &str) -> Result<Response, ArmError> {
+        self.authorize_here(event, action::ROLE_ASSIGNMENTS_DELETE)?;
+        let Some(found) = self.find_assignment(name)? else {
+            // As ARM: deleting what is not there is 204, not an error.
+            event.detail = Some(format!(
+                "no role assignment '{name}' at this scope; nothing deleted"
+            ));
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(response);
+        };
+        let deleted = self
+            .store()
+            .delete_assignment(&found.id())
+            .map_err(ArmError::from_rbac)?;
+        self.refresh();
+        let role = self
+            .store()
+            .find_definition(&deleted.role_definition_id)
+            .map(|d| d.name)
+            .unwrap_or_else(|_| deleted.role_definition_id.clone());
+        event.detail = Some(format!(
+            "deleted role assignment {}: role '{}' ({}) for {} {} at {}",
+            deleted.name,
+            role,
+            deleted.role_definition_id,
+            deleted.principal_type,
+            deleted.principal_id,
+            deleted.scope
+        ));
+        Ok(json(StatusCode::OK, &shape::assignment(&deleted)))
+    }
+
+    fn list_definitions(
+        &self,
+        event: &mut Event,
+        filter: Option<&str>,
+    ) -> Result<Response, ArmError> {
+        self.authorize_here(event, action::ROLE_DEFINITIONS_READ)?;
+        let filter = DefinitionFilter::parse(filter)?;
+        let scope = &self.target.scope;
+        let value: Vec<Value> = self
+            .store()
+            .definitions()
+            .map_err(ArmError::from_rbac)?
+            .iter()
+            .filter(|d| scope.as_str() == "/" || d.assignable_at(scope))
+            .filter(|d| filter.matches(d))
+            .map(|d| shape::definition(d, scope))
+            .collect();
+        event.detail = Some(format!("listed {} role definitions", value.len()));
+        Ok(json(StatusCode::OK, &json!({ "value": value })))
+    }
+
+    fn get_definition(&self, event: &mut Event, name: &str) -> Result<Response, ArmError> {
+        self.authorize_here(event, action::ROLE_DEFINITIONS_READ)?;
+        let not_found = || {
+            ArmError::new(
+                StatusCode::NOT_FOUND,
+                "RoleDefinitionDoesNotExist",
+                format!("The specified role definition with ID '{name}' does not exist."),
+            )
+        };
+        let id = guid(name).ok_or_else(not_found)?;
+        let def = self.store().find_definition(&id).map_err(|_| not_found())?;
+        Ok(json(
+            StatusCode::OK,
+            &shape::definition(&def, &self.target.scope),
+        ))
+    }
+
+    fn put_definition(
+        &self,
+        event: &mut Event,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Response, ArmError> {
+        self.authorize_here(event, action::ROLE_DEFINITIONS_WRITE)?;
+        let id = guid(name).ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidRoleDefinitionId",
+                format!("The role definition ID '{name}' is not valid. The role definition ID must be a GUID."),
+            )
+        })?;
+        let mut doc: Value = parse_json(body)?;
+        let Some(top) = doc.as_object_mut() else {
+            return Err(ArmError::bad_request(
+                "InvalidRequestContent",
+                "The request content must be a JSON object.",
+            ));
+        };
+        // The path names the role; a body that names another one is a mistake.
+        let named = ["name", "id"]
+            .iter()
+            .filter_map(|k| top.get(*k).and_then(Value::as_str))
+            .filter_map(|v| guid(v.rsplit('/').next().unwrap_or(v)))
+            .find(|g| *g != id);
+        if let Some(other) = named {
+            return Err(ArmError::bad_request(
+                "RoleDefinitionIdMismatch",
+                format!("The body names role definition '{other}' but the path names '{id}'."),
+            ));
+        }
+        top.insert("name".into(), Value::String(id.clone()));
+        top.remove("id");
+        if let Some(props) = top.get_mut("properties").and_then(Value::as_object_mut)
+            && let Some(kind) = props.get("type").and_then(Value::as_str)
+            && !kind.eq_ignore_ascii_case("CustomRole")
+        {
+            return Err(ArmError::bad_request(
+                "InvalidRoleDefinition",
+                format!(
+                    "Only custom roles can be created (properties.type '{kind}'); built-in roles are Azure's."
+                ),
+            ));
+        }
+        let def = entraflow_rbac::RoleDefinition::from_json(&doc.to_string())
+            .map_err(|e| ArmError::bad_request("InvalidRoleDefinition", e.to_string()))?;
+        for scope in &def.assignable_scopes {
+            self.authorize(event, action::ROLE_DEFINITIONS_WRITE, scope)?;
+        }
+        let exists = self
+            .store()
+            .definitions()
+            .map_err(ArmError::from_rbac)?
+            .iter()
+            .any(|d| d.id == def.id);
+        let (status, stored, verb) = if exists {
+            (
+                StatusCode::OK,
+                self.store().update_definition(def),
+                "updated",
+            )
+        } else {
+            (
+                StatusCode::CREATED,
+                self.store().create_definition(def),
+                "created",
+            )
+        };
+        let stored = stored.map_err(ArmError::from_rbac)?;
+        self.refresh();
+        event.detail = Some(format!(
+            "{verb} custom role '{}' ({})",
+            stored.name, stored.id
+        ));
+        Ok(json(
+            status,
+            &shape::definition(&stored, &self.target.scope),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_paths_route_here_and_blob_paths_do_not() {
+        assert!(is_admin_path(
+            "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments",
+            "acct"
+        ));
+        assert!(is_admin_path(
+            "/providers/Microsoft.Authorization/roleDefinitions",
+            "acct"
+        ));
+        assert!(!is_admin_path("/acct/subscriptions/x", "acct"));
+        assert!(!is_admin_path("/acct", "acct"));
+    }
+
+    #[test]
+    fn targets_split_at_the_last_authorization_provider() {
+        let t = Target::parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers/c/providers/Microsoft.Authorization/roleAssignments/G").unwrap();
+        assert_eq!(t.scope.container_name(), Some("c"));
+        assert_eq!(t.collection, Collection::Assignments);
+        assert_eq!(t.name.as_deref(), Some("G"));
+        let root = Target::parse("/providers/microsoft.authorization/roledefinitions").unwrap();
+        assert_eq!(root.scope.as_str(), "/");
+        assert_eq!(root.collection, Collection::Definitions);
+        assert_eq!(
+            root.resource_id(),
+            "/providers/Microsoft.Authorization/roleDefinitions"
+        );
+        assert_eq!(
+            Target::parse("/subscriptions/s/resourceGroups/rg")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            Target::parse("/subscriptions/s/providers/Microsoft.Authorization/locks")
+                .unwrap_err()
+                .code,
+            "InvalidResourceType"
+        );
+        assert_eq!(
+            Target::parse("/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/a/b")
+                .unwrap_err()
+                .code,
+            "InvalidResourceType"
+        );
+    }
+
+    #[test]
+    fn api_versions_are_required_and_dated() {
+        assert!(check_api_version(Some("2022-04-01")).is_ok());
+        assert!(check_api_version(Some("2020-04-01-preview")).is_ok());
+        assert_eq!(
+            check_api_version(None).unwrap_err().code,
+            "MissingApiVersionParameter"
+        );
+        assert_eq!(
+            check_api_version(Some("latest")).unwrap_err().code,
+            "InvalidApiVersionParameter"
+        );
+    }
+}
