@@ -263,6 +263,7 @@ impl Store {
             "UPDATE tenants SET lifetime_min = ?1, lifetime_max = ?2 WHERE id = ?3",
             params![lifetime.min, lifetime.max, t.id],
         )?;
+        self.changed("tenant.update", &[("tenant", &t.id)]);
         self.tenant_info()
     }
 
@@ -325,6 +326,10 @@ impl Store {
         }
         tx.commit()?;
         drop(conn);
+        self.changed(
+            "application.create",
+            &[("application", &app_id), ("object", &object_id)],
+        );
         self.application(&app_id)
     }
 
@@ -405,12 +410,17 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, 'Application')",
             params![new_id(), app.app_id, tenant.id, app.display_name],
         )?;
-        conn.query_row(
+        let sp = conn.query_row(
             "SELECT object_id, app_id, display_name, kind FROM service_principals WHERE app_id = ?1",
             [&app.app_id],
             sp_row,
-        )
-        .map_err(Into::into)
+        )?;
+        drop(conn);
+        self.changed(
+            "service_principal.create",
+            &[("service_principal", &sp.id), ("application", &sp.app_id)],
+        );
+        Ok(sp)
     }
 
     /// `ad sp list`.
@@ -459,6 +469,9 @@ impl Store {
             ],
         )?;
         tx.commit()?;
+        drop(conn);
+        // The secret itself never reaches the audit record.
+        self.changed("application.secret.reset", &[("application", &app.app_id)]);
         Ok(PasswordCredential {
             app_id: app.app_id,
             password: secret,
@@ -510,9 +523,14 @@ impl Store {
             "INSERT INTO certificates (id, app_id, der, sha1, sha256, end_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![new_id(), app.app_id, der, sha1.as_ref(), sha256.as_ref(), end_at],
         )?;
+        let thumbprint = hex::encode_upper(sha1.as_ref());
+        self.changed(
+            "application.certificate.upload",
+            &[("application", &app.app_id), ("certificate", &thumbprint)],
+        );
         Ok(CertificateCredential {
             app_id: app.app_id,
-            thumbprint: hex::encode_upper(sha1.as_ref()),
+            thumbprint,
             end_date_time: rfc3339(end_at),
         })
     }
@@ -560,6 +578,10 @@ impl Store {
                 app.app_id
             )));
         }
+        self.changed(
+            "application.federated_credential.create",
+            &[("application", &app.app_id), ("federated_credential", &id)],
+        );
         Ok(FederatedCredential {
             id,
             name: name.into(),
@@ -616,6 +638,10 @@ impl Store {
                 app.app_id
             )));
         }
+        self.changed(
+            "application.app_role.create",
+            &[("application", &app.app_id), ("app_role", &id)],
+        );
         Ok(AppRole {
             id,
             value: value.into(),
@@ -660,6 +686,16 @@ impl Store {
             params![principal_id, app.app_id, role_id],
             |r| r.get(0),
         )?;
+        drop(conn);
+        self.changed(
+            "app_role_assignment.create",
+            &[
+                ("app_role_assignment", &id),
+                ("principal", &principal_id),
+                ("resource_application", &app.app_id),
+                ("app_role", &role_id),
+            ],
+        );
         Ok(RoleAssignment {
             id,
             principal_id,
@@ -705,6 +741,8 @@ impl Store {
                 "a user '{upn}' already exists"
             )));
         }
+        // A password, if any, stays out of the record.
+        self.changed("user.create", &[("user", &id), ("upn", upn)]);
         Ok(User {
             id,
             user_principal_name: upn.into(),
@@ -757,6 +795,7 @@ impl Store {
             "INSERT INTO groups (object_id, tenant_id, display_name) VALUES (?1, ?2, ?3)",
             params![id, tenant.id, display_name],
         )?;
+        self.changed("group.create", &[("group", &id)]);
         Ok(Group {
             id,
             display_name: display_name.into(),
@@ -782,6 +821,10 @@ impl Store {
             "INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?1, ?2)",
             params![group_id, member_id],
         )?;
+        self.changed(
+            "group.member.add",
+            &[("group", &group_id), ("member", &member_id)],
+        );
         Ok(())
     }
 
@@ -865,6 +908,15 @@ impl Store {
             params![mi.principal_id, mi.client_id, tenant.id, name],
         )?;
         tx.commit()?;
+        drop(conn);
+        self.changed(
+            "managed_identity.create",
+            &[
+                ("managed_identity", &mi.principal_id),
+                ("client", &mi.client_id),
+                ("resource", &mi.id),
+            ],
+        );
         Ok(mi)
     }
 
@@ -888,6 +940,7 @@ impl Store {
              ON CONFLICT (issuer) DO UPDATE SET jwks_file = excluded.jwks_file",
             params![issuer, path.to_string_lossy()],
         )?;
+        self.changed("trusted_issuer.add", &[("issuer", issuer)]);
         Ok(())
     }
 
@@ -899,6 +952,27 @@ impl Store {
         upn: &str,
         deny: bool,
     ) -> Result<(), AuthorityError> {
+        let (user_id, code) = self.answer_device_code(user_code, upn, deny)?;
+        self.changed(
+            if deny {
+                "device_code.decline"
+            } else {
+                "device_code.approve"
+            },
+            &[("user", &user_id), ("user_code", &code)],
+        );
+        Ok(())
+    }
+
+    /// Marks a pending user code approved or declined for `upn`; returns the
+    /// user's object id and the normalized code. The user's own sign-in on the
+    /// device-login page comes here directly: it is not an admin change.
+    pub(crate) fn answer_device_code(
+        &self,
+        user_code: &str,
+        upn: &str,
+        deny: bool,
+    ) -> Result<(String, String), AuthorityError> {
         let (user, _) = self
             .user_by_upn(upn)?
             .ok_or_else(|| not_found("user", upn, "user"))?;
@@ -918,7 +992,7 @@ impl Store {
                 "no pending device code '{code}' (it may have expired, or was already answered)"
             )));
         }
-        Ok(())
+        Ok((user.id, code))
     }
 }
 

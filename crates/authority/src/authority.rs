@@ -21,16 +21,38 @@ use crate::keys::{KeyRing, SigningKey};
 use crate::resource::Resource;
 use crate::secrets;
 use crate::store::{Store, Tenant, now};
+use entraflow_audit::{AuditLog, Event};
 
 /// Largest request body accepted (Entra's requests are a few KiB).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// A parsed token-endpoint request: form parameters (each at most once) and
-/// the credentials of an `Authorization: Basic` header.
+/// A parsed token-endpoint request: form parameters (each at most once), the
+/// credentials of an `Authorization: Basic` header, and who sent it (for the audit
+/// record).
 #[derive(Clone, Default)]
 pub struct TokenRequest {
     params: HashMap<String, String>,
     basic: Option<(String, String)>,
+    pub(crate) client: ClientInfo,
+}
+
+/// Where a request came from, as the audit record names it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientInfo {
+    /// `ip:port`.
+    pub(crate) addr: Option<String>,
+    /// `User-Agent`.
+    pub(crate) user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub(crate) fn new(addr: Option<std::net::SocketAddr>, user_agent: Option<&str>) -> ClientInfo {
+        ClientInfo {
+            addr: addr.map(|a| a.to_string()),
+            // Bounded: the field is stored in every audit record.
+            user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
+        }
+    }
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -96,7 +118,21 @@ impl TokenRequest {
             }
             _ => None,
         };
-        Ok(TokenRequest { params, basic })
+        Ok(TokenRequest {
+            params,
+            basic,
+            client: ClientInfo::default(),
+        })
+    }
+
+    /// Names the client (address and `User-Agent`) in the audit record of this request.
+    pub fn with_client(
+        mut self,
+        addr: Option<std::net::SocketAddr>,
+        user_agent: Option<&str>,
+    ) -> TokenRequest {
+        self.client = ClientInfo::new(addr, user_agent);
+        self
     }
 
     /// A parameter's value, if present and non-empty.
@@ -140,6 +176,9 @@ pub struct Authority {
     pub(crate) issuer_keys: IssuerKeyCache,
     pub(crate) http: reqwest::Client,
     pub(crate) options: AuthorityOptions,
+    /// Where token decisions are recorded; `None` only for in-process use
+    /// without a server (benchmarks, doctests).
+    audit: Option<AuditLog>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -149,6 +188,21 @@ impl std::fmt::Debug for Authority {
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
+}
+
+/// A confidential client's service principal.
+struct ClientPrincipal {
+    oid: String,
+    app_id: String,
+    display_name: String,
+}
+
+/// What a client sees when its decision could not be audited: retry later.
+fn audit_unavailable() -> OAuthError {
+    OAuthError::new(
+        Aadsts::TemporarilyUnavailable,
+        "The authority could not record this request in its audit log, so it does not answer it; retry shortly. The authority's log says why.",
+    )
 }
 
 /// Tenant path segments that name no tenant.
@@ -171,7 +225,52 @@ impl Authority {
             issuer_keys: IssuerKeyCache::default(),
             http,
             options,
+            audit: None,
         })
+    }
+
+    /// Records every token decision in `log`: each issued or refused token is one
+    /// event, durable before the answer is returned. [`serve`](crate::serve) always
+    /// attaches its log; without one, decisions are only traced.
+    pub fn with_audit_log(mut self, log: AuditLog) -> Authority {
+        self.audit = Some(log);
+        self
+    }
+
+    /// The audit log decisions go to, if any.
+    pub fn audit_log(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
+    }
+
+    /// Appends a decision's event; if the log cannot take it, the client gets
+    /// `temporarily_unavailable` instead of an unaudited answer.
+    pub(crate) async fn record(&self, event: Event) -> Result<(), OAuthError> {
+        let Some(log) = &self.audit else {
+            return Ok(());
+        };
+        log.append(event).await.map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, "could not audit a token decision; answering temporarily_unavailable");
+            audit_unavailable()
+        })
+    }
+
+    /// Records the refusal of a request that could not even be parsed and returns
+    /// the error to send (or `temporarily_unavailable` if it could not be recorded).
+    pub(crate) async fn refuse_unparsed(
+        &self,
+        grant: &str,
+        client: &ClientInfo,
+        err: OAuthError,
+    ) -> OAuthError {
+        let event = Decision::new(grant, client).refused(
+            err.code,
+            err.http_status().as_u16(),
+            &err.description,
+        );
+        match self.record(event).await {
+            Ok(()) => err,
+            Err(unavailable) => unavailable,
+        }
     }
 
     /// The authority host URL.
@@ -250,37 +349,40 @@ impl Authority {
         version: EndpointVersion,
         req: &TokenRequest,
     ) -> Result<Value, OAuthError> {
-        let grant = req.require("grant_type")?;
-        let mut decision = Decision {
-            grant,
-            client_id: req
-                .get("client_id")
-                .or(req.basic.as_ref().map(|(id, _)| id.as_str())),
-            resource: req.get("scope").or(req.get("resource")),
-            ..Default::default()
-        };
-        let result = match grant {
-            "client_credentials" => {
+        let mut decision = Decision::new(req.get("grant_type").unwrap_or("-"), &req.client);
+        decision.client_id = req
+            .get("client_id")
+            .or(req.basic.as_ref().map(|(id, _)| id.as_str()))
+            .map(str::to_owned);
+        decision.resource = req.get("scope").or(req.get("resource")).map(str::to_owned);
+        let result = match req.require("grant_type") {
+            Err(e) => Err(e),
+            Ok("client_credentials") => {
                 self.client_credentials(tenant_segment, version, req, &mut decision)
                     .await
             }
-            DEVICE_CODE_GRANT => {
+            Ok(DEVICE_CODE_GRANT) => {
                 self.device_code_grant(tenant_segment, version, req, &mut decision)
             }
-            "refresh_token" => {
+            Ok("refresh_token") => {
                 self.refresh_token_grant(tenant_segment, version, req, &mut decision)
             }
-            other => Err(OAuthError::new(
+            Ok(other) => Err(OAuthError::new(
                 Aadsts::UnsupportedGrantType,
                 format!(
                     "The provided value for the input parameter 'grant_type' is not valid: '{other}'. Supported: client_credentials, refresh_token, {DEVICE_CODE_GRANT}."
                 ),
             )),
         };
-        if let Err(e) = &result
-            && !matches!(e.code, Aadsts::AuthorizationPending)
-        {
-            decision.refused(e.code, &e.description);
+        // A pending device-code poll is a "not yet", not a decision: polls every
+        // few seconds would drown the log.
+        let event = match &result {
+            Ok(_) => Some(decision.issued()),
+            Err(e) if e.code == Aadsts::AuthorizationPending => None,
+            Err(e) => Some(decision.refused(e.code, e.http_status().as_u16(), &e.description)),
+        };
+        if let Some(event) = event {
+            self.record(event).await?;
         }
         result
     }
@@ -336,9 +438,10 @@ impl Authority {
         segment: &str,
         version: EndpointVersion,
         req: &TokenRequest,
-        decision: &mut Decision<'_>,
+        decision: &mut Decision,
     ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, false)?;
+        decision.tenant = Some(tenant.id.clone());
         let (client_id, basic_secret) = match (&req.basic, req.get("client_id")) {
             (Some((id, _)), Some(form_id)) if !id.eq_ignore_ascii_case(form_id) => {
                 return Err(malformed(
@@ -355,6 +458,8 @@ impl Authority {
             }
         };
         let sp = self.client_service_principal(&tenant, client_id)?;
+        decision.principal = Some(sp.oid.clone());
+        decision.principal_name = Some(sp.display_name.clone());
         let secret = match (basic_secret, req.get("client_secret")) {
             (Some(_), Some(_)) => {
                 return Err(malformed(
@@ -393,44 +498,44 @@ impl Authority {
         };
         let (resource, _) = self.requested_resource(&tenant, version, req, true)?;
         let principal = Principal::App {
-            oid: sp.0,
-            app_id: sp.1,
+            oid: sp.oid,
+            app_id: sp.app_id,
             acr,
             mirid: None,
         };
         self.issue(&tenant, version, &resource, &principal, decision)
     }
 
-    /// Issues an app-only token and records the decision.
+    /// Issues an access token and fills in what the decision records about it.
     pub(crate) fn issue(
         &self,
         tenant: &Tenant,
         version: EndpointVersion,
         resource: &Resource,
         principal: &Principal,
-        decision: &mut Decision<'_>,
+        decision: &mut Decision,
     ) -> Result<Value, OAuthError> {
         let key = self.active_key()?;
         let issued =
             issue::access_token(&self.store, &key, &self.host, tenant, resource, principal)?;
-        Decision {
-            principal: Some(principal.oid()),
-            client_id: Some(principal.client_id()),
-            resource: Some(&resource.identifier),
-            uti: Some(&issued.claims.uti),
-            token: Some(&issued.access_token),
-            ..decision.clone()
+        decision.tenant = Some(tenant.id.clone());
+        decision.principal = Some(principal.oid().to_owned());
+        decision.client_id = Some(principal.client_id().to_owned());
+        if let Principal::User { upn, .. } = principal {
+            decision.principal_name = Some(upn.clone());
         }
-        .issued();
+        decision.resource = Some(resource.identifier.clone());
+        decision.uti = Some(issued.claims.uti.clone());
+        decision.token_fingerprint = Some(entraflow_core::fingerprint(&issued.access_token));
         Ok(issue::response(version, &issued, resource))
     }
 
-    /// The (object id, app id) of an application's service principal.
+    /// An application's service principal.
     fn client_service_principal(
         &self,
         tenant: &Tenant,
         client_id: &str,
-    ) -> Result<(String, String), OAuthError> {
+    ) -> Result<ClientPrincipal, OAuthError> {
         let conn = self.store.conn();
         let app: Option<String> = conn
             .query_row(
@@ -449,11 +554,11 @@ impl Authority {
                 ),
             ));
         };
-        let sp: Option<(String, bool)> = conn
+        let sp: Option<(String, bool, String)> = conn
             .query_row(
-                "SELECT object_id, enabled FROM service_principals WHERE app_id = ?1 AND tenant_id = ?2",
+                "SELECT object_id, enabled, display_name FROM service_principals WHERE app_id = ?1 AND tenant_id = ?2",
                 [&app_id, &tenant.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(AuthorityError::from)?;
@@ -465,11 +570,15 @@ impl Authority {
                     tenant.id
                 ),
             )),
-            Some((_, false)) => Err(OAuthError::new(
+            Some((_, false, _)) => Err(OAuthError::new(
                 Aadsts::Disabled,
                 format!("Application '{app_id}' is disabled."),
             )),
-            Some((oid, true)) => Ok((oid, app_id)),
+            Some((oid, true, display_name)) => Ok(ClientPrincipal {
+                oid,
+                app_id,
+                display_name,
+            }),
         }
     }
 

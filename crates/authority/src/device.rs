@@ -154,9 +154,10 @@ impl Authority {
         segment: &str,
         version: EndpointVersion,
         req: &TokenRequest,
-        decision: &mut Decision<'_>,
+        decision: &mut Decision,
     ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
+        decision.tenant = Some(tenant.id.clone());
         let device_code = req.get("device_code").ok_or_else(|| {
             OAuthError::new(
                 Aadsts::MissingParameter,
@@ -237,9 +238,10 @@ impl Authority {
         segment: &str,
         version: EndpointVersion,
         req: &TokenRequest,
-        decision: &mut Decision<'_>,
+        decision: &mut Decision,
     ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
+        decision.tenant = Some(tenant.id.clone());
         let token = req.get("refresh_token").ok_or_else(|| {
             OAuthError::new(
                 Aadsts::MissingParameter,
@@ -297,7 +299,7 @@ impl Authority {
         client_id: &str,
         user_id: &str,
         scope: &str,
-        decision: &mut Decision<'_>,
+        decision: &mut Decision,
     ) -> Result<Value, OAuthError> {
         let user: Option<(String, String)> = self
             .store
@@ -387,7 +389,9 @@ impl Authority {
         {
             return Err(AuthorityError::invalid("unknown user or wrong password"));
         }
-        self.store.approve_device_code(user_code, upn, deny)
+        self.store
+            .answer_device_code(user_code, upn, deny)
+            .map(|_| ())
     }
 }
 

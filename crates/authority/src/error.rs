@@ -53,6 +53,12 @@ pub enum AuthorityError {
     /// The HTTPS layer failed (CA, certificate, listener).
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The audit log could not be opened, written or closed; nothing was
+    /// answered (or changed) without its record where this is returned.
+    #[error(
+        "audit log: {0}; check the audit store (`entraflow audit verify`) and the data directory"
+    )]
+    Audit(String),
 }
 
 impl AuthorityError {

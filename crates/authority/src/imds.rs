@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,7 @@ use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
-use crate::authority::Authority;
+use crate::authority::{Authority, ClientInfo};
 use crate::decision::Decision;
 use crate::error::AuthorityError;
 use crate::issue::{self, Principal};
@@ -125,99 +125,148 @@ impl ImdsState {
         Ok(found.ok_or("Identity not found"))
     }
 
-    fn token(&self, selector: Selector<'_>, resource: &str, app_service: bool) -> Response {
+    async fn token(
+        &self,
+        selector: Selector<'_>,
+        resource: &str,
+        app_service: bool,
+        client: ClientInfo,
+    ) -> Response {
         let grant = if app_service {
             "app_service_msi"
         } else {
             "imds"
         };
-        let authority = &self.authority;
-        let result = (|| -> Result<Result<Value, Response>, AuthorityError> {
-            let identity = match self.find(&selector)? {
-                Ok(i) => i,
-                Err(msg) => {
-                    Decision {
-                        grant,
-                        resource: Some(resource),
-                        ..Default::default()
-                    }
-                    .refused(Aadsts::AppNotFound, msg);
-                    return Ok(Err(imds_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        msg,
-                    )));
-                }
-            };
-            let tenant = authority.store.default_tenant()?;
-            let Some(res) = authority.store.resolve_resource(&tenant.id, resource)? else {
-                let desc = format!(
-                    "AADSTS500011: The resource principal named {resource} was not found in the tenant named {}.",
-                    tenant.id
-                );
-                Decision {
-                    grant,
-                    principal: Some(&identity.principal_id),
-                    client_id: Some(&identity.client_id),
-                    resource: Some(resource),
-                    ..Default::default()
-                }
-                .refused(Aadsts::ResourceNotFound, &desc);
-                return Ok(Err(imds_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_resource",
-                    &desc,
-                )));
-            };
-            let principal = Principal::App {
-                oid: identity.principal_id.clone(),
-                app_id: identity.client_id.clone(),
-                acr: "2",
-                mirid: Some(identity.resource_id.clone()),
-            };
-            let key = authority.key_ring()?.active.clone();
-            let issued = issue::access_token(
-                &authority.store,
-                &key,
-                &authority.host,
-                &tenant,
-                &res,
-                &principal,
-            )?;
-            Decision {
-                grant,
-                principal: Some(&identity.principal_id),
-                client_id: Some(&identity.client_id),
-                resource: Some(&res.identifier),
-                uti: Some(&issued.claims.uti),
-                token: Some(&issued.access_token),
+        let mut decision = Decision::new(grant, &client);
+        decision.resource = Some(resource.to_owned());
+        let (answer, event) = match self.issue(selector, resource, &mut decision) {
+            Ok(Ok(body)) => (Json(body).into_response(), decision.issued()),
+            Ok(Err((status, error, description, code))) => {
+                let event = decision.refused(code, status.as_u16(), &description);
+                (imds_error(status, error, &description), event)
             }
-            .issued();
-            let c = &issued.claims;
-            let expires_in = (c.exp - c.iat).to_string();
-            Ok(Ok(json!({
-                "access_token": issued.access_token,
-                "client_id": identity.client_id,
-                "expires_in": expires_in,
-                "expires_on": c.exp.to_string(),
-                "ext_expires_in": expires_in,
-                "not_before": c.nbf.to_string(),
-                "resource": resource,
-                "token_type": "Bearer",
-            })))
-        })();
-        match result {
-            Ok(Ok(body)) => Json(body).into_response(),
-            Ok(Err(resp)) => resp,
             Err(e) => {
                 tracing::error!(error = %e, "managed identity token failed inside the authority");
-                imds_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "The token could not be issued; see the authority's log.",
+                let description = "The token could not be issued; see the authority's log.";
+                let event = decision.refused(Aadsts::MalformedRequest, 500, description);
+                (
+                    imds_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        description,
+                    ),
+                    event,
                 )
             }
+        };
+        self.answer(answer, event).await
+    }
+
+    /// A request refused before an identity was even looked up (missing header,
+    /// parameter, or a wrong `X-IDENTITY-HEADER`): refused all the same, and audited.
+    async fn refuse(
+        &self,
+        app_service: bool,
+        client: ClientInfo,
+        status: StatusCode,
+        description: &str,
+    ) -> Response {
+        let grant = if app_service {
+            "app_service_msi"
+        } else {
+            "imds"
+        };
+        let event = Decision::new(grant, &client).refused(
+            Aadsts::MalformedRequest,
+            status.as_u16(),
+            description,
+        );
+        self.answer(imds_error(status, "invalid_request", description), event)
+            .await
+    }
+
+    /// Sends `answer` only once its event is durable.
+    async fn answer(&self, answer: Response, event: entraflow_audit::Event) -> Response {
+        match self.authority.record(event).await {
+            Ok(()) => answer,
+            Err(e) => imds_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                &e.to_string(),
+            ),
         }
+    }
+
+    /// The token for the selected identity, or the refusal to send.
+    #[allow(
+        clippy::type_complexity,
+        reason = "one private call site; the tuple is the IMDS error shape"
+    )]
+    fn issue(
+        &self,
+        selector: Selector<'_>,
+        resource: &str,
+        decision: &mut Decision,
+    ) -> Result<Result<Value, (StatusCode, &'static str, String, Aadsts)>, AuthorityError> {
+        let authority = &self.authority;
+        let identity = match self.find(&selector)? {
+            Ok(i) => i,
+            Err(msg) => {
+                return Ok(Err((
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    msg.to_owned(),
+                    Aadsts::AppNotFound,
+                )));
+            }
+        };
+        let tenant = authority.store.default_tenant()?;
+        decision.tenant = Some(tenant.id.clone());
+        decision.principal = Some(identity.principal_id.clone());
+        decision.client_id = Some(identity.client_id.clone());
+        decision.principal_name = Some(identity.resource_id.clone());
+        let Some(res) = authority.store.resolve_resource(&tenant.id, resource)? else {
+            let desc = format!(
+                "AADSTS500011: The resource principal named {resource} was not found in the tenant named {}.",
+                tenant.id
+            );
+            return Ok(Err((
+                StatusCode::BAD_REQUEST,
+                "invalid_resource",
+                desc,
+                Aadsts::ResourceNotFound,
+            )));
+        };
+        let principal = Principal::App {
+            oid: identity.principal_id.clone(),
+            app_id: identity.client_id.clone(),
+            acr: "2",
+            mirid: Some(identity.resource_id.clone()),
+        };
+        let key = authority.key_ring()?.active.clone();
+        let issued = issue::access_token(
+            &authority.store,
+            &key,
+            &authority.host,
+            &tenant,
+            &res,
+            &principal,
+        )?;
+        decision.resource = Some(res.identifier.clone());
+        decision.uti = Some(issued.claims.uti.clone());
+        decision.token_fingerprint = Some(entraflow_core::fingerprint(&issued.access_token));
+        let c = &issued.claims;
+        let expires_in = (c.exp - c.iat).to_string();
+        Ok(Ok(json!({
+            "access_token": issued.access_token,
+            "client_id": identity.client_id,
+            "expires_in": expires_in,
+            "expires_on": c.exp.to_string(),
+            "ext_expires_in": expires_in,
+            "not_before": c.nbf.to_string(),
+            "resource": resource,
+            "token_type": "Bearer",
+        })))
     }
 }
 
@@ -242,6 +291,7 @@ fn selector<'a>(
 
 async fn imds_token(
     State(state): State<ImdsState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -251,41 +301,67 @@ async fn imds_token(
         .map(|v| v.eq_ignore_ascii_case("true"))
         != Some(true)
     {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required metadata header not specified",
-        );
+        return state
+            .refuse(
+                false,
+                client_info(peer, &headers),
+                StatusCode::BAD_REQUEST,
+                "Required metadata header not specified",
+            )
+            .await;
     }
     let Ok(Query(q)) = query else {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The query string is malformed",
-        );
+        return state
+            .refuse(
+                false,
+                client_info(peer, &headers),
+                StatusCode::BAD_REQUEST,
+                "The query string is malformed",
+            )
+            .await;
     };
     if q.get("api-version").is_none_or(|v| v.is_empty()) {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required query variable 'api-version' is missing",
-        );
+        return state
+            .refuse(
+                false,
+                client_info(peer, &headers),
+                StatusCode::BAD_REQUEST,
+                "Required query variable 'api-version' is missing",
+            )
+            .await;
     }
     let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required query variable 'resource' is missing",
-        );
+        return state
+            .refuse(
+                false,
+                client_info(peer, &headers),
+                StatusCode::BAD_REQUEST,
+                "Required query variable 'resource' is missing",
+            )
+            .await;
     };
     match selector(&q, "msi_res_id", "object_id") {
-        Ok(sel) => state.token(sel, resource, false),
-        Err(msg) => imds_error(StatusCode::BAD_REQUEST, "invalid_request", msg),
+        Ok(sel) => {
+            state
+                .token(sel, resource, false, client_info(peer, &headers))
+                .await
+        }
+        Err(msg) => {
+            state
+                .refuse(
+                    false,
+                    client_info(peer, &headers),
+                    StatusCode::BAD_REQUEST,
+                    msg,
+                )
+                .await
+        }
     }
 }
 
 async fn app_service_token(
     State(state): State<ImdsState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -295,35 +371,69 @@ async fn app_service_token(
         .unwrap_or_default();
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented);
     if presented.is_empty() || !bool::from(hash.as_ref().ct_eq(&state.identity_header_sha256)) {
-        return imds_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request",
-            "The X-IDENTITY-HEADER is missing or does not match this host's IDENTITY_HEADER",
-        );
+        return state
+            .refuse(
+                true,
+                client_info(peer, &headers),
+                StatusCode::UNAUTHORIZED,
+                "The X-IDENTITY-HEADER is missing or does not match this host's IDENTITY_HEADER",
+            )
+            .await;
     }
     let Ok(Query(q)) = query else {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The query string is malformed",
-        );
+        return state
+            .refuse(
+                true,
+                client_info(peer, &headers),
+                StatusCode::BAD_REQUEST,
+                "The query string is malformed",
+            )
+            .await;
     };
     if q.get("api-version").is_none_or(|v| v.is_empty()) {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required query variable 'api-version' is missing",
-        );
+        return state
+            .refuse(
+                true,
+                client_info(peer, &headers),
+                StatusCode::BAD_REQUEST,
+                "Required query variable 'api-version' is missing",
+            )
+            .await;
     }
     let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required query variable 'resource' is missing",
-        );
+        return state
+            .refuse(
+                true,
+                client_info(peer, &headers),
+                StatusCode::BAD_REQUEST,
+                "Required query variable 'resource' is missing",
+            )
+            .await;
     };
     match selector(&q, "mi_res_id", "principal_id") {
-        Ok(sel) => state.token(sel, resource, true),
-        Err(msg) => imds_error(StatusCode::BAD_REQUEST, "invalid_request", msg),
+        Ok(sel) => {
+            state
+                .token(sel, resource, true, client_info(peer, &headers))
+                .await
+        }
+        Err(msg) => {
+            state
+                .refuse(
+                    true,
+                    client_info(peer, &headers),
+                    StatusCode::BAD_REQUEST,
+                    msg,
+                )
+                .await
+        }
     }
+}
+
+fn client_info(peer: std::net::SocketAddr, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo::new(
+        Some(peer),
+        headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    )
 }

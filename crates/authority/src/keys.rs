@@ -224,6 +224,12 @@ impl Store {
             [GENERATION_KEY],
         )?;
         tx.commit()?;
+        drop(conn);
+        let mut objects = vec![("signing_key", kid.as_str())];
+        if let Some(old) = &retiring {
+            objects.push(("retiring_key", old.as_str()));
+        }
+        self.changed("signing_key.rotate", &objects);
         let keep = retiring.is_some() && overlap_secs > 0;
         Ok(Rotation {
             active_kid: kid,

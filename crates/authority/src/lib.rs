@@ -19,6 +19,14 @@
 //! shape of `az ad`), [`Authority`] (HTTP-free token logic), [`serve`] (HTTPS and
 //! the plain-HTTP managed-identity listener, plus the env files).
 //!
+//! Auditing (`entraflow-audit`): every token issued or refused by a served
+//! authority is one `token.issued` / `token.refused` event on chain
+//! [`AUDIT_LOG_ID`], durable before the answer leaves (if the log cannot take it,
+//! the client gets `temporarily_unavailable`, never an unaudited token); the
+//! record names the token by its `uti`, never its bytes. Every mutating [`Store`]
+//! method notes its change, and [`AdminAudit`] writes those as `admin.change`
+//! events on chain [`ADMIN_LOG_ID`] (the CLI does so before it exits).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use entraflow_authority::{Authority, EndpointVersion, NewApplication, SecretExpiry, Store, TokenRequest};
@@ -53,6 +61,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod admin_audit;
 mod assertion;
 mod authority;
 mod decision;
@@ -75,10 +84,11 @@ pub use admin::{
     MAX_FEDERATED_CREDENTIALS, ManagedIdentity, NewApplication, PasswordCredential, RoleAssignment,
     SecretExpiry, ServicePrincipal, TenantInfo, User,
 };
+pub use admin_audit::{ADMIN_LOG_ID, AdminAudit, AdminChange, os_user};
 pub use authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};
 pub use error::{AuthorityError, OAuthError};
 pub use issue::EndpointVersion;
 pub use keys::{KeyRing, Rotation, SigningKey};
 pub use resource::{BUILT_IN, BuiltIn, Resource};
-pub use server::{ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve};
+pub use server::{AUDIT_LOG_ID, ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve};
 pub use store::{DB_FILE, Store, Tenant};

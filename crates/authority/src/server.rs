@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,9 @@ use entraflow_core::Aadsts;
 use entraflow_core::env as vars;
 use entraflow_core::fsutil;
 
-use crate::authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};
+use entraflow_audit::{AuditLog, AuditOptions, CheckpointSigner, StoreUrl};
+
+use crate::authority::{Authority, AuthorityOptions, ClientInfo, MAX_BODY, TokenRequest};
 use crate::error::{AuthorityError, OAuthError};
 use crate::imds::{self, ImdsState};
 use crate::issue::EndpointVersion;
@@ -27,6 +29,8 @@ use crate::store::Store;
 pub const ENV_FILE: &str = "env";
 /// Name of the env file that points pod-identity-aware clients at the IMDS listener.
 pub const IMDS_ENV_FILE: &str = "imds.env";
+/// The audit chain token decisions are appended to.
+pub const AUDIT_LOG_ID: &str = "entraflow/authority";
 
 /// How to run the authority.
 #[derive(Debug, Clone)]
@@ -41,6 +45,9 @@ pub struct ServerConfig {
     pub host_name: String,
     /// Device-code polling interval told to clients, seconds.
     pub device_code_interval: u64,
+    /// Where token decisions are audited (chain [`AUDIT_LOG_ID`]); `None`:
+    /// `<data_dir>/audit.db`, the file the gate writes too.
+    pub audit_store: Option<StoreUrl>,
 }
 
 impl ServerConfig {
@@ -52,6 +59,7 @@ impl ServerConfig {
             imds_port: 8089,
             host_name: "local-vm".into(),
             device_code_interval: 5,
+            audit_store: None,
         }
     }
 }
@@ -75,20 +83,40 @@ pub struct ServerHandle {
     pub ca_pem: String,
     /// The token service (for in-process callers and tests).
     pub authority: Arc<Authority>,
+    audit_log: AuditLog,
     tasks: tokio::task::JoinSet<std::io::Result<()>>,
 }
 
 impl ServerHandle {
-    /// Waits until both listeners have shut down.
+    /// The audit log every token decision is appended to (chain [`AUDIT_LOG_ID`]).
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit_log
+    }
+
+    /// Waits until both listeners have shut down (in-flight requests finish and
+    /// are audited), then closes the audit log with a final signed checkpoint.
     pub async fn wait(mut self) -> Result<(), AuthorityError> {
+        let mut failed = None;
         while let Some(res) = self.tasks.join_next().await {
             match res {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(AuthorityError::Tls(format!("listener failed: {e}"))),
-                Err(e) => return Err(AuthorityError::Tls(format!("listener task failed: {e}"))),
+                Ok(Err(e)) => {
+                    failed.get_or_insert(AuthorityError::Tls(format!("listener failed: {e}")));
+                }
+                Err(e) => {
+                    failed.get_or_insert(AuthorityError::Tls(format!("listener task failed: {e}")));
+                }
             }
         }
-        Ok(())
+        let closed = match self.audit_log.close().await {
+            // Closed earlier through `audit_log()`: nothing left to finish.
+            Ok(_) | Err(entraflow_audit::AuditError::Closed) => Ok(()),
+            Err(e) => Err(AuthorityError::Audit(format!("closing the audit log: {e}"))),
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => closed,
+        }
     }
 }
 
@@ -145,14 +173,18 @@ pub async fn serve(
 
     let http = entraflow_tls::https_client(Some(ca.ca_pem()))
         .map_err(|e| AuthorityError::Tls(e.to_string()))?;
-    let authority = Arc::new(Authority::new(
-        store.clone(),
-        &authority_host,
-        http,
-        AuthorityOptions {
-            device_code_interval: config.device_code_interval,
-        },
-    )?);
+    let audit_log = open_audit_log(&data_dir, config.audit_store.clone()).await?;
+    let authority = Arc::new(
+        Authority::new(
+            store.clone(),
+            &authority_host,
+            http,
+            AuthorityOptions {
+                device_code_interval: config.device_code_interval,
+            },
+        )?
+        .with_audit_log(audit_log.clone()),
+    );
     let tenant = store.default_tenant()?;
 
     // The App Service identity header is a fresh per-run secret for this host.
@@ -211,9 +243,12 @@ pub async fn serve(
         .map_err(io_err("registering listener", &data_dir))?;
     let imds_stop = stopped();
     tasks.spawn(async move {
-        axum::serve(imds_listener, imds_app)
-            .with_graceful_shutdown(imds_stop)
-            .await
+        axum::serve(
+            imds_listener,
+            imds_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(imds_stop)
+        .await
     });
 
     let ca_pem_path = ca.ca_pem_path();
@@ -246,8 +281,24 @@ pub async fn serve(
         ca_pem: ca.ca_pem().to_owned(),
         ca_pem_path,
         authority,
+        audit_log,
         tasks,
     })
+}
+
+/// Opens chain [`AUDIT_LOG_ID`] in `store` (default `<data_dir>/audit.db`), signing
+/// checkpoints with the data directory's audit key (shared with the gate).
+async fn open_audit_log(
+    data_dir: &Path,
+    store: Option<StoreUrl>,
+) -> Result<AuditLog, AuthorityError> {
+    let url = store.unwrap_or_else(|| StoreUrl::default_for(data_dir));
+    let signer =
+        CheckpointSigner::load_or_create(data_dir, entraflow_audit::checkpoint::DEFAULT_KEY_NAME)
+            .map_err(|e| AuthorityError::Audit(format!("audit signing key: {e}")))?;
+    AuditLog::open(&url, signer, AuditOptions::new(AUDIT_LOG_ID))
+        .await
+        .map_err(|e| AuthorityError::Audit(format!("opening {url}: {e}")))
 }
 
 fn shell_quote(v: &str) -> String {
@@ -408,30 +459,40 @@ async fn token(
     a: Arc<Authority>,
     t: String,
     version: EndpointVersion,
+    peer: SocketAddr,
     h: HeaderMap,
     body: Body,
 ) -> Response {
+    let user_agent = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let res = match read_form(&h, body).await {
-        Ok(req) => a.token(&t, version, &req).await,
-        Err(e) => Err(e),
+        Ok(req) => {
+            a.token(&t, version, &req.with_client(Some(peer), user_agent))
+                .await
+        }
+        // Unreadable requests are refusals too, and audited as such.
+        Err(e) => Err(a
+            .refuse_unparsed("-", &ClientInfo::new(Some(peer), user_agent), e)
+            .await),
     };
     json_or_error(res, &h)
 }
 async fn token_v2(
     State(a): State<Arc<Authority>>,
     UrlPath(t): UrlPath<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     h: HeaderMap,
     body: Body,
 ) -> Response {
-    token(a, t, EndpointVersion::V2, h, body).await
+    token(a, t, EndpointVersion::V2, peer, h, body).await
 }
 async fn token_v1(
     State(a): State<Arc<Authority>>,
     UrlPath(t): UrlPath<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     h: HeaderMap,
     body: Body,
 ) -> Response {
-    token(a, t, EndpointVersion::V1, h, body).await
+    token(a, t, EndpointVersion::V1, peer, h, body).await
 }
 
 async fn devicecode(

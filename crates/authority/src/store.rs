@@ -97,6 +97,8 @@ pub(crate) fn rfc3339(ts: i64) -> String {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Admin changes made through this handle, not yet audited.
+    pub(crate) admin_changes: Mutex<Vec<crate::admin_audit::AdminChange>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -162,6 +164,7 @@ impl Store {
         let store = Store {
             path,
             conn: Mutex::new(conn),
+            admin_changes: Mutex::default(),
         };
         store.ensure_default_tenant()?;
         Ok(store)

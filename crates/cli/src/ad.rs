@@ -16,8 +16,65 @@ use crate::authority::print;
 /// Manage applications, service principals, users, groups and managed identities (like `az ad`).
 #[derive(Debug, Args)]
 pub(crate) struct AdArgs {
+    /// The audit store every change is recorded in:
+    /// sqlite:///path/audit.db or postgres://user@host:port/db.
+    /// Defaults to <data-dir>/audit.db.
+    #[arg(long, global = true, env = "ENTRAFLOW_AUDIT_STORE", value_name = "URL")]
+    audit_store: Option<String>,
+
     #[command(subcommand)]
     command: AdCommand,
+}
+
+impl AdCommand {
+    /// The command as its audit record names it (never an argument's value), and
+    /// whether it changes the directory.
+    fn describe(&self) -> (&'static str, bool) {
+        match self {
+            AdCommand::App { command } => match command {
+                AppCommand::Create { .. } => ("ad app create", true),
+                AppCommand::List => ("ad app list", false),
+                AppCommand::Show { .. } => ("ad app show", false),
+                AppCommand::Credential {
+                    command: CredentialCommand::Reset { .. },
+                } => ("ad app credential reset", true),
+                AppCommand::Credential {
+                    command: CredentialCommand::UploadCert { .. },
+                } => ("ad app credential upload-cert", true),
+                AppCommand::FederatedCredential {
+                    command: FederatedCommand::Create { .. },
+                } => ("ad app federated-credential create", true),
+                AppCommand::FederatedCredential {
+                    command: FederatedCommand::List { .. },
+                } => ("ad app federated-credential list", false),
+                AppCommand::Role {
+                    command: RoleCommand::Create { .. },
+                } => ("ad app role create", true),
+                AppCommand::Role {
+                    command: RoleCommand::Assign { .. },
+                } => ("ad app role assign", true),
+            },
+            AdCommand::Sp {
+                command: SpCommand::Create { .. },
+            } => ("ad sp create", true),
+            AdCommand::Sp {
+                command: SpCommand::List,
+            } => ("ad sp list", false),
+            AdCommand::User {
+                command: UserCommand::Create { .. },
+            } => ("ad user create", true),
+            AdCommand::User {
+                command: UserCommand::List,
+            } => ("ad user list", false),
+            AdCommand::Group {
+                command: GroupCommand::Create { .. },
+            } => ("ad group create", true),
+            AdCommand::Group {
+                command: GroupCommand::Member { .. },
+            } => ("ad group member add", true),
+            AdCommand::Identity { .. } => ("ad identity create", true),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,7 +311,15 @@ enum IdentityCommand {
 
 pub(crate) fn run(args: AdArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = Store::open(&globals.data_dir).context("opening the authority's database")?;
-    match args.command {
+    let audit_store = crate::authority::audit_store(args.audit_store.as_deref())?;
+    let (command, mutates) = args.command.describe();
+    crate::authority::audited(globals, audit_store, &store, command, mutates, || {
+        apply(args.command, globals, &store)
+    })
+}
+
+fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result<ExitCode> {
+    match command {
         AdCommand::App { command } => match command {
             AppCommand::Create {
                 display_name,

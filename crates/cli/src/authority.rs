@@ -5,13 +5,20 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use entraflow_authority::{Lifetime, ServerConfig, Store};
+use entraflow_audit::StoreUrl;
+use entraflow_authority::{AdminAudit, Lifetime, ServerConfig, Store};
 
 use crate::{Globals, Output};
 
 /// Run the local authority and administer its tenant.
 #[derive(Debug, Args)]
 pub(crate) struct AuthorityArgs {
+    /// The audit store for token decisions and admin changes:
+    /// sqlite:///path/audit.db or postgres://user@host:port/db.
+    /// Defaults to <data-dir>/audit.db.
+    #[arg(long, global = true, env = "ENTRAFLOW_AUDIT_STORE", value_name = "URL")]
+    audit_store: Option<String>,
+
     #[command(subcommand)]
     command: AuthorityCommand,
 }
@@ -175,8 +182,53 @@ fn print_table(v: &serde_json::Value) {
     }
 }
 
+/// Parses `--audit-store` (`None`: the data directory's `audit.db`).
+pub(crate) fn audit_store(url: Option<&str>) -> anyhow::Result<Option<StoreUrl>> {
+    url.map(|u| StoreUrl::parse(u).context("--audit-store"))
+        .transpose()
+}
+
+/// Runs an admin command against `store` and appends one `admin.change` event per
+/// change it made (chain `entraflow/admin`) before returning. The audit log is
+/// opened first, so a store that cannot record refuses the change up front;
+/// read-only commands (`mutates == false`) do not touch the audit log.
+pub(crate) fn audited<T>(
+    globals: &Globals,
+    audit_store: Option<StoreUrl>,
+    store: &Store,
+    command: &str,
+    mutates: bool,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if !mutates {
+        return f();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let audit = rt
+        .block_on(AdminAudit::open(&globals.data_dir, audit_store))
+        .context("opening the audit log before changing anything")?;
+    let result = f();
+    // Whatever was changed is recorded, even if printing the result failed.
+    let recorded = rt.block_on(async {
+        audit.record(store, command).await?;
+        audit.close().await
+    });
+    let value = result?;
+    recorded.context("recording the change in the audit log")?;
+    Ok(value)
+}
+
 pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let open = || Store::open(&globals.data_dir).context("opening the authority's database");
+    let audit_store = audit_store(args.audit_store.as_deref())?;
+    let admin = |command: &str, f: &dyn Fn(&Store) -> anyhow::Result<()>| {
+        let store = Store::open(&globals.data_dir).context("opening the authority's database")?;
+        audited(globals, audit_store.clone(), &store, command, true, || {
+            f(&store)
+        })
+    };
     match args.command {
         AuthorityCommand::Serve {
             port,
@@ -184,13 +236,12 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
             host_name,
             device_code_interval,
         } => {
-            let config = ServerConfig {
-                data_dir: globals.data_dir.clone(),
-                port,
-                imds_port,
-                host_name,
-                device_code_interval,
-            };
+            let mut config = ServerConfig::new(&globals.data_dir);
+            config.port = port;
+            config.imds_port = imds_port;
+            config.host_name = host_name;
+            config.device_code_interval = device_code_interval;
+            config.audit_store = audit_store;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
                 let handle = entraflow_authority::serve(config, shutdown_signal())
@@ -206,20 +257,31 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
         }
         AuthorityCommand::Tenant {
             command: TenantCommand::Show,
-        } => print(globals, &open()?.tenant_info()?)?,
+        } => print(
+            globals,
+            &Store::open(&globals.data_dir)
+                .context("opening the authority's database")?
+                .tenant_info()?,
+        )?,
         AuthorityCommand::Tenant {
             command: TenantCommand::Update { token_lifetime },
-        } => print(globals, &open()?.set_token_lifetime(token_lifetime)?)?,
+        } => admin("authority tenant update", &|store| {
+            print(globals, &store.set_token_lifetime(token_lifetime)?)
+        })?,
         AuthorityCommand::RotateKeys { overlap } => {
             let secs = parse_duration(&overlap)?;
-            print(globals, &open()?.rotate_keys(secs)?)?
+            admin("authority rotate-keys", &|store| {
+                print(globals, &store.rotate_keys(secs)?)
+            })?
         }
         AuthorityCommand::Approve {
             user_code,
             user,
             deny,
         } => {
-            open()?.approve_device_code(&user_code, &user, deny)?;
+            admin("authority approve", &|store| {
+                Ok(store.approve_device_code(&user_code, &user, deny)?)
+            })?;
             if globals.output == Output::Json {
                 println!(
                     "{}",
@@ -236,7 +298,9 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
         AuthorityCommand::Issuer {
             command: IssuerCommand::Add { issuer, jwks_file },
         } => {
-            open()?.add_trusted_issuer(&issuer, &jwks_file)?;
+            admin("authority issuer add", &|store| {
+                Ok(store.add_trusted_issuer(&issuer, &jwks_file)?)
+            })?;
             print(
                 globals,
                 &serde_json::json!({"issuer": issuer, "jwksFile": jwks_file}),

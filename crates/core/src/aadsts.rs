@@ -59,11 +59,14 @@ pub enum Aadsts {
     AssertionAudienceInvalid,
     /// 7000229: the application has no service principal in the tenant.
     MissingServicePrincipal,
+    /// 90006: the service cannot answer right now (e.g. its audit log cannot record
+    /// the request); retry later.
+    TemporarilyUnavailable,
 }
 
 impl Aadsts {
     /// Every code, for tables and tests.
-    pub const ALL: [Aadsts; 25] = [
+    pub const ALL: [Aadsts; 26] = [
         Self::InvalidTenant,
         Self::AppNotFound,
         Self::InvalidSecret,
@@ -89,6 +92,7 @@ impl Aadsts {
         Self::BadVerificationCode,
         Self::AssertionAudienceInvalid,
         Self::MissingServicePrincipal,
+        Self::TemporarilyUnavailable,
     ];
 
     /// The numeric code as Entra ID writes it in `error_codes`.
@@ -119,6 +123,7 @@ impl Aadsts {
             Self::BadVerificationCode => 70018,
             Self::AssertionAudienceInvalid => 700023,
             Self::MissingServicePrincipal => 7000229,
+            Self::TemporarilyUnavailable => 90006,
         }
     }
 
@@ -155,6 +160,7 @@ impl Aadsts {
             Self::AuthorizationDeclined => "authorization_declined",
             Self::ExpiredToken => "expired_token",
             Self::BadVerificationCode => "bad_verification_code",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 
@@ -173,6 +179,7 @@ impl Aadsts {
             | Self::AssertionAudienceInvalid
             | Self::MissingServicePrincipal
             | Self::Disabled => 401,
+            Self::TemporarilyUnavailable => 503,
             _ => 400,
         }
     }
@@ -230,6 +237,9 @@ impl Aadsts {
             }
             Self::MissingServicePrincipal => {
                 "the application has no service principal in the tenant; create one with `entraflow ad sp create --id <appId>`"
+            }
+            Self::TemporarilyUnavailable => {
+                "the authority cannot answer right now (its audit log could not record the request); retry shortly"
             }
         }
     }
