@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +30,7 @@ import tensorflow as tf
 from azure.identity import ClientSecretCredential
 from azure.storage.blob import BlobServiceClient
 
-from conftest import REPO, Server
+from conftest import BIN, REPO, Server
 
 PLUGIN = os.environ.get("ENTRAFLOW_TFPLUGIN", str(REPO / "target" / "debug" / "libentraflow_tfplugin.so"))
 SHARDS = 4
@@ -103,19 +105,22 @@ class Identity:
 
 
 class Storage:
-    def __init__(self, authority, gate: Server):
-        self.endpoint = gate.env["ENTRAFLOW_BLOB_ENDPOINT"].rstrip("/")
+    """A container with TFRecord shards behind a gate, a trainer who may read and
+    write it, and a principal with no role."""
+
+    def __init__(self, authority, endpoint: str, account_scope: str, data_dir: Path,
+                 trainer: Identity | None = None, stranger: Identity | None = None):
+        self.endpoint = endpoint.rstrip("/")
         self.account = self.endpoint.rsplit("/", 1)[1]
-        self.account_scope = gate.env["ENTRAFLOW_STORAGE_SCOPE"]
+        self.account_scope = account_scope
         self.container = "tf-" + uuid.uuid4().hex[:10]
-        self.trainer = Identity(authority, "tf-trainer")
-        authority.cli(
-            "role", "assignment", "create",
-            "--assignee", self.trainer.oid,
-            "--role", "Storage Blob Data Contributor",
-            "--scope", self.account_scope,
+        self.trainer = trainer or Identity(authority, "tf-trainer")
+        self.stranger = stranger or Identity(authority, "tf-no-role")
+        subprocess.run(
+            [BIN, "--data-dir", str(data_dir), "role", "assignment", "create",
+             "--assignee", self.trainer.oid, "--role", "Storage Blob Data Contributor", "--scope", account_scope],
+            check=True, capture_output=True,
         )
-        self.stranger = Identity(authority, "tf-no-role")
         time.sleep(1.2)  # the gate re-reads role assignments every 500 ms
         self.service = BlobServiceClient(self.endpoint, credential=self.trainer.credential())
         self.blobs = self.service.create_container(self.container)
@@ -138,16 +143,23 @@ class Storage:
 
 
 @pytest.fixture(scope="module")
-def gate(authority):
-    # No clock-skew allowance, so a token really stops working when it expires.
-    server = Server(authority.data_dir, ["gate", "serve", "--port", "0", "--clock-skew", "0"], "gate.env")
+def storage(authority, gate) -> Storage:
+    return Storage(authority, gate.endpoint, gate.scope, authority.data_dir)
+
+
+@pytest.fixture
+def strict_gate(authority, tmp_path):
+    """A gate of its own with no clock-skew allowance, so that a token really stops
+    working when it expires. It shares the authority's CA (one SSL_CERT_FILE trusts
+    both) and env file (so it trusts the authority), but has its own RBAC store,
+    blobs and audit log."""
+    data_dir = tmp_path / "strict-gate"
+    data_dir.mkdir()
+    for name in ("ca.pem", "ca-key.pem", "env"):
+        shutil.copy2(authority.data_dir / name, data_dir / name)
+    server = Server(data_dir, ["gate", "serve", "--port", "0", "--clock-skew", "0"], "gate.env")
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def storage(authority, gate) -> Storage:
-    return Storage(authority, gate)
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +307,9 @@ def test_a_principal_without_a_role_gets_permission_denied_naming_the_role_quick
     assert result["seconds"] < 1.0, result
 
 
-def test_tokens_of_a_few_seconds_never_fail_a_minute_of_training(authority, storage):
+def test_tokens_of_a_few_seconds_never_fail_a_minute_of_training(authority, storage, strict_gate):
+    storage = Storage(authority, strict_gate.env["ENTRAFLOW_BLOB_ENDPOINT"], strict_gate.env["ENTRAFLOW_STORAGE_SCOPE"],
+                      strict_gate.data_dir, trainer=storage.trainer, stranger=storage.stranger)
     before = authority.json("authority", "tenant", "show")["tokenLifetime"]
     authority.cli("authority", "tenant", "update", "--token-lifetime", "5")
     try:
