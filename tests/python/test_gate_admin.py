@@ -30,7 +30,7 @@ def credential(authority, name: str):
 
 
 def arm_url(gate, scope: str, rest: str) -> str:
-    base = gate.endpoint.rsplit("/", 1)[0]
+    base = gate.server.env["ENTRAFLOW_ADMIN_ENDPOINT"]
     return f"{base}{scope}/providers/Microsoft.Authorization/{rest}?{API}"
 
 

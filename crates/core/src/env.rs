@@ -28,6 +28,10 @@ pub const ENTRAFLOW_DATA_DIR: &str = "ENTRAFLOW_DATA_DIR";
 pub const ENTRAFLOW_BLOB_ENDPOINT: &str = "ENTRAFLOW_BLOB_ENDPOINT";
 /// The storage account's full Azure scope.
 pub const ENTRAFLOW_STORAGE_SCOPE: &str = "ENTRAFLOW_STORAGE_SCOPE";
+/// The gate's admin API base URL (`https://127.0.0.1:PORT`), where ARM-shaped
+/// `<scope>/providers/Microsoft.Authorization/...` paths go, as under
+/// `https://management.azure.com`.
+pub const ENTRAFLOW_ADMIN_ENDPOINT: &str = "ENTRAFLOW_ADMIN_ENDPOINT";
 /// Training run id sent with every data request.
 pub const ENTRAFLOW_RUN_ID: &str = "ENTRAFLOW_RUN_ID";
 /// CA bundle file honoured by rustls-native-certs and OpenSSL.

@@ -261,6 +261,15 @@ impl Gate {
         self.config.storage_scope()
     }
 
+    /// The admin API's base URL (`https://127.0.0.1:PORT`): role assignments are at
+    /// `<this><scope>/providers/Microsoft.Authorization/roleAssignments`, as under
+    /// `https://management.azure.com` in Azure.
+    pub fn admin_endpoint(&self) -> &str {
+        self.endpoint
+            .rsplit_once('/')
+            .map_or(self.endpoint.as_str(), |(base, _)| base)
+    }
+
     /// The CA certificate clients must trust.
     pub fn ca_pem_path(&self) -> &std::path::Path {
         &self.ca_pem_path
@@ -273,14 +282,17 @@ impl Gate {
 
     /// The client settings the gate publishes, as `export NAME=value` lines:
     /// `ENTRAFLOW_BLOB_ENDPOINT` (azure-storage-blob's `account_url`) and
-    /// `ENTRAFLOW_STORAGE_SCOPE` (the account's Azure scope, for role assignments).
+    /// `ENTRAFLOW_STORAGE_SCOPE` (the account's Azure scope, for role assignments)
+    /// and `ENTRAFLOW_ADMIN_ENDPOINT` (the admin API's base URL).
     pub fn env_lines(&self) -> String {
         format!(
-            "export {}={}\nexport {}={}\n",
+            "export {}={}\nexport {}={}\nexport {}={}\n",
             entraflow_core::env::ENTRAFLOW_BLOB_ENDPOINT,
             self.endpoint,
             entraflow_core::env::ENTRAFLOW_STORAGE_SCOPE,
-            self.storage_scope()
+            self.storage_scope(),
+            entraflow_core::env::ENTRAFLOW_ADMIN_ENDPOINT,
+            self.admin_endpoint(),
         )
     }
 
@@ -315,6 +327,7 @@ impl Gate {
         let ours = [
             entraflow_core::env::ENTRAFLOW_BLOB_ENDPOINT,
             entraflow_core::env::ENTRAFLOW_STORAGE_SCOPE,
+            entraflow_core::env::ENTRAFLOW_ADMIN_ENDPOINT,
         ];
         let mut text: String = existing
             .lines()

@@ -20,7 +20,14 @@ struct Admin<'a> {
 
 impl<'a> Admin<'a> {
     fn new(env: &'a common::Env) -> Self {
-        let base = env.endpoint.rsplit_once('/').unwrap().0.to_owned();
+        // The gate publishes the admin API's base URL beside the Blob endpoint.
+        let published =
+            entraflow_gate::read_env_file(&env.dir.path().join(entraflow_gate::GATE_ENV_FILE));
+        let base = published["ENTRAFLOW_ADMIN_ENDPOINT"].clone();
+        assert_eq!(
+            format!("{base}/{}", entraflow_gate::DEFAULT_ACCOUNT),
+            env.endpoint
+        );
         Self { env, base }
     }
 
