@@ -46,12 +46,8 @@ impl ArmError {
             error["target"] = target.into();
         }
         let mut response = super::json(self.status, &serde_json::json!({ "error": error }));
-        let headers = response.headers_mut();
-        if let Ok(code) = HeaderValue::from_str(self.code) {
-            headers.insert("x-ms-failure-cause", code);
-        }
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            headers.insert("www-authenticate", challenge);
+            response.headers_mut().insert("www-authenticate", challenge);
         }
         response
     }
