@@ -7,6 +7,10 @@
 //!
 //! Fork safety comes from `entraflow_credential::BlockingCredential`: one runtime per
 //! process id, nothing shared across `fork()`.
+//!
+//! It also carries the `az://` filesystem for fsspec (`fs`: `BlobFileSystem`,
+//! `BlobReader`, `BlobWriter`, used by `entraflow.fsspec`), the TensorFlow plugin's
+//! own client, so every framework reads through the same code and identity.
 #![forbid(unsafe_code)]
 
 // Keeps the plugin linked (its TF_InitPlugin is exported from this library).
