@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 
 import tensorflow as tf
 
@@ -86,11 +87,11 @@ def main() -> int:
         with strategy.scope():
             model = build_model()
         data = dataset(args.data, args.batch_size * strategy.num_replicas_in_sync)
-        checkpoint_dir = f"{args.out}/checkpoints" if chief else f"{args.out}/checkpoints-worker-tmp"
-        manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), checkpoint_dir, max_to_keep=2)
+        # Saving is collective: every worker saves, only the chief's copy is kept.
+        out = args.out if chief else tempfile.mkdtemp(prefix="worker-")
+        manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), f"{out}/checkpoints", max_to_keep=2)
         history = model.fit(data, epochs=args.epochs, callbacks=[SaveCheckpoint(manager)], verbose=1 if chief else 0)
-        if chief:
-            model.save(f"{args.out}/model.keras")
+        model.save(f"{out}/model.keras")
     except tf.errors.PermissionDeniedError as denied:
         print(f"permission denied: {denied.message}", file=sys.stderr)
         return 3

@@ -232,6 +232,9 @@ async fn story(
         for (index, command) in workers.iter_mut().enumerate() {
             let tf_config = serde_json::json!({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}});
             command.env("TF_CONFIG", tf_config.to_string());
+            // Keras 3's fit does not run MultiWorkerMirroredStrategy across processes;
+            // TensorFlow's own Keras 2 (tf-keras) does, with the same script.
+            command.env("TF_USE_LEGACY_KERAS", "1");
         }
     }
     let statuses = blocking(
@@ -302,7 +305,17 @@ async fn story(
     let head = run_dir.join("audit.checkpoint");
     let head_arg = head.display().to_string();
     // A signed head kept outside the system: a later rollback of the log is caught.
-    entraflow(options, &["audit", "checkpoint", "--out", &head_arg])?;
+    entraflow(
+        options,
+        &[
+            "audit",
+            "checkpoint",
+            "--log",
+            "entraflow/gate",
+            "--out",
+            &head_arg,
+        ],
+    )?;
     println!("      principals (object ids in the log):");
     for project in [&tenant.stager, &tenant.project_a, &tenant.project_b] {
         println!("        {}  {}", project.principal_id, project.name);
