@@ -183,6 +183,15 @@ class EntraflowFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         return self._info_of(path, *self._native.stat(self._uri(path)))
 
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        # fsspec's default answers False for any error; a refusal must stay visible,
+        # or a missing role reads as a missing file.
+        try:
+            self.info(path)
+            return True
+        except FileNotFoundError:
+            return False
+
     def ls(self, path: str, detail: bool = True, **kwargs: Any):
         path = self._strip_protocol(path)
         try:

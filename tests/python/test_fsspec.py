@@ -15,6 +15,7 @@ import io
 import json
 import multiprocessing
 import os
+import pickle
 import time
 import uuid
 
@@ -245,6 +246,8 @@ def test_a_principal_without_the_role_gets_permission_error_naming_it(storage, f
         assert storage.stranger.oid in str(err.value)
         assert time.monotonic() - t < 5  # a 403 is final: no retries
     with pytest.raises(PermissionError):
+        stranger.exists(storage.url("secret/data.bin"))  # not a quiet False
+    with pytest.raises(PermissionError):
         stranger.pipe_file(storage.url("secret/new.bin"), b"x")
     assert not storage.blobs.get_blob_client("secret/new.bin").exists()
 
@@ -287,6 +290,9 @@ def test_reading_in_forked_workers(storage, fs):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert digest == hashlib.sha256(data).hexdigest()
+
+    # Spawned workers get the filesystem pickled; it is rebuilt from its arguments.
+    assert pickle.loads(pickle.dumps(fs)).cat_file(url, 0, 100) == data[:100]
 
     # DataLoader-style workers: a fork pool opening URLs through fsspec.
     with multiprocessing.get_context("fork").Pool(2) as pool:
