@@ -13,7 +13,7 @@ use crate::Globals;
 #[derive(Debug, Subcommand)]
 pub(crate) enum GateCommand {
     /// Serve until Ctrl-C/SIGTERM. Writes <data-dir>/gate.env with
-    /// ENTRAFLOW_BLOB_ENDPOINT and ENTRAFLOW_STORAGE_SCOPE once listening.
+    /// ENTRAFLOW_BLOB_ENDPOINT, ENTRAFLOW_STORAGE_SCOPE and ENTRAFLOW_ADMIN_ENDPOINT once listening.
     Serve(ServeArgs),
 }
 
@@ -47,6 +47,14 @@ pub(crate) struct ServeArgs {
     /// Clock skew tolerated on token exp/nbf, in seconds.
     #[arg(long, default_value_t = 300)]
     clock_skew: u64,
+    /// The audit store: sqlite:///path/audit.db (default <data-dir>/audit.db) or
+    /// postgres://user@host:port/db, which several gates can share.
+    #[arg(long, value_name = "URL", env = "ENTRAFLOW_AUDIT_STORE")]
+    audit_store: Option<String>,
+    /// This gate's name when several share one audit store: its chain is
+    /// entraflow/gate/<NAME>, so instances never contend on one head.
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
 }
 
 /// `entraflow up`: the authority and the gate on one data directory.
@@ -118,6 +126,13 @@ fn serve(args: ServeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         config.tenants = args.tenants;
     }
     config.leeway = std::time::Duration::from_secs(args.clock_skew);
+    if let Some(url) = args.audit_store {
+        config.audit_store = entraflow_audit::StoreUrl::parse(&url)
+            .with_context(|| format!("--audit-store {url}"))?;
+    }
+    if let Some(name) = args.instance {
+        config.audit_log_id = format!("entraflow/gate/{name}");
+    }
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {

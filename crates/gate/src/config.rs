@@ -51,8 +51,11 @@ pub struct GateConfig {
     pub leeway: Duration,
     /// An unknown `kid` refetches the issuer's JWKS at most this often (5 min).
     pub jwks_refresh_interval: Duration,
-    /// Audit chain id of this gate.
+    /// Audit chain id of this gate; gates sharing one store need distinct ids.
     pub audit_log_id: String,
+    /// Where audit events go: `<data_dir>/audit.db` by default, or a PostgreSQL
+    /// store that several gates share (each on its own chain).
+    pub audit_store: entraflow_audit::StoreUrl,
 }
 
 impl GateConfig {
@@ -80,6 +83,7 @@ impl GateConfig {
             leeway: Duration::from_secs(300),
             jwks_refresh_interval: Duration::from_secs(300),
             audit_log_id: "entraflow/gate".to_owned(),
+            audit_store: entraflow_audit::StoreUrl::default_for(&data_dir),
             data_dir,
         }
     }

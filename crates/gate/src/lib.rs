@@ -204,7 +204,7 @@ impl Gate {
         )
         .map_err(|e| GateError::Audit(e.to_string()))?;
         let audit_log = entraflow_audit::AuditLog::open(
-            entraflow_audit::StoreUrl::default_for(&config.data_dir),
+            config.audit_store.clone(),
             signer,
             entraflow_audit::AuditOptions::new(config.audit_log_id.clone()),
         )
