@@ -6,13 +6,18 @@
 
 use std::path::Path;
 
-use entraflow_audit::{AuditLog, AuditOptions, CheckpointSigner, Event, EventType, StoreUrl};
+use entraflow_audit::{
+    AuditLog, AuditOptions, CheckpointSigner, Event, EventType, StoreError, StoreUrl,
+};
 
 use crate::error::AuthorityError;
 use crate::store::Store;
 
 /// The audit chain admin changes are appended to.
 pub const ADMIN_LOG_ID: &str = "entraflow/admin";
+
+/// How often an append is retried after another admin command's append won.
+const CONFLICT_RETRIES: usize = 8;
 
 /// One change to the tenant directory, as the store noted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,13 +99,31 @@ impl AdminAudit {
         let tenant = store.default_tenant()?.id;
         for change in &changes {
             let event = self.event(&tenant, command, change);
-            self.log.append(event).await.map_err(|e| {
+            self.append(event).await.map_err(|e| {
                 AuthorityError::Audit(format!(
                     "'{command}' was applied but its audit record could not be written ({e}); record it by hand"
                 ))
             })?;
         }
         Ok(changes.len())
+    }
+
+    /// Appends, retrying when another admin command appended to the chain in
+    /// between: two `entraflow ad` commands may run at once, and after a conflict
+    /// the writer reloads the chain's head, so the retry lands behind the other's.
+    async fn append(&self, event: Event) -> Result<(), entraflow_audit::AuditError> {
+        let mut attempts = 0;
+        loop {
+            match self.log.append(event.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(entraflow_audit::AuditError::Store(StoreError::Conflict { .. }))
+                    if attempts < CONFLICT_RETRIES =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn event(&self, tenant: &str, command: &str, change: &AdminChange) -> Event {

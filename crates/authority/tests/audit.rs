@@ -352,6 +352,24 @@ async fn admin_changes_are_recorded_on_their_own_chain() {
     assert!(verify(dir.path()).await.is_ok());
 }
 
+#[tokio::test]
+async fn concurrent_admin_commands_share_the_admin_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Two CLI processes at once: two writers of one chain.
+    let first = AdminAudit::open(dir.path(), None).await.unwrap();
+    let second = AdminAudit::open(dir.path(), None).await.unwrap();
+    for (n, audit) in [&first, &second, &first].into_iter().enumerate() {
+        store.create_group(&format!("g{n}")).unwrap();
+        assert_eq!(audit.record(&store, "ad group create").await.unwrap(), 1);
+    }
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+    assert_eq!(records(dir.path(), ADMIN_LOG_ID).await.len(), 3);
+    let report = verify(dir.path()).await;
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
 fn token_claims(token: &str) -> serde_json::Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).unwrap();
