@@ -266,6 +266,22 @@ def test_keras_model_save_and_load(storage, az):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
+def test_saved_model_save_and_load(storage, az):
+    class Scale(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(2.5)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, x):
+            return self.w * x
+
+    path = storage.url(az, "saved/scale")
+    tf.saved_model.save(Scale(), path)
+    assert tf.io.gfile.exists(path + "/saved_model.pb")
+    loaded = tf.saved_model.load(path)
+    np.testing.assert_allclose(loaded(tf.constant([2.0])).numpy(), [5.0])
+
+
 def test_checkpoint_manager_save_and_restore(storage, az):
     v = tf.Variable(3.0)
     step = tf.Variable(0, dtype=tf.int64)
