@@ -162,13 +162,20 @@ def strict_gate(authority, tmp_path):
     server.stop()
 
 
+RUN_ID = "pytest-tf-" + uuid.uuid4().hex[:8]
+
+
 @pytest.fixture(scope="module")
-def az(storage, monkeypatch_session):
-    """The plugin registered in this process, as the trainer; returns the scheme."""
+def az(storage):
+    """The plugin registered in this process, as the trainer; returns the scheme.
+    The plugin reads its environment at first use, so it keeps this identity for
+    the rest of the process; the variables themselves are undone after the module."""
+    mp = pytest.MonkeyPatch()
     for name, value in {**storage.trainer.env(), "ENTRAFLOW_BLOB_ENDPOINT": storage.endpoint,
-                        "ENTRAFLOW_RUN_ID": "pytest-tf-" + uuid.uuid4().hex[:8]}.items():
-        monkeypatch_session.setenv(name, value)
-    return register_plugin()
+                        "ENTRAFLOW_RUN_ID": RUN_ID}.items():
+        mp.setenv(name, value)
+    yield register_plugin()
+    mp.undo()
 
 
 def run_job(script: str, env: dict[str, str], timeout: int = 300) -> dict:
@@ -301,6 +308,18 @@ def test_checkpoint_manager_save_and_restore(storage, az):
     # max_to_keep deleted the oldest checkpoint's files.
     names = tf.io.gfile.listdir(directory)
     assert "checkpoint" in names and not any(n.startswith("ckpt-1.") for n in names), names
+
+
+def test_every_request_carries_the_run_id(authority, storage, az):
+    with tf.io.gfile.GFile(storage.url(az, "audited/run.txt"), "w") as f:
+        f.write("audited")
+    assert tf.io.gfile.GFile(storage.url(az, "audited/run.txt")).read() == "audited"
+    export = authority.data_dir / f"tf-audit-{uuid.uuid4().hex[:6]}.jsonl"
+    authority.cli("audit", "export", "--out", str(export))
+    resource = f"/containers/{storage.container}/blobs/audited/run.txt"
+    mine = [e for e in map(json.loads, export.read_text().splitlines()) if e.get("resource", "").endswith(resource)]
+    assert {e["action"].rsplit("/", 1)[1] for e in mine} >= {"read", "write"}, mine
+    assert all(e["run_id"] == RUN_ID for e in mine), mine
 
 
 def test_a_principal_without_a_role_gets_permission_denied_naming_the_role_quickly(storage):
