@@ -25,7 +25,7 @@ def test_export_verify_and_detect_tampering(authority, gate, tmp_path):
     first = authority.cli("audit", "verify", check=False)
     assert first.returncode == 0, first.stdout + first.stderr
     checkpoint = tmp_path / "head.checkpoint"
-    authority.cli("audit", "checkpoint", "--out", str(checkpoint))
+    authority.cli("audit", "checkpoint", "--log", "entraflow/gate", "--out", str(checkpoint))
     assert checkpoint.read_text().strip()
 
     summary = authority.cli("audit", "summary").stdout

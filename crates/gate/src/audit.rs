@@ -29,6 +29,9 @@ struct Completion {
     event: Option<Event>,
     started: std::time::Instant,
     bytes: u64,
+    /// The response's length: hyper stops polling a body once that many bytes are
+    /// out, so a complete read can end in a drop rather than in the stream's end.
+    expected: u64,
 }
 
 impl Completion {
@@ -46,10 +49,16 @@ impl Completion {
 }
 
 impl Drop for Completion {
-    // The client went away mid-body: the stream is dropped without reaching its
-    // end, and the record is written from a task instead.
+    // Dropped before the stream's end: either every byte went out (hyper stops at
+    // Content-Length) or the client went away mid-body. The record is written from
+    // a task instead.
     fn drop(&mut self) {
-        if let Some(event) = self.finish("client disconnected before the end of the body") {
+        let detail = if self.bytes >= self.expected {
+            "body complete"
+        } else {
+            "client disconnected before the end of the body"
+        };
+        if let Some(event) = self.finish(detail) {
             let sink = self.sink.clone();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
@@ -68,6 +77,7 @@ pub(crate) fn count_and_audit<S>(
     body: S,
     sink: Arc<dyn AuditSink>,
     template: Event,
+    expected: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
     S: Stream<Item = Result<Bytes, object_store::Error>> + Send + Unpin + 'static,
@@ -79,6 +89,7 @@ where
         event: Some(event),
         started: std::time::Instant::now(),
         bytes: 0,
+        expected,
     };
     futures::stream::unfold(
         (body, completion),

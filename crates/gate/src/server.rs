@@ -855,10 +855,12 @@ impl AppState {
         })?;
         ctx.streaming = true;
 
+        let expected = served.end - served.start;
         let body = count_and_audit(
             crate::store::body_stream(result),
             self.audit.clone(),
             ctx.event.clone(),
+            expected,
         );
         let mut response = Response::new(Body::from_stream(body));
         *response.status_mut() = status;

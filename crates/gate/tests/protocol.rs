@@ -824,6 +824,15 @@ async fn every_request_is_audited_with_its_run_id() {
     assert_eq!(read["detail"], "range bytes=0-999");
     assert_eq!(records[2]["request_id"], read_request_id.as_str());
     assert_eq!(records[2]["bytes"], 1000);
+    // Every byte went out: a complete read is never reported as a disconnect.
+    assert!(
+        records[2]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("body complete"),
+        "{:?}",
+        records[2]["detail"]
+    );
     assert_eq!(records[3]["decision"], "deny");
     assert_eq!(records[3]["principal"]["oid"], stranger.oid.as_str());
     assert_eq!(records[4]["status"], 401);

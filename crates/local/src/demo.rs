@@ -202,6 +202,9 @@ async fn story(
         project: &tenant.project_a,
         token_file: pod(&tenant.project_a)?,
     };
+    let training_start = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| LocalError::Check(e.to_string()))?;
     let metrics = options
         .data_dir
         .join("runs")
@@ -269,6 +272,27 @@ async fn story(
         .and_then(|a| a.last())
         .copied()
         .unwrap_or(0.0);
+    let exchanges = entraflow(
+        options,
+        &[
+            "audit",
+            "query",
+            "--log",
+            "entraflow/authority",
+            "--principal",
+            &tenant.project_a.principal_id,
+            "--since",
+            &training_start,
+            "-o",
+            "json",
+        ],
+    )?
+    .lines()
+    .filter(|line| line.contains("\"event_type\":\"token.issued\""))
+    .count();
+    println!(
+        "      project-a-trainer exchanged its service-account token for {exchanges} access token(s) while training: each lives {lifetime} s and was refreshed before it expired"
+    );
 
     step(5, "Project B's trainer reads project A's data");
     let intruder = Pod {
