@@ -19,7 +19,7 @@ pub const ADMIN_LOG_ID: &str = "entraflow/admin";
 /// How often an append is retried after another admin command's append won.
 const CONFLICT_RETRIES: usize = 8;
 
-/// One change to the tenant directory, as the store noted it.
+/// One admin change (to the tenant directory, or to role assignments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AdminChange {
@@ -27,6 +27,13 @@ pub struct AdminChange {
     pub operation: &'static str,
     /// The objects it touched, as (kind, id), e.g. `("application", "<appId>")`.
     pub objects: Vec<(&'static str, String)>,
+}
+
+impl AdminChange {
+    /// A change made outside the directory (e.g. `role_assignment.create`).
+    pub fn new(operation: &'static str, objects: Vec<(&'static str, String)>) -> AdminChange {
+        AdminChange { operation, objects }
+    }
 }
 
 impl Store {
@@ -97,8 +104,19 @@ impl AdminAudit {
             return Ok(0);
         }
         let tenant = store.default_tenant()?.id;
-        for change in &changes {
-            let event = self.event(&tenant, command, change);
+        self.record_changes(Some(&tenant), command, &changes).await
+    }
+
+    /// Appends one `admin.change` event per change made outside the directory (role
+    /// assignments and definitions), each durable on return.
+    pub async fn record_changes(
+        &self,
+        tenant: Option<&str>,
+        command: &str,
+        changes: &[AdminChange],
+    ) -> Result<usize, AuthorityError> {
+        for change in changes {
+            let event = self.event(tenant, command, change);
             self.append(event).await.map_err(|e| {
                 AuthorityError::Audit(format!(
                     "'{command}' was applied but its audit record could not be written ({e}); record it by hand"
@@ -126,9 +144,9 @@ impl AdminAudit {
         }
     }
 
-    fn event(&self, tenant: &str, command: &str, change: &AdminChange) -> Event {
+    fn event(&self, tenant: Option<&str>, command: &str, change: &AdminChange) -> Event {
         let mut event = Event::new(EventType::AdminChange);
-        event.tenant = Some(tenant.to_owned());
+        event.tenant = tenant.map(str::to_owned);
         event.principal = Some(entraflow_audit::Principal {
             name: Some(self.actor.clone()),
             ..Default::default()

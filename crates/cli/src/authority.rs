@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use entraflow_audit::StoreUrl;
-use entraflow_authority::{AdminAudit, Lifetime, ServerConfig, Store};
+use entraflow_authority::{Lifetime, ServerConfig, Store};
 
 use crate::{Globals, Output};
 
@@ -188,10 +188,8 @@ pub(crate) fn audit_store(url: Option<&str>) -> anyhow::Result<Option<StoreUrl>>
         .transpose()
 }
 
-/// Runs an admin command against `store` and appends one `admin.change` event per
-/// change it made (chain `entraflow/admin`) before returning. The audit log is
-/// opened first, so a store that cannot record refuses the change up front;
-/// read-only commands (`mutates == false`) do not touch the audit log.
+/// Runs a directory change `f` with the audit log opened first (an unreachable
+/// store stops the change) and records what the store noted afterwards.
 pub(crate) fn audited<T>(
     globals: &Globals,
     audit_store: Option<StoreUrl>,
@@ -203,22 +201,10 @@ pub(crate) fn audited<T>(
     if !mutates {
         return f();
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let audit = rt
-        .block_on(AdminAudit::open(&globals.data_dir, audit_store))
-        .context("opening the audit log before changing anything")?;
-    let result = f();
-    // Whatever was changed is recorded, even if printing the result failed.
-    let recorded = rt.block_on(async {
-        audit.record(store, command).await?;
-        audit.close().await
-    });
-    let value = result?;
-    recorded.context("recording the change in the audit log")?;
-    Ok(value)
+    crate::admin_log::audited(globals, audit_store, command, f, |_| {
+        let tenant = store.default_tenant()?.id;
+        Ok((Some(tenant), store.take_admin_changes()))
+    })
 }
 
 pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<ExitCode> {

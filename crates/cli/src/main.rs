@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod ad;
+mod admin_log;
 mod audit;
 mod authority;
 mod demo;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use entraflow_authority::AdminChange;
 use entraflow_rbac::{
     AssignmentFilter, Error as RbacError, LintOptions, NewAssignment, PrincipalType, RbacStore,
     RoleAssignment, RoleDefinition, Scope, Severity,
@@ -120,8 +121,8 @@ pub(crate) fn run(args: RoleArgs, globals: &Globals) -> anyhow::Result<ExitCode>
     let store = RbacStore::open(&globals.data_dir).map_err(explain)?;
     let now = OffsetDateTime::now_utc();
     match args.command {
-        RoleCommand::Assignment { command } => assignment(command, &store, globals.output, now),
-        RoleCommand::Definition { command } => definition(command, &store, globals.output),
+        RoleCommand::Assignment { command } => assignment(command, &store, globals, now),
+        RoleCommand::Definition { command } => definition(command, &store, globals),
         RoleCommand::Lint { max_age_days } => {
             let findings =
                 entraflow_rbac::lint(&store, now, LintOptions { max_age_days }).map_err(explain)?;
@@ -153,9 +154,10 @@ pub(crate) fn run(args: RoleArgs, globals: &Globals) -> anyhow::Result<ExitCode>
 fn assignment(
     command: AssignmentCommand,
     store: &RbacStore,
-    output: Output,
+    globals: &Globals,
     now: OffsetDateTime,
 ) -> anyhow::Result<ExitCode> {
+    let output = globals.output;
     let definitions = store.definitions().map_err(explain)?;
     let role_name = |a: &RoleAssignment| {
         definitions
@@ -193,7 +195,21 @@ fn assignment(
                 expires_at,
                 description,
             };
-            let created = store.create_assignment(new, now).map_err(explain)?;
+            let created = crate::admin_log::audited(
+                globals,
+                None,
+                "role assignment create",
+                || store.create_assignment(new, now).map_err(explain),
+                |created| {
+                    Ok((
+                        None,
+                        created
+                            .iter()
+                            .map(|a| change("role_assignment.create", a))
+                            .collect(),
+                    ))
+                },
+            )?;
             let name = role_name(&created);
             match output {
                 Output::Json => print_json(&created.to_az_json(name.as_deref())),
@@ -240,10 +256,25 @@ fn assignment(
             }
         }
         AssignmentCommand::Delete { ids } => {
-            let mut deleted = Vec::new();
-            for id in &ids {
-                deleted.push(store.delete_assignment(id).map_err(explain)?);
-            }
+            let deleted = crate::admin_log::audited(
+                globals,
+                None,
+                "role assignment delete",
+                || {
+                    ids.iter()
+                        .map(|id| store.delete_assignment(id).map_err(explain))
+                        .collect::<anyhow::Result<Vec<_>>>()
+                },
+                |deleted| {
+                    let deleted = deleted.iter().flatten();
+                    Ok((
+                        None,
+                        deleted
+                            .map(|a| change("role_assignment.delete", a))
+                            .collect(),
+                    ))
+                },
+            )?;
             match output {
                 Output::Json => print_json(&serde_json::Value::Array(
                     deleted
@@ -265,13 +296,28 @@ fn assignment(
 fn definition(
     command: DefinitionCommand,
     store: &RbacStore,
-    output: Output,
+    globals: &Globals,
 ) -> anyhow::Result<ExitCode> {
+    let output = globals.output;
     match command {
         DefinitionCommand::Create { role_definition } => {
             let text = read_json_argument(&role_definition)?;
             let def = RoleDefinition::from_json(&text).map_err(|e| explain(e.into()))?;
-            let created = store.create_definition(def).map_err(explain)?;
+            let created = crate::admin_log::audited(
+                globals,
+                None,
+                "role definition create",
+                || store.create_definition(def).map_err(explain),
+                |created| {
+                    let changes = created.iter().map(|d| {
+                        AdminChange::new(
+                            "role_definition.create",
+                            vec![("role_definition", d.id.clone()), ("name", d.name.clone())],
+                        )
+                    });
+                    Ok((None, changes.collect()))
+                },
+            )?;
             match output {
                 Output::Json => print_json(&created.to_az_json()),
                 Output::Table => print_definitions(&[created]),
@@ -590,4 +636,17 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// The audit record of an assignment change: its id, principal, role and scope.
+fn change(operation: &'static str, assignment: &RoleAssignment) -> AdminChange {
+    AdminChange::new(
+        operation,
+        vec![
+            ("role_assignment", assignment.id()),
+            ("principal", assignment.principal_id.clone()),
+            ("role_definition", assignment.role_definition_id.clone()),
+            ("scope", assignment.scope.to_string()),
+        ],
+    )
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use entraflow_authority::{Lifetime, Store};
+use entraflow_authority::{AdminAudit, Lifetime, Store};
 use entraflow_credential::{
     AuthorityHost, CredentialOptions, TokenCredential, TokenRequest, WorkloadIdentityCredential,
 };
@@ -112,14 +112,23 @@ async fn story(
         "Tenant: two projects, workload identity, roles scoped to their own data",
     );
     let lifetime = options.token_lifetime_secs;
-    Store::open(&options.data_dir)?.set_token_lifetime(Lifetime {
+    let store = Store::open(&options.data_dir)?;
+    store.set_token_lifetime(Lifetime {
         min: lifetime,
         max: lifetime,
     })?;
     let issuer = ClusterIssuer::load_or_create(&options.data_dir)?;
-    let data_dir = options.data_dir.clone();
-    let scope = endpoints.storage_scope.clone();
-    let tenant = provision(&data_dir, &issuer, &scope)?;
+    let (tenant, role_changes) =
+        provision(&store, &options.data_dir, &issuer, &endpoints.storage_scope)?;
+    // The platform team's changes are audited like any `entraflow ad`/`role` command.
+    let audit = AdminAudit::open(&options.data_dir, None).await?;
+    let command = "demo (platform team provisioning)";
+    audit.record(&store, command).await?;
+    let tenant_id = store.default_tenant()?.id;
+    audit
+        .record_changes(Some(&tenant_id), command, &role_changes)
+        .await?;
+    audit.close().await?;
     for project in [&tenant.stager, &tenant.project_a, &tenant.project_b] {
         println!(
             "      {:<22} appId {}  trusts system:serviceaccount:{}:{}",

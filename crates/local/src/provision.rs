@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use entraflow_authority::{NewApplication, Store};
+use entraflow_authority::{AdminChange, NewApplication, Store};
 use entraflow_core::FEDERATION_AUDIENCE;
 use entraflow_rbac::{AssignmentFilter, NewAssignment, PrincipalType, RbacStore, Scope};
 use time::{Duration, OffsetDateTime};
@@ -64,22 +64,25 @@ fn writes_only_under(prefix: &str) -> String {
     )
 }
 
-/// Provisions the demo tenant in `data_dir` and trusts `issuer`.
+/// Provisions the demo tenant in `store` (directory) and `data_dir`'s role
+/// assignments, and trusts `issuer`. Returns the role assignments it made, for the
+/// audit log (the directory's own changes are noted by `store`).
 pub fn provision(
+    store: &Store,
     data_dir: &Path,
     issuer: &ClusterIssuer,
     storage_scope: &str,
-) -> Result<Tenant, LocalError> {
-    let store = Store::open(data_dir)?;
+) -> Result<(Tenant, Vec<AdminChange>), LocalError> {
     store.add_trusted_issuer(issuer.issuer(), &issuer.jwks_path())?;
     let rbac = RbacStore::open(data_dir)?;
+    let mut changes = Vec::new();
     let container = |name: &str| format!("{storage_scope}/blobServices/default/containers/{name}");
 
-    let platform = workload(&store, issuer, "platform-admin", "platform", "provisioner")?;
-    grant(&rbac, &platform, OWNER, storage_scope, None)?;
+    let platform = workload(store, issuer, "platform-admin", "platform", "provisioner")?;
+    grant(&rbac, &mut changes, &platform, OWNER, storage_scope, None)?;
 
     let stager = workload(
-        &store,
+        store,
         issuer,
         "platform-data-stager",
         "platform",
@@ -87,6 +90,7 @@ pub fn provision(
     )?;
     grant(
         &rbac,
+        &mut changes,
         &stager,
         CONTRIBUTOR,
         &container("project-a"),
@@ -95,10 +99,18 @@ pub fn provision(
 
     let mut projects = Vec::new();
     for name in ["project-a", "project-b"] {
-        let project = workload(&store, issuer, &format!("{name}-trainer"), name, "trainer")?;
-        grant(&rbac, &project, READER, &container(name), None)?;
+        let project = workload(store, issuer, &format!("{name}-trainer"), name, "trainer")?;
         grant(
             &rbac,
+            &mut changes,
+            &project,
+            READER,
+            &container(name),
+            None,
+        )?;
+        grant(
+            &rbac,
+            &mut changes,
             &project,
             CONTRIBUTOR,
             &container(name),
@@ -108,12 +120,15 @@ pub fn provision(
     }
     let project_b = projects.pop().expect("two projects");
     let project_a = projects.pop().expect("two projects");
-    Ok(Tenant {
-        platform,
-        stager,
-        project_a,
-        project_b,
-    })
+    Ok((
+        Tenant {
+            platform,
+            stager,
+            project_a,
+            project_b,
+        },
+        changes,
+    ))
 }
 
 /// An application + service principal trusting `system:serviceaccount:<ns>:<sa>`.
@@ -170,6 +185,7 @@ fn workload(
 
 fn grant(
     rbac: &RbacStore,
+    changes: &mut Vec<AdminChange>,
     project: &Project,
     role: &str,
     scope: &str,
@@ -186,7 +202,7 @@ fn grant(
         a.role_definition_id == definition.id && a.condition == condition && !a.is_expired(now)
     });
     if !exists {
-        rbac.create_assignment(
+        let created = rbac.create_assignment(
             NewAssignment {
                 principal_id: project.principal_id.clone(),
                 principal_type: PrincipalType::ServicePrincipal,
@@ -199,6 +215,15 @@ fn grant(
             },
             now,
         )?;
+        changes.push(AdminChange::new(
+            "role_assignment.create",
+            vec![
+                ("role_assignment", created.id()),
+                ("principal", created.principal_id.clone()),
+                ("role_definition", created.role_definition_id.clone()),
+                ("scope", created.scope.to_string()),
+            ],
+        ));
     }
     Ok(())
 }
