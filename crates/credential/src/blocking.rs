@@ -35,9 +35,12 @@ impl std::fmt::Debug for BlockingCredential {
 
 static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
 
-/// This process's runtime: one worker thread that runs background refreshes while
-/// callers block on their own requests.
-fn runtime() -> Result<Arc<tokio::runtime::Runtime>, CredentialError> {
+/// This process's runtime, shared by everything in entraflow that is called
+/// synchronously (this facade, the TensorFlow plugin, fsspec): two worker threads
+/// that run background refreshes and read-ahead while callers block on their own
+/// requests. Created on first use and again in a forked child, whose copy of the
+/// parent's runtime has no threads.
+pub fn process_runtime() -> std::io::Result<Arc<tokio::runtime::Runtime>> {
     let pid = std::process::id();
     let mut current = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((owner, rt)) = current.as_ref()
@@ -50,17 +53,20 @@ fn runtime() -> Result<Arc<tokio::runtime::Runtime>, CredentialError> {
         std::mem::forget(inherited);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("entraflow-credential")
+        .worker_threads(2)
+        .thread_name("entraflow")
         .enable_all()
         .build()
-        .map(Arc::new)
-        .map_err(|e| CredentialError::Misconfigured {
-            variable: "async runtime".into(),
-            hint: format!("the credential runtime could not start: {e}"),
-        })?;
+        .map(Arc::new)?;
     *current = Some((pid, rt.clone()));
     Ok(rt)
+}
+
+fn runtime() -> Result<Arc<tokio::runtime::Runtime>, CredentialError> {
+    process_runtime().map_err(|e| CredentialError::Misconfigured {
+        variable: "async runtime".into(),
+        hint: format!("the credential runtime could not start: {e}"),
+    })
 }
 
 impl BlockingCredential {

@@ -67,7 +67,7 @@ mod token;
 mod vars;
 
 pub use authority::{AuthorityHost, ENTRAFLOW_ALLOW_HTTP_AUTHORITY};
-pub use blocking::BlockingCredential;
+pub use blocking::{BlockingCredential, process_runtime};
 pub use cache::{CacheKey, Clock, RefreshPolicy, SystemClock, TokenCache};
 pub use chain::{ChainedCredential, DefaultCredential, IMDS_PROBE_CONNECT_TIMEOUT};
 pub use confidential::{

@@ -1,41 +1,20 @@
-//! One tokio runtime per process for the plugin. TensorFlow calls the plugin from
-//! its own threads, synchronously; they block on futures run here. Tagged with the
-//! process id so a forked child (a `tf.data` service worker, a multiprocessing pool)
-//! builds its own instead of using one whose threads did not survive the fork.
+//! TensorFlow calls the plugin from its own threads, synchronously; they block on
+//! futures run on the process's one entraflow runtime, which a forked child (a
+//! `tf.data` service worker, a multiprocessing pool) rebuilds for itself.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::status::FsError;
 
-static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
-
-/// This process's runtime.
+/// This process's runtime (shared with the credentials; see
+/// [`entraflow_credential::process_runtime`]).
 pub(crate) fn handle() -> Result<Arc<tokio::runtime::Runtime>, FsError> {
-    let pid = std::process::id();
-    let mut current = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((owner, rt)) = current.as_ref()
-        && *owner == pid
-    {
-        return Ok(rt.clone());
-    }
-    if let Some(inherited) = current.take() {
-        // Its worker threads do not exist in this process: dropping it would hang.
-        std::mem::forget(inherited);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("entraflow-tfplugin")
-        .enable_all()
-        .build()
-        .map(Arc::new)
-        .map_err(|e| FsError::Unavailable {
-            url: "local async runtime".into(),
-            attempts: 1,
-            reason: e.to_string(),
-        })?;
-    *current = Some((pid, rt.clone()));
-    Ok(rt)
+    entraflow_credential::process_runtime().map_err(|e| FsError::Unavailable {
+        url: "local async runtime".into(),
+        attempts: 1,
+        reason: e.to_string(),
+    })
 }
 
 /// Runs `future` to completion from a TensorFlow thread. Must not be called from
