@@ -17,7 +17,7 @@ ensure_venv() {
   local want; want=$(sha256sum "$req" | cut -d' ' -f1)
   if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req"
     echo "$want" > "$stamp"
   fi
 }
