@@ -310,53 +310,14 @@ async fn imds_token(
             )
             .await;
     }
-    let Ok(Query(q)) = query else {
-        return state
-            .refuse(
-                false,
-                client_info(peer, &headers),
-                StatusCode::BAD_REQUEST,
-                "The query string is malformed",
-            )
-            .await;
-    };
-    if q.get("api-version").is_none_or(|v| v.is_empty()) {
-        return state
-            .refuse(
-                false,
-                client_info(peer, &headers),
-                StatusCode::BAD_REQUEST,
-                "Required query variable 'api-version' is missing",
-            )
-            .await;
-    }
-    let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
-        return state
-            .refuse(
-                false,
-                client_info(peer, &headers),
-                StatusCode::BAD_REQUEST,
-                "Required query variable 'resource' is missing",
-            )
-            .await;
-    };
-    match selector(&q, "msi_res_id", "object_id") {
-        Ok(sel) => {
-            state
-                .token(sel, resource, false, client_info(peer, &headers))
-                .await
-        }
-        Err(msg) => {
-            state
-                .refuse(
-                    false,
-                    client_info(peer, &headers),
-                    StatusCode::BAD_REQUEST,
-                    msg,
-                )
-                .await
-        }
-    }
+    answer(
+        &state,
+        false,
+        client_info(peer, &headers),
+        query,
+        ("msi_res_id", "object_id"),
+    )
+    .await
 }
 
 async fn app_service_token(
@@ -380,50 +341,49 @@ async fn app_service_token(
             )
             .await;
     }
+    answer(
+        &state,
+        true,
+        client_info(peer, &headers),
+        query,
+        ("mi_res_id", "principal_id"),
+    )
+    .await
+}
+
+/// What IMDS and App Service share once the caller has shown it is on the host: the
+/// query (api-version, resource, at most one identity selector) and the answer.
+/// The two forms name their resource-id and object-id parameters differently.
+async fn answer(
+    state: &ImdsState,
+    app_service: bool,
+    client: ClientInfo,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    (resource_id, object_id): (&str, &str),
+) -> Response {
     let Ok(Query(q)) = query else {
         return state
             .refuse(
-                true,
-                client_info(peer, &headers),
+                app_service,
+                client,
                 StatusCode::BAD_REQUEST,
                 "The query string is malformed",
             )
             .await;
     };
-    if q.get("api-version").is_none_or(|v| v.is_empty()) {
-        return state
-            .refuse(
-                true,
-                client_info(peer, &headers),
-                StatusCode::BAD_REQUEST,
-                "Required query variable 'api-version' is missing",
-            )
-            .await;
-    }
-    let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
-        return state
-            .refuse(
-                true,
-                client_info(peer, &headers),
-                StatusCode::BAD_REQUEST,
-                "Required query variable 'resource' is missing",
-            )
-            .await;
-    };
-    match selector(&q, "mi_res_id", "principal_id") {
-        Ok(sel) => {
-            state
-                .token(sel, resource, true, client_info(peer, &headers))
-                .await
+    let request = if q.get("api-version").is_none_or(|v| v.is_empty()) {
+        Err("Required query variable 'api-version' is missing")
+    } else {
+        match q.get("resource").filter(|r| !r.is_empty()) {
+            None => Err("Required query variable 'resource' is missing"),
+            Some(resource) => selector(&q, resource_id, object_id).map(|sel| (sel, resource)),
         }
+    };
+    match request {
+        Ok((sel, resource)) => state.token(sel, resource, app_service, client).await,
         Err(msg) => {
             state
-                .refuse(
-                    true,
-                    client_info(peer, &headers),
-                    StatusCode::BAD_REQUEST,
-                    msg,
-                )
+                .refuse(app_service, client, StatusCode::BAD_REQUEST, msg)
                 .await
         }
     }
