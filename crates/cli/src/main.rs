@@ -83,6 +83,7 @@ pub(crate) struct Globals {
 }
 
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     // The demo tells its own story; the servers it hosts only speak up about problems.
     let default_level = if matches!(cli.command, Command::Demo(_)) {
@@ -123,4 +124,22 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run_demo(args, &globals),
         Command::Identity(command) => token::run(command, &globals),
     }
+}
+
+/// `entraflow ... | head` closes stdout early; Rust's `println!` then panics. Exit as
+/// a shell would for SIGPIPE (128 + 13) instead of printing a panic.
+fn exit_quietly_on_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }
