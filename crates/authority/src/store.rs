@@ -188,15 +188,38 @@ impl Store {
                 r.get(0)
             })
             .optional()?;
-        if exists.is_none() {
-            let id = uuid::Uuid::new_v4().to_string();
-            let domain = format!("entraflow{}.onmicrosoft.com", &id[..8]);
-            conn.execute(
-                "INSERT INTO tenants (id, display_name, domain, lifetime_min, lifetime_max, is_default)
-                 VALUES (?1, 'entraflow local', ?2, 3600, 5400, 1)",
-                params![id, domain],
-            )?;
-        }
+        let id = match exists {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let domain = format!("entraflow{}.onmicrosoft.com", &id[..8]);
+                conn.execute(
+                    "INSERT INTO tenants (id, display_name, domain, lifetime_min, lifetime_max, is_default)
+                     VALUES (?1, 'entraflow local', ?2, 3600, 5400, 1)",
+                    params![id, domain],
+                )?;
+                id
+            }
+        };
+        // Like Entra, every tenant knows the Azure CLI's public client, so a person
+        // can `entraflow login` before registering any application.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        conn.execute(
+            "INSERT OR IGNORE INTO applications (object_id, app_id, tenant_id, display_name,
+             token_version, public_client, group_claims, created_at)
+             VALUES (?1, ?2, ?3, 'Microsoft Azure CLI', 1, 1, NULL, ?4)",
+            params![
+                uuid::Uuid::new_v4().to_string(),
+                entraflow_core::AZURE_CLI_CLIENT_ID,
+                id,
+                now
+            ],
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO service_principals (object_id, app_id, tenant_id, display_name, kind)
+             VALUES (?1, ?2, ?3, 'Microsoft Azure CLI', 'Application')",
+            params![uuid::Uuid::new_v4().to_string(), entraflow_core::AZURE_CLI_CLIENT_ID, id],
+        )?;
         Ok(())
     }
 

@@ -31,6 +31,9 @@ pub use secret::{Secret, fingerprint};
 pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
 /// Application id of the Azure Storage first-party application.
 pub const STORAGE_APP_ID: &str = "e406a681-f3d4-42a8-90b6-c2b029497af1";
+/// Client id of the Azure CLI, the first-party public client every tenant has: what a
+/// person signs in with when no application of their own is configured.
+pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 /// Audience that a federated (workload identity) assertion must carry.
 pub const FEDERATION_AUDIENCE: &str = "api://AzureADTokenExchange";
 /// The public cloud's authority host, used when `AZURE_AUTHORITY_HOST` is unset.

@@ -17,7 +17,7 @@ use crate::token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
 use crate::vars::Environment;
 
 /// The public client id the Azure CLI signs in with; used when none is given.
-pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+pub use entraflow_core::AZURE_CLI_CLIENT_ID;
 /// Name of the sign-in cache file in the data directory.
 pub const LOGIN_CACHE_FILE: &str = "token-cache.json";
 
