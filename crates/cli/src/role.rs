@@ -463,6 +463,19 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     }
 }
 
+/// The audit record of an assignment change: its id, principal, role and scope.
+fn change(operation: &'static str, assignment: &RoleAssignment) -> AdminChange {
+    AdminChange::new(
+        operation,
+        vec![
+            ("role_assignment", assignment.id()),
+            ("principal", assignment.principal_id.clone()),
+            ("role_definition", assignment.role_definition_id.clone()),
+            ("scope", assignment.scope.to_string()),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,17 +649,4 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// The audit record of an assignment change: its id, principal, role and scope.
-fn change(operation: &'static str, assignment: &RoleAssignment) -> AdminChange {
-    AdminChange::new(
-        operation,
-        vec![
-            ("role_assignment", assignment.id()),
-            ("principal", assignment.principal_id.clone()),
-            ("role_definition", assignment.role_definition_id.clone()),
-            ("scope", assignment.scope.to_string()),
-        ],
-    )
 }
