@@ -239,7 +239,7 @@ mod tests {
             .create_managed_identity(Some("mi"), "vm1", false)
             .unwrap();
         store.set_token_lifetime("60".parse().unwrap()).unwrap();
-        store.rotate_keys(0).unwrap();
+        store.rotate_keys(0, 0).unwrap();
         let changes = store.take_admin_changes();
         let ops: Vec<&str> = changes.iter().map(|c| c.operation).collect();
         assert_eq!(

@@ -288,7 +288,8 @@ impl Authority {
         let generation = self.store.key_generation()?;
         {
             let ring = self.keys.read().unwrap_or_else(|e| e.into_inner());
-            if ring.generation == generation {
+            // A key published ahead of use starts signing at `reload_at`.
+            if ring.generation == generation && ring.reload_at.is_none_or(|t| t > now()) {
                 return Ok(ring.clone());
             }
         }

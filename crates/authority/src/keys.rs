@@ -4,8 +4,12 @@
 //! Private keys live only in the 0600 database. The server keeps a [`KeyRing`]
 //! in memory and reloads it when the `key_generation` counter in the database
 //! changes, so `entraflow authority rotate-keys` takes effect without a restart.
-//! A rotated-out key keeps validating (stays in JWKS) until its `retires_at`,
-//! then it disappears from JWKS and is deleted at the next rotation.
+//! A new key can be published ahead of use, as Entra does: it appears in JWKS at
+//! once but signs only from its `activates_at`, so resource servers that refetch
+//! their keys rarely (the gate: at most every 5 minutes on an unknown `kid`) know
+//! it before the first token carries it. A rotated-out key keeps validating (stays
+//! in JWKS) until its `retires_at`, then it disappears from JWKS and is deleted at
+//! the next rotation.
 
 use std::sync::Arc;
 
@@ -21,8 +25,8 @@ use crate::store::{Store, now};
 
 const GENERATION_KEY: &str = "key_generation";
 
-/// `kid`, PKCS#8, certificate DER, `retires_at`.
-type KeyRow = (String, Vec<u8>, Vec<u8>, Option<i64>);
+/// `kid`, PKCS#8, certificate DER, `retires_at`, `activates_at`.
+type KeyRow = (String, Vec<u8>, Vec<u8>, Option<i64>, Option<i64>);
 
 /// One signing key, parsed and ready to sign.
 pub struct SigningKey {
@@ -120,8 +124,10 @@ pub struct KeyRing {
     pub generation: i64,
     /// The key new tokens are signed with.
     pub active: Arc<SigningKey>,
-    /// Every key still published (the active one first).
+    /// Every key still published (newest first; a key published ahead of use too).
     pub published: Vec<Arc<SigningKey>>,
+    /// When a published key starts signing: the ring must be reloaded then.
+    pub reload_at: Option<i64>,
 }
 
 impl KeyRing {
@@ -160,8 +166,10 @@ fn generate_key() -> Result<(String, Vec<u8>, Vec<u8>), AuthorityError> {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
-    /// The key that signs from now on.
+    /// The new key (published at once, signing from `activates_at`).
     pub active_kid: String,
+    /// RFC 3339: when the new key starts signing.
+    pub activates_at: String,
     /// The key that keeps validating until `retires_at`.
     pub retiring_kid: Option<String>,
     /// RFC 3339.
@@ -180,17 +188,24 @@ impl Store {
     /// Creates the first signing key if there is none.
     pub fn ensure_signing_key(&self) -> Result<(), AuthorityError> {
         if self.key_generation()? == 0 {
-            self.rotate_keys(0)?;
+            self.rotate_keys(0, 0)?;
         }
         Ok(())
     }
 
-    /// Adds a new active key; the previous active key retires after `overlap_secs`.
+    /// Adds a new key, published now and signing from `publish_delay_secs` on; the
+    /// previous key signs until then and keeps validating `overlap_secs` longer.
     /// Keys whose overlap already ended are deleted.
-    pub fn rotate_keys(&self, overlap_secs: i64) -> Result<Rotation, AuthorityError> {
+    pub fn rotate_keys(
+        &self,
+        overlap_secs: i64,
+        publish_delay_secs: i64,
+    ) -> Result<Rotation, AuthorityError> {
         let (kid, pkcs8, cert_der) = generate_key()?;
         let at = now();
-        let retires_at = at + overlap_secs.max(0);
+        let delay = publish_delay_secs.max(0);
+        let activates_at = at + delay;
+        let retires_at = activates_at + overlap_secs.max(0);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -206,7 +221,7 @@ impl Store {
             )
             .optional()?
         };
-        if overlap_secs <= 0 {
+        if retires_at <= at {
             tx.execute("DELETE FROM signing_keys WHERE retires_at IS NULL", [])?;
         } else {
             tx.execute(
@@ -215,8 +230,15 @@ impl Store {
             )?;
         }
         tx.execute(
-            "INSERT INTO signing_keys (kid, pkcs8, cert_der, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![kid, pkcs8, cert_der, at],
+            "INSERT INTO signing_keys (kid, pkcs8, cert_der, created_at, activates_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                kid,
+                pkcs8,
+                cert_der,
+                at,
+                (delay > 0).then_some(activates_at)
+            ],
         )?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES (?1, '1')
@@ -230,9 +252,10 @@ impl Store {
             objects.push(("retiring_key", old.as_str()));
         }
         self.changed("signing_key.rotate", &objects);
-        let keep = retiring.is_some() && overlap_secs > 0;
+        let keep = retiring.is_some() && retires_at > at;
         Ok(Rotation {
             active_kid: kid,
+            activates_at: crate::store::rfc3339(activates_at),
             retiring_kid: retiring.filter(|_| keep),
             retires_at: keep.then(|| crate::store::rfc3339(retires_at)),
         })
@@ -240,34 +263,47 @@ impl Store {
 
     /// Loads every published key into a [`KeyRing`].
     pub fn load_key_ring(&self) -> Result<KeyRing, AuthorityError> {
+        self.load_key_ring_at(now())
+    }
+
+    /// Loads the ring as it stands at `at`: the signing key is the newest one whose
+    /// activation has come and which has not retired.
+    pub fn load_key_ring_at(&self, at: i64) -> Result<KeyRing, AuthorityError> {
         self.ensure_signing_key()?;
         let generation = self.key_generation()?;
         let rows: Vec<KeyRow> = {
             let conn = self.conn();
             let mut stmt = conn.prepare(
-                "SELECT kid, pkcs8, cert_der, retires_at FROM signing_keys
-                 ORDER BY retires_at IS NOT NULL, created_at DESC",
+                "SELECT kid, pkcs8, cert_der, retires_at, activates_at FROM signing_keys
+                 ORDER BY created_at DESC, rowid DESC",
             )?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<Result<_, _>>()?
+            stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?
         };
         let mut published = Vec::with_capacity(rows.len());
-        for (kid, pkcs8, cert, retires_at) in rows {
-            published.push(Arc::new(SigningKey::from_row(
-                kid, &pkcs8, cert, retires_at,
-            )?));
+        let mut active = None;
+        let mut reload_at: Option<i64> = None;
+        for (kid, pkcs8, cert, retires_at, activates_at) in rows {
+            let key = Arc::new(SigningKey::from_row(kid, &pkcs8, cert, retires_at)?);
+            match activates_at {
+                Some(t) if t > at => reload_at = Some(reload_at.map_or(t, |r| r.min(t))),
+                _ if active.is_none() && retires_at.is_none_or(|r| r > at) => {
+                    active = Some(key.clone());
+                }
+                _ => {}
+            }
+            published.push(key);
         }
-        let active = published
-            .first()
-            .filter(|k| k.retires_at.is_none())
-            .cloned()
-            .ok_or_else(|| {
-                AuthorityError::Crypto("no active signing key in the database".into())
-            })?;
+        let active = active.ok_or_else(|| {
+            AuthorityError::Crypto("no active signing key in the database".into())
+        })?;
         Ok(KeyRing {
             generation,
             active,
             published,
+            reload_at,
         })
     }
 }
@@ -277,6 +313,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_key_published_ahead_of_use_signs_only_from_its_activation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old_kid = store.load_key_ring().unwrap().active.kid.clone();
+        let rot = store.rotate_keys(600, 360).unwrap();
+        let at = now();
+
+        let before = store.load_key_ring_at(at).unwrap();
+        assert_eq!(
+            before.active.kid, old_kid,
+            "the old key signs until activation"
+        );
+        let published: Vec<_> = before.current(at).map(|k| k.kid.clone()).collect();
+        assert!(
+            published.contains(&rot.active_kid),
+            "the new key is published at once"
+        );
+        assert!(before.reload_at.is_some_and(|t| t >= at + 360));
+
+        let after = store.load_key_ring_at(at + 361).unwrap();
+        assert_eq!(
+            after.active.kid, rot.active_kid,
+            "the new key signs after activation"
+        );
+        let published: Vec<_> = after.current(at + 361).map(|k| k.kid.clone()).collect();
+        assert!(
+            published.contains(&old_kid),
+            "the old key validates during the overlap"
+        );
+        let later: Vec<_> = after
+            .current(at + 361 + 600)
+            .map(|k| k.kid.clone())
+            .collect();
+        assert_eq!(
+            later,
+            vec![rot.active_kid.clone()],
+            "then only the new key is published"
+        );
+    }
+
+    #[test]
     fn rotation_keeps_old_key_until_overlap_ends_then_drops_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -284,7 +361,7 @@ mod tests {
         assert_eq!(first.generation, 1);
         let old_kid = first.active.kid.clone();
 
-        let rot = store.rotate_keys(600).unwrap();
+        let rot = store.rotate_keys(600, 0).unwrap();
         assert_eq!(rot.retiring_kid.as_deref(), Some(old_kid.as_str()));
         let ring = store.load_key_ring().unwrap();
         assert_eq!(ring.generation, 2);
@@ -297,7 +374,7 @@ mod tests {
         assert_eq!(kids, vec![rot.active_kid.clone()]);
 
         // Rotating with no overlap drops the active key at once.
-        let rot2 = store.rotate_keys(0).unwrap();
+        let rot2 = store.rotate_keys(0, 0).unwrap();
         assert_eq!(rot2.retiring_kid, None);
         let ring = store.load_key_ring().unwrap();
         assert!(ring.published.iter().all(|k| k.kid != rot.active_kid));

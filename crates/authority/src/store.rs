@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS managed_identities (
 CREATE INDEX IF NOT EXISTS managed_identities_host ON managed_identities (host);
 CREATE TABLE IF NOT EXISTS signing_keys (
   kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL, cert_der BLOB NOT NULL, created_at INTEGER NOT NULL,
-  retires_at INTEGER);
+  retires_at INTEGER, activates_at INTEGER);
 CREATE TABLE IF NOT EXISTS used_jtis (
   client_id TEXT NOT NULL, jti TEXT NOT NULL, exp INTEGER NOT NULL, PRIMARY KEY (client_id, jti));
 CREATE TABLE IF NOT EXISTS device_codes (
@@ -161,6 +161,15 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        // Databases made before keys were published ahead of use lack the column.
+        let has_activation: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('signing_keys') WHERE name = 'activates_at'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err)?;
+        if !has_activation {
+            conn.execute_batch("ALTER TABLE signing_keys ADD COLUMN activates_at INTEGER")
+                .map_err(db_err)?;
+        }
         let store = Store {
             path,
             conn: Mutex::new(conn),

@@ -175,18 +175,25 @@ async fn rotated_keys_sign_new_tokens_and_retired_keys_leave_jwks() {
     assert_eq!(token_kid().await, first[0]);
 
     // The CLI writes the database; the running server notices the new generation.
-    let rot = s.store().rotate_keys(600).unwrap();
+    let rot = s.store().rotate_keys(600, 0).unwrap();
     assert_eq!(kids().await, vec![rot.active_kid.clone(), first[0].clone()]);
     assert_eq!(token_kid().await, rot.active_kid);
 
-    let rot2 = s.store().rotate_keys(0).unwrap();
+    let rot2 = s.store().rotate_keys(0, 0).unwrap();
     assert_eq!(
         kids().await,
         vec![rot2.active_kid.clone(), first[0].clone()],
         "a zero-overlap rotation drops only the active key"
     );
-    let rot3 = s.store().rotate_keys(0).unwrap();
+    let rot3 = s.store().rotate_keys(0, 0).unwrap();
     let now = kids().await;
     assert!(!now.contains(&rot2.active_kid));
     assert!(now.contains(&rot3.active_kid));
+
+    // Published ahead of use: in JWKS at once, signing only after the delay.
+    let rot4 = s.store().rotate_keys(600, 2).unwrap();
+    assert!(kids().await.contains(&rot4.active_kid));
+    assert_eq!(token_kid().await, rot3.active_kid, "the old key signs until activation");
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(token_kid().await, rot4.active_kid, "the new key signs once active");
 }

@@ -49,12 +49,18 @@ enum AuthorityCommand {
         #[command(subcommand)]
         command: TenantCommand,
     },
-    /// Add a new signing key; the old one keeps validating until the overlap ends,
-    /// then disappears from JWKS.
+    /// Add a new signing key: published in JWKS at once, signing after the publish
+    /// delay (so resource servers know it first); the old key signs until then and
+    /// keeps validating until the overlap ends, then disappears from JWKS.
     RotateKeys {
-        /// How long the old key stays published: e.g. 10m, 1h, 30s, 0.
+        /// How long the old key stays published after the new one starts signing:
+        /// e.g. 10m, 1h, 30s, 0.
         #[arg(long, default_value = "10m")]
         overlap: String,
+        /// How long the new key is published before it signs (resource servers such
+        /// as the gate refetch keys for an unknown kid at most every 5 minutes).
+        #[arg(long, default_value = "6m")]
+        publish_delay: String,
     },
     /// Approve (or decline) a device-code sign-in, as the user would in the browser.
     Approve {
@@ -254,10 +260,14 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
         } => admin("authority tenant update", &|store| {
             print(globals, &store.set_token_lifetime(token_lifetime)?)
         })?,
-        AuthorityCommand::RotateKeys { overlap } => {
-            let secs = parse_duration(&overlap)?;
+        AuthorityCommand::RotateKeys {
+            overlap,
+            publish_delay,
+        } => {
+            let overlap = parse_duration(&overlap)?;
+            let delay = parse_duration(&publish_delay)?;
             admin("authority rotate-keys", &|store| {
-                print(globals, &store.rotate_keys(secs)?)
+                print(globals, &store.rotate_keys(overlap, delay)?)
             })?
         }
         AuthorityCommand::Approve {

@@ -218,7 +218,7 @@ async fn a_key_removed_from_jwks_stops_validating() {
     );
 
     // Rotate with no overlap: the old key leaves the JWKS at once.
-    env.authority.authority.store().rotate_keys(0).unwrap();
+    env.authority.authority.store().rotate_keys(0, 0).unwrap();
     let new = sign_with_authority(&env, &claims(&env, &app.oid));
     assert_eq!(
         auth_detail(&env, &new).await.0,
@@ -846,7 +846,7 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_interval() {
     env.settle().await;
     let old = sign_with_authority(&env, &claims(&env, &app.oid));
     assert_eq!(auth_detail(&env, &old).await.0, 200);
-    env.authority.authority.store().rotate_keys(0).unwrap();
+    env.authority.authority.store().rotate_keys(0, 0).unwrap();
     // Within five minutes of the last fetch a new kid is not looked up again, so a
     // flood of tokens with random kids cannot hammer the issuer.
     let new = sign_with_authority(&env, &claims(&env, &app.oid));
