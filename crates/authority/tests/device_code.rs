@@ -193,7 +193,15 @@ async fn rotated_keys_sign_new_tokens_and_retired_keys_leave_jwks() {
     // Published ahead of use: in JWKS at once, signing only after the delay.
     let rot4 = s.store().rotate_keys(600, 2).unwrap();
     assert!(kids().await.contains(&rot4.active_kid));
-    assert_eq!(token_kid().await, rot3.active_kid, "the old key signs until activation");
+    assert_eq!(
+        token_kid().await,
+        rot3.active_kid,
+        "the old key signs until activation"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    assert_eq!(token_kid().await, rot4.active_kid, "the new key signs once active");
+    assert_eq!(
+        token_kid().await,
+        rot4.active_kid,
+        "the new key signs once active"
+    );
 }
