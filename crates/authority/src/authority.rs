@@ -143,7 +143,7 @@ impl TokenRequest {
             .filter(|v| !v.is_empty())
     }
 
-    fn require(&self, name: &str) -> Result<&str, OAuthError> {
+    pub(crate) fn require(&self, name: &str) -> Result<&str, OAuthError> {
         self.get(name).ok_or_else(|| {
             OAuthError::new(
                 Aadsts::MissingParameter,

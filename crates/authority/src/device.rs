@@ -69,12 +69,7 @@ impl Authority {
         req: &TokenRequest,
     ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
-        let client_id = req.get("client_id").ok_or_else(|| {
-            OAuthError::new(
-                Aadsts::MissingParameter,
-                "The request body must contain the following parameter: 'client_id'.",
-            )
-        })?;
+        let client_id = req.require("client_id")?;
         let scope = match version {
             EndpointVersion::V2 => req
                 .get("scope")
@@ -158,12 +153,7 @@ impl Authority {
     ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
         decision.tenant = Some(tenant.id.clone());
-        let device_code = req.get("device_code").ok_or_else(|| {
-            OAuthError::new(
-                Aadsts::MissingParameter,
-                "The request body must contain the following parameter: 'device_code'.",
-            )
-        })?;
+        let device_code = req.require("device_code")?;
         let client_id = req
             .get("client_id")
             .unwrap_or_default()
@@ -242,12 +232,7 @@ impl Authority {
     ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, true)?;
         decision.tenant = Some(tenant.id.clone());
-        let token = req.get("refresh_token").ok_or_else(|| {
-            OAuthError::new(
-                Aadsts::MissingParameter,
-                "The request body must contain the following parameter: 'refresh_token'.",
-            )
-        })?;
+        let token = req.require("refresh_token")?;
         let client_id = req
             .get("client_id")
             .unwrap_or_default()
