@@ -110,12 +110,8 @@ async fn an_owner_grants_a_role_over_https_and_the_gate_applies_it_at_once() {
     env.create_container(&owner_storage, "data").await;
     for name in ["train/a.txt", "secret/b.txt"] {
         let resp = env
-            .request(Method::PUT, &format!("/data/{name}"), Some(&owner_storage))
-            .header("x-ms-blob-type", "BlockBlob")
-            .body("bytes")
-            .send()
-            .await
-            .unwrap();
+            .put_blob(&format!("/data/{name}"), &owner_storage, "bytes")
+            .await;
         assert_eq!(resp.status(), 201);
     }
     let job_storage = env.token(&job, common::STORAGE_SCOPE).await;
@@ -502,13 +498,7 @@ async fn custom_roles_are_defined_and_assigned_through_the_api() {
     assert!(body["properties"]["expiresOn"].is_string(), "{body}");
 
     let job_storage = env.token(&job, common::STORAGE_SCOPE).await;
-    let put = env
-        .request(Method::PUT, "/data/x.bin", Some(&job_storage))
-        .header("x-ms-blob-type", "BlockBlob")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let put = env.put_blob("/data/x.bin", &job_storage, "x").await;
     assert_eq!(put.status(), 201);
     let delete = env
         .request(Method::DELETE, "/data/x.bin", Some(&job_storage))

@@ -278,13 +278,7 @@ async fn a_missing_role_is_authorization_permission_mismatch_with_an_explanation
     env.assign(&reader.oid, READER, "/blobServices/default/containers/data");
     env.settle().await;
     let reader_token = env.token(&reader, common::STORAGE_SCOPE).await;
-    let resp = env
-        .request(Method::PUT, "/data/new.rec", Some(&reader_token))
-        .header("x-ms-blob-type", "BlockBlob")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let resp = env.put_blob("/data/new.rec", &reader_token, "x").await;
     assert_eq!(resp.status(), 403);
     assert!(
         resp.headers()["x-ms-entraflow-denial"]
@@ -318,12 +312,8 @@ async fn conditions_scope_reads_to_a_path_prefix() {
     env.create_container(&owner_token, "data").await;
     for name in ["train/a.rec", "train-secret/b.rec"] {
         let resp = env
-            .request(Method::PUT, &format!("/data/{name}"), Some(&owner_token))
-            .header("x-ms-blob-type", "BlockBlob")
-            .body("payload")
-            .send()
-            .await
-            .unwrap();
+            .put_blob(&format!("/data/{name}"), &owner_token, "payload")
+            .await;
         assert_eq!(resp.status(), 201);
     }
     let job_token = env.token(&job, common::STORAGE_SCOPE).await;
@@ -568,12 +558,8 @@ async fn list_blobs_pages_and_groups_like_azure() {
         "val/5",
     ] {
         let resp = env
-            .request(Method::PUT, &format!("/data/{name}"), Some(&token))
-            .header("x-ms-blob-type", "BlockBlob")
-            .body(name.to_owned())
-            .send()
-            .await
-            .unwrap();
+            .put_blob(&format!("/data/{name}"), &token, name.to_owned())
+            .await;
         assert_eq!(resp.status(), 201);
     }
     let list = |q: &'static str| {
@@ -877,13 +863,7 @@ async fn a_role_assigned_to_a_group_grants_tokens_that_carry_the_group() {
     env.settle().await;
     let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
     env.create_container(&owner_token, "data").await;
-    let put = env
-        .request(Method::PUT, "/data/x", Some(&owner_token))
-        .header("x-ms-blob-type", "BlockBlob")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let put = env.put_blob("/data/x", &owner_token, "x").await;
     assert_eq!(put.status(), 201);
 
     let member = "0b8e4b8a-6f0e-4bb1-9a5e-4c1f3f0a0002";
@@ -928,13 +908,7 @@ async fn an_object_store_url_backend_keeps_blobs_under_its_path() {
     env.settle().await;
     let token = env.token(&app, common::STORAGE_SCOPE).await;
     env.create_container(&token, "data").await;
-    let put = env
-        .request(Method::PUT, "/data/a/b.rec", Some(&token))
-        .header("x-ms-blob-type", "BlockBlob")
-        .body("bytes")
-        .send()
-        .await
-        .unwrap();
+    let put = env.put_blob("/data/a/b.rec", &token, "bytes").await;
     assert_eq!(put.status(), 201);
     assert_eq!(std::fs::read(root.join("data/a/b.rec")).unwrap(), b"bytes");
     let get = env

@@ -146,6 +146,21 @@ impl Env {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     }
 
+    /// Put Blob (a block blob) at `path` with `token`.
+    pub async fn put_blob(
+        &self,
+        path: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.request(reqwest::Method::PUT, path, Some(token))
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A raw request with the headers every Azure SDK sends.
     pub fn request(
         &self,
