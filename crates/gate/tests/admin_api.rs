@@ -518,3 +518,129 @@ async fn an_account_named_like_an_arm_root_is_refused() {
     let err = entraflow_gate::Gate::bind(config).await.unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
 }
+
+/// Finding (hardening issue): a principal with Owner on one container rewrote a
+/// custom role assigned at the account, adding blob write, and then wrote to every
+/// container. Changing a role needs write at every scope it is assignable at now,
+/// not only at the new ones; and an assignment whose scope leaves the role's
+/// assignable scopes stops granting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_the_account() {
+    let env = common::start().await;
+    let api = Admin::new(&env);
+    let platform = env.app("platform");
+    let attacker = env.app("attacker");
+    env.assign(&platform.oid, "Owner", &env.account_scope);
+    env.assign(
+        &platform.oid,
+        "Storage Blob Data Contributor",
+        &env.account_scope,
+    );
+    env.settle().await;
+    let platform_storage = env.token(&platform, common::STORAGE_SCOPE).await;
+    for c in ["mine", "theirs"] {
+        env.create_container(&platform_storage, c).await;
+    }
+    let put = env
+        .put_blob("/theirs/data.bin", &platform_storage, "theirs")
+        .await;
+    assert_eq!(put.status(), 201);
+
+    // A custom reader role, assignable at the account and assigned there to the
+    // attacker, who also owns one container.
+    let platform_arm = env.token(&platform, ARM_SCOPE).await;
+    let role = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
+    let definition = |data_actions: Value, scopes: Value| {
+        json!({ "properties": {
+            "roleName": "Project Reader",
+            "type": "CustomRole",
+            "permissions": [{ "dataActions": data_actions }],
+            "assignableScopes": scopes
+        }})
+    };
+    let role_url = api.url(&env.account_scope, &format!("roleDefinitions/{role}"));
+    let read = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &role_url,
+            Some(&platform_arm),
+            Some(definition(json!([read]), json!([env.account_scope]))),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mine = env.scope("/blobServices/default/containers/mine");
+    env.assign(&attacker.oid, "Project Reader", &env.account_scope);
+    env.assign(&attacker.oid, "Owner", &mine);
+    env.settle().await;
+
+    // The attack: at the scope of 'mine', where the attacker is Owner, rewrite the
+    // role with write added and only 'mine' assignable.
+    let attacker_arm = env.token(&attacker, ARM_SCOPE).await;
+    let write = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write";
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &api.url(&mine, &format!("roleDefinitions/{role}")),
+            Some(&attacker_arm),
+            Some(definition(json!([read, write]), json!([mine]))),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "AuthorizationFailed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&env.account_scope),
+        "the refusal names the existing assignable scope: {body}"
+    );
+    let stored = entraflow_rbac::RbacStore::open(env.dir.path())
+        .unwrap()
+        .find_definition(role)
+        .unwrap();
+    assert_eq!(stored.permissions[0].data_actions, [read], "role unchanged");
+    let attacker_storage = env.token(&attacker, common::STORAGE_SCOPE).await;
+    let put = env
+        .put_blob("/theirs/data.bin", &attacker_storage, "pwned")
+        .await;
+    assert_eq!(put.status(), 403);
+    let denied = env.audit_records().await.into_iter().any(|r| {
+        r["event_type"] == "authz.denied"
+            && r["action"] == "Microsoft.Authorization/roleDefinitions/write"
+    });
+    assert!(denied, "the refused change is audited as a denial");
+
+    // The platform team narrows the role to 'mine': the account-level assignment
+    // now lies outside the role's assignable scopes and grants nothing.
+    assert_eq!(
+        get_blob(&env, &attacker_storage, "/theirs/data.bin").await,
+        200
+    );
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &role_url,
+            Some(&platform_arm),
+            Some(definition(json!([read]), json!([mine]))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get_blob(&env, &attacker_storage, "/theirs/data.bin").await,
+        403
+    );
+    let findings = entraflow_rbac::lint(
+        &entraflow_rbac::RbacStore::open(env.dir.path()).unwrap(),
+        time::OffsetDateTime::now_utc(),
+        entraflow_rbac::LintOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        findings.iter().any(
+            |f| f.rule == entraflow_rbac::LintRule::OutsideAssignableScopes
+                && f.principal_id.as_deref() == Some(attacker.oid.as_str())
+        ),
+        "{findings:#?}"
+    );
+}

@@ -64,6 +64,13 @@ impl Index {
                     "role assignment names an unknown role; it grants nothing");
                 continue;
             };
+            if !role.definition.assignable_at(&a.scope) {
+                // Azure's rule: a role edited so that an assignment's scope is no longer
+                // among its assignable scopes stops granting there.
+                tracing::warn!(assignment = %a.name, role = %role.definition.name, scope = %a.scope,
+                    "role assignment is outside its role's assignable scopes; it grants nothing");
+                continue;
+            }
             let condition = match a.condition.as_deref().map(Condition::parse).transpose() {
                 Ok(c) => c,
                 Err(e) => {

@@ -103,6 +103,14 @@ pub enum Error {
         /// The role's name.
         name: String,
     },
+    /// The role was changed by someone else after the caller read it.
+    #[error(
+        "role '{name}' was changed by someone else meanwhile; read it again and repeat the update"
+    )]
+    DefinitionChanged {
+        /// The role's name.
+        name: String,
+    },
     /// An assignment with that GUID exists already.
     #[error(
         "a role assignment named '{id}' already exists; choose another GUID, or delete that assignment first"

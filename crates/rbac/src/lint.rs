@@ -12,6 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::assignment::{PrincipalType, RoleAssignment};
+use crate::condition::Condition;
 use crate::definition::{CompiledRole, RoleDefinition, RoleType};
 use crate::error::Error;
 use crate::scope::ScopeLevel;
@@ -45,6 +46,12 @@ pub enum LintRule {
     SharedAcrossProjects,
     /// Expired: grants nothing, but clutters the store.
     Expired,
+    /// The assignment's scope is no longer among its role's assignable scopes (the
+    /// role was edited): it grants nothing.
+    OutsideAssignableScopes,
+    /// The stored condition does not pass validation (edited in by hand, or written
+    /// before a limit existed): the assignment grants nothing.
+    InvalidCondition,
 }
 
 /// How bad a finding is.
@@ -111,6 +118,35 @@ pub fn lint_assignments(
             continue;
         };
         let def = &role.definition;
+        if !def.assignable_at(&a.scope) {
+            findings.push(Finding {
+                rule: LintRule::OutsideAssignableScopes,
+                severity: Severity::Warning,
+                principal_id: Some(a.principal_id.clone()),
+                assignment_ids: vec![a.id()],
+                message: format!(
+                    "'{}' for {} at {} grants nothing: the role is assignable only at or below {}; add the scope back to the role or delete the assignment",
+                    def.name,
+                    a.principal_id,
+                    a.scope,
+                    def.assignable_scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            });
+            continue;
+        }
+        if let Some(Err(e)) = a.condition.as_deref().map(Condition::parse) {
+            findings.push(Finding {
+                rule: LintRule::InvalidCondition,
+                severity: Severity::Warning,
+                principal_id: Some(a.principal_id.clone()),
+                assignment_ids: vec![a.id()],
+                message: format!(
+                    "'{}' for {} at {} grants nothing: its stored condition is invalid ({e}); delete the assignment and create it again with a valid condition",
+                    def.name, a.principal_id, a.scope
+                ),
+            });
+            continue;
+        }
         if a.is_expired(now) {
             findings.push(Finding {
                 rule: LintRule::Expired,

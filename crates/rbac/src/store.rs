@@ -208,15 +208,26 @@ impl RbacStore {
         Ok(def)
     }
 
-    /// Replaces the custom role with `def.id` (ARM's `PUT roleDefinitions/{guid}` on
-    /// an existing role). Built-in roles cannot be changed; the new name must not
-    /// be another role's.
-    pub fn update_definition(&self, mut def: RoleDefinition) -> Result<RoleDefinition, Error> {
+    /// Replaces the custom role `prior` (as the caller read it, and authorized the
+    /// change against) with `def` (ARM's `PUT roleDefinitions/{guid}` on an existing
+    /// role). Built-in roles cannot be changed; the new name must not be another
+    /// role's; a role changed by someone else since `prior` was read is refused, so
+    /// a permission check made against `prior` always covers what is replaced.
+    pub fn update_definition(
+        &self,
+        prior: &RoleDefinition,
+        mut def: RoleDefinition,
+    ) -> Result<RoleDefinition, Error> {
         def.role_type = RoleType::Custom;
         let conn = self.conn();
         let defs = self.definitions_in(&conn)?;
         let existing = defs.iter().find(|d| d.id.eq_ignore_ascii_case(&def.id));
         match existing {
+            Some(d) if d.role_type == RoleType::Custom && d != prior => {
+                return Err(Error::DefinitionChanged {
+                    name: d.name.clone(),
+                });
+            }
             Some(d) if d.role_type == RoleType::Custom => {}
             Some(d) => {
                 return Err(Error::BuiltInRole {

@@ -56,6 +56,7 @@ fn custom_roles_can_be_replaced_but_built_ins_cannot() {
         .unwrap();
     let updated = store
         .update_definition(
+            &created,
             entraflow_rbac::RoleDefinition::from_json(&doc("Writer X", write)).unwrap(),
         )
         .unwrap();
@@ -65,8 +66,21 @@ fn custom_roles_can_be_replaced_but_built_ins_cannot() {
     assert_eq!(found.permissions[0].data_actions, vec![write.to_owned()]);
     assert!(store.find_definition("Reader X").is_err());
 
-    let mut owner = store.find_definition("Owner").unwrap();
-    owner.description = "changed".into();
-    let err = store.update_definition(owner).unwrap_err();
+    // An update authorized against a version that is no longer stored is refused.
+    let stale = store
+        .update_definition(
+            &created,
+            entraflow_rbac::RoleDefinition::from_json(&doc("Reader X", read)).unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(stale, Error::DefinitionChanged { .. }),
+        "{stale:?}"
+    );
+
+    let owner = store.find_definition("Owner").unwrap();
+    let mut changed = owner.clone();
+    changed.description = "changed".into();
+    let err = store.update_definition(&owner, changed).unwrap_err();
     assert!(matches!(err, Error::BuiltInRole { .. }), "{err:?}");
 }

@@ -163,6 +163,9 @@ impl ArmError {
             E::DuplicateRole { .. } => {
                 Self::new(StatusCode::CONFLICT, "RoleDefinitionWithSameNameExists", text)
             }
+            E::DefinitionChanged { .. } => {
+                Self::new(StatusCode::CONFLICT, "RoleDefinitionChanged", text)
+            }
             E::BuiltInRole { .. } => Self::new(StatusCode::FORBIDDEN, "BuiltInRoleCannotBeChanged", text),
             E::InvalidDefinition(e) => Self::bad_request("InvalidRoleDefinition", e.to_string()),
             other => {

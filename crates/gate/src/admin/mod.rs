@@ -20,7 +20,8 @@
 //! Then RBAC, deny by default, at the scope in the path: writing an assignment needs
 //! `Microsoft.Authorization/roleAssignments/write`, deleting one `.../delete`,
 //! reading `.../read`; role definitions need `roleDefinitions/read|write` (write at
-//! every assignable scope too). Owner and User Access Administrator grant them all.
+//! every assignable scope the role has and will have, since an update reaches every
+//! assignment of the role). Owner and User Access Administrator grant them all.
 //! Every request, allowed or not, is one audit event, durable before the response
 //! (`admin.change` for PUT/DELETE, `admin.read` for GET, `authz.denied`,
 //! `authn.failed`); its `resource` is the assignment's or definition's ARM id.
@@ -696,19 +697,23 @@ impl Admin<'_> {
         }
         let def = entraflow_rbac::RoleDefinition::from_json(&doc.to_string())
             .map_err(|e| ArmError::bad_request("InvalidRoleDefinition", e.to_string()))?;
-        for scope in &def.assignable_scopes {
-            self.authorize(event, action::ROLE_DEFINITIONS_WRITE, scope)?;
-        }
-        let exists = self
+        let prior = self
             .store()
             .definitions()
             .map_err(ArmError::from_rbac)?
-            .iter()
-            .any(|d| d.id == def.id);
-        let (status, stored, verb) = if exists {
+            .into_iter()
+            .find(|d| d.id.eq_ignore_ascii_case(&def.id));
+        // Azure's rule: changing a role needs write at every scope it is assignable at
+        // now *and* will be, since the change reaches every assignment of the role
+        // within the old scopes as well as the new.
+        let old_scopes = prior.iter().flat_map(|p| p.assignable_scopes.iter());
+        for scope in old_scopes.chain(&def.assignable_scopes) {
+            self.authorize(event, action::ROLE_DEFINITIONS_WRITE, scope)?;
+        }
+        let (status, stored, verb) = if let Some(prior) = &prior {
             (
                 StatusCode::OK,
-                self.store().update_definition(def),
+                self.store().update_definition(prior, def),
                 "updated",
             )
         } else {
