@@ -112,3 +112,19 @@ def test_the_admin_api_refuses_as_arm_does(authority, gate, owner):
     assert invalid.status_code == 400, invalid.text
     assert invalid.json()["error"]["code"] == "InvalidCondition"
     assert "column" in invalid.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("depth", [40, 4_000, 60_000])
+def test_regression_cli_refuses_a_deeply_nested_condition_without_crashing(authority, gate, depth):
+    """Hardening finding: the CLI aborted (stack overflow) on a deeply nested
+    condition, and stored ones the gate could not parse. Now it exits 1 with the
+    limit named, and stores nothing."""
+    sp, _ = credential(authority, f"deep-condition-{depth}")
+    leaf = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike 'x/*'"
+    condition = "(" * depth + leaf + ")" * depth
+    out = authority.cli("role", "assignment", "create", "--assignee", sp, "--role", "Storage Blob Data Reader",
+                        "--scope", gate.scope, "--condition", condition, check=False)
+    assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
+    assert "more than 32 levels" in out.stderr or "at most 8192" in out.stderr, out.stderr[-2000:]
+    listed = authority.json("role", "assignment", "list", "--assignee", sp)
+    assert listed == []

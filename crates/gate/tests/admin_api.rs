@@ -644,3 +644,68 @@ async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_th
         "{findings:#?}"
     );
 }
+
+/// Finding (hardening issue): one admin request with a condition nested a few
+/// thousand levels deep overflowed a worker's stack and took the authority and the
+/// gate down together. Now it is a 400 naming the limit, and both keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_deeply_nested_condition_is_refused_and_the_servers_keep_serving() {
+    let env = common::start().await;
+    let api = Admin::new(&env);
+    let owner = env.app("owner");
+    let job = env.app("job");
+    env.assign(&owner.oid, "Owner", &env.account_scope);
+    env.settle().await;
+    let arm = env.token(&owner, ARM_SCOPE).await;
+    let leaf = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike 'train/*'";
+    let cases = [
+        format!("{}{leaf}{}", "(".repeat(4_000), ")".repeat(4_000)),
+        format!("{}{leaf}", "!".repeat(8_000)),
+        format!("{}{leaf}", "NOT ".repeat(2_000)),
+        format!("{}{leaf}{}", "(".repeat(100_000), ")".repeat(100_000)),
+    ];
+    for (i, condition) in cases.iter().enumerate() {
+        let url = api.url(
+            &env.account_scope,
+            &format!("roleAssignments/0d1e2f3a-4b5c-4d6e-8f70-81928374650{i}"),
+        );
+        let (status, body) = api
+            .call(
+                Method::PUT,
+                &url,
+                Some(&arm),
+                Some(assignment_body(
+                    builtin::STORAGE_BLOB_DATA_READER,
+                    &job.oid,
+                    Some(condition),
+                )),
+            )
+            .await;
+        assert_eq!(status, 400, "case {i}: {body}");
+        assert_eq!(
+            body["error"]["code"], "InvalidCondition",
+            "case {i}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("more than 32 levels") || message.contains("at most 8192"),
+            "case {i}: {message}"
+        );
+    }
+    // Both servers are still up: a token from the authority, a request to the gate.
+    let again = env.token(&owner, ARM_SCOPE).await;
+    let (status, body) = api
+        .call(
+            Method::GET,
+            &api.url(&env.account_scope, "roleAssignments"),
+            Some(&again),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["value"].as_array().unwrap().len(),
+        1,
+        "only the Owner assignment exists: {body}"
+    );
+}

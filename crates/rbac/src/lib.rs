@@ -58,7 +58,7 @@ pub use assignment::{
     CONDITION_VERSION, NewAssignment, PrincipalType, RoleAssignment, parse_expiry,
 };
 pub use authorizer::{Authorizer, DEFAULT_REFRESH_INTERVAL};
-pub use condition::{Condition, ConditionError};
+pub use condition::{Condition, ConditionError, MAX_CONDITION_LEN};
 pub use decision::{Decision, Denial, DenialReason, Principal, Request, RoleSuggestion};
 pub use definition::{
     ActionKind, DefinitionError, Permission, RoleDefinition, RoleType, builtin, builtin_roles,

@@ -29,6 +29,10 @@ use thiserror::Error;
 
 use crate::action::ActionPattern;
 
+/// The longest condition accepted, in bytes: "A condition can be up to 8 KB long"
+/// (Azure's conditions FAQ).
+pub const MAX_CONDITION_LEN: usize = 8 * 1024;
+
 /// A condition that does not parse, with where it went wrong.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("invalid condition at line {line}, column {column}: {message}")]
@@ -194,8 +198,19 @@ pub struct Condition {
 }
 
 impl Condition {
-    /// Parses a condition (version 2.0).
+    /// Parses a condition (version 2.0). Longer than [`MAX_CONDITION_LEN`] bytes, or
+    /// nested deeper than 32 levels, is refused before any recursion.
     pub fn parse(source: &str) -> Result<Self, ConditionError> {
+        if source.len() > MAX_CONDITION_LEN {
+            return Err(ConditionError::at(
+                source,
+                0,
+                format!(
+                    "the condition is {} bytes long; Azure allows at most {MAX_CONDITION_LEN} (8 KB)",
+                    source.len()
+                ),
+            ));
+        }
         let tokens = lexer::lex(source)?;
         let expr = parser::Parser::new(source, tokens).parse()?;
         Ok(Self {

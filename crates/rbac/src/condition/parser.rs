@@ -14,10 +14,17 @@ use super::lexer::{Tok, Token};
 use super::{Attribute, ConditionError, Expr, Quantifier, StringOp};
 use crate::action::ActionPattern;
 
+/// How deeply parentheses and `NOT`s may nest. Azure documents no nesting limit,
+/// only the 8 KB length; real conditions nest four or five levels. The limit keeps
+/// the recursion (parser, evaluation, drop) far inside any thread's stack.
+pub(crate) const MAX_NESTING: usize = 32;
+
 pub(super) struct Parser<'a> {
     src: &'a str,
     tokens: Vec<Token>,
     pos: usize,
+    /// Open parentheses and `NOT`s around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -26,6 +33,7 @@ impl<'a> Parser<'a> {
             src,
             tokens,
             pos: 0,
+            depth: 0,
         }
     }
 
@@ -110,10 +118,29 @@ impl<'a> Parser<'a> {
 
     fn unary(&mut self) -> Result<Expr, ConditionError> {
         if self.peek() == Some(&Tok::Bang) || self.is_word("NOT") {
+            let at = self.here();
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.descend(at)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
+    }
+
+    /// Enters one more level of nesting, refused past [`MAX_NESTING`] before any
+    /// recursion happens.
+    fn descend(&mut self, at: usize) -> Result<(), ConditionError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error_at(
+                at,
+                format!(
+                    "the condition nests parentheses and NOTs more than {MAX_NESTING} levels deep; simplify it"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn primary(&mut self) -> Result<Expr, ConditionError> {
@@ -121,7 +148,9 @@ impl<'a> Parser<'a> {
         match self.peek().cloned() {
             Some(Tok::LParen) => {
                 self.pos += 1;
+                self.descend(at)?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 if self.peek() != Some(&Tok::RParen) {
                     let (line, column) = super::line_column(self.src, at);
                     return Err(self.error_at(
