@@ -24,6 +24,8 @@ def test_export_verify_and_detect_tampering(authority, gate, tmp_path):
 
     first = authority.cli("audit", "verify", check=False)
     assert first.returncode == 0, first.stdout + first.stderr
+    # Without an exported checkpoint, verify says plainly what it cannot see.
+    assert "cannot detect: without an exported checkpoint" in first.stdout, first.stdout
     checkpoint = tmp_path / "head.checkpoint"
     authority.cli("audit", "checkpoint", "--log", "entraflow/gate", "--out", str(checkpoint))
     assert checkpoint.read_text().strip()

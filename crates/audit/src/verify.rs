@@ -66,6 +66,8 @@ pub enum ProblemKind {
     HeadMismatch,
     /// A checkpoint names a chain the store does not have.
     UnknownChain,
+    /// Events or checkpoints of a chain are stored, but its head row is gone.
+    HeadMissing,
 }
 
 /// One thing wrong, as precisely as it can be said.
@@ -123,6 +125,8 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
     /// Problems found in all, including those not kept.
     pub problem_count: usize,
+    /// What this verification could not detect, given what it was checked against.
+    pub cannot_detect: Vec<String>,
 }
 
 impl VerifyReport {
@@ -460,41 +464,68 @@ pub async fn verify_store(
     let mut report = VerifyReport::default();
     let mut marks: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
     external_marks(options, &mut marks, &mut report);
-    let heads: Vec<LogHead> = store
+    // Chains come from every table that holds chain data, so deleting one table's
+    // row (the head) cannot hide a chain whose events or checkpoints remain.
+    let wanted = |id: &String| options.log_id.as_ref().is_none_or(|l| l == id);
+    let mut heads: BTreeMap<String, LogHead> = store
         .heads()
         .await?
         .into_iter()
-        .filter(|h| options.log_id.as_ref().is_none_or(|l| *l == h.log_id))
+        .filter(|h| wanted(&h.log_id))
+        .map(|h| (h.log_id.clone(), h))
         .collect();
-    for head in &heads {
-        for stored in store.checkpoints(&head.log_id).await? {
+    let seen: Vec<String> = store
+        .chain_ids()
+        .await?
+        .into_iter()
+        .filter(wanted)
+        .collect();
+    for log_id in &seen {
+        for stored in store.checkpoints(log_id).await? {
             add_mark(
                 &stored.note,
                 format!("stored checkpoint at size {}", stored.size),
-                Some((&head.log_id, stored.size, &stored.root)),
+                Some((log_id, stored.size, &stored.root)),
                 &options.verifiers,
                 &mut marks,
                 &mut report,
             );
         }
     }
-    let seen: Vec<String> = heads.iter().map(|h| h.log_id.clone()).collect();
-    for head in &heads {
+    for log_id in &seen {
         let mut check = ChainCheck::new(
-            &head.log_id,
-            marks.remove(&head.log_id).unwrap_or_default(),
+            log_id,
+            marks.remove(log_id).unwrap_or_default(),
             &mut report,
         );
+        let Some(mut head) = heads.remove(log_id) else {
+            report.push(check.problem(
+                None,
+                None,
+                ProblemKind::HeadMissing,
+                "the chain's events or checkpoints are stored but its head row (audit_logs) is gone: the chain was hidden or partly deleted".into(),
+            ));
+            let mut from = 0;
+            loop {
+                let rows = store.rows(log_id, from, CHUNK).await?;
+                let Some(last) = rows.last() else { break };
+                from = last.seq + 1;
+                for row in &rows {
+                    check.feed(row.seq, row.record.as_bytes(), Some(row), &mut report);
+                }
+            }
+            check.finish(None, &mut report);
+            continue;
+        };
         // Read the next chunk while this one is checked.
         let fetch = |from: u64| {
-            let (store, log_id) = (store.clone(), head.log_id.clone());
+            let (store, log_id) = (store.clone(), log_id.clone());
             tokio::spawn(async move { store.rows(&log_id, from, CHUNK).await })
         };
         // A live log keeps growing while it is read: read the rows, then the head
         // (which a writer updates in the same transaction as its rows, so it is never
         // behind the rows read before it), and go on until the head is reached.
         let mut from = 0;
-        let mut head = head.clone();
         for _ in 0..LIVE_ROUNDS {
             let mut next = fetch(from);
             loop {
@@ -519,7 +550,28 @@ pub async fn verify_store(
         check.finish(Some(&head), &mut report);
     }
     report_unknown_chains(marks, &seen, options.log_id.as_deref(), &mut report);
+    report.cannot_detect = blind_spots(options);
     Ok(report)
+}
+
+/// What a verification against these options cannot see, said plainly.
+fn blind_spots(options: &VerifyOptions) -> Vec<String> {
+    let mut blind = Vec::new();
+    if options.external.is_empty() {
+        blind.push(
+            "without an exported checkpoint (--checkpoint FILE), a store rolled back or truncated as a whole \
+             (events, heads and stored checkpoints removed together), or a chain deleted from every table, \
+             looks like a smaller, intact log; export checkpoints with `entraflow audit checkpoint --out FILE` \
+             and keep them outside the system"
+                .into(),
+        );
+    }
+    blind.push(
+        "anyone holding the checkpoint signing key (audit-key.pk8) can rewrite history and sign it anew; \
+         only checkpoints exported before the rewrite, checked against a verifier key kept elsewhere, expose that"
+            .into(),
+    );
+    blind
 }
 
 /// A checkpoint line of the JSON-lines export.
@@ -650,6 +702,7 @@ pub fn verify_jsonl(path: &Path, options: &VerifyOptions) -> Result<VerifyReport
         check.finish(None, &mut report);
     }
     report_unknown_chains(marks, &seen, options.log_id.as_deref(), &mut report);
+    report.cannot_detect = blind_spots(options);
     Ok(report)
 }
 

@@ -59,6 +59,9 @@ suite!(
     a_truncated_tail_is_reported,
     a_rollback_is_caught_by_an_exported_checkpoint,
     a_deleted_chain_is_caught_by_an_exported_checkpoint,
+    regression_a_deleted_head_row_does_not_hide_a_chain,
+    regression_a_chain_with_only_checkpoints_left_is_reported,
+    verify_says_what_it_cannot_detect,
     forged_checkpoints_are_reported,
     json_lines_export_round_trips_into_verify,
     inclusion_and_consistency_proofs_verify_and_fail_when_tampered,
@@ -524,6 +527,102 @@ async fn a_deleted_chain_is_caught_by_an_exported_checkpoint(f: &Fixture) {
     };
     let report = verify_store(&store, &options).await.unwrap();
     assert_eq!(first(&report).kind, ProblemKind::UnknownChain);
+}
+
+/// Finding (hardening issue): `verify` enumerated chains from the heads table only,
+/// so deleting one row there hid a whole chain (edited events included) while
+/// `query` and `summary` still showed its events.
+async fn regression_a_deleted_head_row_does_not_hide_a_chain(f: &Fixture) {
+    write_log(f, 10).await;
+    let other = f.open("entraflow/gate/test-2").await;
+    other
+        .append(blob_event("other", "data", "x", false, 0))
+        .await
+        .unwrap();
+    other.close().await.unwrap();
+    // Edit an event, then hide the chain by deleting its head row.
+    let record = record_at(f, 3).await.replace("train/3", "train/X");
+    f.exec(&format!(
+        "UPDATE audit_events SET record = {} WHERE log_id = '{LOG}' AND seq = 3;
+         DELETE FROM audit_logs WHERE log_id = '{LOG}';",
+        sql_string(&record)
+    ))
+    .await;
+    let report = verify(f).await;
+    assert!(!report.is_ok(), "{report:?}");
+    let kinds: Vec<(&str, ProblemKind)> = report
+        .problems
+        .iter()
+        .map(|p| (p.log_id.as_str(), p.kind))
+        .collect();
+    assert!(
+        kinds.contains(&(LOG, ProblemKind::HeadMissing)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(LOG, ProblemKind::RecordAltered)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().all(|(log, _)| *log == LOG),
+        "the intact chain verifies: {kinds:?}"
+    );
+    let chains: Vec<&str> = report.chains.iter().map(|c| c.log_id.as_str()).collect();
+    assert_eq!(chains, [LOG, "entraflow/gate/test-2"]);
+    assert_eq!(report.chains[0].size, 10);
+}
+
+async fn regression_a_chain_with_only_checkpoints_left_is_reported(f: &Fixture) {
+    write_log(f, 6).await;
+    f.exec(&format!(
+        "DELETE FROM audit_events WHERE log_id = '{LOG}'; DELETE FROM audit_logs WHERE log_id = '{LOG}';"
+    ))
+    .await;
+    let report = verify(f).await;
+    let kinds: Vec<ProblemKind> = report.problems.iter().map(|p| p.kind).collect();
+    assert!(kinds.contains(&ProblemKind::HeadMissing), "{report:?}");
+    assert!(kinds.contains(&ProblemKind::Truncated), "{report:?}");
+}
+
+async fn verify_says_what_it_cannot_detect(f: &Fixture) {
+    write_log(f, 3).await;
+    let report = verify(f).await;
+    assert!(report.is_ok(), "{report:?}");
+    assert!(
+        report
+            .cannot_detect
+            .iter()
+            .any(|c| c.contains("without an exported checkpoint")),
+        "{:?}",
+        report.cannot_detect
+    );
+    let store = AnyStore::open(&f.url).await.unwrap();
+    let exported = entraflow_audit::checkpoint_now(&store, &f.signer(), Some(LOG))
+        .await
+        .unwrap();
+    let options = VerifyOptions {
+        external: vec![ExternalCheckpoint {
+            source: "cp".into(),
+            note: exported.note,
+        }],
+        ..f.verify_options()
+    };
+    let report = verify_store(&store, &options).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(
+        report
+            .cannot_detect
+            .iter()
+            .all(|c| !c.contains("without an exported checkpoint")),
+        "{:?}",
+        report.cannot_detect
+    );
+    assert!(
+        report
+            .cannot_detect
+            .iter()
+            .any(|c| c.contains("signing key"))
+    );
 }
 
 async fn forged_checkpoints_are_reported(f: &Fixture) {

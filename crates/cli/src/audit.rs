@@ -419,6 +419,9 @@ fn print_report(report: &VerifyReport, what: &str) -> std::io::Result<()> {
     }
     if report.is_ok() {
         out!("OK: {what} verifies");
+        for blind in &report.cannot_detect {
+            out!("  cannot detect: {blind}");
+        }
         return Ok(());
     }
     let mut problems = report.problems.iter();

@@ -403,6 +403,22 @@ pub(crate) fn query_sql(
 pub(crate) const ROW_COLUMNS: &str = "log_id, seq, event_id, time, event_type, principal_oid, \
      principal_appid, principal_name, action, resource, decision, run_id, record, leaf_hash";
 
+/// Every chain id found in any table that holds chain data: heads, events and
+/// checkpoints. Deleting a chain's head row must not hide its events from `verify`.
+/// The recursive steps walk each primary key's distinct `log_id`s one index seek at
+/// a time (a loose index scan), so the cost grows with the chains, not the events.
+pub(crate) const CHAIN_IDS_SQL: &str = "WITH RECURSIVE \
+     ev(id) AS (SELECT MIN(log_id) FROM audit_events \
+       UNION ALL SELECT (SELECT MIN(log_id) FROM audit_events WHERE log_id > ev.id) \
+       FROM ev WHERE ev.id IS NOT NULL), \
+     cp(id) AS (SELECT MIN(log_id) FROM audit_checkpoints \
+       UNION ALL SELECT (SELECT MIN(log_id) FROM audit_checkpoints WHERE log_id > cp.id) \
+       FROM cp WHERE cp.id IS NOT NULL) \
+     SELECT id FROM ev WHERE id IS NOT NULL \
+     UNION SELECT id FROM cp WHERE id IS NOT NULL \
+     UNION SELECT log_id FROM audit_logs \
+     ORDER BY 1";
+
 /// What every audit store does. Methods are async; the SQLite store runs them on its
 /// own thread, the PostgreSQL store on the connection.
 pub trait StoreBackend: Send + Sync + 'static {
@@ -421,6 +437,10 @@ pub trait StoreBackend: Send + Sync + 'static {
 
     /// Every chain's head.
     fn heads(&self) -> impl Future<Output = Result<Vec<LogHead>, StoreError>> + Send;
+
+    /// Every chain that has a head, an event or a checkpoint ([`CHAIN_IDS_SQL`]),
+    /// sorted.
+    fn chain_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Appends `rows` to chain `log_id` (which must have `expected_size` events) and
     /// stores the new head, in one durable transaction.
@@ -516,6 +536,9 @@ impl StoreBackend for AnyStore {
     }
     async fn heads(&self) -> Result<Vec<LogHead>, StoreError> {
         forward!(self, s => s.heads())
+    }
+    async fn chain_ids(&self) -> Result<Vec<String>, StoreError> {
+        forward!(self, s => s.chain_ids())
     }
     async fn append(
         &self,

@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
-    Cursor, Filter, LogHead, ROW_COLUMNS, Row, SqlParam, StoreBackend, StoreError,
+    CHAIN_IDS_SQL, Cursor, Filter, LogHead, ROW_COLUMNS, Row, SqlParam, StoreBackend, StoreError,
     StoredCheckpoint, now_text, query_sql, redact_password,
 };
 use crate::merkle::Frontier;
@@ -254,6 +254,16 @@ impl StoreBackend for PostgresStore {
             .await
             .map_err(self.err())?;
         Ok(rows.iter().map(head_from_row).collect())
+    }
+
+    async fn chain_ids(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .client
+            .query(CHAIN_IDS_SQL, &[])
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn append(

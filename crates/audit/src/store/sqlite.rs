@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Cursor, Filter, LogHead, ROW_COLUMNS, Row, SqlParam, StoreBackend, StoreError,
+    CHAIN_IDS_SQL, Cursor, Filter, LogHead, ROW_COLUMNS, Row, SqlParam, StoreBackend, StoreError,
     StoredCheckpoint, now_text, query_sql,
 };
 use crate::merkle::Frontier;
@@ -253,6 +253,17 @@ impl StoreBackend for SqliteStore {
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .ctx(path)?;
             Ok(heads)
+        })
+    }
+
+    fn chain_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        self.call(|conn, path| {
+            let mut stmt = conn.prepare(CHAIN_IDS_SQL).ctx(path)?;
+            let ids = stmt
+                .query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+                .ctx(path)?;
+            Ok(ids)
         })
     }
 
