@@ -165,6 +165,11 @@ impl AuditLog {
         &self.inner.log_id
     }
 
+    /// Whether the writer still takes appends (false once closed or stopped).
+    pub fn is_open(&self) -> bool {
+        !self.inner.commands.is_closed()
+    }
+
     /// The store, for reading.
     pub fn store(&self) -> &AnyStore {
         &self.inner.store

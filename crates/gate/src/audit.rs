@@ -18,6 +18,12 @@ pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Se
 pub trait AuditSink: Send + Sync + 'static {
     /// Appends an event.
     fn append(&self, event: Event) -> AppendFuture<'_>;
+
+    /// Whether the sink can take records now; a request is refused before it is
+    /// served when it cannot.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Event type of the record written when a streamed read ends: it carries the

@@ -68,12 +68,12 @@
 
 mod admin;
 mod audit;
-mod batch;
+mod blob;
 mod config;
 mod error;
+mod guard;
 mod names;
 mod operation;
-mod server;
 mod store;
 mod verify;
 mod xml;
@@ -82,13 +82,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use audit::{AppendFuture, AuditSink, READ_COMPLETED};
+pub use blob::{DENIAL_HEADER, SERVICE_VERSION};
 pub use config::{
     AUTHORITY_ENV_FILE, Backend, DEFAULT_ACCOUNT, DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION,
     GATE_ENV_FILE, GateConfig, read_env_file,
 };
 pub use error::{GateError, StorageError};
+pub use guard::RUN_ID_HEADER;
 pub use operation::Operation;
-pub use server::{DENIAL_HEADER, RUN_ID_HEADER, SERVICE_VERSION};
 pub use store::BlobStore;
 pub use verify::{ARM_AUDIENCES, AuthError, TokenVerifier, VerifiedToken, VerifierConfig};
 
@@ -101,13 +102,37 @@ impl AuditSink for entraflow_audit::AuditLog {
                 .map_err(|e| e.to_string())
         })
     }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(entraflow_audit::AuditError::Closed.to_string())
+        }
+    }
+}
+
+/// Every path goes to the admin API or to Blob REST, and both through the guard.
+fn router(state: Arc<guard::GateState>) -> axum::Router {
+    use axum::extract::{Request, State};
+    axum::Router::new()
+        .fallback(
+            |State(state): State<Arc<guard::GateState>>, req: Request| async move {
+                if admin::is_admin_path(req.uri().path(), &state.account) {
+                    admin::handle(state, req).await
+                } else {
+                    blob::handle(state, req).await
+                }
+            },
+        )
+        .with_state(state)
 }
 
 /// A gate bound to its port, not yet serving.
 pub struct Gate {
     listener: std::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    state: Arc<server::AppState>,
+    state: Arc<guard::GateState>,
     audit_log: entraflow_audit::AuditLog,
     config: GateConfig,
     endpoint: String,
@@ -227,18 +252,20 @@ impl Gate {
             &config.resource_group,
             &config.account,
         );
-        let state = Arc::new(server::AppState {
-            account: config.account.clone(),
-            account_url: endpoint.clone(),
+        let state = Arc::new(guard::GateState::new(
+            config.account.clone(),
+            endpoint.clone(),
             account_scope,
-            store,
             verifier,
             admin_verifier,
-            authorizer: Arc::new(authorizer),
-            audit: Arc::new(audit_log.clone()),
+            guard::Protected {
+                store,
+                authorizer: Arc::new(authorizer),
+                audit: Arc::new(audit_log.clone()),
+            },
             challenge,
             admin_challenge,
-        });
+        ));
         Ok(Gate {
             listener,
             tls,
@@ -273,11 +300,6 @@ impl Gate {
     /// The CA certificate clients must trust.
     pub fn ca_pem_path(&self) -> &std::path::Path {
         &self.ca_pem_path
-    }
-
-    /// The blob store (tests and tools that seed data).
-    pub fn store(&self) -> &BlobStore {
-        &self.state.store
     }
 
     /// The client settings the gate publishes, as `export NAME=value` lines:
@@ -351,7 +373,7 @@ impl Gate {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GateError> {
-        let app = server::router(self.state.clone());
+        let app = router(self.state.clone());
         let data_dir = self.config.data_dir.clone();
         entraflow_tls::serve_https(self.listener, self.tls, app, shutdown)
             .await

@@ -1,11 +1,13 @@
 //! The XML Azure Storage speaks: list results written as Azure writes them, block
-//! lists parsed with a real XML reader, and the two date formats Azure uses.
+//! lists parsed with a real XML reader, and the two date formats Azure uses. Every
+//! XML body the gate writes or reads is here.
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
 use time::OffsetDateTime;
 
 use crate::error::StorageError;
+use crate::store::{BlobInfo, Container};
 
 /// Escapes text for an XML element or attribute.
 pub(crate) fn escape(text: &str) -> String {
@@ -30,6 +32,133 @@ pub(crate) fn iso8601_now() -> String {
         t.second(),
         t.nanosecond() / 100
     )
+}
+
+/// The echo of a list request's parameters in its result.
+pub(crate) struct Listing<'q> {
+    pub(crate) prefix: Option<&'q str>,
+    pub(crate) marker: Option<&'q str>,
+    pub(crate) max_results: Option<&'q str>,
+    pub(crate) delimiter: Option<&'q str>,
+}
+
+/// One entry of a List Blobs page.
+pub(crate) enum ListEntry {
+    Blob(Box<BlobInfo>),
+    Prefix(String),
+}
+
+/// List Containers' result.
+pub(crate) fn container_list(
+    account_url: &str,
+    listing: &Listing<'_>,
+    containers: &[Container],
+    with_metadata: bool,
+    next_marker: Option<&str>,
+) -> String {
+    let mut xml = format!(
+        "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}/\">",
+        escape(account_url)
+    );
+    push_listing(&mut xml, listing);
+    xml.push_str("<Containers>");
+    for c in containers {
+        xml.push_str(&format!(
+            "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><DefaultEncryptionScope>$account-encryption-key</DefaultEncryptionScope><DenyEncryptionScopeOverride>false</DenyEncryptionScopeOverride><HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
+            escape(&c.name),
+            rfc1123(c.last_modified),
+            escape(&c.etag)
+        ));
+        if with_metadata {
+            push_metadata(&mut xml, &c.metadata);
+        }
+        xml.push_str("</Container>");
+    }
+    xml.push_str("</Containers>");
+    push_next_marker(&mut xml, next_marker);
+    xml.push_str("</EnumerationResults>");
+    xml
+}
+
+/// List Blobs' result.
+pub(crate) fn blob_list(
+    account_url: &str,
+    container: &str,
+    listing: &Listing<'_>,
+    entries: &[ListEntry],
+    with_metadata: bool,
+    next_marker: Option<&str>,
+) -> String {
+    let mut xml = format!(
+        "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}/\" ContainerName=\"{}\">",
+        escape(account_url),
+        escape(container)
+    );
+    push_listing(&mut xml, listing);
+    push_opt(&mut xml, "Delimiter", listing.delimiter);
+    xml.push_str("<Blobs>");
+    for entry in entries {
+        match entry {
+            ListEntry::Prefix(p) => xml.push_str(&format!(
+                "<BlobPrefix><Name>{}</Name></BlobPrefix>",
+                escape(p)
+            )),
+            ListEntry::Blob(info) => push_blob(&mut xml, info, with_metadata),
+        }
+    }
+    xml.push_str("</Blobs>");
+    push_next_marker(&mut xml, next_marker);
+    xml.push_str("</EnumerationResults>");
+    xml
+}
+
+fn push_listing(xml: &mut String, listing: &Listing<'_>) {
+    push_opt(xml, "Prefix", listing.prefix);
+    push_opt(xml, "Marker", listing.marker);
+    push_opt(xml, "MaxResults", listing.max_results);
+}
+
+fn push_opt(xml: &mut String, element: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        xml.push_str(&format!("<{element}>{}</{element}>", escape(v)));
+    }
+}
+
+fn push_next_marker(xml: &mut String, next: Option<&str>) {
+    match next {
+        Some(m) => xml.push_str(&format!("<NextMarker>{}</NextMarker>", escape(m))),
+        None => xml.push_str("<NextMarker />"),
+    }
+}
+
+fn push_metadata(xml: &mut String, metadata: &[(String, String)]) {
+    xml.push_str("<Metadata>");
+    for (k, v) in metadata {
+        xml.push_str(&format!("<{k}>{}</{k}>", escape(v)));
+    }
+    xml.push_str("</Metadata>");
+}
+
+fn push_blob(xml: &mut String, info: &BlobInfo, with_metadata: bool) {
+    let p = &info.properties;
+    let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
+    xml.push_str(&format!(
+        "<Blob><Name>{}</Name><Properties><Creation-Time>{lm}</Creation-Time><Last-Modified>{lm}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties>",
+        escape(&info.name),
+        escape(&info.etag),
+        info.size,
+        escape(p.content_type.as_deref().unwrap_or("application/octet-stream")),
+        opt(&p.content_encoding),
+        opt(&p.content_language),
+        opt(&p.content_md5),
+        opt(&p.cache_control),
+        opt(&p.content_disposition),
+        lm = rfc1123(info.last_modified),
+    ));
+    if with_metadata {
+        push_metadata(xml, &p.metadata);
+    }
+    xml.push_str("</Blob>");
 }
 
 /// One entry of a Put Block List body: which list to take the block from.

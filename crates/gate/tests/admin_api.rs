@@ -273,6 +273,7 @@ async fn an_owner_grants_a_role_over_https_and_the_gate_applies_it_at_once() {
         })
         .expect("an authz.denied record for the outsider");
     assert_eq!(denied_rec["status"], 403);
+    assert!(denied_rec["assignment_id"].is_null(), "{denied_rec}");
     assert_eq!(
         denied_rec["action"],
         "Microsoft.Authorization/roleAssignments/write"

@@ -29,25 +29,21 @@
 mod error;
 mod shape;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, request::Parts};
 use axum::response::Response;
-use entraflow_audit::{Decision as AuditDecision, Event, EventType};
-use entraflow_rbac::{
-    Decision, NewAssignment, PrincipalType, Request as RbacRequest, Scope, action,
-};
+use entraflow_audit::EventType;
+use entraflow_rbac::{NewAssignment, PrincipalType, Request as RbacRequest, Scope, action};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::guard::{Access, GateState, Guard, Wire, header};
 use crate::operation::Query;
-use crate::server::{AppState, note_token, rbac_principal};
-use crate::verify::VerifiedToken;
+use crate::verify::{AuthError, TokenVerifier};
 use error::{ArmError, invalid_assignment_id};
 use shape::{AssignmentFilter, DefinitionFilter, PutAssignment};
 
@@ -162,120 +158,117 @@ fn required_action(method: &Method, collection: Collection) -> &'static str {
     }
 }
 
-/// Serves one admin API request and audits it.
-pub(crate) async fn handle(app: &AppState, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    let write = matches!(parts.method, Method::PUT | Method::DELETE);
-    let mut event = Event::new(if write {
-        EventType::AdminChange
-    } else {
-        EventType::Other(ADMIN_READ.into())
-    });
-    event.request_id = Some(request_id.clone());
-    event.client_addr = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
-    event.user_agent = header(&parts.headers, "user-agent").map(str::to_owned);
+impl Wire for ArmError {
+    fn verifier(state: &GateState) -> &TokenVerifier {
+        &state.admin_verifier
+    }
 
-    let mut response = match process(app, &mut event, &parts, body).await {
-        Ok(response) => response,
-        Err(err) => {
-            if event.detail.is_none() {
-                event.detail = Some(format!("{}: {}", err.code, err.message));
-            }
-            err.into_response()
-        }
-    };
-    event.status = Some(response.status().as_u16());
-    event.duration_ms = Some(started.elapsed().as_millis() as u64);
-    if let Err(e) = app.audit.append(event).await {
-        // Fail closed: a change that cannot be audited is not reported as done.
-        tracing::error!(error = %e, request_id, "audit log append failed");
-        response = ArmError::new(
+    fn unauthenticated(err: &AuthError, state: &GateState) -> Self {
+        ArmError::authentication(err, &state.admin_challenge)
+    }
+
+    fn forbidden(denial: &entraflow_rbac::Denial) -> Self {
+        ArmError::authorization_failed(denial)
+    }
+
+    fn audit_unavailable() -> Self {
+        ArmError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "The audit log is unavailable, so the request cannot be confirmed. Retry the request; list the role assignments to see whether a change took effect.",
         )
-        .into_response();
     }
-    let h = response.headers_mut();
-    let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
+
+    fn summary(&self) -> String {
+        format!("{}: {}", self.code, self.message)
+    }
+
+    fn into_response(self, _request_id: &str, _head: bool) -> Response {
+        ArmError::into_response(self)
+    }
+
+    fn stamp(response: &mut Response, request_id: &str, request: &HeaderMap) {
+        let h = response.headers_mut();
+        let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        };
+        set(h, "x-ms-request-id", request_id);
+        set(
+            h,
+            "x-ms-correlation-request-id",
+            header(request, "x-ms-correlation-request-id").unwrap_or(request_id),
+        );
+        if let Some(id) = header(request, "x-ms-client-request-id") {
+            set(h, "x-ms-client-request-id", id);
         }
-    };
-    set(h, "x-ms-request-id", &request_id);
-    set(
-        h,
-        "x-ms-correlation-request-id",
-        header(&parts.headers, "x-ms-correlation-request-id").unwrap_or(&request_id),
-    );
-    if let Some(id) = header(&parts.headers, "x-ms-client-request-id") {
-        set(h, "x-ms-client-request-id", id);
     }
-    response
 }
 
-async fn process(
-    app: &AppState,
-    event: &mut Event,
-    parts: &Parts,
-    body: Body,
-) -> Result<Response, ArmError> {
+/// Serves one admin API request through the guard.
+pub(crate) async fn handle(state: Arc<GateState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let write = matches!(parts.method, Method::PUT | Method::DELETE);
+    let event_type = if write {
+        EventType::AdminChange
+    } else {
+        EventType::Other(ADMIN_READ.into())
+    };
+    let mut guard = Guard::begin(&state, event_type, &parts);
+    let result = process(&mut guard, &parts, body).await;
+    guard.finish(result, false, &parts.headers).await
+}
+
+async fn process(guard: &mut Guard, parts: &Parts, body: Body) -> Result<Response, ArmError> {
     // The path is parsed first so that even a refused request is audited with what
     // it named, but its errors are reported only to authenticated callers.
     let target = Target::parse(parts.uri.path());
     if let Ok(t) = &target {
+        let event = guard.event();
         event.resource = Some(t.resource_id());
         event.action = Some(required_action(&parts.method, t.collection).to_owned());
     }
-    let token = match app
-        .admin_verifier
-        .verify_header(header(&parts.headers, "authorization"))
-        .await
-    {
-        Ok(token) => token,
-        Err(err) => {
-            event.event_type = EventType::AuthnFailed;
-            event.decision = Some(AuditDecision::Deny);
-            event.detail = Some(err.to_string());
-            return Err(ArmError::authentication(&err, &app.admin_challenge));
-        }
-    };
-    note_token(event, &token);
+    guard
+        .authenticate::<ArmError>(header(&parts.headers, "authorization"))
+        .await?;
     let target = target?;
     let query = Query::parse(parts.uri.query());
     check_api_version(query.get("api-version"))?;
-
-    let admin = Admin {
-        app,
-        token: &token,
+    let body = match parts.method {
+        Method::PUT => Some(read_body(body).await?),
+        _ => None,
+    };
+    // Every admin request needs its action at the path's scope; writing a role
+    // definition needs more, checked by its handler.
+    let action = required_action(&parts.method, target.collection);
+    let access = guard.authorize::<ArmError>(RbacRequest::control(action, target.scope.clone()))?;
+    let mut admin = Admin {
+        access,
         target: &target,
     };
-    match (&parts.method, target.collection, target.name.as_deref()) {
-        (&Method::GET, Collection::Assignments, None) => {
-            admin.list_assignments(event, query.get("$filter"))
+    match (
+        &parts.method,
+        target.collection,
+        target.name.as_deref(),
+        body,
+    ) {
+        (&Method::GET, Collection::Assignments, None, _) => {
+            admin.list_assignments(query.get("$filter"))
         }
-        (&Method::GET, Collection::Assignments, Some(name)) => admin.get_assignment(event, name),
-        (&Method::PUT, Collection::Assignments, Some(name)) => {
-            let body = read_body(body).await?;
-            admin.put_assignment(event, name, &body)
+        (&Method::GET, Collection::Assignments, Some(name), _) => admin.get_assignment(name),
+        (&Method::PUT, Collection::Assignments, Some(name), Some(body)) => {
+            admin.put_assignment(name, &body)
         }
-        (&Method::DELETE, Collection::Assignments, Some(name)) => {
-            admin.delete_assignment(event, name)
+        (&Method::DELETE, Collection::Assignments, Some(name), _) => admin.delete_assignment(name),
+        (&Method::GET, Collection::Definitions, None, _) => {
+            admin.list_definitions(query.get("$filter"))
         }
-        (&Method::GET, Collection::Definitions, None) => {
-            admin.list_definitions(event, query.get("$filter"))
+        (&Method::GET, Collection::Definitions, Some(name), _) => admin.get_definition(name),
+        (&Method::PUT, Collection::Definitions, Some(name), Some(body)) => {
+            admin.put_definition(name, &body)
         }
-        (&Method::GET, Collection::Definitions, Some(name)) => admin.get_definition(event, name),
-        (&Method::PUT, Collection::Definitions, Some(name)) => {
-            let body = read_body(body).await?;
-            admin.put_definition(event, name, &body)
-        }
-        (method, _, _) => Err(ArmError::new(
+        (method, ..) => Err(ArmError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             format!(
@@ -329,10 +322,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ArmError
     })
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// A JSON response.
 pub(crate) fn json(status: StatusCode, value: &Value) -> Response {
     let mut response = Response::new(Body::from(value.to_string()));
@@ -348,58 +337,23 @@ fn guid(name: &str) -> Option<String> {
     uuid::Uuid::parse_str(name).ok().map(|u| u.to_string())
 }
 
-/// One authenticated request's handlers.
-struct Admin<'a> {
-    app: &'a AppState,
-    token: &'a Arc<VerifiedToken>,
+/// One authorized request's handlers.
+struct Admin<'a, 'g> {
+    access: Access<'g>,
     target: &'a Target,
 }
 
-impl Admin<'_> {
-    /// RBAC at `scope`; a denial is 403 `AuthorizationFailed` and an `authz.denied` event.
-    fn authorize(&self, event: &mut Event, action: &str, scope: &Scope) -> Result<(), ArmError> {
-        let principal = rbac_principal(self.token);
-        let request = RbacRequest::control(action, scope.clone());
-        match self
-            .app
-            .authorizer
-            .authorize(&principal, &request, OffsetDateTime::now_utc())
-        {
-            Decision::Allow {
-                assignment_id,
-                role_name,
-                ..
-            } => {
-                event.decision = Some(AuditDecision::Allow);
-                event.assignment_id = Some(assignment_id.to_string());
-                event.role_name = Some(role_name.to_string());
-                Ok(())
-            }
-            Decision::Deny(denial) => {
-                event.event_type = EventType::AuthzDenied;
-                event.decision = Some(AuditDecision::Deny);
-                event.action = Some(action.to_owned());
-                event.detail = Some(denial.to_string());
-                event.assignment_id = None;
-                event.role_name = None;
-                Err(ArmError::authorization_failed(&denial))
-            }
-        }
-    }
-
-    fn authorize_here(&self, event: &mut Event, action: &str) -> Result<(), ArmError> {
-        self.authorize(event, action, &self.target.scope)
-    }
-
-    /// Makes a change visible to the next decision at once (not after the poll).
-    fn refresh(&self) {
-        if let Err(e) = self.app.authorizer.refresh() {
-            tracing::warn!(error = %e, "role change stored but the authorizer could not reload yet; it will on its next poll");
-        }
-    }
-
+impl Admin<'_, '_> {
     fn store(&self) -> &entraflow_rbac::RbacStore {
-        self.app.authorizer.store()
+        self.access.rbac()
+    }
+
+    fn refresh(&self) {
+        self.access.refresh_policy();
+    }
+
+    fn event(&mut self) -> &mut entraflow_audit::Event {
+        self.access.event()
     }
 
     fn all_assignments(&self) -> Result<Vec<entraflow_rbac::RoleAssignment>, ArmError> {
@@ -418,12 +372,7 @@ impl Admin<'_> {
             .find(|a| a.name == name && a.scope == self.target.scope))
     }
 
-    fn list_assignments(
-        &self,
-        event: &mut Event,
-        filter: Option<&str>,
-    ) -> Result<Response, ArmError> {
-        self.authorize_here(event, action::ROLE_ASSIGNMENTS_READ)?;
+    fn list_assignments(&mut self, filter: Option<&str>) -> Result<Response, ArmError> {
         let filter = AssignmentFilter::parse(filter)?;
         let scope = &self.target.scope;
         // As ARM lists them: assignments that apply here (at or above), and with no
@@ -440,12 +389,11 @@ impl Admin<'_> {
             })
             .map(shape::assignment)
             .collect();
-        event.detail = Some(format!("listed {} role assignments", value.len()));
+        self.event().detail = Some(format!("listed {} role assignments", value.len()));
         Ok(json(StatusCode::OK, &json!({ "value": value })))
     }
 
-    fn get_assignment(&self, event: &mut Event, name: &str) -> Result<Response, ArmError> {
-        self.authorize_here(event, action::ROLE_ASSIGNMENTS_READ)?;
+    fn get_assignment(&mut self, name: &str) -> Result<Response, ArmError> {
         match self.find_assignment(name)? {
             Some(a) => Ok(json(StatusCode::OK, &shape::assignment(&a))),
             None => Err(ArmError::new(
@@ -459,13 +407,7 @@ impl Admin<'_> {
         }
     }
 
-    fn put_assignment(
-        &self,
-        event: &mut Event,
-        name: &str,
-        body: &[u8],
-    ) -> Result<Response, ArmError> {
-        self.authorize_here(event, action::ROLE_ASSIGNMENTS_WRITE)?;
+    fn put_assignment(&mut self, name: &str, body: &[u8]) -> Result<Response, ArmError> {
         let name = guid(name).ok_or_else(|| invalid_assignment_id(name))?;
         let PutAssignment { properties: p } = parse_json(body)?;
         let role_guid = p
@@ -515,7 +457,7 @@ impl Admin<'_> {
                 && same_name.expires_at == expires_at;
             if unchanged {
                 // PUT is idempotent: the same assignment again is a success.
-                event.detail = Some(format!(
+                self.event().detail = Some(format!(
                     "role assignment {} already exists as requested",
                     same_name.id()
                 ));
@@ -559,7 +501,7 @@ impl Admin<'_> {
             .create_assignment_named(&name, new, now)
             .map_err(ArmError::from_rbac)?;
         self.refresh();
-        event.resource = Some(created.id());
+        self.event().resource = Some(created.id());
         let mut detail = format!(
             "created role assignment {}: role '{}' ({}) for {} {} at {}",
             created.name,
@@ -575,15 +517,14 @@ impl Admin<'_> {
         if let Some(t) = created.expires_at {
             detail.push_str(&format!(", expires {t}"));
         }
-        event.detail = Some(detail);
+        self.event().detail = Some(detail);
         Ok(json(StatusCode::CREATED, &shape::assignment(&created)))
     }
 
-    fn delete_assignment(&self, event: &mut Event, name: &str) -> Result<Response, ArmError> {
-        self.authorize_here(event, action::ROLE_ASSIGNMENTS_DELETE)?;
+    fn delete_assignment(&mut self, name: &str) -> Result<Response, ArmError> {
         let Some(found) = self.find_assignment(name)? else {
             // As ARM: deleting what is not there is 204, not an error.
-            event.detail = Some(format!(
+            self.event().detail = Some(format!(
                 "no role assignment '{name}' at this scope; nothing deleted"
             ));
             let mut response = Response::new(Body::empty());
@@ -600,7 +541,7 @@ impl Admin<'_> {
             .find_definition(&deleted.role_definition_id)
             .map(|d| d.name)
             .unwrap_or_else(|_| deleted.role_definition_id.clone());
-        event.detail = Some(format!(
+        self.event().detail = Some(format!(
             "deleted role assignment {}: role '{}' ({}) for {} {} at {}",
             deleted.name,
             role,
@@ -612,12 +553,7 @@ impl Admin<'_> {
         Ok(json(StatusCode::OK, &shape::assignment(&deleted)))
     }
 
-    fn list_definitions(
-        &self,
-        event: &mut Event,
-        filter: Option<&str>,
-    ) -> Result<Response, ArmError> {
-        self.authorize_here(event, action::ROLE_DEFINITIONS_READ)?;
+    fn list_definitions(&mut self, filter: Option<&str>) -> Result<Response, ArmError> {
         let filter = DefinitionFilter::parse(filter)?;
         let scope = &self.target.scope;
         let value: Vec<Value> = self
@@ -629,12 +565,11 @@ impl Admin<'_> {
             .filter(|d| filter.matches(d))
             .map(|d| shape::definition(d, scope))
             .collect();
-        event.detail = Some(format!("listed {} role definitions", value.len()));
+        self.event().detail = Some(format!("listed {} role definitions", value.len()));
         Ok(json(StatusCode::OK, &json!({ "value": value })))
     }
 
-    fn get_definition(&self, event: &mut Event, name: &str) -> Result<Response, ArmError> {
-        self.authorize_here(event, action::ROLE_DEFINITIONS_READ)?;
+    fn get_definition(&mut self, name: &str) -> Result<Response, ArmError> {
         let not_found = || {
             ArmError::new(
                 StatusCode::NOT_FOUND,
@@ -650,13 +585,7 @@ impl Admin<'_> {
         ))
     }
 
-    fn put_definition(
-        &self,
-        event: &mut Event,
-        name: &str,
-        body: &[u8],
-    ) -> Result<Response, ArmError> {
-        self.authorize_here(event, action::ROLE_DEFINITIONS_WRITE)?;
+    fn put_definition(&mut self, name: &str, body: &[u8]) -> Result<Response, ArmError> {
         let id = guid(name).ok_or_else(|| {
             ArmError::bad_request(
                 "InvalidRoleDefinitionId",
@@ -708,7 +637,10 @@ impl Admin<'_> {
         // within the old scopes as well as the new.
         let old_scopes = prior.iter().flat_map(|p| p.assignable_scopes.iter());
         for scope in old_scopes.chain(&def.assignable_scopes) {
-            self.authorize(event, action::ROLE_DEFINITIONS_WRITE, scope)?;
+            self.access.authorize::<ArmError>(RbacRequest::control(
+                action::ROLE_DEFINITIONS_WRITE,
+                scope.clone(),
+            ))?;
         }
         let (status, stored, verb) = if let Some(prior) = &prior {
             (
@@ -725,7 +657,7 @@ impl Admin<'_> {
         };
         let stored = stored.map_err(ArmError::from_rbac)?;
         self.refresh();
-        event.detail = Some(format!(
+        self.event().detail = Some(format!(
             "{verb} custom role '{}' ({})",
             stored.name, stored.id
         ));

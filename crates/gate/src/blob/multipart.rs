@@ -1,4 +1,4 @@
-//! Blob Batch (`POST ?comp=batch`): a `multipart/mixed` body of Delete Blob
+//! The Blob Batch wire format (`POST ?comp=batch`): a `multipart/mixed` body of Delete Blob
 //! sub-requests, each authorized with its own bearer token, each authorized and
 //! audited on its own, answered as a `multipart/mixed` body of HTTP responses.
 //! (`object_store`'s Azure backend deletes this way; so does azure-storage-blob's

@@ -1,0 +1,410 @@
+//! The one guard every request the gate serves passes through, whatever its wire
+//! format (Blob REST, its batch sub-requests, the ARM-shaped admin API, and later
+//! other protocols):
+//!
+//! 1. [`Guard::begin`] starts the request's audit event (request id, client, run id);
+//! 2. [`Guard::authenticate`] verifies the bearer token, or records the failure;
+//! 3. [`Guard::authorize`] takes one RBAC decision, which *replaces* the decision,
+//!    granting assignment and role on the event (a Copy Blob whose source read was
+//!    allowed and whose destination write is denied records no granting
+//!    assignment), and refuses before anything is touched when the audit log cannot
+//!    take the record; only then does the handler get an [`Access`], the one way to
+//!    reach the blob store or the role store;
+//! 4. [`Guard::finish`] appends the event (durable before the response; a streamed
+//!    read's event is appended by [`Access::stream`] before its first byte) and puts
+//!    the wire's common headers on the response.
+//!
+//! A wire format supplies its error shapes through [`Wire`]: how it says
+//! "unauthenticated", "forbidden" and "the audit log is unavailable", and which
+//! headers every response carries.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, StatusCode, request::Parts};
+use axum::response::Response;
+use bytes::Bytes;
+use entraflow_audit::{Decision as AuditDecision, Event, EventType, Principal as AuditPrincipal};
+use entraflow_rbac::{Decision, Denial, Principal, Request as RbacRequest, Scope};
+use futures::Stream;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditSink, count_and_audit};
+use crate::store::BlobStore;
+use crate::verify::{AuthError, TokenVerifier, VerifiedToken};
+
+/// Everything a request needs; shared by all connections. The blob store and the
+/// role store are private to this module: handlers reach them only through an
+/// [`Access`], which only [`Guard::authorize`] hands out.
+pub(crate) struct GateState {
+    pub(crate) account: String,
+    pub(crate) account_url: String,
+    pub(crate) account_scope: Scope,
+    store: BlobStore,
+    /// Verifies Blob tokens: Storage audiences.
+    pub(crate) verifier: TokenVerifier,
+    /// Verifies admin API tokens: ARM audiences, the same keys as `verifier`.
+    pub(crate) admin_verifier: TokenVerifier,
+    authorizer: Arc<entraflow_rbac::Authorizer>,
+    audit: Arc<dyn AuditSink>,
+    /// `WWW-Authenticate` value of Blob 401s.
+    pub(crate) challenge: String,
+    /// `WWW-Authenticate` value of the admin API's 401s.
+    pub(crate) admin_challenge: String,
+}
+
+/// The parts of [`GateState`] that only the guard may hold.
+pub(crate) struct Protected {
+    pub(crate) store: BlobStore,
+    pub(crate) authorizer: Arc<entraflow_rbac::Authorizer>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+}
+
+impl GateState {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        account: String,
+        account_url: String,
+        account_scope: Scope,
+        verifier: TokenVerifier,
+        admin_verifier: TokenVerifier,
+        protected: Protected,
+        challenge: String,
+        admin_challenge: String,
+    ) -> Self {
+        Self {
+            account,
+            account_url,
+            account_scope,
+            store: protected.store,
+            verifier,
+            admin_verifier,
+            authorizer: protected.authorizer,
+            audit: protected.audit,
+            challenge,
+            admin_challenge,
+        }
+    }
+}
+
+/// How one wire format answers: its error type and the headers every response of
+/// it carries.
+pub(crate) trait Wire: Sized {
+    /// The verifier for this wire's audiences.
+    fn verifier(state: &GateState) -> &TokenVerifier;
+    /// The token was missing or not accepted.
+    fn unauthenticated(err: &AuthError, state: &GateState) -> Self;
+    /// RBAC said no.
+    fn forbidden(denial: &Denial) -> Self;
+    /// The audit log cannot take the record, so the request is not served.
+    fn audit_unavailable() -> Self;
+    /// `Code: message`, for the audit record of a failed request.
+    fn summary(&self) -> String;
+    /// The error as this wire's response.
+    fn into_response(self, request_id: &str, head: bool) -> Response;
+    /// Headers every response of this wire carries.
+    fn stamp(response: &mut Response, request_id: &str, request: &HeaderMap);
+}
+
+/// One request's passage through authentication, authorization and audit.
+pub(crate) struct Guard {
+    state: Arc<GateState>,
+    request_id: String,
+    started: Instant,
+    event: Event,
+    token: Option<Arc<VerifiedToken>>,
+    /// Set once a streamed body carries the record (see [`Access::stream`]).
+    streamed: bool,
+}
+
+impl Guard {
+    /// Starts the audit event of a request.
+    pub(crate) fn begin(state: &Arc<GateState>, event_type: EventType, parts: &Parts) -> Self {
+        let mut guard = Self::new(state, event_type);
+        guard.event.client_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string());
+        guard.event.user_agent = header(&parts.headers, "user-agent").map(str::to_owned);
+        guard.event.run_id = run_id(&parts.headers);
+        guard
+    }
+
+    fn new(state: &Arc<GateState>, event_type: EventType) -> Self {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut event = Event::new(event_type);
+        event.request_id = Some(request_id.clone());
+        Self {
+            state: Arc::clone(state),
+            request_id,
+            started: Instant::now(),
+            event,
+            token: None,
+            streamed: false,
+        }
+    }
+
+    /// A sub-request (a batch part): its own request id and record, the same client.
+    pub(crate) fn sub_request(&self, event_type: EventType) -> Self {
+        let mut sub = Self::new(&self.state, event_type);
+        sub.event.client_addr = self.event.client_addr.clone();
+        sub.event.user_agent = self.event.user_agent.clone();
+        sub.event.run_id = self.event.run_id.clone();
+        sub
+    }
+
+    pub(crate) fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The request's audit event, for what a handler knows (resource, bytes, detail).
+    pub(crate) fn event(&mut self) -> &mut Event {
+        &mut self.event
+    }
+
+    /// Verifies the `Authorization` header with the wire's verifier; a failure is an
+    /// `authn.failed` record and the wire's 401.
+    pub(crate) async fn authenticate<W: Wire>(
+        &mut self,
+        authorization: Option<&str>,
+    ) -> Result<(), W> {
+        match W::verifier(&self.state).verify_header(authorization).await {
+            Ok(token) => {
+                note_token(&mut self.event, &token);
+                self.token = Some(token);
+                Ok(())
+            }
+            Err(err) => {
+                self.event.event_type = EventType::AuthnFailed;
+                self.event.decision = Some(AuditDecision::Deny);
+                self.event.detail = Some(err.to_string());
+                Err(W::unauthenticated(&err, &self.state))
+            }
+        }
+    }
+
+    /// Takes one RBAC decision for the authenticated caller. It replaces whatever an
+    /// earlier decision recorded: the record always states the last decision taken.
+    /// On allow, the handler gets an [`Access`], unless the audit log cannot take the
+    /// record, in which case nothing is served.
+    pub(crate) fn authorize<W: Wire>(&mut self, request: RbacRequest) -> Result<Access<'_>, W> {
+        let Some(token) = &self.token else {
+            // A handler that authorizes before authenticating is a bug; fail closed.
+            tracing::error!(request_id = %self.request_id, "authorization before authentication");
+            return Err(W::unauthenticated(&AuthError::Missing, &self.state));
+        };
+        let principal = rbac_principal(token);
+        let decision =
+            self.state
+                .authorizer
+                .authorize(&principal, &request, OffsetDateTime::now_utc());
+        self.event.action = Some(request.action.clone());
+        match decision {
+            Decision::Allow {
+                assignment_id,
+                role_name,
+                ..
+            } => {
+                self.event.decision = Some(AuditDecision::Allow);
+                self.event.assignment_id = Some(assignment_id.to_string());
+                self.event.role_name = Some(role_name.to_string());
+            }
+            Decision::Deny(denial) => {
+                self.event.event_type = EventType::AuthzDenied;
+                self.event.decision = Some(AuditDecision::Deny);
+                self.event.assignment_id = None;
+                self.event.role_name = None;
+                self.event.detail = Some(denial.to_string());
+                return Err(W::forbidden(&denial));
+            }
+        }
+        if let Err(e) = self.state.audit.ready() {
+            tracing::error!(error = %e, request_id = %self.request_id, "audit log cannot take records; refusing");
+            return Err(W::audit_unavailable());
+        }
+        Ok(Access { guard: self })
+    }
+
+    /// Ends the request: the audit record is made durable (unless a streamed body
+    /// carries it), then the wire's common headers are set. A request whose record
+    /// cannot be written is answered with the wire's "unavailable", never as done.
+    pub(crate) async fn finish<W: Wire>(
+        mut self,
+        result: Result<Response, W>,
+        head: bool,
+        request: &HeaderMap,
+    ) -> Response {
+        let mut response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                if self.event.detail.is_none() {
+                    self.event.detail = Some(err.summary());
+                }
+                err.into_response(&self.request_id, head)
+            }
+        };
+        if !self.streamed && self.complete(response.status()).await.is_err() {
+            response = W::audit_unavailable().into_response(&self.request_id, head);
+        }
+        W::stamp(&mut response, &self.request_id, request);
+        response
+    }
+
+    /// Appends the record with its final status (for wires that render their own
+    /// answers, like batch parts).
+    pub(crate) async fn complete(&mut self, status: StatusCode) -> Result<(), ()> {
+        self.event.status = Some(status.as_u16());
+        self.event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        let event = std::mem::replace(&mut self.event, Event::new(EventType::Other(String::new())));
+        self.state.audit.append(event).await.map_err(|e| {
+            tracing::error!(error = %e, request_id = %self.request_id, "audit log append failed");
+        })
+    }
+}
+
+/// What an allowed request may touch. Only [`Guard::authorize`] makes one.
+pub(crate) struct Access<'g> {
+    guard: &'g mut Guard,
+}
+
+impl Access<'_> {
+    /// The blob store.
+    pub(crate) fn store(&self) -> &BlobStore {
+        &self.guard.state.store
+    }
+
+    /// The role store.
+    pub(crate) fn rbac(&self) -> &entraflow_rbac::RbacStore {
+        self.guard.state.authorizer.store()
+    }
+
+    /// Makes a role change visible to the next decision at once (not after the poll).
+    pub(crate) fn refresh_policy(&self) {
+        if let Err(e) = self.guard.state.authorizer.refresh() {
+            tracing::warn!(error = %e, "role change stored but the authorizer could not reload yet; it will on its next poll");
+        }
+    }
+
+    /// The request's audit event.
+    pub(crate) fn event(&mut self) -> &mut Event {
+        &mut self.guard.event
+    }
+
+    pub(crate) fn state(&self) -> &GateState {
+        &self.guard.state
+    }
+
+    /// Another decision within the same request (an admin change that must be
+    /// allowed at several scopes); it replaces the recorded one, as every decision
+    /// does.
+    pub(crate) fn authorize<W: Wire>(&mut self, request: RbacRequest) -> Result<(), W> {
+        self.guard.authorize::<W>(request).map(drop)
+    }
+
+    /// A streamed response body of `expected` bytes with `status`: the record is
+    /// made durable now, before the first byte; when the body ends (or the client
+    /// goes away) a completion record carries the bytes actually sent.
+    pub(crate) async fn stream<W: Wire, S>(
+        self,
+        status: StatusCode,
+        body: S,
+        expected: u64,
+    ) -> Result<Body, W>
+    where
+        S: Stream<Item = Result<Bytes, object_store::Error>> + Send + Unpin + 'static,
+    {
+        let guard = self.guard;
+        guard.event.status = Some(status.as_u16());
+        guard.event.duration_ms = Some(guard.started.elapsed().as_millis() as u64);
+        let template = guard.event.clone();
+        guard.state.audit.append(guard.event.clone()).await.map_err(|e| {
+            tracing::error!(error = %e, request_id = %guard.request_id, "audit log append failed");
+            W::audit_unavailable()
+        })?;
+        guard.streamed = true;
+        let audit = Arc::clone(&guard.state.audit);
+        Ok(Body::from_stream(count_and_audit(
+            body, audit, template, expected,
+        )))
+    }
+}
+
+/// Records who the token names in the request's audit event.
+fn note_token(event: &mut Event, token: &VerifiedToken) {
+    let claims = &token.claims;
+    event.tenant = Some(claims.tid.clone());
+    event.token_uti = Some(claims.uti.clone());
+    event.principal = Some(AuditPrincipal {
+        oid: Some(claims.oid.clone()),
+        appid: claims.client_app_id().map(str::to_owned),
+        name: claims
+            .name
+            .clone()
+            .or_else(|| claims.upn.clone())
+            .or_else(|| claims.preferred_username.clone()),
+    });
+}
+
+/// The RBAC principal a token names: its `oid`, its groups, and its client app.
+fn rbac_principal(token: &VerifiedToken) -> Principal {
+    let claims = &token.claims;
+    let mut principal =
+        Principal::new(claims.oid.clone()).with_groups(claims.groups.clone().unwrap_or_default());
+    if let Some(app) = claims.client_app_id() {
+        principal = principal.with_app_id(app);
+    }
+    principal
+}
+
+/// A header's value, when it is text.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Header a client (the TensorFlow plugin) sets to name its training run.
+pub const RUN_ID_HEADER: &str = "x-ms-entraflow-run-id";
+
+/// The training run: `x-ms-entraflow-run-id`, else the part of
+/// `x-ms-client-request-id` before its first `:` (clients send `<run>:<uuid>`).
+fn run_id(headers: &HeaderMap) -> Option<String> {
+    if let Some(run) = header(headers, RUN_ID_HEADER) {
+        return Some(run.to_owned());
+    }
+    let client_id = header(headers, "x-ms-client-request-id")?;
+    client_id
+        .split_once(':')
+        .map(|(run, _)| run.to_owned())
+        .filter(|r| !r.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn run_id_comes_from_the_header_or_the_client_request_id() {
+        assert_eq!(
+            run_id(&headers(&[(RUN_ID_HEADER, "run-7")])).as_deref(),
+            Some("run-7")
+        );
+        assert_eq!(
+            run_id(&headers(&[("x-ms-client-request-id", "run-8:1234")])).as_deref(),
+            Some("run-8")
+        );
+        assert_eq!(
+            run_id(&headers(&[("x-ms-client-request-id", "1234-5678")])),
+            None
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Every request the gate serves passes one guard, and its audit record states
+//! exactly the decision taken: one case per operation family (containers, lists,
+//! reads, writes, blocks, copy, delete, batch parts, the admin API), each found by
+//! its request id, plus the Copy Blob whose destination write is denied after its
+//! source read was allowed.
+
+mod common;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+const READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
+const WRITE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write";
+const DELETE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete";
+const CONTAINER_WRITE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/write";
+const CONTAINER_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/read";
+
+/// The records of one request (a streamed read has two: decision and completion).
+async fn records_of(env: &common::Env, resp: &reqwest::Response) -> Vec<Value> {
+    let id = resp.headers()["x-ms-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    records_with_id(env, &id).await
+}
+
+async fn records_with_id(env: &common::Env, id: &str) -> Vec<Value> {
+    let found: Vec<Value> = env
+        .audit_records()
+        .await
+        .into_iter()
+        .filter(|r| r["request_id"] == id)
+        .collect();
+    assert!(!found.is_empty(), "no audit record for request {id}");
+    found
+}
+
+/// The decision record: allowed with the named action and a granting assignment.
+fn assert_allowed(records: &[Value], event_type: &str, action: &str) {
+    let r = &records[0];
+    assert_eq!(r["event_type"], event_type, "{r}");
+    assert_eq!(r["action"], action, "{r}");
+    assert_eq!(r["decision"], "allow", "{r}");
+    assert!(r["assignment_id"].is_string(), "{r}");
+    assert!(r["role_name"].is_string(), "{r}");
+}
+
+fn assert_denied(records: &[Value], action: &str) {
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["event_type"], "authz.denied", "{r}");
+    assert_eq!(r["action"], action, "{r}");
+    assert_eq!(r["decision"], "deny", "{r}");
+    assert!(r["assignment_id"].is_null(), "a denial names no grant: {r}");
+    assert!(r["role_name"].is_null(), "a denial names no grant: {r}");
+    assert_eq!(r["status"], 403, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_copy_names_no_granting_assignment() {
+    let env = common::start().await;
+    let owner = env.app("owner");
+    let reader = env.app("reader");
+    env.assign(
+        &owner.oid,
+        "Storage Blob Data Contributor",
+        &env.account_scope,
+    );
+    env.assign(&reader.oid, "Storage Blob Data Reader", &env.account_scope);
+    env.settle().await;
+    let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.create_container(&owner_token, "data").await;
+    assert_eq!(
+        env.put_blob("/data/src.bin", &owner_token, "source")
+            .await
+            .status(),
+        201
+    );
+
+    // The reader may read the source (allowed) but not write the destination.
+    let reader_token = env.token(&reader, common::STORAGE_SCOPE).await;
+    let resp = env
+        .request(Method::PUT, "/data/dst.bin", Some(&reader_token))
+        .header("x-ms-copy-source", format!("{}/data/src.bin", env.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let records = records_of(&env, &resp).await;
+    assert_denied(&records, WRITE);
+    assert!(
+        records[0]["resource"]
+            .as_str()
+            .unwrap()
+            .ends_with("/containers/data/blobs/dst.bin"),
+        "{records:?}"
+    );
+    // Nothing was written.
+    let get = env
+        .request(Method::GET, "/data/dst.bin", Some(&owner_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_operation_family_records_its_action_and_decision() {
+    let env = common::start().await;
+    let writer = env.app("writer");
+    let outsider = env.app("outsider");
+    env.assign(
+        &writer.oid,
+        "Storage Blob Data Contributor",
+        &env.account_scope,
+    );
+    env.settle().await;
+    let t = env.token(&writer, common::STORAGE_SCOPE).await;
+    let nobody = env.token(&outsider, common::STORAGE_SCOPE).await;
+
+    // Containers.
+    let resp = env
+        .request(Method::PUT, "/fam?restype=container", Some(&t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_allowed(
+        &records_of(&env, &resp).await,
+        "container.create",
+        CONTAINER_WRITE,
+    );
+    let resp = env
+        .request(Method::GET, "/fam?restype=container", Some(&t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_allowed(
+        &records_of(&env, &resp).await,
+        "container.list",
+        CONTAINER_READ,
+    );
+
+    // Writes, blocks, reads, lists, copy, delete.
+    let resp = env.put_blob("/fam/a.bin", &t, "abc").await;
+    assert_eq!(resp.status(), 201);
+    let records = records_of(&env, &resp).await;
+    assert_allowed(&records, "blob.write", WRITE);
+    assert_eq!(records[0]["bytes"], 3);
+
+    let resp = env
+        .request(
+            Method::PUT,
+            "/fam/b.bin?comp=block&blockid=QUFBQQ%3D%3D",
+            Some(&t),
+        )
+        .body("block")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_allowed(&records_of(&env, &resp).await, "blob.write", WRITE);
+    let resp = env
+        .request(Method::PUT, "/fam/b.bin?comp=blocklist", Some(&t))
+        .body("<BlockList><Latest>QUFBQQ==</Latest></BlockList>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_allowed(&records_of(&env, &resp).await, "blob.write", WRITE);
+
+    let resp = env
+        .request(Method::GET, "/fam/a.bin", Some(&t))
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-ms-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(resp.bytes().await.unwrap(), "abc");
+    let mut records = records_with_id(&env, &id).await;
+    for _ in 0..50 {
+        if records.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        records = records_with_id(&env, &id).await;
+    }
+    assert_allowed(&records, "blob.read", READ);
+    assert_eq!(records.len(), 2, "decision and completion: {records:?}");
+    assert_eq!(records[1]["event_type"], entraflow_gate::READ_COMPLETED);
+    assert_eq!(records[1]["bytes"], 3);
+
+    let resp = env
+        .request(Method::GET, "/fam?restype=container&comp=list", Some(&t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_allowed(&records_of(&env, &resp).await, "blob.list", READ);
+
+    let resp = env
+        .request(Method::PUT, "/fam/c.bin", Some(&t))
+        .header("x-ms-copy-source", format!("{}/fam/a.bin", env.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_allowed(&records_of(&env, &resp).await, "blob.write", WRITE);
+
+    let resp = env
+        .request(Method::DELETE, "/fam/c.bin", Some(&t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_allowed(&records_of(&env, &resp).await, "blob.delete", DELETE);
+
+    // A batch: each part is its own record with its own decision.
+    let part = |id: u32, blob: &str, token: &str| {
+        format!(
+            "--batch_g\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {id}\r\n\r\nDELETE /fam/{blob} HTTP/1.1\r\nx-ms-version: 2025-01-05\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n\r\n"
+        )
+    };
+    let body = format!(
+        "{}{}--batch_g--\r\n",
+        part(0, "a.bin", &t),
+        part(1, "b.bin", &nobody)
+    );
+    let resp = env
+        .request(Method::POST, "/fam?restype=container&comp=batch", Some(&t))
+        .header("content-type", "multipart/mixed; boundary=batch_g")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let text = resp.text().await.unwrap();
+    let part_ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("x-ms-request-id: "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(part_ids.len(), 2, "{text}");
+    assert_allowed(
+        &records_with_id(&env, &part_ids[0]).await,
+        "blob.delete",
+        DELETE,
+    );
+    assert_denied(&records_with_id(&env, &part_ids[1]).await, DELETE);
+
+    // Denials, one per family, name no grant.
+    for (method, path) in [
+        (Method::PUT, "/other?restype=container"),
+        (Method::GET, "/fam?restype=container&comp=list"),
+        (Method::GET, "/fam/b.bin"),
+        (Method::PUT, "/fam/x.bin"),
+        (Method::DELETE, "/fam/b.bin"),
+    ] {
+        let mut req = env.request(method.clone(), path, Some(&nobody));
+        if method == Method::PUT && path.ends_with(".bin") {
+            req = req.header("x-ms-blob-type", "BlockBlob").body("x");
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path}");
+        let records = records_of(&env, &resp).await;
+        let action = records[0]["action"].as_str().unwrap().to_owned();
+        assert_denied(&records, &action);
+    }
+}
