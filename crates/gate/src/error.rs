@@ -28,6 +28,14 @@ pub enum GateError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// `gate.db` cannot be brought to this version's schema.
+    #[error("the gate database {path} cannot be used: {detail}")]
+    Schema {
+        /// Where it is.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// The storage backend could not be opened.
     #[error("cannot open storage backend '{backend}': {source}")]
     Backend {
@@ -110,6 +118,8 @@ impl StorageError {
     /// Builds the response (common headers are added by the server layer).
     pub fn into_response(self, request_id: &str, head: bool) -> axum::response::Response {
         use axum::response::IntoResponse;
+        // A 304 carries no body, only the error code header.
+        let head = head || self.status == StatusCode::NOT_MODIFIED;
         let body = if head {
             String::new()
         } else {

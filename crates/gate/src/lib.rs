@@ -69,9 +69,11 @@
 mod admin;
 mod audit;
 mod blob;
+mod conditions;
 mod config;
 mod error;
 mod guard;
+mod integrity;
 mod names;
 mod operation;
 mod store;
@@ -90,7 +92,7 @@ pub use config::{
 pub use error::{GateError, StorageError};
 pub use guard::RUN_ID_HEADER;
 pub use operation::Operation;
-pub use store::BlobStore;
+
 pub use verify::{ARM_AUDIENCES, AuthError, TokenVerifier, VerifiedToken, VerifierConfig};
 
 impl AuditSink for entraflow_audit::AuditLog {
@@ -201,7 +203,7 @@ impl Gate {
                 }
             }
         };
-        let store = BlobStore::open(backend, &config.data_dir.join("gate.db"))?;
+        let store = store::BlobStore::open(backend, &config.data_dir.join("gate.db"))?;
 
         let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;
         let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;

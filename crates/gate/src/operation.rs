@@ -40,6 +40,14 @@ pub enum Operation {
     DeleteBlob,
     /// `POST ?comp=batch`: Delete Blob sub-requests, each authorized on its own.
     BlobBatch,
+    /// `PUT ?comp=properties` on a blob: its HTTP headers.
+    SetBlobProperties,
+    /// `GET ?comp=blocklist`.
+    GetBlockList,
+    /// `PUT ?comp=copy&copyid=..`.
+    AbortCopyBlob,
+    /// `GET|HEAD ?restype=account&comp=properties` on the account, a container or a blob.
+    GetAccountInformation,
 }
 
 /// A request's query parameters, looked up by name (Azure's are case-sensitive lowercase).
@@ -74,6 +82,12 @@ impl Operation {
     ) -> Result<Self, StorageError> {
         let restype = query.get("restype");
         let comp = query.get("comp");
+        if restype == Some("account") && comp == Some("properties") {
+            return match *method {
+                Method::GET | Method::HEAD => Ok(Operation::GetAccountInformation),
+                _ => Err(StorageError::unsupported_verb()),
+            };
+        }
         let op = match (target, restype, comp) {
             (Target::Service | Target::Container(_), _, Some("batch"))
                 if method == Method::POST =>
@@ -125,6 +139,15 @@ impl Operation {
             (Target::Blob(..), _, Some("metadata")) if method == Method::PUT => {
                 Operation::SetBlobMetadata
             }
+            (Target::Blob(..), _, Some("properties")) if method == Method::PUT => {
+                Operation::SetBlobProperties
+            }
+            (Target::Blob(..), _, Some("blocklist")) if method == Method::GET => {
+                Operation::GetBlockList
+            }
+            (Target::Blob(..), _, Some("copy")) if method == Method::PUT => {
+                Operation::AbortCopyBlob
+            }
             (Target::Blob(..), _, Some(other)) => {
                 return Err(StorageError::unsupported(&format!("comp={other} on blobs")));
             }
@@ -143,14 +166,21 @@ impl Operation {
                 (action::container::WRITE, Control)
             }
             Operation::DeleteContainer => (action::container::DELETE, Control),
-            Operation::ListBlobs | Operation::GetBlob | Operation::GetBlobProperties => {
-                (action::blob::READ, Data)
-            }
+            // Azure documents Get Account Information for Shared Key and SAS only; the
+            // gate answers it (SKU and kind, nothing more) to bearer callers who may
+            // read at the target's scope, since azure-storage-blob calls it.
+            Operation::ListBlobs
+            | Operation::GetBlob
+            | Operation::GetBlobProperties
+            | Operation::GetBlockList
+            | Operation::GetAccountInformation => (action::blob::READ, Data),
             Operation::PutBlob
             | Operation::PutBlock
             | Operation::PutBlockList
             | Operation::CopyBlob
-            | Operation::SetBlobMetadata => (action::blob::WRITE, Data),
+            | Operation::SetBlobMetadata
+            | Operation::SetBlobProperties
+            | Operation::AbortCopyBlob => (action::blob::WRITE, Data),
             Operation::DeleteBlob | Operation::BlobBatch => (action::blob::DELETE, Data),
         }
     }
@@ -168,12 +198,17 @@ impl Operation {
             Operation::CreateContainer | Operation::SetContainerMetadata => E::ContainerCreate,
             Operation::DeleteContainer => E::ContainerDelete,
             Operation::ListBlobs => E::BlobList,
-            Operation::GetBlob | Operation::GetBlobProperties => E::BlobRead,
+            Operation::GetBlob | Operation::GetBlobProperties | Operation::GetBlockList => {
+                E::BlobRead
+            }
+            Operation::GetAccountInformation => E::Other("account.read".into()),
             Operation::PutBlob
             | Operation::PutBlock
             | Operation::PutBlockList
             | Operation::CopyBlob
-            | Operation::SetBlobMetadata => E::BlobWrite,
+            | Operation::SetBlobMetadata
+            | Operation::SetBlobProperties
+            | Operation::AbortCopyBlob => E::BlobWrite,
             Operation::DeleteBlob | Operation::BlobBatch => E::BlobDelete,
         }
     }

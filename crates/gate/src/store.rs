@@ -12,12 +12,16 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutResult, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutResult, WriteMultipart,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use crate::error::{GateError, StorageError};
+use crate::integrity::{Digests, Expected, Sums};
 use crate::names;
+use crate::xml::BlockRef;
 
 /// Bytes read per step when streaming a local file: object_store's own file stream
 /// reads 8 KiB per blocking-pool hop, which caps a local read near 150 MiB/s.
@@ -29,7 +33,7 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// Settable blob properties (the `x-ms-blob-*` headers) and user metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BlobProperties {
+pub(crate) struct BlobProperties {
     /// `Content-Type`.
     pub content_type: Option<String>,
     /// `Content-Encoding`.
@@ -48,7 +52,7 @@ pub struct BlobProperties {
 
 /// A container as List Containers and Get Container Properties show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
+pub(crate) struct Container {
     /// Name.
     pub name: String,
     /// When it was created (also its Last-Modified: metadata changes bump it).
@@ -59,24 +63,107 @@ pub struct Container {
     pub metadata: Vec<(String, String)>,
 }
 
-/// A blob's backend metadata plus its stored properties.
+/// The outcome of the Copy Blob that made a blob, as its properties report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CopyState {
+    /// `x-ms-copy-id`.
+    pub id: String,
+    /// `x-ms-copy-source`: the source URL as the client gave it.
+    pub source: String,
+    /// Bytes copied, of the source's size (`x-ms-copy-progress`).
+    pub bytes: u64,
+    /// `x-ms-copy-completion-time`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub completed: OffsetDateTime,
+}
+
+/// A block of a committed block list: its id and size.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CommittedBlock {
+    /// The raw block id.
+    pub id: Vec<u8>,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A blob's backend metadata plus what `gate.db` keeps of it.
 #[derive(Debug, Clone)]
-pub struct BlobInfo {
+pub(crate) struct BlobInfo {
     /// Name within its container.
     pub name: String,
     /// Size in bytes.
     pub size: u64,
-    /// Last modified.
+    /// Last modified: the content's, or a later property or metadata change's.
     pub last_modified: OffsetDateTime,
-    /// ETag as the client sees it (quoted).
+    /// ETag as the client sees it (quoted); every property or metadata change makes
+    /// a new one, as in Azure.
     pub etag: String,
     /// Stored properties.
     pub properties: BlobProperties,
+    /// Set when a Copy Blob made this blob.
+    pub copy: Option<CopyState>,
+}
+
+/// What `gate.db` keeps of a blob besides its bytes.
+#[derive(Debug, Clone, Default)]
+struct BlobRecord {
+    properties: BlobProperties,
+    /// Property or metadata changes since the content was written.
+    revision: i64,
+    /// When the last of those changes happened.
+    changed: Option<OffsetDateTime>,
+    copy: Option<CopyState>,
+}
+
+/// `gate.db`'s schema, one step per version (`PRAGMA user_version`): a database is
+/// brought forward step by step on open, and one from a newer entraflow is refused.
+const MIGRATIONS: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS containers (
+         name TEXT PRIMARY KEY,
+         modified INTEGER NOT NULL,
+         etag TEXT NOT NULL,
+         metadata TEXT NOT NULL DEFAULT '[]');
+     CREATE TABLE IF NOT EXISTS blob_properties (
+         container TEXT NOT NULL,
+         name TEXT NOT NULL,
+         content_type TEXT, content_encoding TEXT, content_language TEXT,
+         content_disposition TEXT, cache_control TEXT, content_md5 TEXT,
+         metadata TEXT NOT NULL DEFAULT '[]',
+         PRIMARY KEY (container, name));",
+    "ALTER TABLE blob_properties ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE blob_properties ADD COLUMN changed INTEGER;
+     ALTER TABLE blob_properties ADD COLUMN copy TEXT;
+     CREATE TABLE committed_blocks (
+         container TEXT NOT NULL,
+         name TEXT NOT NULL,
+         blocks TEXT NOT NULL,
+         PRIMARY KEY (container, name));",
+];
+
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "it has schema version {version}, written by a newer entraflow (this one knows {}); use that version or move the file aside",
+            MIGRATIONS.len()
+        ));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .and_then(|_| tx.pragma_update(None, "user_version", step as i64 + 1))
+            .and_then(|_| tx.commit())
+            .map_err(|e| format!("migrating to schema version {}: {e}", step + 1))?;
+    }
+    Ok(())
 }
 
 /// The gate's storage: a backend plus `gate.db`.
 #[derive(Clone)]
-pub struct BlobStore {
+pub(crate) struct BlobStore {
     backend: Arc<dyn ObjectStore>,
     db: Arc<Mutex<Connection>>,
 }
@@ -110,29 +197,18 @@ fn to_time(meta: &ObjectMeta) -> OffsetDateTime {
 
 impl BlobStore {
     /// Opens (creating) `gate.db` at `db_path` in front of `backend`.
-    pub fn open(backend: Arc<dyn ObjectStore>, db_path: &FsPath) -> Result<Self, GateError> {
+    pub(crate) fn open(backend: Arc<dyn ObjectStore>, db_path: &FsPath) -> Result<Self, GateError> {
         let db_err = |source| GateError::Database {
             path: db_path.to_owned(),
             source,
         };
-        let conn = Connection::open(db_path).map_err(db_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS containers (
-                 name TEXT PRIMARY KEY,
-                 modified INTEGER NOT NULL,
-                 etag TEXT NOT NULL,
-                 metadata TEXT NOT NULL DEFAULT '[]');
-             CREATE TABLE IF NOT EXISTS blob_properties (
-                 container TEXT NOT NULL,
-                 name TEXT NOT NULL,
-                 content_type TEXT, content_encoding TEXT, content_language TEXT,
-                 content_disposition TEXT, cache_control TEXT, content_md5 TEXT,
-                 metadata TEXT NOT NULL DEFAULT '[]',
-                 PRIMARY KEY (container, name));",
-        )
-        .map_err(db_err)?;
+        let mut conn = Connection::open(db_path).map_err(db_err)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+            .map_err(db_err)?;
+        migrate(&mut conn).map_err(|detail| GateError::Schema {
+            path: db_path.to_owned(),
+            detail,
+        })?;
         Ok(Self {
             backend,
             db: Arc::new(Mutex::new(conn)),
@@ -140,7 +216,7 @@ impl BlobStore {
     }
 
     /// The backend (for tests and diagnostics).
-    pub fn backend(&self) -> &Arc<dyn ObjectStore> {
+    pub(crate) fn backend(&self) -> &Arc<dyn ObjectStore> {
         &self.backend
     }
 
@@ -152,7 +228,7 @@ impl BlobStore {
     // ---- containers ----
 
     /// Creates a container; `ContainerAlreadyExists` if it does.
-    pub fn create_container(
+    pub(crate) fn create_container(
         &self,
         name: &str,
         metadata: &[(String, String)],
@@ -179,7 +255,7 @@ impl BlobStore {
     }
 
     /// A container, or `ContainerNotFound`.
-    pub fn container(&self, name: &str) -> Result<Container, StorageError> {
+    pub(crate) fn container(&self, name: &str) -> Result<Container, StorageError> {
         self.db()
             .query_row(
                 "SELECT name, modified, etag, metadata FROM containers WHERE name = ?1",
@@ -192,7 +268,7 @@ impl BlobStore {
     }
 
     /// Replaces a container's metadata.
-    pub fn set_container_metadata(
+    pub(crate) fn set_container_metadata(
         &self,
         name: &str,
         metadata: &[(String, String)],
@@ -213,7 +289,7 @@ impl BlobStore {
     }
 
     /// Containers whose name starts with `prefix`, in name order, from `marker` on.
-    pub fn list_containers(
+    pub(crate) fn list_containers(
         &self,
         prefix: &str,
         marker: &str,
@@ -241,7 +317,7 @@ impl BlobStore {
     }
 
     /// Deletes a container and every blob and staged block in it.
-    pub async fn delete_container(&self, name: &str) -> Result<(), StorageError> {
+    pub(crate) async fn delete_container(&self, name: &str) -> Result<(), StorageError> {
         self.container(name)?;
         // Forget the container first so no new writes land while its blobs go.
         self.db()
@@ -262,19 +338,25 @@ impl BlobStore {
                 .await
                 .map_err(StorageError::from)?;
         }
-        self.db()
-            .execute(
-                "DELETE FROM blob_properties WHERE container = ?1",
-                params![name],
-            )
-            .map_err(StorageError::internal)?;
+        for table in ["blob_properties", "committed_blocks"] {
+            self.db()
+                .execute(
+                    &format!("DELETE FROM {table} WHERE container = ?1"),
+                    params![name],
+                )
+                .map_err(StorageError::internal)?;
+        }
         Ok(())
     }
 
     // ---- blobs ----
 
     /// Backend metadata plus stored properties of a blob.
-    pub async fn blob_info(&self, container: &str, blob: &str) -> Result<BlobInfo, StorageError> {
+    pub(crate) async fn blob_info(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<BlobInfo, StorageError> {
         let meta = self
             .backend
             .head(&names::blob_path(container, blob))
@@ -282,35 +364,56 @@ impl BlobStore {
         Ok(self.info_from_meta(container, blob, &meta))
     }
 
-    /// Combines backend metadata with the stored properties.
-    pub fn info_from_meta(&self, container: &str, blob: &str, meta: &ObjectMeta) -> BlobInfo {
+    /// Combines backend metadata with what `gate.db` keeps.
+    pub(crate) fn info_from_meta(
+        &self,
+        container: &str,
+        blob: &str,
+        meta: &ObjectMeta,
+    ) -> BlobInfo {
+        let record = self.record(container, blob).unwrap_or_default();
+        let etag = match record.revision {
+            0 => client_etag(meta),
+            n => format!("\"{}-{n}\"", client_etag(meta).trim_matches('"')),
+        };
+        let content_time = to_time(meta);
         BlobInfo {
             name: blob.to_owned(),
             size: meta.size,
-            last_modified: to_time(meta),
-            etag: client_etag(meta),
-            properties: self.properties(container, blob).unwrap_or_default(),
+            last_modified: record.changed.map_or(content_time, |c| c.max(content_time)),
+            etag,
+            properties: record.properties,
+            copy: record.copy,
         }
     }
 
-    /// Stored properties of a blob (defaults when none were stored).
-    pub fn properties(&self, container: &str, blob: &str) -> Result<BlobProperties, StorageError> {
+    fn record(&self, container: &str, blob: &str) -> Result<BlobRecord, StorageError> {
         let row = self
             .db()
             .query_row(
                 "SELECT content_type, content_encoding, content_language, content_disposition,
-                        cache_control, content_md5, metadata
+                        cache_control, content_md5, metadata, revision, changed, copy
                  FROM blob_properties WHERE container = ?1 AND name = ?2",
                 params![container, blob],
                 |r| {
-                    Ok(BlobProperties {
-                        content_type: r.get(0)?,
-                        content_encoding: r.get(1)?,
-                        content_language: r.get(2)?,
-                        content_disposition: r.get(3)?,
-                        cache_control: r.get(4)?,
-                        content_md5: r.get(5)?,
-                        metadata: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+                    Ok(BlobRecord {
+                        properties: BlobProperties {
+                            content_type: r.get(0)?,
+                            content_encoding: r.get(1)?,
+                            content_language: r.get(2)?,
+                            content_disposition: r.get(3)?,
+                            cache_control: r.get(4)?,
+                            content_md5: r.get(5)?,
+                            metadata: serde_json::from_str(&r.get::<_, String>(6)?)
+                                .unwrap_or_default(),
+                        },
+                        revision: r.get(7)?,
+                        changed: r
+                            .get::<_, Option<i64>>(8)?
+                            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+                        copy: r
+                            .get::<_, Option<String>>(9)?
+                            .and_then(|c| serde_json::from_str(&c).ok()),
                     })
                 },
             )
@@ -319,101 +422,258 @@ impl BlobStore {
         Ok(row.unwrap_or_default())
     }
 
-    fn save_properties(
+    /// Stores what `gate.db` keeps of a blob whose content was just written, and
+    /// its committed block list (empty for a single-shot upload or a copy).
+    fn save_record(
         &self,
         container: &str,
         blob: &str,
-        p: &BlobProperties,
+        record: &BlobRecord,
+        blocks: &[CommittedBlock],
     ) -> Result<(), StorageError> {
+        let p = &record.properties;
         let meta = serde_json::to_string(&p.metadata).map_err(StorageError::internal)?;
-        self.db()
-            .execute(
-                "INSERT OR REPLACE INTO blob_properties
-                 (container, name, content_type, content_encoding, content_language,
-                  content_disposition, cache_control, content_md5, metadata)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    container,
-                    blob,
-                    p.content_type,
-                    p.content_encoding,
-                    p.content_language,
-                    p.content_disposition,
-                    p.cache_control,
-                    p.content_md5,
-                    meta
-                ],
-            )
+        let copy = record
+            .copy
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
             .map_err(StorageError::internal)?;
-        Ok(())
+        let blocks = serde_json::to_string(blocks).map_err(StorageError::internal)?;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(StorageError::internal)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO blob_properties
+             (container, name, content_type, content_encoding, content_language,
+              content_disposition, cache_control, content_md5, metadata, revision, changed, copy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                container,
+                blob,
+                p.content_type,
+                p.content_encoding,
+                p.content_language,
+                p.content_disposition,
+                p.cache_control,
+                p.content_md5,
+                meta,
+                record.revision,
+                record.changed.map(|t| t.unix_timestamp()),
+                copy
+            ],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "INSERT OR REPLACE INTO committed_blocks (container, name, blocks) VALUES (?1, ?2, ?3)",
+                params![container, blob, blocks],
+            )
+        })
+        .map_err(StorageError::internal)?;
+        tx.commit().map_err(StorageError::internal)
     }
 
-    /// Streams `body` into a blob and records its properties. Returns the new
-    /// metadata and the number of bytes written.
-    pub async fn put_blob<S>(
+    /// Changes a blob's properties or metadata (the content is untouched): a new
+    /// ETag and Last-Modified, as Azure gives.
+    pub(crate) async fn update_properties(
+        &self,
+        container: &str,
+        blob: &str,
+        change: impl FnOnce(&mut BlobProperties),
+    ) -> Result<BlobInfo, StorageError> {
+        let path = names::blob_path(container, blob);
+        self.backend.head(&path).await?;
+        let mut record = self.record(container, blob)?;
+        change(&mut record.properties);
+        record.revision += 1;
+        record.changed = Some(OffsetDateTime::now_utc());
+        let blocks = self.committed_blocks(container, blob)?;
+        self.save_record(container, blob, &record, &blocks)?;
+        let meta = self.backend.head(&path).await?;
+        Ok(self.info_from_meta(container, blob, &meta))
+    }
+
+    /// Streams `body` into a blob and records its properties; the body's MD5 is
+    /// checked against `expected` before anything is committed, and becomes the
+    /// blob's `Content-MD5` unless `props` sets one (`x-ms-blob-content-md5`).
+    /// Returns the new metadata, the bytes written and the body's checksums.
+    pub(crate) async fn put_blob<S>(
         &self,
         container: &str,
         blob: &str,
         body: S,
         props: &BlobProperties,
-    ) -> Result<(BlobInfo, u64), StorageError>
+        expected: &Expected,
+    ) -> Result<(BlobInfo, u64, Sums), StorageError>
     where
         S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
         let path = names::blob_path(container, blob);
-        let (_, written) = self.stream_to(&path, body).await?;
-        self.save_properties(container, blob, props)?;
+        let mut digests = Digests::default();
+        let (_, written) = self
+            .stream_to(&path, body, Some((&mut digests, expected)))
+            .await?;
+        let sums = digests.sums();
+        let mut properties = props.clone();
+        properties
+            .content_md5
+            .get_or_insert_with(|| sums.md5_base64());
+        let record = BlobRecord {
+            properties,
+            ..BlobRecord::default()
+        };
+        self.save_record(container, blob, &record, &[])?;
         let meta = self.backend.head(&path).await?;
-        Ok((self.info_from_meta(container, blob, &meta), written))
+        Ok((self.info_from_meta(container, blob, &meta), written, sums))
     }
 
-    /// Stages one block (Put Block). Returns the bytes written.
-    pub async fn put_block<S>(
+    /// Stages one block (Put Block), checked against `expected`. Returns the bytes
+    /// written and the block's checksums.
+    pub(crate) async fn put_block<S>(
         &self,
         container: &str,
         blob: &str,
         block_id: &[u8],
         body: S,
-    ) -> Result<u64, StorageError>
+        expected: &Expected,
+    ) -> Result<(u64, Sums), StorageError>
     where
         S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
         let path = names::staged_block_path(container, blob, block_id);
-        Ok(self.stream_to(&path, body).await?.1)
+        let mut digests = Digests::default();
+        let (_, written) = self
+            .stream_to(&path, body, Some((&mut digests, expected)))
+            .await?;
+        Ok((written, digests.sums()))
     }
 
-    /// Commits staged blocks, in order, as the blob (Put Block List). The blob's
-    /// previous content stays readable until the new one replaces it whole.
-    pub async fn commit_blocks(
+    /// The committed block list of a blob (empty when it was written in one shot
+    /// or does not exist).
+    pub(crate) fn committed_blocks(
         &self,
         container: &str,
         blob: &str,
-        block_ids: &[Vec<u8>],
+    ) -> Result<Vec<CommittedBlock>, StorageError> {
+        let row: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT blocks FROM committed_blocks WHERE container = ?1 AND name = ?2",
+                params![container, blob],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StorageError::internal)?;
+        Ok(row
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
+    /// The staged (uncommitted) blocks of a blob, by id.
+    pub(crate) async fn staged_blocks(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<Vec<CommittedBlock>, StorageError> {
+        let dir = names::staging_dir(container, blob);
+        let mut blocks: Vec<CommittedBlock> = self
+            .backend
+            .list(Some(&dir))
+            .map_err(StorageError::from)
+            .try_filter_map(|meta| {
+                let id = meta
+                    .location
+                    .filename()
+                    .and_then(|f| hex::decode(f).ok())
+                    .map(|id| CommittedBlock {
+                        id,
+                        size: meta.size,
+                    });
+                futures::future::ready(Ok(id))
+            })
+            .try_collect()
+            .await?;
+        blocks.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(blocks)
+    }
+
+    /// Commits a block list as the blob (Put Block List): each entry is a staged
+    /// block or one of the blob's committed blocks, read from its place in the
+    /// current content. The previous content stays readable until the new one
+    /// replaces it whole.
+    pub(crate) async fn commit_blocks(
+        &self,
+        container: &str,
+        blob: &str,
+        refs: &[BlockRef],
         props: &BlobProperties,
     ) -> Result<BlobInfo, StorageError> {
-        let mut sources = Vec::with_capacity(block_ids.len());
-        for id in block_ids {
-            let path = names::staged_block_path(container, blob, id);
-            match self.backend.head(&path).await {
-                Ok(_) => sources.push(path),
-                Err(object_store::Error::NotFound { .. }) => {
-                    return Err(StorageError::invalid_block_list());
+        let dest = names::blob_path(container, blob);
+        let committed = self.committed_blocks(container, blob)?;
+        let mut offsets = std::collections::HashMap::new();
+        let mut offset = 0u64;
+        for block in &committed {
+            offsets.insert(block.id.as_slice(), (offset, block.size));
+            offset += block.size;
+        }
+        enum Source {
+            Staged(Path),
+            Committed(std::ops::Range<u64>),
+        }
+        let mut sources = Vec::with_capacity(refs.len());
+        let mut blocks = Vec::with_capacity(refs.len());
+        for r in refs {
+            let staged = names::staged_block_path(container, blob, r.id());
+            let staged_size = match r {
+                BlockRef::Committed(_) => None,
+                _ => match self.backend.head(&staged).await {
+                    Ok(meta) => Some(meta.size),
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let (source, size) = match (r, staged_size, offsets.get(r.id())) {
+                (BlockRef::Uncommitted(_) | BlockRef::Latest(_), Some(size), _) => {
+                    (Source::Staged(staged), size)
                 }
-                Err(e) => return Err(e.into()),
-            }
+                (BlockRef::Committed(_) | BlockRef::Latest(_), None, Some(&(start, size))) => {
+                    (Source::Committed(start..start + size), size)
+                }
+                _ => return Err(StorageError::invalid_block_list()),
+            };
+            sources.push(source);
+            blocks.push(CommittedBlock {
+                id: r.id().to_vec(),
+                size,
+            });
         }
         let backend = self.backend.clone();
+        let current = dest.clone();
         let body = futures::stream::iter(sources)
-            .then(move |path| {
+            .then(move |source| {
                 let backend = backend.clone();
-                async move { backend.get(&path).await.map(body_stream) }
+                let current = current.clone();
+                async move {
+                    match source {
+                        Source::Staged(path) => backend.get(&path).await.map(body_stream),
+                        Source::Committed(range) => {
+                            let options = GetOptions {
+                                range: Some(GetRange::Bounded(range)),
+                                ..GetOptions::default()
+                            };
+                            backend.get_opts(&current, options).await.map(body_stream)
+                        }
+                    }
+                }
             })
             .try_flatten()
             .map_err(StorageError::from)
             .boxed();
-        let dest = names::blob_path(container, blob);
-        self.stream_to(&dest, body).await?;
-        self.save_properties(container, blob, props)?;
+        self.stream_to(&dest, body, None).await?;
+        let record = BlobRecord {
+            properties: props.clone(),
+            ..BlobRecord::default()
+        };
+        self.save_record(container, blob, &record, &blocks)?;
         self.discard_staged(container, blob).await;
         let meta = self.backend.head(&dest).await?;
         Ok(self.info_from_meta(container, blob, &meta))
@@ -433,57 +693,70 @@ impl BlobStore {
         }
     }
 
-    /// Replaces a blob's user metadata (Set Blob Metadata); the content is untouched.
-    pub async fn set_blob_metadata(
+    /// Deletes a blob.
+    pub(crate) async fn delete_blob(
         &self,
         container: &str,
         blob: &str,
-        metadata: Vec<(String, String)>,
-    ) -> Result<BlobInfo, StorageError> {
-        let mut info = self.blob_info(container, blob).await?;
-        info.properties.metadata = metadata;
-        self.save_properties(container, blob, &info.properties)?;
-        Ok(info)
-    }
-
-    /// Deletes a blob.
-    pub async fn delete_blob(&self, container: &str, blob: &str) -> Result<(), StorageError> {
+    ) -> Result<(), StorageError> {
         let path = names::blob_path(container, blob);
         // Local deletes of a missing file succeed silently; Azure says BlobNotFound.
         self.backend.head(&path).await?;
         self.backend.delete(&path).await?;
-        self.db()
-            .execute(
-                "DELETE FROM blob_properties WHERE container = ?1 AND name = ?2",
-                params![container, blob],
-            )
-            .map_err(StorageError::internal)?;
+        self.forget(container, blob)?;
         self.discard_staged(container, blob).await;
         Ok(())
     }
 
-    /// Copies a blob within the gate (Copy Blob); properties go with it unless
-    /// `metadata` replaces the user metadata.
-    pub async fn copy_blob(
+    /// Drops what `gate.db` keeps of a deleted blob.
+    fn forget(&self, container: &str, blob: &str) -> Result<(), StorageError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(StorageError::internal)?;
+        for table in ["blob_properties", "committed_blocks"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE container = ?1 AND name = ?2"),
+                params![container, blob],
+            )
+            .map_err(StorageError::internal)?;
+        }
+        tx.commit().map_err(StorageError::internal)
+    }
+
+    /// Copies a blob within the gate (Copy Blob, synchronous: it completes before
+    /// the answer); properties go with it unless `metadata` replaces the user
+    /// metadata, and the destination records the copy (`source_url` as the client
+    /// named it).
+    pub(crate) async fn copy_blob(
         &self,
         from: (&str, &str),
         to: (&str, &str),
+        source_url: &str,
         metadata: Option<Vec<(String, String)>>,
     ) -> Result<BlobInfo, StorageError> {
         let src = names::blob_path(from.0, from.1);
         let dest = names::blob_path(to.0, to.1);
-        self.backend.head(&src).await.map_err(|e| match e {
+        let source = self.backend.head(&src).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
                 StorageError::cannot_verify_copy_source("The specified blob does not exist.")
             }
             other => other.into(),
         })?;
         self.backend.copy(&src, &dest).await?;
-        let mut props = self.properties(from.0, from.1)?;
+        let mut properties = self.record(from.0, from.1)?.properties;
         if let Some(metadata) = metadata {
-            props.metadata = metadata;
+            properties.metadata = metadata;
         }
-        self.save_properties(to.0, to.1, &props)?;
+        let record = BlobRecord {
+            properties,
+            copy: Some(CopyState {
+                id: uuid::Uuid::new_v4().to_string(),
+                source: source_url.to_owned(),
+                bytes: source.size,
+                completed: OffsetDateTime::now_utc(),
+            }),
+            ..BlobRecord::default()
+        };
+        self.save_record(to.0, to.1, &record, &[])?;
         let meta = self.backend.head(&dest).await?;
         Ok(self.info_from_meta(to.0, to.1, &meta))
     }
@@ -491,7 +764,7 @@ impl BlobStore {
     /// Every blob of a container whose name starts with `prefix`, sorted by name.
     /// Listing starts at the deepest directory the prefix names, so a prefix like
     /// `train/shard-0` only walks `train/`.
-    pub async fn list_blobs(
+    pub(crate) async fn list_blobs(
         &self,
         container: &str,
         prefix: &str,
@@ -518,8 +791,14 @@ impl BlobStore {
     }
 
     /// Streams `body` to `path` through a multipart upload: the object appears
-    /// only when the upload completes, and is aborted (nothing appears) on error.
-    async fn stream_to<S>(&self, path: &Path, mut body: S) -> Result<(PutResult, u64), StorageError>
+    /// only when the upload completes, and is aborted (nothing appears) on error or,
+    /// with `check`, when the body's checksums differ from the client's.
+    async fn stream_to<S>(
+        &self,
+        path: &Path,
+        mut body: S,
+        mut check: Option<(&mut Digests, &Expected)>,
+    ) -> Result<(PutResult, u64), StorageError>
     where
         S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
@@ -538,7 +817,16 @@ impl BlobStore {
                 return Err(e.into());
             }
             written += chunk.len() as u64;
+            if let Some((digests, _)) = &mut check {
+                digests.update(&chunk);
+            }
             writer.put(chunk);
+        }
+        if let Some((digests, expected)) = &check
+            && let Err(e) = digests.sums().check(expected)
+        {
+            let _ = writer.abort().await;
+            return Err(e);
         }
         let result = writer.finish().await?;
         Ok((result, written))

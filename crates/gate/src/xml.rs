@@ -7,7 +7,9 @@ use quick_xml::events::Event;
 use time::OffsetDateTime;
 
 use crate::error::StorageError;
-use crate::store::{BlobInfo, Container};
+use crate::store::{BlobInfo, CommittedBlock, Container};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 
 /// Escapes text for an XML element or attribute.
 pub(crate) fn escape(text: &str) -> String {
@@ -161,24 +163,50 @@ fn push_blob(xml: &mut String, info: &BlobInfo, with_metadata: bool) {
     xml.push_str("</Blob>");
 }
 
-/// One entry of a Put Block List body: which list to take the block from.
+/// One entry of a Put Block List body: which list to take the block from, and its
+/// raw (base64-decoded) id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BlockRef {
     /// `<Committed>`: from the blob's committed blocks.
-    Committed(String),
+    Committed(Vec<u8>),
     /// `<Uncommitted>`: from the staged blocks.
-    Uncommitted(String),
+    Uncommitted(Vec<u8>),
     /// `<Latest>`: staged if there is one, else committed.
-    Latest(String),
+    Latest(Vec<u8>),
 }
 
 impl BlockRef {
-    /// The (base64) block id.
-    pub(crate) fn id(&self) -> &str {
+    /// The raw block id.
+    pub(crate) fn id(&self) -> &[u8] {
         match self {
             BlockRef::Committed(id) | BlockRef::Uncommitted(id) | BlockRef::Latest(id) => id,
         }
     }
+}
+
+/// Get Block List's result: `committed` and `uncommitted` are given when asked for.
+pub(crate) fn block_list(
+    committed: Option<&[CommittedBlock]>,
+    uncommitted: Option<&[CommittedBlock]>,
+) -> String {
+    let mut xml = String::from("\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+    for (element, blocks) in [
+        ("CommittedBlocks", committed),
+        ("UncommittedBlocks", uncommitted),
+    ] {
+        let Some(blocks) = blocks else { continue };
+        xml.push_str(&format!("<{element}>"));
+        for b in blocks {
+            xml.push_str(&format!(
+                "<Block><Name>{}</Name><Size>{}</Size></Block>",
+                B64.encode(&b.id),
+                b.size
+            ));
+        }
+        xml.push_str(&format!("</{element}>"));
+    }
+    xml.push_str("</BlockList>");
+    xml
 }
 
 /// Parses `<BlockList><Latest>id</Latest>...</BlockList>`.
@@ -210,11 +238,12 @@ pub(crate) fn parse_block_list(body: &[u8]) -> Result<Vec<BlockRef>, StorageErro
             }
             Ok(Event::Text(t)) => {
                 let Some(kind) = current.take() else { continue };
-                let id = t
+                let text = t
                     .decode()
-                    .map_err(|e| StorageError::invalid_xml(e.to_string()))?
-                    .trim()
-                    .to_owned();
+                    .map_err(|e| StorageError::invalid_xml(e.to_string()))?;
+                let id = B64
+                    .decode(text.trim())
+                    .map_err(|_| StorageError::invalid_block_id())?;
                 blocks.push(match kind.as_str() {
                     "Committed" => BlockRef::Committed(id),
                     "Uncommitted" => BlockRef::Uncommitted(id),
@@ -251,13 +280,13 @@ mod tests {
     #[test]
     fn block_list_keeps_order_and_kind() {
         let xml = br#"<?xml version="1.0" encoding="utf-8"?>
-<BlockList><Latest>AAA=</Latest><Uncommitted>BBB=</Uncommitted><Committed>CCC=</Committed></BlockList>"#;
+<BlockList><Latest>AAA=</Latest><Uncommitted>BBA=</Uncommitted><Committed>CCA=</Committed></BlockList>"#;
         assert_eq!(
             parse_block_list(xml).unwrap(),
             vec![
-                BlockRef::Latest("AAA=".into()),
-                BlockRef::Uncommitted("BBB=".into()),
-                BlockRef::Committed("CCC=".into()),
+                BlockRef::Latest(B64.decode("AAA=").unwrap()),
+                BlockRef::Uncommitted(B64.decode("BBA=").unwrap()),
+                BlockRef::Committed(B64.decode("CCA=").unwrap()),
             ]
         );
         assert!(parse_block_list(b"<BlockList/>").unwrap().is_empty());

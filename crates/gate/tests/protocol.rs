@@ -361,11 +361,29 @@ async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
     );
 
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 256) as u8).collect();
+    let md5 = {
+        use base64::Engine;
+        use md5::Digest;
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body))
+    };
+    // A Content-MD5 that does not match the body is refused and stores nothing.
+    let resp = env
+        .request(Method::PUT, "/data/dir/blob.bin", Some(&token))
+        .header("x-ms-blob-type", "BlockBlob")
+        .header("content-md5", "q0Ji6p2EFhmGjMm+XXKxYQ==")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), error_code(&resp).as_str()),
+        (400, "Md5Mismatch")
+    );
     let resp = env
         .request(Method::PUT, "/data/dir/blob.bin", Some(&token))
         .header("x-ms-blob-type", "BlockBlob")
         .header("x-ms-blob-content-type", "application/x-tfrecord")
-        .header("content-md5", "q0Ji6p2EFhmGjMm+XXKxYQ==")
+        .header("content-md5", md5.as_str())
         .header("x-ms-meta-epoch", "3")
         .body(body.clone())
         .send()
@@ -396,7 +414,7 @@ async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
     let h = full.headers().clone();
     assert_eq!(h["content-length"], "100000");
     assert_eq!(h["content-type"], "application/x-tfrecord");
-    assert_eq!(h["content-md5"], "q0Ji6p2EFhmGjMm+XXKxYQ==");
+    assert_eq!(h["content-md5"], md5.as_str());
     assert_eq!(h["accept-ranges"], "bytes");
     assert_eq!(h["x-ms-blob-type"], "BlockBlob");
     assert_eq!(h["x-ms-meta-epoch"], "3");

@@ -189,7 +189,17 @@ async fn serve(
             object::properties(access, c, b, headers).await
         }
         (Operation::PutBlob, Target::Blob(c, b)) => object::put(access, c, b, headers, body).await,
-        (Operation::PutBlock, Target::Blob(c, b)) => block::put(access, c, b, &query, body).await,
+        (Operation::PutBlock, Target::Blob(c, b)) => {
+            block::put(access, c, b, &query, headers, body).await
+        }
+        (Operation::GetBlockList, Target::Blob(c, b)) => block::list(access, c, b, &query).await,
+        (Operation::SetBlobProperties, Target::Blob(c, b)) => {
+            object::set_properties(access, c, b, headers).await
+        }
+        (Operation::AbortCopyBlob, Target::Blob(c, b)) => {
+            object::abort_copy(access, c, b, &query).await
+        }
+        (Operation::GetAccountInformation, _) => Ok(object::account_information()),
         (Operation::PutBlockList, Target::Blob(c, b)) => {
             block::commit(access, c, b, headers, body).await
         }

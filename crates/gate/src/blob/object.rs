@@ -4,14 +4,22 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange};
 
 use super::{body_stream, empty, metadata, set_header, set_len, set_metadata_headers};
+use crate::conditions::{Conditions, Current, Subject};
 use crate::error::StorageError;
 use crate::guard::{Access, GateState, header};
+use crate::integrity::{Expected, md5_base64, parse_md5};
 use crate::names::{self, Target};
+use crate::operation::Query;
 use crate::store::{BlobInfo, BlobProperties};
 use crate::xml::rfc1123;
+
+/// The largest range whose MD5 Get Blob returns (`x-ms-range-get-content-md5`).
+const MAX_RANGE_MD5: u64 = 4 * 1024 * 1024;
 
 pub(super) async fn get(
     mut access: Access<'_>,
@@ -23,14 +31,7 @@ pub(super) async fn get(
     store.container(container)?;
     let path = names::blob_path(container, blob);
     let info = store.blob_info(container, blob).await?;
-    if let Some(v) = header(headers, "if-none-match")
-        && (v == "*" || v == info.etag)
-    {
-        let mut response = empty(StatusCode::NOT_MODIFIED);
-        set_header(response.headers_mut(), "etag", &info.etag);
-        return Ok(response);
-    }
-    check_conditions(headers, &info.etag)?;
+    Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let range = match parse_range(headers)? {
         None => None,
         Some((start, _)) if start >= info.size => {
@@ -38,6 +39,22 @@ pub(super) async fn get(
         }
         Some((start, end)) => Some(start..end.map_or(info.size, |e| (e + 1).min(info.size))),
     };
+    let range_md5 = header(headers, "x-ms-range-get-content-md5") == Some("true");
+    if range_md5 {
+        match &range {
+            Some(r) if r.end - r.start <= MAX_RANGE_MD5 => {}
+            _ => {
+                return Err(StorageError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidHeaderValue",
+                    "The value for one of the HTTP headers is not in the correct format.",
+                )
+                .detail("HeaderName", "x-ms-range-get-content-md5")
+                .detail("HeaderValue", "true")
+                .detail("Reason", "a range MD5 needs a range of at most 4 MiB"));
+            }
+        }
+    }
     let options = GetOptions {
         range: range.clone().map(GetRange::Bounded),
         ..GetOptions::default()
@@ -57,13 +74,23 @@ pub(super) async fn get(
     } else {
         StatusCode::OK
     };
-    let body = access
-        .stream::<StorageError, _>(status, crate::store::body_stream(result), len)
-        .await?;
+    // A range's own MD5 needs its bytes before the headers: at most 4 MiB, buffered.
+    let (body, range_md5) = if range_md5 {
+        let bytes: Vec<Bytes> = crate::store::body_stream(result).try_collect().await?;
+        let digest = md5_base64(&bytes.concat());
+        let stream = futures::stream::iter(bytes.into_iter().map(Ok)).boxed();
+        (stream, Some(digest))
+    } else {
+        (crate::store::body_stream(result), None)
+    };
+    let body = access.stream::<StorageError, _>(status, body, len).await?;
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
     blob_headers(h, &info, range.is_none());
+    if let Some(md5) = range_md5 {
+        set_header(h, "content-md5", &md5);
+    }
     if range.is_some() {
         set_header(
             h,
@@ -89,7 +116,7 @@ pub(super) async fn properties(
     let store = access.store();
     store.container(container)?;
     let info = store.blob_info(container, blob).await?;
-    check_conditions(headers, &info.etag)?;
+    Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let mut response = empty(StatusCode::OK);
     blob_headers(response.headers_mut(), &info, true);
     set_len(&mut response, info.size);
@@ -113,14 +140,19 @@ pub(super) async fn put(
                 .detail("Reason", "the gate stores block blobs only"));
         }
     }
-    check_write_conditions(&access, headers, container, blob).await?;
-    let props = properties_from(headers, true);
-    let (info, written) = access
+    let expected = Expected::from_headers(headers)?;
+    let props = properties_from(headers, true)?;
+    check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
+    let (info, written, sums) = access
         .store()
-        .put_blob(container, blob, body_stream(body), &props)
+        .put_blob(container, blob, body_stream(body), &props, &expected)
         .await?;
     access.event().bytes = Some(written);
-    Ok(write_response(&info, props.content_md5.as_deref()))
+    let mut response = write_response(&info);
+    let h = response.headers_mut();
+    set_header(h, "content-md5", &sums.md5_base64());
+    set_header(h, "x-ms-content-crc64", &sums.crc64_base64());
+    Ok(response)
 }
 
 pub(super) async fn set_metadata(
@@ -131,16 +163,45 @@ pub(super) async fn set_metadata(
 ) -> Result<Response, StorageError> {
     let store = access.store();
     store.container(container)?;
-    if let Some(etag) = header(headers, "if-match") {
-        let info = store.blob_info(container, blob).await?;
-        if etag != "*" && etag != info.etag {
-            return Err(StorageError::condition_not_met());
-        }
-    }
+    check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
+    let metadata = metadata(headers);
     let info = store
-        .set_blob_metadata(container, blob, metadata(headers))
+        .update_properties(container, blob, |p| p.metadata = metadata)
         .await?;
-    let mut response = write_response(&info, None);
+    let mut response = write_response(&info);
+    *response.status_mut() = StatusCode::OK;
+    Ok(response)
+}
+
+/// Set Blob Properties: replaces the blob's HTTP headers (`x-ms-blob-*`); one left
+/// out is cleared, as Azure does. Metadata and content are untouched.
+pub(super) async fn set_properties(
+    access: Access<'_>,
+    container: &str,
+    blob: &str,
+    headers: &HeaderMap,
+) -> Result<Response, StorageError> {
+    let store = access.store();
+    store.container(container)?;
+    if header(headers, "x-ms-blob-content-length").is_some() {
+        return Err(StorageError::invalid_header_value(
+            "x-ms-blob-content-length",
+            header(headers, "x-ms-blob-content-length").unwrap_or_default(),
+        )
+        .detail(
+            "Reason",
+            "only page blobs can be resized; the gate stores block blobs",
+        ));
+    }
+    check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
+    let new = properties_from(headers, false)?;
+    let info = store
+        .update_properties(container, blob, |p| {
+            let metadata = std::mem::take(&mut p.metadata);
+            *p = BlobProperties { metadata, ..new };
+        })
+        .await?;
+    let mut response = write_response(&info);
     *response.status_mut() = StatusCode::OK;
     Ok(response)
 }
@@ -153,16 +214,17 @@ pub(super) async fn delete(
 ) -> Result<Response, StorageError> {
     let store = access.store();
     store.container(container)?;
-    if let Some(etag) = header(headers, "if-match") {
-        let info = store.blob_info(container, blob).await?;
-        if etag != "*" && etag != info.etag {
-            return Err(StorageError::condition_not_met());
-        }
-    }
+    let info = store.blob_info(container, blob).await?;
+    Conditions::from_headers(headers, Subject::Resource)?.check_write(Some(current(&info)))?;
     store.delete_blob(container, blob).await?;
-    Ok(empty(StatusCode::ACCEPTED))
+    let mut response = empty(StatusCode::ACCEPTED);
+    set_header(response.headers_mut(), "x-ms-delete-type-permanent", "true");
+    Ok(response)
 }
 
+/// Copy Blob within the gate. It completes before the answer, so the destination
+/// reports `x-ms-copy-status: success` at once (and Get Blob Properties shows the
+/// copy's id, source, progress and completion time, as the SDKs' poll loops read).
 pub(super) async fn copy(
     mut access: Access<'_>,
     container: &str,
@@ -173,13 +235,23 @@ pub(super) async fn copy(
     store.container(container)?;
     let (sc, sb) = copy_source(access.state(), headers)?;
     store.container(&sc)?;
-    check_write_conditions(&access, headers, container, blob).await?;
+    let source = store.blob_info(&sc, &sb).await.map_err(|e| {
+        if e.code == "BlobNotFound" {
+            StorageError::cannot_verify_copy_source("The specified blob does not exist.")
+        } else {
+            e
+        }
+    })?;
+    Conditions::from_headers(headers, Subject::CopySource)?.check_write(Some(current(&source)))?;
+    check_write_conditions(&access, headers, container, blob, Subject::CopyTarget).await?;
     let meta = metadata(headers);
+    let source_url = header(headers, "x-ms-copy-source").unwrap_or_default();
     let info = access
         .store()
         .copy_blob(
             (&sc, &sb),
             (container, blob),
+            source_url,
             (!meta.is_empty()).then_some(meta),
         )
         .await?;
@@ -190,9 +262,48 @@ pub(super) async fn copy(
     let h = response.headers_mut();
     set_header(h, "etag", &info.etag);
     set_header(h, "last-modified", &rfc1123(info.last_modified));
-    set_header(h, "x-ms-copy-id", &uuid::Uuid::new_v4().to_string());
+    if let Some(copy) = &info.copy {
+        set_header(h, "x-ms-copy-id", &copy.id);
+    }
     set_header(h, "x-ms-copy-status", "success");
     Ok(response)
+}
+
+/// Abort Copy Blob: every copy through the gate has completed before its answer,
+/// so there is never a pending one to abort, as Azure says of a finished copy.
+pub(super) async fn abort_copy(
+    access: Access<'_>,
+    container: &str,
+    blob: &str,
+    query: &Query,
+) -> Result<Response, StorageError> {
+    let store = access.store();
+    store.container(container)?;
+    let info = store.blob_info(container, blob).await?;
+    let given = query.get("copyid").unwrap_or_default();
+    match &info.copy {
+        Some(copy) if copy.id != given => Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "CopyIdMismatch",
+            "The specified copy ID did not match the copy ID for the pending copy operation.",
+        )),
+        _ => Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "NoPendingCopyOperation",
+            "There is currently no pending copy operation.",
+        )),
+    }
+}
+
+/// Get Account Information: the SKU and kind Azure reports for a general-purpose v2
+/// account without a hierarchical namespace.
+pub(super) fn account_information() -> Response {
+    let mut response = empty(StatusCode::OK);
+    let h = response.headers_mut();
+    set_header(h, "x-ms-sku-name", "Standard_LRS");
+    set_header(h, "x-ms-account-kind", "StorageV2");
+    set_header(h, "x-ms-is-hns-enabled", "false");
+    response
 }
 
 /// `x-ms-copy-source` must name a blob of this gate's account.
@@ -212,37 +323,31 @@ pub(super) fn copy_source(
     }
 }
 
-/// `If-None-Match: *` (no overwrite) and `If-Match` on writes.
+fn current(info: &BlobInfo) -> Current<'_> {
+    Current {
+        etag: &info.etag,
+        last_modified: info.last_modified,
+    }
+}
+
+/// A write's conditions, held against the blob as it is now (or its absence).
 pub(super) async fn check_write_conditions(
     access: &Access<'_>,
     headers: &HeaderMap,
     c: &str,
     b: &str,
+    subject: Subject,
 ) -> Result<(), StorageError> {
-    let if_none = header(headers, "if-none-match");
-    let if_match = header(headers, "if-match");
-    if if_none.is_none() && if_match.is_none() {
+    let conditions = Conditions::from_headers(headers, subject)?;
+    if conditions.is_empty() {
         return Ok(());
     }
-    let current = match access.store().blob_info(c, b).await {
-        Ok(info) => Some(info.etag),
+    let info = match access.store().blob_info(c, b).await {
+        Ok(info) => Some(info),
         Err(e) if e.code == "BlobNotFound" => None,
         Err(e) => return Err(e),
     };
-    if let Some(v) = if_none {
-        if v == "*" && current.is_some() {
-            return Err(StorageError::blob_already_exists());
-        }
-        if current.as_deref() == Some(v) {
-            return Err(StorageError::condition_not_met());
-        }
-    }
-    if let Some(v) = if_match
-        && (current.is_none() || (v != "*" && current.as_deref() != Some(v)))
-    {
-        return Err(StorageError::condition_not_met());
-    }
-    Ok(())
+    conditions.check_write(info.as_ref().map(current))
 }
 
 /// `x-ms-range` (preferred) or `Range`: `bytes=start-[end]`, inclusive.
@@ -269,47 +374,39 @@ fn parse_range(headers: &HeaderMap) -> Result<Option<(u64, Option<u64>)>, Storag
     }
 }
 
-/// `If-Match` on reads and property requests.
-fn check_conditions(headers: &HeaderMap, etag: &str) -> Result<(), StorageError> {
-    match header(headers, "if-match") {
-        Some(v) if v != "*" && v != etag => Err(StorageError::condition_not_met()),
-        _ => Ok(()),
-    }
-}
-
-/// The blob's HTTP properties from a write's headers (`x-ms-blob-*`, or on Put Blob
-/// the plain ones too).
-pub(super) fn properties_from(headers: &HeaderMap, put_blob: bool) -> BlobProperties {
+/// The blob's HTTP properties from a write's `x-ms-blob-*` headers (on Put Blob
+/// also the plain `Content-Type` and friends, as Azure takes them), and its
+/// metadata. `Content-MD5` is a transport checksum, checked and not copied: the
+/// stored MD5 is `x-ms-blob-content-md5` or, on Put Blob, the service's own.
+pub(super) fn properties_from(
+    headers: &HeaderMap,
+    put_blob: bool,
+) -> Result<BlobProperties, StorageError> {
     let get = |blob_header: &str, plain: &str| {
         header(headers, blob_header)
-            .or_else(|| {
-                if put_blob {
-                    header(headers, plain)
-                } else {
-                    None
-                }
-            })
+            .or_else(|| put_blob.then(|| header(headers, plain)).flatten())
             .map(str::to_owned)
     };
-    BlobProperties {
+    let content_md5 = header(headers, "x-ms-blob-content-md5").map(str::to_owned);
+    if let Some(md5) = &content_md5 {
+        parse_md5("x-ms-blob-content-md5", md5)?;
+    }
+    Ok(BlobProperties {
         content_type: get("x-ms-blob-content-type", "content-type"),
         content_encoding: get("x-ms-blob-content-encoding", "content-encoding"),
         content_language: get("x-ms-blob-content-language", "content-language"),
         content_disposition: get("x-ms-blob-content-disposition", "content-disposition"),
         cache_control: get("x-ms-blob-cache-control", "cache-control"),
-        content_md5: get("x-ms-blob-content-md5", "content-md5"),
+        content_md5,
         metadata: metadata(headers),
-    }
+    })
 }
 
-pub(super) fn write_response(info: &BlobInfo, md5: Option<&str>) -> Response {
+pub(super) fn write_response(info: &BlobInfo) -> Response {
     let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
     set_header(h, "etag", &info.etag);
     set_header(h, "last-modified", &rfc1123(info.last_modified));
-    if let Some(md5) = md5 {
-        set_header(h, "content-md5", md5);
-    }
     set_header(h, "x-ms-request-server-encrypted", "true");
     response
 }
@@ -343,6 +440,17 @@ fn blob_headers(h: &mut HeaderMap, info: &BlobInfo, whole: bool) {
         _ => {}
     }
     set_metadata_headers(h, &p.metadata);
+    if let Some(copy) = &info.copy {
+        set_header(h, "x-ms-copy-id", &copy.id);
+        set_header(h, "x-ms-copy-source", &copy.source);
+        set_header(h, "x-ms-copy-status", "success");
+        set_header(
+            h,
+            "x-ms-copy-progress",
+            &format!("{}/{}", copy.bytes, copy.bytes),
+        );
+        set_header(h, "x-ms-copy-completion-time", &rfc1123(copy.completed));
+    }
     set_header(h, "accept-ranges", "bytes");
     set_header(h, "x-ms-blob-type", "BlockBlob");
     set_header(h, "x-ms-creation-time", &rfc1123(info.last_modified));

@@ -1,0 +1,225 @@
+"""Blob semantics as Azure defines them, seen through azure-storage-blob (sync and
+aio): content integrity, conditional requests, copy status, Set Blob Properties,
+Get Account Information and block lists. Each case asserts the SDK's own exception
+types and values, so a gate that silently differs from Azure fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+)
+from azure.identity import ClientSecretCredential
+from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
+from azure.storage.blob import BlobBlock, BlobServiceClient, BlockState, ContentSettings
+from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+
+
+def allowed_soon(check, what: str, timeout: float = 10.0):
+    """Retries `check` until the gate has picked up a role change (it re-reads the
+    role store within 500 ms); never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except HttpResponseError as e:
+            if e.error_code != "AuthorizationPermissionMismatch" or time.monotonic() > deadline:
+                raise AssertionError(f"{what}: {e}") from e
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def writer(authority, gate):
+    app = authority.new_app(f"semantics-{uuid.uuid4().hex[:6]}")
+    secret = authority.new_secret(app["appId"])
+    gate.assign(app["spObjectId"], "Storage Blob Data Contributor", gate.scope)
+    kwargs = dict(authority=authority.host, disable_instance_discovery=True)
+    service = BlobServiceClient(gate.endpoint, credential=ClientSecretCredential(authority.tenant, app["appId"], secret, **kwargs),
+                                max_single_put_size=1 << 20, max_block_size=1 << 20,
+                                max_single_get_size=1 << 20, max_chunk_get_size=1 << 20)
+    name = f"sem{uuid.uuid4().hex[:8]}"
+    container = allowed_soon(lambda: service.create_container(name), "create container")
+    return {"service": service, "container": container, "app": app, "secret": secret, "kwargs": kwargs}
+
+
+def md5(data: bytes) -> bytes:
+    return hashlib.md5(data).digest()
+
+
+def test_content_md5_is_computed_checked_and_validated(writer):
+    container = writer["container"]
+    data = os.urandom(300_000)
+    blob = container.get_blob_client("integrity/whole.bin")
+    blob.upload_blob(data, validate_content=True)
+    props = blob.get_blob_properties()
+    assert bytes(props.content_settings.content_md5) == md5(data), "the service computes the MD5"
+    assert blob.download_blob(validate_content=True).readall() == data
+
+    # A ranged download with validate_content asks for each range's MD5.
+    ranged = blob.download_blob(offset=1000, length=50_000, validate_content=True).readall()
+    assert ranged == data[1000:51_000]
+
+    # A body that does not match its Content-MD5 is refused and nothing is stored.
+    wrong = base64.b64encode(md5(b"something else")).decode()
+    bad = container.get_blob_client("integrity/refused.bin")
+    with pytest.raises(HttpResponseError) as refused:
+        bad.upload_blob(data, headers={"Content-MD5": wrong})
+    assert refused.value.error_code == "Md5Mismatch"
+    assert not bad.exists()
+
+    # Large uploads go as blocks, each with its transport MD5; the blob keeps the
+    # MD5 the client sets for the whole.
+    big = os.urandom(3 * (1 << 20) + 123)
+    chunked = container.get_blob_client("integrity/chunked.bin")
+    chunked.upload_blob(big, validate_content=True,
+                        content_settings=ContentSettings(content_md5=bytearray(md5(big))))
+    assert bytes(chunked.get_blob_properties().content_settings.content_md5) == md5(big)
+    assert chunked.download_blob(validate_content=True).readall() == big
+
+
+def test_conditional_requests_answer_as_azure(writer):
+    container = writer["container"]
+    blob = container.get_blob_client("cond/a.txt")
+    first = blob.upload_blob(b"v1")
+    with pytest.raises(ResourceExistsError):
+        blob.upload_blob(b"v2")  # overwrite=False sends If-None-Match: *
+    past = datetime.now(timezone.utc) - timedelta(days=1)
+    future = datetime.now(timezone.utc) + timedelta(days=1)
+    with pytest.raises(ResourceModifiedError) as unmodified:
+        blob.upload_blob(b"v2", overwrite=True, if_unmodified_since=past)
+    assert unmodified.value.error_code == "ConditionNotMet"
+    assert blob.download_blob().readall() == b"v1", "a failed condition writes nothing"
+    # A 304 carries x-ms-error-code ConditionNotMet, which the SDK raises as
+    # ResourceModifiedError with the 304 status (as against Azure).
+    with pytest.raises(ResourceModifiedError) as not_modified:
+        blob.download_blob(if_modified_since=future).readall()
+    assert (not_modified.value.status_code, not_modified.value.error_code) == (304, "ConditionNotMet")
+    with pytest.raises(ResourceModifiedError) as not_modified:
+        blob.get_blob_properties(etag=first["etag"], match_condition=MatchConditions.IfModified)
+    assert not_modified.value.status_code == 304
+    assert blob.download_blob(if_modified_since=past).readall() == b"v1"
+    second = blob.upload_blob(b"v2", overwrite=True, etag=first["etag"], match_condition=MatchConditions.IfNotModified)
+    with pytest.raises(ResourceModifiedError):
+        blob.upload_blob(b"v3", overwrite=True, etag=first["etag"], match_condition=MatchConditions.IfNotModified)
+    with pytest.raises(ResourceModifiedError):
+        blob.delete_blob(etag=first["etag"], match_condition=MatchConditions.IfNotModified)
+    with pytest.raises(ResourceModifiedError):
+        blob.set_blob_metadata({"k": "v"}, if_unmodified_since=past)
+    blob.delete_blob(etag=second["etag"], match_condition=MatchConditions.IfNotModified)
+    assert not blob.exists()
+
+
+def test_copy_reports_its_status_and_abort_says_there_is_nothing_pending(writer):
+    container = writer["container"]
+    src = container.get_blob_client("copy/src.bin")
+    src.upload_blob(b"x" * 5000, metadata={"origin": "staging"})
+    dst = container.get_blob_client("copy/dst.bin")
+    started = dst.start_copy_from_url(src.url)
+    assert started["copy_status"] == "success"
+    copy = dst.get_blob_properties().copy
+    assert copy.status == "success"
+    assert copy.id == started["copy_id"]
+    assert copy.source == src.url
+    assert copy.progress == "5000/5000"
+    assert copy.completion_time is not None
+    assert dst.get_blob_properties().metadata == {"origin": "staging"}
+    with pytest.raises(HttpResponseError) as nothing:
+        dst.abort_copy(copy.id)
+    assert nothing.value.error_code == "NoPendingCopyOperation"
+    # A destination condition that fails is the target's, not the source's.
+    with pytest.raises(HttpResponseError) as target:
+        dst.start_copy_from_url(src.url, etag='"0xstale"', match_condition=MatchConditions.IfNotModified)
+    assert (target.value.status_code, target.value.error_code) == (412, "TargetConditionNotMet")
+    with pytest.raises(HttpResponseError) as source:
+        dst.start_copy_from_url(src.url, source_etag='"0xstale"', source_match_condition=MatchConditions.IfNotModified)
+    assert (source.value.status_code, source.value.error_code) == (412, "SourceConditionNotMet")
+
+
+def test_set_http_headers_replaces_them_and_changes_the_etag(writer):
+    container = writer["container"]
+    blob = container.get_blob_client("props/table.csv")
+    blob.upload_blob(b"a,b\n1,2\n", metadata={"epoch": "3"},
+                     content_settings=ContentSettings(content_type="application/octet-stream", cache_control="no-cache"))
+    before = blob.get_blob_properties()
+    blob.set_http_headers(ContentSettings(content_type="text/csv", content_language="en"))
+    after = blob.get_blob_properties()
+    assert after.content_settings.content_type == "text/csv"
+    assert after.content_settings.content_language == "en"
+    assert after.content_settings.cache_control is None, "a header left out is cleared, as Azure does"
+    assert after.metadata == {"epoch": "3"}
+    assert after.etag != before.etag
+    blob.set_blob_metadata({"epoch": "4"})
+    assert blob.get_blob_properties().etag != after.etag
+
+
+def test_account_information(writer):
+    info = writer["service"].get_account_information()
+    assert info["sku_name"] == "Standard_LRS"
+    assert info["account_kind"] == "StorageV2"
+
+
+def test_block_lists_are_kept_and_committed_blocks_reused(writer):
+    container = writer["container"]
+    blob = container.get_blob_client("blocks/b.bin")
+    ids = [base64.b64encode(f"block-{i:03d}".encode()).decode() for i in range(3)]
+    for i, block_id in enumerate(ids[:2]):
+        blob.stage_block(block_id, bytes([i]) * (1000 + i))
+    committed, uncommitted = blob.get_block_list("all")
+    assert committed == [] and sorted(b.id for b in uncommitted) == sorted(ids[:2])
+    blob.commit_block_list([BlobBlock(block_id=b) for b in ids[:2]])
+    committed, uncommitted = blob.get_block_list("all")
+    assert [(b.id, b.size) for b in committed] == [(ids[0], 1000), (ids[1], 1001)]
+    assert uncommitted == []
+    # Keep the second committed block, add a new one, drop the first.
+    blob.stage_block(ids[2], b"\x02" * 10)
+    blob.commit_block_list([BlobBlock(block_id=ids[1], state=BlockState.Committed),
+                            BlobBlock(block_id=ids[2], state=BlockState.Uncommitted)])
+    assert blob.download_blob().readall() == b"\x01" * 1001 + b"\x02" * 10
+    committed, _ = blob.get_block_list("committed")
+    assert [b.id for b in committed] == [ids[1], ids[2]]
+    with pytest.raises(HttpResponseError) as missing:
+        blob.commit_block_list([BlobBlock(block_id=ids[0], state=BlockState.Committed)])
+    assert missing.value.error_code == "InvalidBlockList"
+
+
+def test_the_async_client_gets_the_same_semantics(writer, authority, gate):
+    async def run():
+        # aiohttp builds its TLS context when imported, so the local CA is named here.
+        cred = AsyncClientSecretCredential(authority.tenant, writer["app"]["appId"], writer["secret"],
+                                           connection_verify=authority.ca, **writer["kwargs"])
+        async with cred, AsyncBlobServiceClient(gate.endpoint, credential=cred,
+                                                connection_verify=authority.ca) as service:
+            blob = service.get_blob_client(writer["container"].container_name, "aio/x.bin")
+            data = os.urandom(100_000)
+            await blob.upload_blob(data, validate_content=True)
+            props = await blob.get_blob_properties()
+            assert bytes(props.content_settings.content_md5) == md5(data)
+            stream = await blob.download_blob(validate_content=True)
+            assert await stream.readall() == data
+            with pytest.raises(ResourceExistsError):
+                await blob.upload_blob(b"again")
+            with pytest.raises(ResourceModifiedError):
+                await blob.upload_blob(b"again", overwrite=True, etag='"0xstale"',
+                                       match_condition=MatchConditions.IfNotModified)
+            with pytest.raises(HttpResponseError) as refused:
+                await blob.upload_blob(data, overwrite=True,
+                                       headers={"Content-MD5": base64.b64encode(md5(b"no")).decode()})
+            assert refused.value.error_code == "Md5Mismatch"
+            dst = service.get_blob_client(writer["container"].container_name, "aio/y.bin")
+            started = await dst.start_copy_from_url(blob.url)
+            assert started["copy_status"] == "success"
+            assert (await dst.get_blob_properties()).copy.status == "success"
+
+    asyncio.run(run())
