@@ -223,3 +223,42 @@ def test_the_async_client_gets_the_same_semantics(writer, authority, gate):
             assert (await dst.get_blob_properties()).copy.status == "success"
 
     asyncio.run(run())
+
+
+def test_blob_and_container_leases(writer):
+    container = writer["container"]
+    blob = container.get_blob_client("lease/held.bin")
+    blob.upload_blob(b"v1")
+    lease = blob.acquire_lease(lease_duration=15)
+    props = blob.get_blob_properties()
+    assert (props.lease.status, props.lease.state, props.lease.duration) == ("locked", "leased", "fixed")
+    with pytest.raises(HttpResponseError) as missing:
+        blob.upload_blob(b"v2", overwrite=True)
+    assert (missing.value.status_code, missing.value.error_code) == (412, "LeaseIdMissing")
+    with pytest.raises(HttpResponseError) as wrong:
+        blob.delete_blob(lease=str(uuid.uuid4()))
+    assert wrong.value.error_code == "LeaseIdMismatchWithBlobOperation"
+    blob.upload_blob(b"v2", overwrite=True, lease=lease)
+    assert blob.download_blob().readall() == b"v2", "reads need no lease id"
+    with pytest.raises(HttpResponseError) as taken:
+        blob.acquire_lease(lease_duration=-1)
+    assert taken.value.error_code == "LeaseAlreadyPresent"
+    lease.renew()
+    new_id = str(uuid.uuid4())
+    lease.change(new_id)
+    assert lease.id == new_id
+    assert lease.break_lease(lease_break_period=0) == 0
+    assert blob.get_blob_properties().lease.state == "broken"
+    blob.upload_blob(b"v3", overwrite=True)  # a broken lease no longer guards writes
+    lease.release()
+    assert blob.get_blob_properties().lease.state == "available"
+    listed = {b.name: b for b in container.list_blobs(name_starts_with="lease/")}
+    assert listed["lease/held.bin"].lease.status == "unlocked"
+
+    leased = writer["service"].create_container(f"lease{uuid.uuid4().hex[:8]}")
+    container_lease = leased.acquire_lease(lease_duration=-1)
+    assert leased.get_container_properties().lease.duration == "infinite"
+    with pytest.raises(HttpResponseError) as guarded:
+        leased.delete_container()
+    assert guarded.value.error_code == "LeaseIdMissing"
+    leased.delete_container(lease=container_lease)

@@ -74,6 +74,7 @@ mod config;
 mod error;
 mod guard;
 mod integrity;
+mod lease;
 mod names;
 mod operation;
 mod store;

@@ -48,6 +48,10 @@ pub enum Operation {
     AbortCopyBlob,
     /// `GET|HEAD ?restype=account&comp=properties` on the account, a container or a blob.
     GetAccountInformation,
+    /// `PUT ?comp=lease` on a blob.
+    LeaseBlob,
+    /// `PUT ?restype=container&comp=lease`.
+    LeaseContainer,
 }
 
 /// A request's query parameters, looked up by name (Azure's are case-sensitive lowercase).
@@ -121,6 +125,9 @@ impl Operation {
             (Target::Container(_), Some("container"), Some("list")) if method == Method::GET => {
                 Operation::ListBlobs
             }
+            (Target::Container(_), Some("container"), Some("lease")) if method == Method::PUT => {
+                Operation::LeaseContainer
+            }
             (Target::Container(_), _, _) => {
                 return Err(StorageError::unsupported("this container operation"));
             }
@@ -148,6 +155,7 @@ impl Operation {
             (Target::Blob(..), _, Some("copy")) if method == Method::PUT => {
                 Operation::AbortCopyBlob
             }
+            (Target::Blob(..), _, Some("lease")) if method == Method::PUT => Operation::LeaseBlob,
             (Target::Blob(..), _, Some(other)) => {
                 return Err(StorageError::unsupported(&format!("comp={other} on blobs")));
             }
@@ -162,9 +170,9 @@ impl Operation {
             Operation::ListContainers | Operation::GetContainerProperties => {
                 (action::container::READ, Control)
             }
-            Operation::CreateContainer | Operation::SetContainerMetadata => {
-                (action::container::WRITE, Control)
-            }
+            Operation::CreateContainer
+            | Operation::SetContainerMetadata
+            | Operation::LeaseContainer => (action::container::WRITE, Control),
             Operation::DeleteContainer => (action::container::DELETE, Control),
             // Azure documents Get Account Information for Shared Key and SAS only; the
             // gate answers it (SKU and kind, nothing more) to bearer callers who may
@@ -180,7 +188,8 @@ impl Operation {
             | Operation::CopyBlob
             | Operation::SetBlobMetadata
             | Operation::SetBlobProperties
-            | Operation::AbortCopyBlob => (action::blob::WRITE, Data),
+            | Operation::AbortCopyBlob
+            | Operation::LeaseBlob => (action::blob::WRITE, Data),
             Operation::DeleteBlob | Operation::BlobBatch => (action::blob::DELETE, Data),
         }
     }
@@ -195,7 +204,9 @@ impl Operation {
         use entraflow_audit::EventType as E;
         match self {
             Operation::ListContainers | Operation::GetContainerProperties => E::ContainerList,
-            Operation::CreateContainer | Operation::SetContainerMetadata => E::ContainerCreate,
+            Operation::CreateContainer
+            | Operation::SetContainerMetadata
+            | Operation::LeaseContainer => E::ContainerCreate,
             Operation::DeleteContainer => E::ContainerDelete,
             Operation::ListBlobs => E::BlobList,
             Operation::GetBlob | Operation::GetBlobProperties | Operation::GetBlockList => {
@@ -208,7 +219,8 @@ impl Operation {
             | Operation::CopyBlob
             | Operation::SetBlobMetadata
             | Operation::SetBlobProperties
-            | Operation::AbortCopyBlob => E::BlobWrite,
+            | Operation::AbortCopyBlob
+            | Operation::LeaseBlob => E::BlobWrite,
             Operation::DeleteBlob | Operation::BlobBatch => E::BlobDelete,
         }
     }

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 
 use crate::error::{GateError, StorageError};
 use crate::integrity::{Digests, Expected, Sums};
+use crate::lease::Lease;
 use crate::names;
 use crate::xml::BlockRef;
 
@@ -61,6 +62,8 @@ pub(crate) struct Container {
     pub etag: String,
     /// `x-ms-meta-*`.
     pub metadata: Vec<(String, String)>,
+    /// The container's lease, in whatever state.
+    pub lease: Option<Lease>,
 }
 
 /// The outcome of the Copy Blob that made a blob, as its properties report it.
@@ -102,6 +105,8 @@ pub(crate) struct BlobInfo {
     pub properties: BlobProperties,
     /// Set when a Copy Blob made this blob.
     pub copy: Option<CopyState>,
+    /// The blob's lease, in whatever state.
+    pub lease: Option<Lease>,
 }
 
 /// What `gate.db` keeps of a blob besides its bytes.
@@ -117,7 +122,7 @@ struct BlobRecord {
 
 /// `gate.db`'s schema, one step per version (`PRAGMA user_version`): a database is
 /// brought forward step by step on open, and one from a newer entraflow is refused.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS containers (
          name TEXT PRIMARY KEY,
          modified INTEGER NOT NULL,
@@ -137,6 +142,15 @@ const MIGRATIONS: [&str; 2] = [
          container TEXT NOT NULL,
          name TEXT NOT NULL,
          blocks TEXT NOT NULL,
+         PRIMARY KEY (container, name));",
+    // name '' is the container's own lease.
+    "CREATE TABLE leases (
+         container TEXT NOT NULL,
+         name TEXT NOT NULL,
+         id TEXT NOT NULL,
+         duration INTEGER,
+         expires INTEGER,
+         broken_at INTEGER,
          PRIMARY KEY (container, name));",
 ];
 
@@ -251,6 +265,7 @@ impl BlobStore {
             last_modified: now,
             etag,
             metadata: metadata.to_vec(),
+            lease: None,
         })
     }
 
@@ -258,7 +273,7 @@ impl BlobStore {
     pub(crate) fn container(&self, name: &str) -> Result<Container, StorageError> {
         self.db()
             .query_row(
-                "SELECT name, modified, etag, metadata FROM containers WHERE name = ?1",
+                &format!("{CONTAINER_SELECT} WHERE c.name = ?1"),
                 params![name],
                 row_to_container,
             )
@@ -297,10 +312,10 @@ impl BlobStore {
     ) -> Result<(Vec<Container>, Option<String>), StorageError> {
         let db = self.db();
         let mut stmt = db
-            .prepare(
-                "SELECT name, modified, etag, metadata FROM containers
-                 WHERE substr(name, 1, length(?1)) = ?1 AND name >= ?2 ORDER BY name LIMIT ?3",
-            )
+            .prepare(&format!(
+                "{CONTAINER_SELECT} WHERE substr(c.name, 1, length(?1)) = ?1 AND c.name >= ?2 \
+                     ORDER BY c.name LIMIT ?3"
+            ))
             .map_err(StorageError::internal)?;
         let mut rows: Vec<Container> = stmt
             .query_map(
@@ -338,7 +353,7 @@ impl BlobStore {
                 .await
                 .map_err(StorageError::from)?;
         }
-        for table in ["blob_properties", "committed_blocks"] {
+        for table in ["blob_properties", "committed_blocks", "leases"] {
             self.db()
                 .execute(
                     &format!("DELETE FROM {table} WHERE container = ?1"),
@@ -384,7 +399,55 @@ impl BlobStore {
             etag,
             properties: record.properties,
             copy: record.copy,
+            lease: self.lease(container, blob).unwrap_or_default(),
         }
+    }
+
+    // ---- leases ----
+
+    /// The lease on a blob, or with `blob` empty on the container itself.
+    pub(crate) fn lease(&self, container: &str, blob: &str) -> Result<Option<Lease>, StorageError> {
+        self.db()
+            .query_row(
+                "SELECT id, duration, expires, broken_at FROM leases WHERE container = ?1 AND name = ?2",
+                params![container, blob],
+                |r| row_to_lease(r, 0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(StorageError::internal)
+    }
+
+    /// Stores (or with `None` removes) the lease on a blob or container.
+    pub(crate) fn set_lease(
+        &self,
+        container: &str,
+        blob: &str,
+        lease: Option<&Lease>,
+    ) -> Result<(), StorageError> {
+        let ms =
+            |t: Option<OffsetDateTime>| t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+        let db = self.db();
+        match lease {
+            None => db.execute(
+                "DELETE FROM leases WHERE container = ?1 AND name = ?2",
+                params![container, blob],
+            ),
+            Some(l) => db.execute(
+                "INSERT OR REPLACE INTO leases (container, name, id, duration, expires, broken_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    container,
+                    blob,
+                    l.id,
+                    l.duration.map(|d| d.whole_seconds()),
+                    ms(l.expires),
+                    ms(l.broken_at)
+                ],
+            ),
+        }
+        .map(drop)
+        .map_err(StorageError::internal)
     }
 
     fn record(&self, container: &str, blob: &str) -> Result<BlobRecord, StorageError> {
@@ -712,7 +775,7 @@ impl BlobStore {
     fn forget(&self, container: &str, blob: &str) -> Result<(), StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(StorageError::internal)?;
-        for table in ["blob_properties", "committed_blocks"] {
+        for table in ["blob_properties", "committed_blocks", "leases"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE container = ?1 AND name = ?2"),
                 params![container, blob],
@@ -874,6 +937,11 @@ pub(crate) fn body_stream(
     }
 }
 
+/// A container with its own lease (stored under the blob name '').
+const CONTAINER_SELECT: &str = "SELECT c.name, c.modified, c.etag, c.metadata, \
+     l.id, l.duration, l.expires, l.broken_at FROM containers c \
+     LEFT JOIN leases l ON l.container = c.name AND l.name = ''";
+
 fn row_to_container(r: &rusqlite::Row<'_>) -> rusqlite::Result<Container> {
     Ok(Container {
         name: r.get(0)?,
@@ -881,7 +949,26 @@ fn row_to_container(r: &rusqlite::Row<'_>) -> rusqlite::Result<Container> {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH),
         etag: r.get(2)?,
         metadata: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+        lease: row_to_lease(r, 4)?,
     })
+}
+
+/// The lease columns `id, duration, expires, broken_at` from `first` on.
+fn row_to_lease(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<Lease>> {
+    let at = |ms: Option<i64>| {
+        ms.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+    };
+    let Some(id) = r.get::<_, Option<String>>(first)? else {
+        return Ok(None);
+    };
+    Ok(Some(Lease {
+        id,
+        duration: r
+            .get::<_, Option<i64>>(first + 1)?
+            .map(time::Duration::seconds),
+        expires: at(r.get(first + 2)?),
+        broken_at: at(r.get(first + 3)?),
+    }))
 }
 
 fn new_etag() -> String {

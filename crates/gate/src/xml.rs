@@ -7,6 +7,7 @@ use quick_xml::events::Event;
 use time::OffsetDateTime;
 
 use crate::error::StorageError;
+use crate::lease::{Lease, State};
 use crate::store::{BlobInfo, CommittedBlock, Container};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -66,10 +67,11 @@ pub(crate) fn container_list(
     xml.push_str("<Containers>");
     for c in containers {
         xml.push_str(&format!(
-            "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><DefaultEncryptionScope>$account-encryption-key</DefaultEncryptionScope><DenyEncryptionScopeOverride>false</DenyEncryptionScopeOverride><HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
+            "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag>{}<DefaultEncryptionScope>$account-encryption-key</DefaultEncryptionScope><DenyEncryptionScopeOverride>false</DenyEncryptionScopeOverride><HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
             escape(&c.name),
             rfc1123(c.last_modified),
-            escape(&c.etag)
+            escape(&c.etag),
+            lease_elements(c.lease.as_ref()),
         ));
         if with_metadata {
             push_metadata(&mut xml, &c.metadata);
@@ -114,6 +116,27 @@ pub(crate) fn blob_list(
     xml
 }
 
+/// `<LeaseStatus>`, `<LeaseState>` and, when leased, `<LeaseDuration>`.
+fn lease_elements(lease: Option<&Lease>) -> String {
+    let state = State::of(lease, OffsetDateTime::now_utc());
+    let mut xml = format!(
+        "<LeaseStatus>{}</LeaseStatus><LeaseState>{}</LeaseState>",
+        state.status(),
+        state.as_str()
+    );
+    if state == State::Leased
+        && let Some(l) = lease
+    {
+        let kind = if l.duration.is_some() {
+            "fixed"
+        } else {
+            "infinite"
+        };
+        xml.push_str(&format!("<LeaseDuration>{kind}</LeaseDuration>"));
+    }
+    xml
+}
+
 fn push_listing(xml: &mut String, listing: &Listing<'_>) {
     push_opt(xml, "Prefix", listing.prefix);
     push_opt(xml, "Marker", listing.marker);
@@ -145,7 +168,7 @@ fn push_blob(xml: &mut String, info: &BlobInfo, with_metadata: bool) {
     let p = &info.properties;
     let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
     xml.push_str(&format!(
-        "<Blob><Name>{}</Name><Properties><Creation-Time>{lm}</Creation-Time><Last-Modified>{lm}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties>",
+        "<Blob><Name>{}</Name><Properties><Creation-Time>{lm}</Creation-Time><Last-Modified>{lm}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>{}<ServerEncrypted>true</ServerEncrypted></Properties>",
         escape(&info.name),
         escape(&info.etag),
         info.size,
@@ -155,6 +178,7 @@ fn push_blob(xml: &mut String, info: &BlobInfo, with_metadata: bool) {
         opt(&p.content_md5),
         opt(&p.cache_control),
         opt(&p.content_disposition),
+        lease_elements(info.lease.as_ref()),
         lm = rfc1123(info.last_modified),
     ));
     if with_metadata {

@@ -36,6 +36,7 @@ pub(super) async fn put(
     body: Body,
 ) -> Result<Response, StorageError> {
     access.store().container(container)?;
+    check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
     let id_text = query.get("blockid").ok_or_else(|| {
         StorageError::invalid_query_parameter("blockid", "", "a Put Block needs a blockid")
     })?;

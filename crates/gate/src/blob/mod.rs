@@ -176,9 +176,11 @@ async fn serve(
     match (op, &target) {
         (Operation::ListContainers, _) => list::containers(access, &query),
         (Operation::CreateContainer, Target::Container(c)) => container::create(access, c, headers),
-        (Operation::DeleteContainer, Target::Container(c)) => container::delete(access, c).await,
+        (Operation::DeleteContainer, Target::Container(c)) => {
+            container::delete(access, c, headers).await
+        }
         (Operation::GetContainerProperties, Target::Container(c)) => {
-            container::properties(access, c)
+            container::properties(access, c, headers)
         }
         (Operation::SetContainerMetadata, Target::Container(c)) => {
             container::set_metadata(access, c, headers)
@@ -197,9 +199,11 @@ async fn serve(
             object::set_properties(access, c, b, headers).await
         }
         (Operation::AbortCopyBlob, Target::Blob(c, b)) => {
-            object::abort_copy(access, c, b, &query).await
+            object::abort_copy(access, c, b, &query, headers).await
         }
         (Operation::GetAccountInformation, _) => Ok(object::account_information()),
+        (Operation::LeaseBlob, Target::Blob(c, b)) => object::lease(access, c, b, headers).await,
+        (Operation::LeaseContainer, Target::Container(c)) => container::lease(access, c, headers),
         (Operation::PutBlockList, Target::Blob(c, b)) => {
             block::commit(access, c, b, headers, body).await
         }

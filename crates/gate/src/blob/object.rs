@@ -7,12 +7,14 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange};
+use time::OffsetDateTime;
 
 use super::{body_stream, empty, metadata, set_header, set_len, set_metadata_headers};
 use crate::conditions::{Conditions, Current, Subject};
 use crate::error::StorageError;
 use crate::guard::{Access, GateState, header};
 use crate::integrity::{Expected, md5_base64, parse_md5};
+use crate::lease::{self, On};
 use crate::names::{self, Target};
 use crate::operation::Query;
 use crate::store::{BlobInfo, BlobProperties};
@@ -31,6 +33,7 @@ pub(super) async fn get(
     store.container(container)?;
     let path = names::blob_path(container, blob);
     let info = store.blob_info(container, blob).await?;
+    check_lease(&info, headers, false)?;
     Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let range = match parse_range(headers)? {
         None => None,
@@ -116,6 +119,7 @@ pub(super) async fn properties(
     let store = access.store();
     store.container(container)?;
     let info = store.blob_info(container, blob).await?;
+    check_lease(&info, headers, false)?;
     Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let mut response = empty(StatusCode::OK);
     blob_headers(response.headers_mut(), &info, true);
@@ -215,6 +219,7 @@ pub(super) async fn delete(
     let store = access.store();
     store.container(container)?;
     let info = store.blob_info(container, blob).await?;
+    check_lease(&info, headers, true)?;
     Conditions::from_headers(headers, Subject::Resource)?.check_write(Some(current(&info)))?;
     store.delete_blob(container, blob).await?;
     let mut response = empty(StatusCode::ACCEPTED);
@@ -276,10 +281,12 @@ pub(super) async fn abort_copy(
     container: &str,
     blob: &str,
     query: &Query,
+    headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
     let store = access.store();
     store.container(container)?;
     let info = store.blob_info(container, blob).await?;
+    check_lease(&info, headers, true)?;
     let given = query.get("copyid").unwrap_or_default();
     match &info.copy {
         Some(copy) if copy.id != given => Err(StorageError::new(
@@ -330,7 +337,8 @@ fn current(info: &BlobInfo) -> Current<'_> {
     }
 }
 
-/// A write's conditions, held against the blob as it is now (or its absence).
+/// A write's lease and conditions, held against the blob as it is now (or its
+/// absence). A copy source's conditions are checked by the copy itself.
 pub(super) async fn check_write_conditions(
     access: &Access<'_>,
     headers: &HeaderMap,
@@ -339,15 +347,81 @@ pub(super) async fn check_write_conditions(
     subject: Subject,
 ) -> Result<(), StorageError> {
     let conditions = Conditions::from_headers(headers, subject)?;
-    if conditions.is_empty() {
-        return Ok(());
-    }
     let info = match access.store().blob_info(c, b).await {
         Ok(info) => Some(info),
         Err(e) if e.code == "BlobNotFound" => None,
         Err(e) => return Err(e),
     };
+    if let Some(info) = &info {
+        check_lease(info, headers, true)?;
+    } else if header(headers, "x-ms-lease-id").is_some() {
+        // A lease id on a blob that does not exist names no lease.
+        lease::check(None, headers, true, On::Blob, OffsetDateTime::now_utc())?;
+    }
     conditions.check_write(info.as_ref().map(current))
+}
+
+/// The blob's lease against the request's `x-ms-lease-id`.
+fn check_lease(info: &BlobInfo, headers: &HeaderMap, write: bool) -> Result<(), StorageError> {
+    lease::check(
+        info.lease.as_ref(),
+        headers,
+        write,
+        On::Blob,
+        OffsetDateTime::now_utc(),
+    )
+}
+
+/// Lease Blob: acquire, renew, change, release or break.
+pub(super) async fn lease(
+    access: Access<'_>,
+    container: &str,
+    blob: &str,
+    headers: &HeaderMap,
+) -> Result<Response, StorageError> {
+    let store = access.store();
+    store.container(container)?;
+    let info = store.blob_info(container, blob).await?;
+    Conditions::from_headers(headers, Subject::Resource)?.check_write(Some(current(&info)))?;
+    let outcome = lease::act(info.lease.as_ref(), headers, OffsetDateTime::now_utc())?;
+    store.set_lease(container, blob, outcome.lease.as_ref())?;
+    Ok(lease_response(&outcome, &info.etag, info.last_modified))
+}
+
+/// The answer to a lease action.
+pub(super) fn lease_response(
+    outcome: &lease::Outcome,
+    etag: &str,
+    last_modified: OffsetDateTime,
+) -> Response {
+    let mut response = empty(outcome.status);
+    let h = response.headers_mut();
+    set_header(h, "etag", etag);
+    set_header(h, "last-modified", &rfc1123(last_modified));
+    if let Some(id) = &outcome.lease_id {
+        set_header(h, "x-ms-lease-id", id);
+    }
+    if let Some(t) = outcome.lease_time {
+        set_header(h, "x-ms-lease-time", &t.to_string());
+    }
+    response
+}
+
+/// `x-ms-lease-status`, `-state` and (when leased) `-duration`.
+pub(super) fn set_lease_headers(h: &mut HeaderMap, lease: Option<&lease::Lease>) {
+    let state = lease::State::of(lease, OffsetDateTime::now_utc());
+    set_header(h, "x-ms-lease-status", state.status());
+    set_header(h, "x-ms-lease-state", state.as_str());
+    if state == lease::State::Leased
+        && let Some(l) = lease
+    {
+        let kind = if l.duration.is_some() {
+            "fixed"
+        } else {
+            "infinite"
+        };
+        set_header(h, "x-ms-lease-duration", kind);
+    }
 }
 
 /// `x-ms-range` (preferred) or `Range`: `bytes=start-[end]`, inclusive.
@@ -454,8 +528,7 @@ fn blob_headers(h: &mut HeaderMap, info: &BlobInfo, whole: bool) {
     set_header(h, "accept-ranges", "bytes");
     set_header(h, "x-ms-blob-type", "BlockBlob");
     set_header(h, "x-ms-creation-time", &rfc1123(info.last_modified));
-    set_header(h, "x-ms-lease-status", "unlocked");
-    set_header(h, "x-ms-lease-state", "available");
+    set_lease_headers(h, info.lease.as_ref());
     set_header(h, "x-ms-server-encrypted", "true");
     set_header(h, "x-ms-access-tier", "Hot");
     set_header(h, "x-ms-access-tier-inferred", "true");
