@@ -262,3 +262,77 @@ def test_blob_and_container_leases(writer):
         leased.delete_container()
     assert guarded.value.error_code == "LeaseIdMissing"
     leased.delete_container(lease=container_lease)
+
+
+@pytest.fixture(scope="module")
+def owner(authority, gate):
+    """Storage Blob Data Owner: tags need it (Contributor has no tags actions)."""
+    app = authority.new_app(f"tags-owner-{uuid.uuid4().hex[:6]}")
+    secret = authority.new_secret(app["appId"])
+    gate.assign(app["spObjectId"], "Storage Blob Data Owner", gate.scope)
+    cred = ClientSecretCredential(authority.tenant, app["appId"], secret,
+                                  authority=authority.host, disable_instance_discovery=True)
+    service = BlobServiceClient(gate.endpoint, credential=cred)
+    name = f"tags{uuid.uuid4().hex[:8]}"
+    container = allowed_soon(lambda: service.create_container(name), "create container")
+    return service, container
+
+
+def test_blob_index_tags_set_get_and_find(owner, writer):
+    service, container = owner
+    blob = container.get_blob_client("shards/a.rec")
+    blob.upload_blob(b"a", tags={"Project": "alpha", "split": "train"})
+    assert blob.get_blob_tags() == {"Project": "alpha", "split": "train"}
+    props = blob.get_blob_properties()
+    assert props.tag_count == 2
+    before = props.etag
+    blob.set_blob_tags({"Project": "beta"})
+    assert blob.get_blob_tags() == {"Project": "beta"}
+    assert blob.get_blob_properties().etag == before, "tags do not change the ETag"
+    container.get_blob_client("shards/b.rec").upload_blob(b"b", tags={"Project": "alpha", "date": "2026-06-01"})
+    container.get_blob_client("shards/c.rec").upload_blob(b"c", tags={"Project": "alpha", "date": "2025-01-01"})
+    found = list(service.find_blobs_by_tags("\"Project\" = 'alpha' AND \"date\" >= '2026-01-01'"))
+    assert [(b.name, b.container_name) for b in found] == [("shards/b.rec", container.container_name)]
+    assert found[0].tags == {"Project": "alpha", "date": "2026-06-01"}
+    scoped = list(container.find_blobs_by_tags("\"Project\" = 'alpha'"))
+    assert sorted(b.name for b in scoped) == ["shards/b.rec", "shards/c.rec"]
+    listed = {b.name: b for b in container.list_blobs(name_starts_with="shards/", include=["tags"])}
+    assert listed["shards/b.rec"].tags == {"Project": "alpha", "date": "2026-06-01"}
+    with pytest.raises(HttpResponseError) as bad:
+        blob.set_blob_tags({"bad!": "x"})
+    assert bad.value.error_code == "InvalidTag"
+    with pytest.raises(HttpResponseError) as bad_filter:
+        list(service.find_blobs_by_tags("\"Project\" <> 'alpha'"))
+    assert bad_filter.value.error_code == "InvalidQueryParameterValue"
+    # Contributor holds no tags action: a missing role, not a network failure.
+    other = writer["service"].get_blob_client(container.container_name, "shards/a.rec")
+    with pytest.raises(HttpResponseError) as denied:
+        other.get_blob_tags()
+    assert denied.value.error_code == "AuthorizationPermissionMismatch"
+
+
+def test_a_condition_on_a_blob_index_tag_limits_reads(authority, gate, owner):
+    _, container = owner
+    container.get_blob_client("abac/alpha.rec").upload_blob(b"alpha", tags={"Project": "alpha"})
+    container.get_blob_client("abac/beta.rec").upload_blob(b"beta", tags={"Project": "beta"})
+    container.get_blob_client("abac/none.rec").upload_blob(b"none")
+    app = authority.new_app(f"tag-reader-{uuid.uuid4().hex[:6]}")
+    secret = authority.new_secret(app["appId"])
+    condition = (
+        "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'} "
+        "AND NOT SubOperationMatches{'Blob.List'})) OR "
+        "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags:Project<$key_case_sensitive$>] "
+        "StringEquals 'alpha'))"
+    )
+    gate.assign(app["spObjectId"], "Storage Blob Data Reader", gate.container_scope(container.container_name),
+                "--condition", condition, "--condition-version", "2.0")
+    cred = ClientSecretCredential(authority.tenant, app["appId"], secret,
+                                  authority=authority.host, disable_instance_discovery=True)
+    reader = BlobServiceClient(gate.endpoint, credential=cred).get_container_client(container.container_name)
+    assert allowed_soon(lambda: reader.download_blob("abac/alpha.rec").readall(), "tagged read") == b"alpha"
+    for name in ["abac/beta.rec", "abac/none.rec"]:
+        with pytest.raises(HttpResponseError) as denied:
+            reader.download_blob(name).readall()
+        assert denied.value.error_code == "AuthorizationPermissionMismatch", name
+    assert sorted(b.name for b in reader.list_blobs(name_starts_with="abac/")) == [
+        "abac/alpha.rec", "abac/beta.rec", "abac/none.rec"]

@@ -90,6 +90,15 @@ impl GateState {
     }
 }
 
+impl GateState {
+    /// A blob's index tags, read *before* the decision because ABAC conditions
+    /// test them (`@Resource[...blobs/tags:...]`), as Azure Storage reads them
+    /// server-side. The only storage read that does not need an [`Access`].
+    pub(crate) fn tags_for_conditions(&self, container: &str, blob: &str) -> crate::tags::Tags {
+        self.store.tags(container, blob).unwrap_or_default()
+    }
+}
+
 /// How one wire format answers: its error type and the headers every response of
 /// it carries.
 pub(crate) trait Wire: Sized {

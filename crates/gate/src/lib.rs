@@ -78,6 +78,7 @@ mod lease;
 mod names;
 mod operation;
 mod store;
+mod tags;
 mod verify;
 mod xml;
 

@@ -52,6 +52,12 @@ pub enum Operation {
     LeaseBlob,
     /// `PUT ?restype=container&comp=lease`.
     LeaseContainer,
+    /// `GET ?comp=tags` on a blob.
+    GetBlobTags,
+    /// `PUT ?comp=tags` on a blob.
+    SetBlobTags,
+    /// `GET /<account>?comp=blobs&where=..` or `?restype=container&comp=blobs&where=..`.
+    FindBlobsByTags,
 }
 
 /// A request's query parameters, looked up by name (Azure's are case-sensitive lowercase).
@@ -101,6 +107,9 @@ impl Operation {
             (Target::Service, _, Some("list")) if method == Method::GET => {
                 Operation::ListContainers
             }
+            (Target::Service, _, Some("blobs")) if method == Method::GET => {
+                Operation::FindBlobsByTags
+            }
             (Target::Service, _, _) => {
                 return Err(StorageError::unsupported(
                     "this service operation (only comp=list)",
@@ -127,6 +136,9 @@ impl Operation {
             }
             (Target::Container(_), Some("container"), Some("lease")) if method == Method::PUT => {
                 Operation::LeaseContainer
+            }
+            (Target::Container(_), Some("container"), Some("blobs")) if method == Method::GET => {
+                Operation::FindBlobsByTags
             }
             (Target::Container(_), _, _) => {
                 return Err(StorageError::unsupported("this container operation"));
@@ -156,6 +168,11 @@ impl Operation {
                 Operation::AbortCopyBlob
             }
             (Target::Blob(..), _, Some("lease")) if method == Method::PUT => Operation::LeaseBlob,
+            (Target::Blob(..), _, Some("tags")) => match *method {
+                Method::GET => Operation::GetBlobTags,
+                Method::PUT => Operation::SetBlobTags,
+                _ => return Err(StorageError::unsupported_verb()),
+            },
             (Target::Blob(..), _, Some(other)) => {
                 return Err(StorageError::unsupported(&format!("comp={other} on blobs")));
             }
@@ -191,6 +208,9 @@ impl Operation {
             | Operation::AbortCopyBlob
             | Operation::LeaseBlob => (action::blob::WRITE, Data),
             Operation::DeleteBlob | Operation::BlobBatch => (action::blob::DELETE, Data),
+            Operation::GetBlobTags => (action::blob::TAGS_READ, Data),
+            Operation::SetBlobTags => (action::blob::TAGS_WRITE, Data),
+            Operation::FindBlobsByTags => (action::blob::FILTER, Data),
         }
     }
 
@@ -222,6 +242,9 @@ impl Operation {
             | Operation::AbortCopyBlob
             | Operation::LeaseBlob => E::BlobWrite,
             Operation::DeleteBlob | Operation::BlobBatch => E::BlobDelete,
+            Operation::GetBlobTags => E::BlobRead,
+            Operation::SetBlobTags => E::BlobWrite,
+            Operation::FindBlobsByTags => E::BlobList,
         }
     }
 }
@@ -305,6 +328,10 @@ mod tests {
             entraflow_rbac::ActionKind::Control
         );
         assert!(classify(Method::POST, b(), "", false).is_err());
-        assert!(classify(Method::GET, b(), "comp=tags", false).is_err());
+        assert_eq!(
+            classify(Method::GET, b(), "comp=tags", false).unwrap(),
+            Operation::GetBlobTags
+        );
+        assert!(classify(Method::DELETE, b(), "comp=tags", false).is_err());
     }
 }

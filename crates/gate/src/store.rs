@@ -22,6 +22,7 @@ use crate::error::{GateError, StorageError};
 use crate::integrity::{Digests, Expected, Sums};
 use crate::lease::Lease;
 use crate::names;
+use crate::tags::Tags;
 use crate::xml::BlockRef;
 
 /// Bytes read per step when streaming a local file: object_store's own file stream
@@ -107,6 +108,8 @@ pub(crate) struct BlobInfo {
     pub copy: Option<CopyState>,
     /// The blob's lease, in whatever state.
     pub lease: Option<Lease>,
+    /// The blob's index tags.
+    pub tags: Tags,
 }
 
 /// What `gate.db` keeps of a blob besides its bytes.
@@ -122,7 +125,7 @@ struct BlobRecord {
 
 /// `gate.db`'s schema, one step per version (`PRAGMA user_version`): a database is
 /// brought forward step by step on open, and one from a newer entraflow is refused.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS containers (
          name TEXT PRIMARY KEY,
          modified INTEGER NOT NULL,
@@ -151,6 +154,11 @@ const MIGRATIONS: [&str; 3] = [
          duration INTEGER,
          expires INTEGER,
          broken_at INTEGER,
+         PRIMARY KEY (container, name));",
+    "CREATE TABLE blob_tags (
+         container TEXT NOT NULL,
+         name TEXT NOT NULL,
+         tags TEXT NOT NULL,
          PRIMARY KEY (container, name));",
 ];
 
@@ -353,7 +361,7 @@ impl BlobStore {
                 .await
                 .map_err(StorageError::from)?;
         }
-        for table in ["blob_properties", "committed_blocks", "leases"] {
+        for table in ["blob_properties", "committed_blocks", "leases", "blob_tags"] {
             self.db()
                 .execute(
                     &format!("DELETE FROM {table} WHERE container = ?1"),
@@ -400,7 +408,76 @@ impl BlobStore {
             properties: record.properties,
             copy: record.copy,
             lease: self.lease(container, blob).unwrap_or_default(),
+            tags: self.tags(container, blob).unwrap_or_default(),
         }
+    }
+
+    // ---- tags ----
+
+    /// A blob's index tags (none when it has none).
+    pub(crate) fn tags(&self, container: &str, blob: &str) -> Result<Tags, StorageError> {
+        let row: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT tags FROM blob_tags WHERE container = ?1 AND name = ?2",
+                params![container, blob],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StorageError::internal)?;
+        Ok(row
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Replaces a blob's index tags (Set Blob Tags, or `x-ms-tags` on a write);
+    /// the blob's ETag and Last-Modified stay as they are, as in Azure.
+    pub(crate) fn set_tags(
+        &self,
+        container: &str,
+        blob: &str,
+        tags: &Tags,
+    ) -> Result<(), StorageError> {
+        let db = self.db();
+        if tags.is_empty() {
+            db.execute(
+                "DELETE FROM blob_tags WHERE container = ?1 AND name = ?2",
+                params![container, blob],
+            )
+        } else {
+            let text = serde_json::to_string(tags).map_err(StorageError::internal)?;
+            db.execute(
+                "INSERT OR REPLACE INTO blob_tags (container, name, tags) VALUES (?1, ?2, ?3)",
+                params![container, blob, text],
+            )
+        }
+        .map(drop)
+        .map_err(StorageError::internal)
+    }
+
+    /// Every tagged blob (of one container, or all), sorted by container and name.
+    pub(crate) fn tagged_blobs(
+        &self,
+        container: Option<&str>,
+    ) -> Result<Vec<(String, String, Tags)>, StorageError> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare(
+                "SELECT container, name, tags FROM blob_tags
+                 WHERE ?1 IS NULL OR container = ?1 ORDER BY container, name",
+            )
+            .map_err(StorageError::internal)?;
+        let rows = stmt
+            .query_map(params![container], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(StorageError::internal)?
+            .collect::<Result<Vec<(String, String, String)>, _>>()
+            .map_err(StorageError::internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|(c, n, t)| (c, n, serde_json::from_str(&t).unwrap_or_default()))
+            .collect())
     }
 
     // ---- leases ----
@@ -775,7 +852,7 @@ impl BlobStore {
     fn forget(&self, container: &str, blob: &str) -> Result<(), StorageError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(StorageError::internal)?;
-        for table in ["blob_properties", "committed_blocks", "leases"] {
+        for table in ["blob_properties", "committed_blocks", "leases", "blob_tags"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE container = ?1 AND name = ?2"),
                 params![container, blob],

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::error::StorageError;
 use crate::lease::{Lease, State};
 use crate::store::{BlobInfo, CommittedBlock, Container};
+use crate::tags::{Tags, tag_set};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
@@ -84,13 +85,19 @@ pub(crate) fn container_list(
     xml
 }
 
+/// What List Blobs' `include` asks for besides the properties.
+pub(crate) struct Include {
+    pub(crate) metadata: bool,
+    pub(crate) tags: bool,
+}
+
 /// List Blobs' result.
 pub(crate) fn blob_list(
     account_url: &str,
     container: &str,
     listing: &Listing<'_>,
     entries: &[ListEntry],
-    with_metadata: bool,
+    include: Include,
     next_marker: Option<&str>,
 ) -> String {
     let mut xml = format!(
@@ -107,7 +114,7 @@ pub(crate) fn blob_list(
                 "<BlobPrefix><Name>{}</Name></BlobPrefix>",
                 escape(p)
             )),
-            ListEntry::Blob(info) => push_blob(&mut xml, info, with_metadata),
+            ListEntry::Blob(info) => push_blob(&mut xml, info, &include),
         }
     }
     xml.push_str("</Blobs>");
@@ -164,11 +171,37 @@ fn push_metadata(xml: &mut String, metadata: &[(String, String)]) {
     xml.push_str("</Metadata>");
 }
 
-fn push_blob(xml: &mut String, info: &BlobInfo, with_metadata: bool) {
+/// Find Blobs by Tags' result: `(container, blob, the tags the filter named)`.
+pub(crate) fn found_blobs(
+    account_url: &str,
+    expression: &str,
+    found: &[(String, String, Tags)],
+    next_marker: Option<&str>,
+) -> String {
+    let mut xml = format!(
+        "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}/\"><Where>{}</Where><Blobs>",
+        escape(account_url),
+        escape(expression)
+    );
+    for (container, name, tags) in found {
+        xml.push_str(&format!(
+            "<Blob><Name>{}</Name><ContainerName>{}</ContainerName><Tags>{}</Tags></Blob>",
+            escape(name),
+            escape(container),
+            tag_set(tags)
+        ));
+    }
+    xml.push_str("</Blobs>");
+    push_next_marker(&mut xml, next_marker);
+    xml.push_str("</EnumerationResults>");
+    xml
+}
+
+fn push_blob(xml: &mut String, info: &BlobInfo, include: &Include) {
     let p = &info.properties;
     let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
     xml.push_str(&format!(
-        "<Blob><Name>{}</Name><Properties><Creation-Time>{lm}</Creation-Time><Last-Modified>{lm}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>{}<ServerEncrypted>true</ServerEncrypted></Properties>",
+        "<Blob><Name>{}</Name><Properties><Creation-Time>{lm}</Creation-Time><Last-Modified>{lm}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>{}{}<ServerEncrypted>true</ServerEncrypted></Properties>",
         escape(&info.name),
         escape(&info.etag),
         info.size,
@@ -179,10 +212,18 @@ fn push_blob(xml: &mut String, info: &BlobInfo, with_metadata: bool) {
         opt(&p.cache_control),
         opt(&p.content_disposition),
         lease_elements(info.lease.as_ref()),
+        if info.tags.is_empty() {
+            String::new()
+        } else {
+            format!("<TagCount>{}</TagCount>", info.tags.len())
+        },
         lm = rfc1123(info.last_modified),
     ));
-    if with_metadata {
+    if include.metadata {
         push_metadata(xml, &p.metadata);
+    }
+    if include.tags && !info.tags.is_empty() {
+        xml.push_str(&format!("<Tags>{}</Tags>", tag_set(&info.tags)));
     }
     xml.push_str("</Blob>");
 }

@@ -19,8 +19,19 @@ pub mod blob {
     /// Rename (hierarchical namespace).
     pub const MOVE: &str =
         "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action";
+    /// Get Blob Tags.
+    pub const TAGS_READ: &str =
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read";
+    /// Set Blob Tags.
+    pub const TAGS_WRITE: &str =
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write";
+    /// Find Blobs by Tags.
+    pub const FILTER: &str =
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action";
     /// Sub-operation of [`READ`] for List Blobs.
     pub const SUB_OPERATION_LIST: &str = "Blob.List";
+    /// Sub-operation of [`WRITE`] for writes that set tags (`x-ms-tags`).
+    pub const SUB_OPERATION_WITH_TAG_HEADERS: &str = "Blob.Write.WithTagHeaders";
 }
 
 /// Control-plane actions (role definitions' `Actions`) the gate checks.

@@ -59,6 +59,10 @@ pub struct Request {
     pub sub_operation: Option<String>,
     /// List Blobs' `prefix` (`@Request[...blobs:prefix]`).
     pub list_prefix: Option<String>,
+    /// The blob's index tags (`@Resource[...blobs/tags:<key><$key_case_sensitive$>]`).
+    pub resource_tags: Option<Vec<(String, String)>>,
+    /// The tags the request sets (`x-ms-tags`, `@Request[...blobs/tags:...]`).
+    pub request_tags: Option<Vec<(String, String)>>,
 }
 
 impl Request {
@@ -71,6 +75,8 @@ impl Request {
             blob_path: None,
             sub_operation: None,
             list_prefix: None,
+            resource_tags: None,
+            request_tags: None,
         }
     }
 
@@ -100,6 +106,18 @@ impl Request {
         self
     }
 
+    /// Sets the blob's index tags, for conditions on them.
+    pub fn with_resource_tags(mut self, tags: Vec<(String, String)>) -> Self {
+        self.resource_tags = Some(tags);
+        self
+    }
+
+    /// Sets the tags the request writes, for conditions on them.
+    pub fn with_request_tags(mut self, tags: Vec<(String, String)>) -> Self {
+        self.request_tags = Some(tags);
+        self
+    }
+
     /// The container name, from the scope.
     pub fn container(&self) -> Option<&str> {
         self.scope.container_name()
@@ -116,6 +134,8 @@ impl Request {
             container: self.container(),
             blob_path: self.blob_path.as_deref(),
             list_prefix: self.list_prefix.as_deref(),
+            resource_tags: self.resource_tags.as_deref(),
+            request_tags: self.request_tags.as_deref(),
         }
     }
 }

@@ -78,10 +78,12 @@ pub(super) async fn commit(
         }
     }
     let props = properties_from(headers, false)?;
+    let upload_tags = crate::tags::upload_tags(headers)?.unwrap_or_default();
     let info = access
         .store()
         .commit_blocks(container, blob, &refs, &props)
         .await?;
+    access.store().set_tags(container, blob, &upload_tags)?;
     let event = access.event();
     event.bytes = Some(info.size);
     event.detail = Some(format!("committed {} blocks", refs.len()));

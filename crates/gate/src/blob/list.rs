@@ -8,6 +8,7 @@ use axum::response::Response;
 use crate::error::StorageError;
 use crate::guard::Access;
 use crate::operation::Query;
+use crate::tags::Filter;
 use crate::xml::{self, ListEntry, Listing};
 
 fn max_results(query: &Query) -> Result<usize, StorageError> {
@@ -106,7 +107,54 @@ pub(super) async fn blobs(
         container,
         &listing(query, delimiter),
         &page,
-        includes(query, "metadata"),
+        xml::Include {
+            metadata: includes(query, "metadata"),
+            tags: includes(query, "tags"),
+        },
+        next.as_deref(),
+    )))
+}
+
+/// Find Blobs by Tags, in the account or (`container`) one container: the blobs
+/// whose tags satisfy `where`, with the tags it named.
+pub(super) fn find_by_tags(
+    access: Access<'_>,
+    container: Option<&str>,
+    query: &Query,
+) -> Result<Response, StorageError> {
+    let expression = query.get("where").ok_or_else(|| {
+        StorageError::invalid_query_parameter(
+            "where",
+            "",
+            "Find Blobs by Tags needs a where filter",
+        )
+    })?;
+    let filter = Filter::parse(expression)?;
+    let max = max_results(query)?;
+    let marker = query.get("marker").unwrap_or_default();
+    let scope = container.or(filter.container());
+    let mut found = Vec::new();
+    let mut next = None;
+    for (c, name, tags) in access.store().tagged_blobs(scope)? {
+        if container.is_some_and(|only| only != c) {
+            continue;
+        }
+        let key = format!("{c}/{name}");
+        if key.as_str() < marker {
+            continue;
+        }
+        if let Some(named) = filter.matches(&c, &tags) {
+            if found.len() == max {
+                next = Some(key);
+                break;
+            }
+            found.push((c, name, named));
+        }
+    }
+    Ok(xml_response(xml::found_blobs(
+        &access.state().account_url,
+        expression,
+        &found,
         next.as_deref(),
     )))
 }

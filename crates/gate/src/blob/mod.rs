@@ -25,6 +25,7 @@ use crate::error::StorageError;
 use crate::guard::{GateState, Guard, Wire, header};
 use crate::names::{self, Target};
 use crate::operation::{Operation, Query};
+use crate::tags;
 use crate::verify::{AuthError, TokenVerifier};
 
 /// Service version the gate answers with when the client names none it knows.
@@ -170,7 +171,19 @@ async fn serve(
         let read = rbac_request(state, Operation::GetBlob, &source, &Query::default())?;
         guard.authorize::<StorageError>(read)?;
     }
-    let request = rbac_request(state, op, &target, &query)?;
+    let mut request = rbac_request(state, op, &target, &query)?;
+    if let Target::Blob(c, b) = &target {
+        request = request.with_resource_tags(state.tags_for_conditions(c, b));
+    }
+    if matches!(
+        op,
+        Operation::PutBlob | Operation::PutBlockList | Operation::CopyBlob
+    ) && let Some(tags) = tags::upload_tags(headers)?
+    {
+        request = request
+            .with_sub_operation(entraflow_rbac::action::blob::SUB_OPERATION_WITH_TAG_HEADERS)
+            .with_request_tags(tags);
+    }
     let access = guard.authorize::<StorageError>(request)?;
 
     match (op, &target) {
@@ -203,6 +216,13 @@ async fn serve(
         }
         (Operation::GetAccountInformation, _) => Ok(object::account_information()),
         (Operation::LeaseBlob, Target::Blob(c, b)) => object::lease(access, c, b, headers).await,
+        (Operation::GetBlobTags, Target::Blob(c, b)) => {
+            object::get_tags(access, c, b, headers).await
+        }
+        (Operation::SetBlobTags, Target::Blob(c, b)) => {
+            object::set_tags(access, c, b, headers, body).await
+        }
+        (Operation::FindBlobsByTags, _) => list::find_by_tags(access, target.container(), &query),
         (Operation::LeaseContainer, Target::Container(c)) => container::lease(access, c, headers),
         (Operation::PutBlockList, Target::Blob(c, b)) => {
             block::commit(access, c, b, headers, body).await

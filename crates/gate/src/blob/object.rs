@@ -18,6 +18,7 @@ use crate::lease::{self, On};
 use crate::names::{self, Target};
 use crate::operation::Query;
 use crate::store::{BlobInfo, BlobProperties};
+use crate::tags;
 use crate::xml::rfc1123;
 
 /// The largest range whose MD5 Get Blob returns (`x-ms-range-get-content-md5`).
@@ -147,10 +148,13 @@ pub(super) async fn put(
     let expected = Expected::from_headers(headers)?;
     let props = properties_from(headers, true)?;
     check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
+    let upload_tags = tags::upload_tags(headers)?.unwrap_or_default();
     let (info, written, sums) = access
         .store()
         .put_blob(container, blob, body_stream(body), &props, &expected)
         .await?;
+    // A new blob has the tags of its upload, or none.
+    access.store().set_tags(container, blob, &upload_tags)?;
     access.event().bytes = Some(written);
     let mut response = write_response(&info);
     let h = response.headers_mut();
@@ -249,6 +253,26 @@ pub(super) async fn copy(
     })?;
     Conditions::from_headers(headers, Subject::CopySource)?.check_write(Some(current(&source)))?;
     check_write_conditions(&access, headers, container, blob, Subject::CopyTarget).await?;
+    let copy_tags = match (
+        tags::upload_tags(headers)?,
+        header(headers, "x-ms-copy-source-tag-option"),
+    ) {
+        (Some(_), Some(o)) if o.eq_ignore_ascii_case("COPY") => {
+            return Err(StorageError::new(
+                StatusCode::BAD_REQUEST,
+                "BothUserTagsAndSourceTagsCopyPresentException",
+                "x-ms-tags header must not be present with x-ms-copy-source-tag-option as COPY.",
+            ));
+        }
+        (None, Some(o)) if o.eq_ignore_ascii_case("COPY") => source.tags.clone(),
+        (None, Some(o)) if !o.eq_ignore_ascii_case("REPLACE") => {
+            return Err(StorageError::invalid_header_value(
+                "x-ms-copy-source-tag-option",
+                o,
+            ));
+        }
+        (given, _) => given.unwrap_or_default(),
+    };
     let meta = metadata(headers);
     let source_url = header(headers, "x-ms-copy-source").unwrap_or_default();
     let info = access
@@ -260,6 +284,7 @@ pub(super) async fn copy(
             (!meta.is_empty()).then_some(meta),
         )
         .await?;
+    access.store().set_tags(container, blob, &copy_tags)?;
     let event = access.event();
     event.bytes = Some(info.size);
     event.detail = Some(format!("copied from {sc}/{sb}"));
@@ -311,6 +336,43 @@ pub(super) fn account_information() -> Response {
     set_header(h, "x-ms-account-kind", "StorageV2");
     set_header(h, "x-ms-is-hns-enabled", "false");
     response
+}
+
+/// Get Blob Tags.
+pub(super) async fn get_tags(
+    access: Access<'_>,
+    container: &str,
+    blob: &str,
+    headers: &HeaderMap,
+) -> Result<Response, StorageError> {
+    let store = access.store();
+    store.container(container)?;
+    let info = store.blob_info(container, blob).await?;
+    check_lease(&info, headers, false)?;
+    let mut response = Response::new(Body::from(tags::to_xml(&info.tags)));
+    set_header(response.headers_mut(), "content-type", "application/xml");
+    Ok(response)
+}
+
+/// Set Blob Tags: replaces the whole tag set (an empty one removes every tag);
+/// the blob's ETag and Last-Modified do not change.
+pub(super) async fn set_tags(
+    mut access: Access<'_>,
+    container: &str,
+    blob: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, StorageError> {
+    let store = access.store();
+    store.container(container)?;
+    let info = store.blob_info(container, blob).await?;
+    // A lease id is optional here; one that is sent must match.
+    check_lease(&info, headers, false)?;
+    let xml = super::read_small_body(body).await?;
+    let tags = tags::parse_xml(&xml)?;
+    store.set_tags(container, blob, &tags)?;
+    access.event().detail = Some(format!("set {} tags", tags.len()));
+    Ok(empty(StatusCode::NO_CONTENT))
 }
 
 /// `x-ms-copy-source` must name a blob of this gate's account.
@@ -529,6 +591,9 @@ fn blob_headers(h: &mut HeaderMap, info: &BlobInfo, whole: bool) {
     set_header(h, "x-ms-blob-type", "BlockBlob");
     set_header(h, "x-ms-creation-time", &rfc1123(info.last_modified));
     set_lease_headers(h, info.lease.as_ref());
+    if !info.tags.is_empty() {
+        set_header(h, "x-ms-tag-count", &info.tags.len().to_string());
+    }
     set_header(h, "x-ms-server-encrypted", "true");
     set_header(h, "x-ms-access-tier", "Hot");
     set_header(h, "x-ms-access-tier-inferred", "true");

@@ -12,7 +12,8 @@
 //!
 //! Supported: `ActionMatches{...}`, `SubOperationMatches{...}`, the attributes
 //! `@Resource[...containers:name]`, `@Resource[...containers/blobs:path]` and
-//! `@Request[...containers/blobs:prefix]` (List Blobs' prefix), the `String*`
+//! `@Request[...containers/blobs:prefix]` (List Blobs' prefix), blob index tags
+//! `@Resource|Request[...containers/blobs/tags:<key><$key_case_sensitive$>]`, the `String*`
 //! operators with their `Not` and `IgnoreCase` forms, the `ForAnyOfAnyValues:`
 //! family with `{'a','b'}` lists, `AND`/`&&`, `OR`/`||`, `NOT`/`!`, parentheses.
 //!
@@ -76,16 +77,34 @@ pub(crate) fn line_column(src: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The attributes entraflow can supply for a Blob request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Attribute {
     ContainerName,
     BlobPath,
     ListPrefix,
+    /// A blob index tag of the blob, by its (case-sensitive) key.
+    ResourceTag(String),
+    /// A tag the request sets (`x-ms-tags`).
+    RequestTag(String),
 }
 
 const CONTAINER_NAME: &str = "Microsoft.Storage/storageAccounts/blobServices/containers:name";
 const BLOB_PATH: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path";
 const BLOB_PREFIX: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix";
+const BLOB_TAGS: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags:";
+const KEY_CASE_SENSITIVE: &str = "<$key_case_sensitive$>";
+
+/// The tag key of `...blobs/tags:<key><$key_case_sensitive$>`, as Azure writes a
+/// tag attribute (the prefix matched without regard to case, the key exactly).
+fn tag_key(name: &str) -> Option<&str> {
+    let prefix = name.get(..BLOB_TAGS.len())?;
+    if !prefix.eq_ignore_ascii_case(BLOB_TAGS) {
+        return None;
+    }
+    name[BLOB_TAGS.len()..]
+        .strip_suffix(KEY_CASE_SENSITIVE)
+        .filter(|key| !key.is_empty())
+}
 
 impl Attribute {
     fn resolve(source: &str, name: &str) -> Result<Self, String> {
@@ -95,8 +114,16 @@ impl Attribute {
             _ if resource && name.eq_ignore_ascii_case(CONTAINER_NAME) => Ok(Self::ContainerName),
             _ if resource && name.eq_ignore_ascii_case(BLOB_PATH) => Ok(Self::BlobPath),
             _ if request && name.eq_ignore_ascii_case(BLOB_PREFIX) => Ok(Self::ListPrefix),
+            _ if (resource || request) && tag_key(name).is_some() => {
+                let key = tag_key(name).unwrap_or_default().to_owned();
+                Ok(if resource {
+                    Self::ResourceTag(key)
+                } else {
+                    Self::RequestTag(key)
+                })
+            }
             _ => Err(format!(
-                "unsupported attribute '@{source}[{name}]'; entraflow supports @Resource[{CONTAINER_NAME}], @Resource[{BLOB_PATH}] and @Request[{BLOB_PREFIX}]"
+                "unsupported attribute '@{source}[{name}]'; entraflow supports @Resource[{CONTAINER_NAME}], @Resource[{BLOB_PATH}], @Request[{BLOB_PREFIX}] and @Resource|Request[{BLOB_TAGS}<key><$key_case_sensitive$>]"
             )),
         }
     }
@@ -188,6 +215,8 @@ pub(crate) struct Attributes<'a> {
     pub(crate) container: Option<&'a str>,
     pub(crate) blob_path: Option<&'a str>,
     pub(crate) list_prefix: Option<&'a str>,
+    pub(crate) resource_tags: Option<&'a [(String, String)]>,
+    pub(crate) request_tags: Option<&'a [(String, String)]>,
 }
 
 /// A parsed condition.
@@ -262,6 +291,8 @@ fn eval(expr: &Expr, a: &Attributes<'_>) -> bool {
                 Attribute::ContainerName => a.container,
                 Attribute::BlobPath => a.blob_path,
                 Attribute::ListPrefix => a.list_prefix,
+                Attribute::ResourceTag(key) => tag_value(a.resource_tags, key),
+                Attribute::RequestTag(key) => tag_value(a.request_tags, key),
             };
             let Some(actual) = actual else {
                 return false;
@@ -273,6 +304,13 @@ fn eval(expr: &Expr, a: &Attributes<'_>) -> bool {
             }
         }
     }
+}
+
+fn tag_value<'a>(tags: Option<&'a [(String, String)]>, key: &str) -> Option<&'a str> {
+    tags?
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn compare(op: StringOp, ignore_case: bool, actual: &str, expected: &str) -> bool {
@@ -330,6 +368,55 @@ mod tests {
             container: Some("data"),
             blob_path,
             list_prefix: None,
+            resource_tags: None,
+            request_tags: None,
+        }
+    }
+
+    #[test]
+    fn tag_attributes_read_the_blob_and_request_tags_by_exact_key() {
+        let c = Condition::parse(
+            "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags:Project<$key_case_sensitive$>] StringEquals 'alpha'",
+        )
+        .unwrap();
+        let read = blob::READ.to_ascii_lowercase();
+        let tags = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
+        };
+        let with = |t: &[(String, String)]| {
+            c.eval(&Attributes {
+                resource_tags: Some(t),
+                ..attrs(&read, None, Some("x"))
+            })
+        };
+        assert!(with(&tags(&[("Project", "alpha")])));
+        assert!(
+            !with(&tags(&[("project", "alpha")])),
+            "keys are case-sensitive"
+        );
+        assert!(!with(&tags(&[("Project", "beta")])));
+        assert!(!with(&[]), "a missing tag satisfies nothing");
+        let request = Condition::parse(
+            "@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags:Project<$key_case_sensitive$>] StringEquals 'alpha'",
+        )
+        .unwrap();
+        let set = tags(&[("Project", "alpha")]);
+        assert!(request.eval(&Attributes {
+            request_tags: Some(&set),
+            ..attrs(&read, None, Some("x"))
+        }));
+        assert!(!request.eval(&Attributes {
+            resource_tags: Some(&set),
+            ..attrs(&read, None, Some("x"))
+        }));
+        for bad in [
+            "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags:Project] StringEquals 'a'",
+            "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags:<$key_case_sensitive$>] StringEquals 'a'",
+        ] {
+            assert!(Condition::parse(bad).is_err(), "{bad}");
         }
     }
 
