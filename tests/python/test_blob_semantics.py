@@ -336,3 +336,15 @@ def test_a_condition_on_a_blob_index_tag_limits_reads(authority, gate, owner):
         assert denied.value.error_code == "AuthorizationPermissionMismatch", name
     assert sorted(b.name for b in reader.list_blobs(name_starts_with="abac/")) == [
         "abac/alpha.rec", "abac/beta.rec", "abac/none.rec"]
+
+
+def test_a_blob_and_blobs_below_its_name_coexist(writer):
+    """Azure's namespace is flat: 'a' and 'a/b' are two blobs, on any backend."""
+    container = writer["container"]
+    container.get_blob_client("flat/a").upload_blob(b"parent")
+    container.get_blob_client("flat/a/b").upload_blob(b"child")
+    assert container.download_blob("flat/a").readall() == b"parent"
+    assert container.download_blob("flat/a/b").readall() == b"child"
+    assert [b.name for b in container.list_blobs(name_starts_with="flat/")] == ["flat/a", "flat/a/b"]
+    walked = [b.name for b in container.walk_blobs(name_starts_with="flat/a/", delimiter="/")]
+    assert walked == ["flat/a/b"]

@@ -143,6 +143,8 @@ pub struct Gate {
     ca_pem_path: std::path::PathBuf,
     /// Set once `gate.env` is written, so that `run` withdraws it on shutdown.
     wrote_env: std::sync::atomic::AtomicBool,
+    /// The guard's authorizer, shared for [`Gate::authorizer`].
+    authorizer: Arc<entraflow_rbac::Authorizer>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -176,36 +178,44 @@ impl Gate {
         };
         entraflow_core::fsutil::create_private_dir(&config.data_dir)
             .map_err(io(&config.data_dir))?;
-        let backend: Arc<dyn object_store::ObjectStore> = match &config.backend {
-            Backend::Local(dir) => {
-                std::fs::create_dir_all(dir).map_err(io(dir))?;
-                Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(dir)
+        let (backend, layout): (Arc<dyn object_store::ObjectStore>, names::Layout) =
+            match &config.backend {
+                Backend::Local(dir) => {
+                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                    let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
                         .map_err(|source| GateError::Backend {
                             backend: dir.display().to_string(),
                             source,
                         })?
-                        .with_automatic_cleanup(true),
-                )
-            }
-            Backend::Url(url) => {
-                let parsed = url::Url::parse(url)
-                    .map_err(|e| GateError::Config(format!("backend URL '{url}': {e}")))?;
-                let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
-                    .map_err(|source| GateError::Backend {
+                        .with_automatic_cleanup(true);
+                    (Arc::new(local), names::Layout::Files)
+                }
+                Backend::Url(url) => {
+                    let parsed = url::Url::parse(url)
+                        .map_err(|e| GateError::Config(format!("backend URL '{url}': {e}")))?;
+                    let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+                        .map_err(|source| GateError::Backend {
                         backend: url.clone(),
                         source,
                     })?;
-                // The URL's path (az://container/prefix, file:///srv/blobs) is
-                // where the gate's tree starts inside that store.
-                if prefix.as_ref().is_empty() {
-                    Arc::from(store)
-                } else {
-                    Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+                    // A file system is not a flat namespace; object stores are.
+                    let layout = if parsed.scheme() == "file" {
+                        names::Layout::Files
+                    } else {
+                        names::Layout::Objects
+                    };
+                    // The URL's path (az://container/prefix, file:///srv/blobs) is
+                    // where the gate's tree starts inside that store.
+                    let store: Arc<dyn object_store::ObjectStore> = if prefix.as_ref().is_empty() {
+                        Arc::from(store)
+                    } else {
+                        Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+                    };
+                    (store, layout)
                 }
-            }
-        };
-        let store = store::BlobStore::open(backend, &config.data_dir.join("gate.db"))?;
+            };
+        let store = store::BlobStore::open(backend, layout, &config.data_dir.join("gate.db"))?;
+        store.adopt_layout().await?;
 
         let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;
         let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;
@@ -225,8 +235,10 @@ impl Gate {
         let admin_verifier =
             verifier.for_audiences(ARM_AUDIENCES.iter().map(|a| (*a).to_owned()).collect());
 
-        let authorizer = entraflow_rbac::Authorizer::open(&config.data_dir)
-            .map_err(|e| GateError::Rbac(e.to_string()))?;
+        let authorizer = Arc::new(
+            entraflow_rbac::Authorizer::open(&config.data_dir)
+                .map_err(|e| GateError::Rbac(e.to_string()))?,
+        );
         let signer = entraflow_audit::CheckpointSigner::load_or_create(
             &config.data_dir,
             &config.audit_log_id,
@@ -264,7 +276,7 @@ impl Gate {
             admin_verifier,
             guard::Protected {
                 store,
-                authorizer: Arc::new(authorizer),
+                authorizer: Arc::clone(&authorizer),
                 audit: Arc::new(audit_log.clone()),
             },
             challenge,
@@ -279,6 +291,7 @@ impl Gate {
             config,
             endpoint,
             wrote_env: Default::default(),
+            authorizer,
         })
     }
 
@@ -304,6 +317,14 @@ impl Gate {
     /// The CA certificate clients must trust.
     pub fn ca_pem_path(&self) -> &std::path::Path {
         &self.ca_pem_path
+    }
+
+    /// The role authorizer this gate decides with. It re-reads the role store on a
+    /// request at most every 500 ms; a process that changes the store itself (a
+    /// test, an embedding host) can `refresh` it now and compare its `generation`
+    /// with the store's.
+    pub fn authorizer(&self) -> Arc<entraflow_rbac::Authorizer> {
+        Arc::clone(&self.authorizer)
     }
 
     /// The client settings the gate publishes, as `export NAME=value` lines:

@@ -1,10 +1,10 @@
 //! Names: path-style addressing (`/<account>/<container>/<blob>`), Azure's naming
 //! rules, and the mapping of blob names onto `object_store` paths.
 //!
-//! Blobs live at `<container>/<blob name>` in the backend. Staged (uncommitted)
-//! blocks live under [`STAGING_ROOT`], which no container name can equal because
-//! container names never start with `$`... except Azure's own `$root`/`$logs`,
-//! which the gate does not serve.
+//! Blobs live at `<container>/<blob name>` in the backend ([`Layout`]). Staged
+//! (uncommitted) blocks live under [`STAGING_ROOT`], which no container name can
+//! equal because container names never start with `$`... except Azure's own
+//! `$root`/`$logs`, which the gate does not serve.
 
 use object_store::path::{Path, PathPart};
 use percent_encoding::percent_decode_str;
@@ -97,11 +97,73 @@ pub(crate) fn validate_blob(name: &str) -> Result<(), StorageError> {
     }
 }
 
-/// Backend path of a blob.
-pub(crate) fn blob_path(container: &str, blob: &str) -> Path {
+/// Suffix of a blob's file on a file-system backend.
+const BLOB_FILE_SUFFIX: &str = ".$blob";
+
+/// How blob names map onto backend paths.
+///
+/// Azure's namespace is flat: `a` and `a/b` are two blobs that can both exist. An
+/// object store (S3, Azure, GCS) is flat too, so a blob is stored under its name.
+/// A file system is not (`a` cannot be a file and a directory at once), so there
+/// every blob's file carries [`BLOB_FILE_SUFFIX`]: `a` is the file `a.$blob`, and
+/// `a/b` the file `b.$blob` in the directory `a`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Backend keys are blob names.
+    Objects,
+    /// Backend files are blob names plus the suffix.
+    Files,
+}
+
+impl Layout {
+    /// Backend path of a blob.
+    pub(crate) fn blob_path(self, container: &str, blob: &str) -> Path {
+        match self {
+            Layout::Objects => dir_path(container, blob),
+            Layout::Files => {
+                let (dirs, file) = blob.rsplit_once('/').unwrap_or(("", blob));
+                let dir = if dirs.is_empty() {
+                    container_path(container)
+                } else {
+                    dir_path(container, dirs)
+                };
+                dir.join(format!("{file}{BLOB_FILE_SUFFIX}").as_str())
+            }
+        }
+    }
+
+    /// The blob name of a backend path under `container`, undoing percent-encoding
+    /// (and the file suffix); `None` for paths that are not blobs.
+    pub(crate) fn blob_name_of(self, container: &str, path: &Path) -> Option<String> {
+        let mut parts = path.parts();
+        let first = parts.next()?;
+        if decode(first.as_ref()) != container {
+            return None;
+        }
+        let mut segments: Vec<String> = parts.map(|p| decode(p.as_ref())).collect();
+        if self == Layout::Files {
+            let last = segments.pop()?;
+            segments.push(last.strip_suffix(BLOB_FILE_SUFFIX)?.to_owned());
+        }
+        (!segments.is_empty()).then(|| segments.join("/"))
+    }
+
+    /// The file a blob had before the layout gave it a suffix (older data
+    /// directories), for the one-time move.
+    pub(crate) fn legacy_file(self, path: &Path) -> Option<Path> {
+        let name = path.filename()?;
+        (self == Layout::Files && !name.ends_with(BLOB_FILE_SUFFIX)).then(|| {
+            let dir: Path = path.parts().take(path.parts().count() - 1).collect();
+            dir.join(format!("{}{BLOB_FILE_SUFFIX}", decode(name)).as_str())
+        })
+    }
+}
+
+/// Backend path of a directory (a blob-name prefix without its last `/`).
+pub(crate) fn dir_path(container: &str, dirs: &str) -> Path {
     Path::from_iter(
         std::iter::once(container)
-            .chain(blob.split('/'))
+            .chain(dirs.split('/'))
             .map(PathPart::from),
     )
 }
@@ -121,17 +183,6 @@ pub(crate) fn staging_dir(container: &str, blob: &str) -> Path {
 /// Backend path of one staged block; the id is hex-encoded so any bytes are safe.
 pub(crate) fn staged_block_path(container: &str, blob: &str, block_id_raw: &[u8]) -> Path {
     staging_dir(container, blob).join(hex::encode(block_id_raw).as_str())
-}
-
-/// The blob name of a backend path under `container`, undoing percent-encoding.
-pub(crate) fn blob_name_of(container: &str, path: &Path) -> Option<String> {
-    let mut parts = path.parts();
-    let first = parts.next()?;
-    if decode(first.as_ref()) != container {
-        return None;
-    }
-    let segments: Vec<String> = parts.map(|p| decode(p.as_ref())).collect();
-    (!segments.is_empty()).then(|| segments.join("/"))
 }
 
 fn decode(part: &str) -> String {
@@ -179,11 +230,30 @@ mod tests {
 
     #[test]
     fn blob_names_round_trip_through_backend_paths() {
-        for name in ["x", "train/a b#1%.rec", "deep/er/ünïcode"] {
-            let p = blob_path("data", name);
-            assert_eq!(blob_name_of("data", &p).as_deref(), Some(name));
-            assert_eq!(blob_name_of("other", &p), None);
+        for layout in [Layout::Objects, Layout::Files] {
+            for name in ["x", "train/a b#1%.rec", "deep/er/ünïcode", "odd.$blob"] {
+                let p = layout.blob_path("data", name);
+                assert_eq!(
+                    layout.blob_name_of("data", &p).as_deref(),
+                    Some(name),
+                    "{layout:?}"
+                );
+                assert_eq!(layout.blob_name_of("other", &p), None);
+            }
         }
         assert_ne!(staging_dir("data", "a"), staging_dir("data", "b"));
+        // On files, `a` and `a/b` are a file and a directory that do not collide.
+        let a = Layout::Files.blob_path("data", "a");
+        let ab = Layout::Files.blob_path("data", "a/b");
+        assert_eq!(a.to_string(), "data/a.$blob");
+        assert_eq!(ab.to_string(), "data/a/b.$blob");
+        assert_eq!(
+            Layout::Files
+                .legacy_file(&Path::from("data/a/b"))
+                .map(|p| p.to_string()),
+            Some("data/a/b.$blob".into())
+        );
+        assert_eq!(Layout::Files.legacy_file(&ab), None);
+        assert_eq!(Layout::Objects.legacy_file(&Path::from("data/a")), None);
     }
 }

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::error::{GateError, StorageError};
 use crate::integrity::{Digests, Expected, Sums};
 use crate::lease::Lease;
-use crate::names;
+use crate::names::{self, Layout};
 use crate::tags::Tags;
 use crate::xml::BlockRef;
 
@@ -125,7 +125,7 @@ struct BlobRecord {
 
 /// `gate.db`'s schema, one step per version (`PRAGMA user_version`): a database is
 /// brought forward step by step on open, and one from a newer entraflow is refused.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS containers (
          name TEXT PRIMARY KEY,
          modified INTEGER NOT NULL,
@@ -160,6 +160,8 @@ const MIGRATIONS: [&str; 4] = [
          name TEXT NOT NULL,
          tags TEXT NOT NULL,
          PRIMARY KEY (container, name));",
+    // Which names::Layout the backend's blobs follow; written by adopt_layout.
+    "CREATE TABLE backend_layout (layout TEXT NOT NULL);",
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), String> {
@@ -187,6 +189,7 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
 #[derive(Clone)]
 pub(crate) struct BlobStore {
     backend: Arc<dyn ObjectStore>,
+    layout: Layout,
     db: Arc<Mutex<Connection>>,
 }
 
@@ -219,7 +222,11 @@ fn to_time(meta: &ObjectMeta) -> OffsetDateTime {
 
 impl BlobStore {
     /// Opens (creating) `gate.db` at `db_path` in front of `backend`.
-    pub(crate) fn open(backend: Arc<dyn ObjectStore>, db_path: &FsPath) -> Result<Self, GateError> {
+    pub(crate) fn open(
+        backend: Arc<dyn ObjectStore>,
+        layout: Layout,
+        db_path: &FsPath,
+    ) -> Result<Self, GateError> {
         let db_err = |source| GateError::Database {
             path: db_path.to_owned(),
             source,
@@ -233,8 +240,77 @@ impl BlobStore {
         })?;
         Ok(Self {
             backend,
+            layout,
             db: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Records the backend's layout on first use, moving the blob files of a data
+    /// directory written before file-system backends had one (each file gets its
+    /// suffix), and refuses a `gate.db` recorded with another layout.
+    pub(crate) async fn adopt_layout(&self) -> Result<(), GateError> {
+        let backend_err = |source| GateError::Backend {
+            backend: self.backend.to_string(),
+            source,
+        };
+        let db_err = |e: rusqlite::Error| GateError::Config(format!("gate.db: {e}"));
+        let want = match self.layout {
+            Layout::Objects => "objects",
+            Layout::Files => "files",
+        };
+        let recorded: Option<String> = self
+            .db()
+            .query_row("SELECT layout FROM backend_layout", [], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        match recorded {
+            Some(r) if r == want => return Ok(()),
+            Some(r) => {
+                return Err(GateError::Config(format!(
+                    "gate.db describes a backend whose blobs are laid out as '{r}', but this backend's are '{want}': the data directory belongs to another kind of backend; use that one, or a new data directory"
+                )));
+            }
+            None => {}
+        }
+        let legacy: Vec<(Path, Path)> = self
+            .backend
+            .list(None)
+            .try_filter_map(|meta| {
+                let staged = meta
+                    .location
+                    .parts()
+                    .next()
+                    .is_some_and(|p| p.as_ref() == names::STAGING_ROOT);
+                let moved = (!staged)
+                    .then(|| self.layout.legacy_file(&meta.location))
+                    .flatten()
+                    .map(|to| (meta.location, to));
+                futures::future::ready(Ok(moved))
+            })
+            .try_collect()
+            .await
+            .map_err(backend_err)?;
+        if !legacy.is_empty() {
+            tracing::info!(
+                files = legacy.len(),
+                "giving blob files of an older data directory their suffix"
+            );
+        }
+        for (from, to) in legacy {
+            self.backend.rename(&from, &to).await.map_err(backend_err)?;
+        }
+        self.db()
+            .execute(
+                "INSERT INTO backend_layout (layout) VALUES (?1)",
+                params![want],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The backend path of a blob.
+    pub(crate) fn path_of(&self, container: &str, blob: &str) -> Path {
+        self.layout.blob_path(container, blob)
     }
 
     /// The backend (for tests and diagnostics).
@@ -382,7 +458,7 @@ impl BlobStore {
     ) -> Result<BlobInfo, StorageError> {
         let meta = self
             .backend
-            .head(&names::blob_path(container, blob))
+            .head(&self.layout.blob_path(container, blob))
             .await?;
         Ok(self.info_from_meta(container, blob, &meta))
     }
@@ -620,7 +696,7 @@ impl BlobStore {
         blob: &str,
         change: impl FnOnce(&mut BlobProperties),
     ) -> Result<BlobInfo, StorageError> {
-        let path = names::blob_path(container, blob);
+        let path = self.layout.blob_path(container, blob);
         self.backend.head(&path).await?;
         let mut record = self.record(container, blob)?;
         change(&mut record.properties);
@@ -647,7 +723,7 @@ impl BlobStore {
     where
         S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
-        let path = names::blob_path(container, blob);
+        let path = self.layout.blob_path(container, blob);
         let mut digests = Digests::default();
         let (_, written) = self
             .stream_to(&path, body, Some((&mut digests, expected)))
@@ -747,7 +823,7 @@ impl BlobStore {
         refs: &[BlockRef],
         props: &BlobProperties,
     ) -> Result<BlobInfo, StorageError> {
-        let dest = names::blob_path(container, blob);
+        let dest = self.layout.blob_path(container, blob);
         let committed = self.committed_blocks(container, blob)?;
         let mut offsets = std::collections::HashMap::new();
         let mut offset = 0u64;
@@ -839,7 +915,7 @@ impl BlobStore {
         container: &str,
         blob: &str,
     ) -> Result<(), StorageError> {
-        let path = names::blob_path(container, blob);
+        let path = self.layout.blob_path(container, blob);
         // Local deletes of a missing file succeed silently; Azure says BlobNotFound.
         self.backend.head(&path).await?;
         self.backend.delete(&path).await?;
@@ -873,8 +949,8 @@ impl BlobStore {
         source_url: &str,
         metadata: Option<Vec<(String, String)>>,
     ) -> Result<BlobInfo, StorageError> {
-        let src = names::blob_path(from.0, from.1);
-        let dest = names::blob_path(to.0, to.1);
+        let src = self.layout.blob_path(from.0, from.1);
+        let dest = self.layout.blob_path(to.0, to.1);
         let source = self.backend.head(&src).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
                 StorageError::cannot_verify_copy_source("The specified blob does not exist.")
@@ -911,7 +987,7 @@ impl BlobStore {
     ) -> Result<Vec<(String, ObjectMeta)>, StorageError> {
         let dir = match prefix.rfind('/') {
             Some(i) if names::validate_blob(&prefix[..i]).is_ok() => {
-                names::blob_path(container, &prefix[..i])
+                names::dir_path(container, &prefix[..i])
             }
             _ => names::container_path(container),
         };
@@ -920,7 +996,9 @@ impl BlobStore {
             .list(Some(&dir))
             .map_err(StorageError::from)
             .try_filter_map(|meta| {
-                let name = names::blob_name_of(container, &meta.location)
+                let name = self
+                    .layout
+                    .blob_name_of(container, &meta.location)
                     .filter(|n| n.starts_with(prefix));
                 futures::future::ready(Ok(name.map(|n| (n, meta))))
             })
@@ -1053,4 +1131,84 @@ fn new_etag() -> String {
         "\"0x{}\"",
         uuid::Uuid::new_v4().simple().to_string()[..15].to_uppercase()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(dir: &FsPath) -> Arc<dyn ObjectStore> {
+        std::fs::create_dir_all(dir).unwrap();
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap())
+    }
+
+    async fn put(store: &BlobStore, name: &str, body: &'static [u8]) {
+        let body = futures::stream::iter([Ok(Bytes::from_static(body))]);
+        store
+            .put_blob(
+                "data",
+                name,
+                body,
+                &BlobProperties::default(),
+                &Expected::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_blob_and_a_blob_below_its_name_coexist_on_a_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(
+            local(&dir.path().join("blobs")),
+            Layout::Files,
+            &dir.path().join("gate.db"),
+        )
+        .unwrap();
+        store.adopt_layout().await.unwrap();
+        store.create_container("data", &[]).unwrap();
+        put(&store, "a", b"parent").await;
+        put(&store, "a/b", b"child").await;
+        put(&store, "a/b/c", b"grandchild").await;
+        let names: Vec<String> = store
+            .list_blobs("data", "")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["a", "a/b", "a/b/c"]);
+        assert_eq!(store.blob_info("data", "a").await.unwrap().size, 6);
+        assert_eq!(store.blob_info("data", "a/b").await.unwrap().size, 5);
+        store.delete_blob("data", "a").await.unwrap();
+        assert_eq!(store.blob_info("data", "a/b").await.unwrap().size, 5);
+    }
+
+    #[tokio::test]
+    async fn an_older_data_directory_is_moved_to_the_file_layout_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        // As written before the layout had suffixes: the blob is the bare file.
+        std::fs::create_dir_all(blobs.join("data/train")).unwrap();
+        std::fs::write(blobs.join("data/train/shard-0"), b"old").unwrap();
+        std::fs::create_dir_all(blobs.join("$staging/data/x")).unwrap();
+        std::fs::write(blobs.join("$staging/data/x/00"), b"staged").unwrap();
+        let db = dir.path().join("gate.db");
+        let store = BlobStore::open(local(&blobs), Layout::Files, &db).unwrap();
+        store.adopt_layout().await.unwrap();
+        assert_eq!(
+            store.blob_info("data", "train/shard-0").await.unwrap().size,
+            3
+        );
+        assert!(
+            blobs.join("$staging/data/x/00").exists(),
+            "staged blocks stay"
+        );
+        // Once recorded, nothing moves again, and another layout is refused.
+        store.adopt_layout().await.unwrap();
+        drop(store);
+        let other = BlobStore::open(local(&blobs), Layout::Objects, &db).unwrap();
+        let err = other.adopt_layout().await.unwrap_err();
+        assert!(err.to_string().contains("another kind of backend"), "{err}");
+    }
 }

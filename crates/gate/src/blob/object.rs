@@ -32,7 +32,7 @@ pub(super) async fn get(
 ) -> Result<Response, StorageError> {
     let store = access.store();
     store.container(container)?;
-    let path = names::blob_path(container, blob);
+    let path = store.path_of(container, blob);
     let info = store.blob_info(container, blob).await?;
     check_lease(&info, headers, false)?;
     Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
