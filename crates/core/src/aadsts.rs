@@ -62,11 +62,42 @@ pub enum Aadsts {
     /// 90006: the service cannot answer right now (e.g. its audit log cannot record
     /// the request); retry later.
     TemporarilyUnavailable,
+    /// 50011 (InvalidReplyTo): the redirect URI is not registered for the app, or
+    /// differs from the one the authorization code was requested with.
+    InvalidReplyTo,
+    /// 500113: the application has no redirect URI registered at all.
+    NoReplyAddressRegistered,
+    /// 900971: the authorization request carried no `redirect_uri`.
+    NoReplyAddressProvided,
+    /// 50126 (InvalidUserNameOrPassword): the sign-in page's user name or password is wrong.
+    InvalidUserNameOrPassword,
+    /// 50058 (UserInformationNotProvided): `prompt=none`, but no user is signed in.
+    LoginRequired,
+    /// 50147 (MissingCodeChallenge): PKCE is required but no `code_challenge` was sent.
+    MissingCodeChallenge,
+    /// 50148: the `code_verifier` does not match the authorization request's `code_challenge`.
+    CodeVerifierMismatch,
+    /// 50149: the `code_challenge_method` is not accepted.
+    InvalidCodeChallengeMethod,
+    /// 501491 (InvalidCodeChallengeMethodInvalidSize): the `code_challenge` has the wrong size.
+    InvalidCodeChallengeSize,
+    /// 54005: the authorization code was already redeemed.
+    AuthorizationCodeRedeemed,
+    /// 70008 (ExpiredOrRevokedGrant): the authorization code expired or is not valid for this client.
+    ExpiredOrRevokedGrant,
+    /// 700005 (InvalidGrantRedeemAgainstWrongTenant): the code belongs to another tenant.
+    GrantForOtherTenant,
+    /// 700025 (InvalidClientPublicClientWithCredential): a public client sent a secret or assertion.
+    PublicClientWithCredential,
+    /// 70005 (UnsupportedResponseType): `response_type` is not `code`.
+    UnsupportedResponseType,
+    /// 70007 (UnsupportedResponseMode): `response_mode` is not `query`, `fragment` or `form_post`.
+    UnsupportedResponseMode,
 }
 
 impl Aadsts {
     /// Every code, for tables and tests.
-    pub const ALL: [Aadsts; 26] = [
+    pub const ALL: [Aadsts; 41] = [
         Self::InvalidTenant,
         Self::AppNotFound,
         Self::InvalidSecret,
@@ -93,6 +124,21 @@ impl Aadsts {
         Self::AssertionAudienceInvalid,
         Self::MissingServicePrincipal,
         Self::TemporarilyUnavailable,
+        Self::InvalidReplyTo,
+        Self::NoReplyAddressRegistered,
+        Self::NoReplyAddressProvided,
+        Self::InvalidUserNameOrPassword,
+        Self::LoginRequired,
+        Self::MissingCodeChallenge,
+        Self::CodeVerifierMismatch,
+        Self::InvalidCodeChallengeMethod,
+        Self::InvalidCodeChallengeSize,
+        Self::AuthorizationCodeRedeemed,
+        Self::ExpiredOrRevokedGrant,
+        Self::GrantForOtherTenant,
+        Self::PublicClientWithCredential,
+        Self::UnsupportedResponseType,
+        Self::UnsupportedResponseMode,
     ];
 
     /// The numeric code as Entra ID writes it in `error_codes`.
@@ -124,6 +170,21 @@ impl Aadsts {
             Self::AssertionAudienceInvalid => 700023,
             Self::MissingServicePrincipal => 7000229,
             Self::TemporarilyUnavailable => 90006,
+            Self::InvalidReplyTo => 50011,
+            Self::NoReplyAddressRegistered => 500113,
+            Self::NoReplyAddressProvided => 900971,
+            Self::InvalidUserNameOrPassword => 50126,
+            Self::LoginRequired => 50058,
+            Self::MissingCodeChallenge => 50147,
+            Self::CodeVerifierMismatch => 50148,
+            Self::InvalidCodeChallengeMethod => 50149,
+            Self::InvalidCodeChallengeSize => 501491,
+            Self::AuthorizationCodeRedeemed => 54005,
+            Self::ExpiredOrRevokedGrant => 70008,
+            Self::GrantForOtherTenant => 700005,
+            Self::PublicClientWithCredential => 700025,
+            Self::UnsupportedResponseType => 70005,
+            Self::UnsupportedResponseMode => 70007,
         }
     }
 
@@ -135,9 +196,15 @@ impl Aadsts {
     /// The OAuth `error` value Entra ID pairs with this code.
     pub fn oauth_error(self) -> &'static str {
         match self {
-            Self::InvalidTenant | Self::MissingParameter | Self::MalformedRequest => {
-                "invalid_request"
-            }
+            Self::InvalidTenant
+            | Self::MissingParameter
+            | Self::MalformedRequest
+            | Self::NoReplyAddressRegistered
+            | Self::NoReplyAddressProvided
+            | Self::MissingCodeChallenge
+            | Self::InvalidCodeChallengeMethod
+            | Self::InvalidCodeChallengeSize
+            | Self::UnsupportedResponseMode => "invalid_request",
             Self::AppNotFound
             | Self::InvalidSecret
             | Self::ExpiredSecret
@@ -150,12 +217,21 @@ impl Aadsts {
             | Self::AssertionReplayed
             | Self::AssertionAudienceInvalid
             | Self::MissingServicePrincipal
+            | Self::PublicClientWithCredential
             | Self::Disabled => "invalid_client",
             Self::ResourceNotFound | Self::InvalidScope | Self::MultipleResources => {
                 "invalid_scope"
             }
             Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::RefreshTokenExpired => "invalid_grant",
+            Self::RefreshTokenExpired
+            | Self::InvalidReplyTo
+            | Self::InvalidUserNameOrPassword
+            | Self::CodeVerifierMismatch
+            | Self::AuthorizationCodeRedeemed
+            | Self::ExpiredOrRevokedGrant
+            | Self::GrantForOtherTenant => "invalid_grant",
+            Self::LoginRequired => "login_required",
+            Self::UnsupportedResponseType => "unsupported_response_type",
             Self::AuthorizationPending => "authorization_pending",
             Self::AuthorizationDeclined => "authorization_declined",
             Self::ExpiredToken => "expired_token",
@@ -178,6 +254,7 @@ impl Aadsts {
             | Self::AssertionReplayed
             | Self::AssertionAudienceInvalid
             | Self::MissingServicePrincipal
+            | Self::PublicClientWithCredential
             | Self::Disabled => 401,
             Self::TemporarilyUnavailable => 503,
             _ => 400,
@@ -241,6 +318,41 @@ impl Aadsts {
             Self::TemporarilyUnavailable => {
                 "the authority cannot answer right now (its audit log could not record the request); retry shortly"
             }
+            Self::InvalidReplyTo => {
+                "the redirect URI is not registered for the application (or differs from the one the code was requested with); register it with `entraflow ad app update --public-client-redirect-uris` or `--web-redirect-uris`"
+            }
+            Self::NoReplyAddressRegistered => {
+                "the application has no redirect URI; register one with `entraflow ad app update --public-client-redirect-uris http://localhost`"
+            }
+            Self::NoReplyAddressProvided => "the authorization request must name a redirect_uri",
+            Self::InvalidUserNameOrPassword => "the user name or password is wrong",
+            Self::LoginRequired => {
+                "prompt=none was sent but no user is signed in; sign in interactively"
+            }
+            Self::MissingCodeChallenge => {
+                "PKCE is required: send code_challenge with code_challenge_method=S256"
+            }
+            Self::CodeVerifierMismatch => {
+                "the code_verifier does not match the code_challenge of the authorization request; send the verifier the challenge was made from"
+            }
+            Self::InvalidCodeChallengeMethod => "the code_challenge_method must be S256",
+            Self::InvalidCodeChallengeSize => {
+                "an S256 code_challenge is 43 base64url characters (a SHA-256 digest)"
+            }
+            Self::AuthorizationCodeRedeemed => {
+                "the authorization code was already redeemed; sign in again, or use the refresh token"
+            }
+            Self::ExpiredOrRevokedGrant => {
+                "the authorization code expired or is not valid for this application; sign in again"
+            }
+            Self::GrantForOtherTenant => {
+                "the authorization code was issued for another tenant; redeem it at the tenant it was requested from"
+            }
+            Self::PublicClientWithCredential => {
+                "a public client must not send a client secret or assertion; remove it, or register the redirect URI as a web one"
+            }
+            Self::UnsupportedResponseType => "only response_type=code is supported",
+            Self::UnsupportedResponseMode => "response_mode must be query, fragment or form_post",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`secret`]: [`Secret`] values that never print, and token fingerprints for logs.
 //! - [`fsutil`]: files and directories only their owner can read.
 //! - [`env`]: the environment variable names azure-identity and entraflow read.
+//! - [`retry`]: the one retry policy (backoff with full jitter, server waits honoured).
 //!
 //! ```
 //! use entraflow_core::scope::resource_of_scope;
@@ -20,6 +21,7 @@ pub mod aadsts;
 pub mod claims;
 pub mod env;
 pub mod fsutil;
+pub mod retry;
 pub mod scope;
 pub mod secret;
 

@@ -202,14 +202,15 @@ pub(crate) async fn post_form<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// The wait a response asks for (`Retry-After`, `x-ms-retry-after-ms`), as the one
+/// retry policy reads it.
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    if let Ok(secs) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    entraflow_core::retry::server_wait(|name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
 }
 
 /// The first 200 characters of a non-token body, for error messages. Token endpoints

@@ -21,6 +21,8 @@ use std::time::Duration;
 use entraflow_core::{Secret, env};
 use serde::Deserialize;
 
+use entraflow_core::retry::RetryPolicy;
+
 use crate::authority::{excerpt, now_unix, retry_after};
 use crate::cache::{CacheKey, RefreshPolicy, TokenCache};
 use crate::error::{CredentialError, redact_query};
@@ -65,9 +67,9 @@ impl ManagedIdentityId {
 pub struct ManagedIdentityOptions {
     /// Which identity.
     pub id: ManagedIdentityId,
-    /// Delays before each retry of a 404/410/429/5xx or transport failure
-    /// (`Retry-After` wins when longer). Default 2, 4, 8, 16 s.
-    pub retry_delays: Vec<Duration>,
+    /// Retries of a 404/410/429/5xx or transport failure (`Retry-After` wins when
+    /// longer). Default [`RetryPolicy::MANAGED_IDENTITY`].
+    pub retry: RetryPolicy,
     /// In a chain: connect timeout of the first request, after which the credential
     /// reports itself unavailable. `None` (standalone use): no probe.
     pub probe_connect_timeout: Option<Duration>,
@@ -83,7 +85,7 @@ impl Default for ManagedIdentityOptions {
     fn default() -> Self {
         Self {
             id: ManagedIdentityId::SystemAssigned,
-            retry_delays: [2, 4, 8, 16].map(Duration::from_secs).to_vec(),
+            retry: RetryPolicy::MANAGED_IDENTITY,
             probe_connect_timeout: None,
             imds_host: None,
             app_service: None,
@@ -100,7 +102,7 @@ enum Source {
 struct Inner {
     source: Source,
     id: ManagedIdentityId,
-    retry_delays: Vec<Duration>,
+    retry: RetryPolicy,
     probe: Option<HttpClient>,
     /// Set once the endpoint has answered anything: from then on no more probing.
     answered: AtomicBool,
@@ -191,7 +193,7 @@ impl ManagedIdentityCredential {
             inner: Arc::new(Inner {
                 source,
                 id: options.id,
-                retry_delays: options.retry_delays,
+                retry: options.retry,
                 probe: options.probe_connect_timeout.map(|connect_timeout| {
                     HttpClient::new(ClientKind::IdentityEndpoint { connect_timeout })
                 }),
@@ -283,7 +285,7 @@ impl Inner {
     }
 
     async fn fetch(&self, resource: &str) -> Result<AccessToken, CredentialError> {
-        let mut attempt = 0usize;
+        let mut retry = self.retry.start();
         loop {
             let probing = self.probe.is_some() && !self.answered.load(Ordering::Relaxed);
             let client = match (&self.probe, probing) {
@@ -303,10 +305,9 @@ impl Inner {
                     });
                 }
                 Err(e) => {
-                    if let Some(delay) = self.retry_delays.get(attempt) {
-                        tracing::debug!(%url, error = %e, attempt, "identity endpoint unreachable; retrying");
-                        tokio::time::sleep(*delay).await;
-                        attempt += 1;
+                    if let Some(delay) = retry.next_delay(None) {
+                        tracing::debug!(%url, error = %e, retries = retry.retries(), "identity endpoint unreachable; retrying");
+                        tokio::time::sleep(delay).await;
                         continue;
                     }
                     return Err(CredentialError::unreachable(&url, &e));
@@ -341,11 +342,9 @@ impl Inner {
                     });
                 }
                 404 | 410 | 429 | 500..=599 => {
-                    if let Some(delay) = self.retry_delays.get(attempt) {
-                        let delay = wait.map_or(*delay, |w| w.max(*delay));
-                        tracing::debug!(%url, status, attempt, delay_ms = delay.as_millis() as u64, "identity endpoint asked us to retry");
+                    if let Some(delay) = retry.next_delay(wait) {
+                        tracing::debug!(%url, status, retries = retry.retries(), delay_ms = delay.as_millis() as u64, "identity endpoint asked us to retry");
                         tokio::time::sleep(delay).await;
-                        attempt += 1;
                         continue;
                     }
                     if status == 429 {
@@ -359,7 +358,7 @@ impl Inner {
                         status,
                         detail: format!(
                             "still failing after {} retries: {}",
-                            attempt,
+                            retry.retries(),
                             excerpt(&body)
                         ),
                     });

@@ -16,6 +16,9 @@ use bytes::Bytes;
 use entraflow_credential::{TokenCredential, TokenRequest};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+
+use entraflow_core::retry::{self, RetryPolicy, is_transient_status};
 
 use crate::config::{Config, RUN_ID_HEADER, STORAGE_SCOPE};
 use crate::path::BlobPath;
@@ -25,10 +28,6 @@ use crate::status::FsError;
 pub const API_VERSION: &str = "2023-11-03";
 /// The gate's header carrying its explanation of a denial.
 const DENIAL_HEADER: &str = "x-ms-entraflow-denial";
-/// Attempts per request for transient failures (network, 408/429/5xx).
-const ATTEMPTS: u32 = 4;
-/// Backoff before the second attempt; doubled for each later one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Characters escaped in a blob name: everything but unreserved characters and `/`.
 const BLOB_NAME: &AsciiSet = &NON_ALPHANUMERIC
@@ -118,10 +117,8 @@ impl BlobClient {
         url: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, FsError> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 0;
+        let mut retry = RetryPolicy::STORAGE.start();
         loop {
-            attempt += 1;
             let token = self.credential.get_token(&self.token_request).await?;
             let request_id = format!("{}:{}", self.config.run_id, uuid::Uuid::new_v4());
             let result = build(&self.http)
@@ -131,24 +128,31 @@ impl BlobClient {
                 .header("x-ms-client-request-id", &request_id)
                 .send()
                 .await;
-            let reason = match result {
+            let (reason, server_wait) = match result {
                 Ok(response) if response.status().is_success() => return Ok(response),
-                Ok(response) if FsError::retryable_status(response.status().as_u16()) => {
-                    format!("HTTP {}", response.status())
+                Ok(response) if is_transient_status(response.status().as_u16()) => {
+                    let headers = response.headers();
+                    let wait = retry::server_wait(|name| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    });
+                    (format!("HTTP {}", response.status()), wait)
                 }
                 Ok(response) => return Err(error_from(path, response).await),
-                Err(e) => error_chain(&e),
+                Err(e) => (error_chain(&e), None),
             };
+            let attempt = retry.retries() + 1;
             tracing::debug!(%url, attempt, %reason, request_id, "transient storage failure");
-            if attempt >= ATTEMPTS {
+            let Some(delay) = retry.next_delay(server_wait) else {
                 return Err(FsError::Unavailable {
                     url: url.to_owned(),
                     attempts: attempt,
                     reason,
                 });
-            }
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+            };
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -224,7 +228,12 @@ impl BlobClient {
                 .send(container, &url, |c| c.get(&url).query(&query))
                 .await?;
             let body = response.text().await.map_err(|e| unavailable(&url, &e))?;
-            let page = parse_listing(&body);
+            let page = parse_listing(&body).map_err(|e| FsError::Service {
+                path: container.to_string(),
+                status: 200,
+                code: "InvalidXml".into(),
+                message: format!("the List Blobs answer from {url} is not Azure's XML: {e}"),
+            })?;
             all.blobs.extend(page.listing.blobs);
             all.prefixes.extend(page.listing.prefixes);
             let enough = limit.is_some_and(|l| all.blobs.len() + all.prefixes.len() >= l);
@@ -374,10 +383,9 @@ async fn error_from(path: &BlobPath, response: Response) -> FsError {
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
     let denial = header(&response, DENIAL_HEADER);
     let body = response.text().await.unwrap_or_default();
-    let detail = element(&body, "AuthorizationDenialDetail")
-        .or(denial)
-        .or_else(|| element(&body, "AuthenticationErrorDetail"));
-    let message = element(&body, "Message").unwrap_or_else(|| format!("HTTP {status}"));
+    let error: ErrorXml = quick_xml::de::from_str(xml_text(&body)).unwrap_or_default();
+    let detail = error.denial.or(denial).or(error.authentication);
+    let message = error.message.unwrap_or_else(|| format!("HTTP {status}"));
     let message = match detail {
         Some(d) if status == StatusCode::FORBIDDEN => d,
         Some(d) => format!("{message} {d}"),
@@ -386,52 +394,96 @@ async fn error_from(path: &BlobPath, response: Response) -> FsError {
     FsError::from_response(&path.to_string(), status.as_u16(), code, message)
 }
 
-/// The unescaped text of the first `<tag>…</tag>` in `xml`.
-fn element(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
-    let raw = &xml[start..end];
-    Some(quick_xml::escape::unescape(raw).map_or_else(|_| raw.to_owned(), |s| s.into_owned()))
-}
-
 struct Page {
     listing: Listing,
     next_marker: Option<String>,
 }
 
-/// Parses a List Blobs response. Element text never contains `<` (it is escaped),
-/// so splitting on the element tags is exact.
-fn parse_listing(xml: &str) -> Page {
+/// List Blobs' result, as Azure writes it (what the plugin reads of it).
+#[derive(Debug, Deserialize)]
+struct EnumerationResults {
+    #[serde(rename = "Blobs", default)]
+    blobs: BlobsXml,
+    #[serde(rename = "NextMarker", default)]
+    next_marker: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BlobsXml {
+    #[serde(rename = "$value", default)]
+    items: Vec<ItemXml>,
+}
+
+#[derive(Debug, Deserialize)]
+enum ItemXml {
+    Blob(BlobXml),
+    BlobPrefix(PrefixXml),
+}
+
+#[derive(Debug, Deserialize)]
+struct BlobXml {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Properties")]
+    properties: PropertiesXml,
+}
+
+#[derive(Debug, Deserialize)]
+struct PropertiesXml {
+    #[serde(rename = "Content-Length", default)]
+    content_length: u64,
+    #[serde(rename = "Last-Modified", default)]
+    last_modified: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PrefixXml {
+    #[serde(rename = "Name")]
+    name: String,
+}
+
+/// Azure Storage's error body.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorXml {
+    #[serde(rename = "Message", default)]
+    message: Option<String>,
+    #[serde(rename = "AuthorizationDenialDetail", default)]
+    denial: Option<String>,
+    #[serde(rename = "AuthenticationErrorDetail", default)]
+    authentication: Option<String>,
+}
+
+/// The XML of a response body, without the byte-order mark Azure puts first.
+fn xml_text(body: &str) -> &str {
+    body.trim_start_matches('\u{feff}')
+}
+
+/// Parses a List Blobs response.
+fn parse_listing(xml: &str) -> Result<Page, quick_xml::DeError> {
+    let results: EnumerationResults = quick_xml::de::from_str(xml_text(xml))?;
     let mut listing = Listing::default();
-    for chunk in xml.split("<Blob>").skip(1) {
-        let blob = chunk.split("</Blob>").next().unwrap_or_default();
-        let Some(name) = element(blob, "Name") else {
-            continue;
-        };
-        let size = element(blob, "Content-Length")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mtime_nsec = element(blob, "Last-Modified")
-            .and_then(|v| httpdate::parse_http_date(&v).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
-        listing.blobs.push((name, Properties { size, mtime_nsec }));
-    }
-    for chunk in xml.split("<BlobPrefix>").skip(1) {
-        if let Some(name) = element(
-            chunk.split("</BlobPrefix>").next().unwrap_or_default(),
-            "Name",
-        ) {
-            listing.prefixes.push(name);
+    for item in results.blobs.items {
+        match item {
+            ItemXml::Blob(b) => {
+                let mtime_nsec = b
+                    .properties
+                    .last_modified
+                    .and_then(|v| httpdate::parse_http_date(&v).ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i64);
+                let props = Properties {
+                    size: b.properties.content_length,
+                    mtime_nsec,
+                };
+                listing.blobs.push((b.name, props));
+            }
+            ItemXml::BlobPrefix(p) => listing.prefixes.push(p.name),
         }
     }
-    let next_marker = element(xml, "NextMarker").filter(|m| !m.is_empty());
-    Page {
+    Ok(Page {
         listing,
-        next_marker,
-    }
+        next_marker: results.next_marker.filter(|m| !m.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -441,7 +493,7 @@ mod tests {
     #[test]
     fn parses_blobs_prefixes_and_the_marker() {
         let xml = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="x" ContainerName="c"><Prefix>train/</Prefix><Blobs><Blob><Name>train/a&amp;b.tfrecord</Name><Properties><Last-Modified>Thu, 26 Nov 2026 10:00:00 GMT</Last-Modified><Content-Length>1234</Content-Length></Properties></Blob><BlobPrefix><Name>train/sub/</Name></BlobPrefix></Blobs><NextMarker>m2</NextMarker></EnumerationResults>"#;
-        let page = parse_listing(xml);
+        let page = parse_listing(&format!("\u{feff}{xml}")).unwrap();
         assert_eq!(page.listing.blobs.len(), 1);
         assert_eq!(page.listing.blobs[0].0, "train/a&b.tfrecord");
         assert_eq!(page.listing.blobs[0].1.size, 1234);
@@ -449,7 +501,8 @@ mod tests {
         assert_eq!(page.listing.prefixes, vec!["train/sub/".to_owned()]);
         assert_eq!(page.next_marker.as_deref(), Some("m2"));
         let last =
-            parse_listing("<EnumerationResults><Blobs></Blobs><NextMarker /></EnumerationResults>");
+            parse_listing("<EnumerationResults><Blobs></Blobs><NextMarker /></EnumerationResults>")
+                .unwrap();
         assert_eq!(last.next_marker, None);
     }
 
@@ -464,10 +517,16 @@ mod tests {
     #[test]
     fn error_bodies_yield_their_detail() {
         let body = "<Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized.</Message><AuthorizationDenialDetail>needs &apos;Storage Blob Data Reader&apos;</AuthorizationDenialDetail></Error>";
+        let error: ErrorXml = quick_xml::de::from_str(body).unwrap();
         assert_eq!(
-            element(body, "AuthorizationDenialDetail").unwrap(),
-            "needs 'Storage Blob Data Reader'"
+            error.denial.as_deref(),
+            Some("needs 'Storage Blob Data Reader'")
         );
-        assert_eq!(element(body, "Missing"), None);
+        assert_eq!(
+            error.message.as_deref(),
+            Some("This request is not authorized.")
+        );
+        assert_eq!(error.authentication, None);
+        assert!(parse_listing("<EnumerationResults><Blobs><Blob>").is_err());
     }
 }

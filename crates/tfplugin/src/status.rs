@@ -155,13 +155,6 @@ impl FsError {
             },
         }
     }
-
-    /// Whether the request that produced a response with this status is worth
-    /// repeating: throttling and server errors are; a refusal (401/403) or a
-    /// missing blob never is.
-    pub fn retryable_status(status: u16) -> bool {
-        matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-    }
 }
 
 #[cfg(test)]
@@ -195,15 +188,5 @@ mod tests {
             why.into(),
         );
         assert!(e.to_string().contains(why), "{e}");
-    }
-
-    #[test]
-    fn refusals_are_never_retried() {
-        for s in [400, 401, 403, 404, 409, 412] {
-            assert!(!FsError::retryable_status(s), "{s}");
-        }
-        for s in [429, 500, 503] {
-            assert!(FsError::retryable_status(s), "{s}");
-        }
     }
 }
