@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::AuthorityError;
+use crate::redirect_uri::{self, Platform, RedirectUris};
 use crate::secrets;
 use crate::store::{Store, Tenant, now, rfc3339};
 
@@ -78,6 +79,10 @@ pub struct Application {
     pub group_membership_claims: Option<String>,
     /// Roles defined on the app.
     pub app_roles: Vec<AppRole>,
+    /// Mobile and desktop redirect URIs: public-client sign-ins (PKCE, no secret).
+    pub public_client: RedirectUris,
+    /// Web redirect URIs: confidential-client sign-ins (a secret or certificate).
+    pub web: RedirectUris,
 }
 
 /// An app role.
@@ -237,6 +242,9 @@ pub enum SecretExpiry {
     At(i64),
 }
 
+/// Object id, display name, public client, token version, group claims.
+type AppRow = (String, String, bool, i64, Option<String>);
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -269,6 +277,16 @@ impl Store {
 
     /// `ad app create`.
     pub fn create_application(&self, new: &NewApplication) -> Result<Application, AuthorityError> {
+        self.create_application_with_redirect_uris(new, &[], &[])
+    }
+
+    /// `ad app create --public-client-redirect-uris … --web-redirect-uris …`.
+    pub fn create_application_with_redirect_uris(
+        &self,
+        new: &NewApplication,
+        public_client_redirect_uris: &[String],
+        web_redirect_uris: &[String],
+    ) -> Result<Application, AuthorityError> {
         let tenant = self.default_tenant()?;
         let version = new.token_version.unwrap_or(1);
         if !(1..=2).contains(&version) {
@@ -324,6 +342,13 @@ impl Store {
                 )));
             }
         }
+        redirect_uri::replace(
+            &tx,
+            &app_id,
+            Platform::PublicClient,
+            public_client_redirect_uris,
+        )?;
+        redirect_uri::replace(&tx, &app_id, Platform::Web, web_redirect_uris)?;
         tx.commit()?;
         drop(conn);
         self.changed(
@@ -335,6 +360,35 @@ impl Store {
 
     /// An application by client id.
     pub fn application(&self, app_id: &str) -> Result<Application, AuthorityError> {
+        let app_id = app_id.to_ascii_lowercase();
+        let (row, identifier_uris, app_roles) = self.application_row(&app_id)?;
+        let mut public_client = RedirectUris::default();
+        let mut web = RedirectUris::default();
+        for (platform, uri) in self.redirect_uris(&app_id)? {
+            match platform {
+                Platform::PublicClient => public_client.redirect_uris.push(uri),
+                Platform::Web => web.redirect_uris.push(uri),
+            }
+        }
+        Ok(Application {
+            app_id,
+            id: row.0,
+            display_name: row.1,
+            identifier_uris,
+            is_fallback_public_client: row.2,
+            access_token_accepted_version: row.3,
+            group_membership_claims: row.4,
+            app_roles,
+            public_client,
+            web,
+        })
+    }
+
+    /// An application's row, identifier URIs and roles (one lock of the connection).
+    fn application_row(
+        &self,
+        app_id: &str,
+    ) -> Result<(AppRow, Vec<String>, Vec<AppRole>), AuthorityError> {
         let conn = self.conn();
         let row = conn
             .query_row(
@@ -353,17 +407,16 @@ impl Store {
             )
             .optional()?
             .ok_or_else(|| not_found("application", app_id, "app"))?;
-        let app_id = app_id.to_ascii_lowercase();
         let mut stmt =
             conn.prepare("SELECT uri FROM identifier_uris WHERE app_id = ?1 ORDER BY uri")?;
         let identifier_uris = stmt
-            .query_map([&app_id], |r| r.get(0))?
+            .query_map([app_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let mut stmt = conn.prepare(
             "SELECT id, value, display_name FROM app_roles WHERE app_id = ?1 ORDER BY value",
         )?;
         let app_roles = stmt
-            .query_map([&app_id], |r| {
+            .query_map([app_id], |r| {
                 Ok(AppRole {
                     id: r.get(0)?,
                     value: r.get(1)?,
@@ -373,16 +426,7 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        Ok(Application {
-            app_id,
-            id: row.0,
-            display_name: row.1,
-            identifier_uris,
-            is_fallback_public_client: row.2,
-            access_token_accepted_version: row.3,
-            group_membership_claims: row.4,
-            app_roles,
-        })
+        Ok((row, identifier_uris, app_roles))
     }
 
     /// `ad app list`.

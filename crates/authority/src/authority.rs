@@ -143,6 +143,41 @@ impl TokenRequest {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every parameter, sorted by name.
+    pub(crate) fn params(&self) -> Vec<(&str, &str)> {
+        let mut all: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// The client id the request names: `client_id` in the body or the user of
+    /// an `Authorization: Basic` header (which must agree).
+    pub(crate) fn client_id(&self) -> Result<&str, OAuthError> {
+        match (&self.basic, self.get("client_id")) {
+            (Some((id, _)), Some(form_id)) if !id.eq_ignore_ascii_case(form_id) => Err(malformed(
+                "The client_id in the Authorization header and in the body differ.",
+            )),
+            (Some((id, _)), _) => Ok(id.as_str()),
+            (None, Some(id)) => Ok(id),
+            (None, None) => Err(OAuthError::new(
+                Aadsts::MissingParameter,
+                "The request body must contain the following parameter: 'client_id'.",
+            )),
+        }
+    }
+
+    /// Whether the request carries a client credential (a secret, in the body or
+    /// as HTTP Basic, or an assertion).
+    pub(crate) fn has_client_credential(&self) -> bool {
+        self.basic.is_some()
+            || self.get("client_secret").is_some()
+            || self.get("client_assertion").is_some()
+    }
+
     pub(crate) fn require(&self, name: &str) -> Result<&str, OAuthError> {
         self.get(name).ok_or_else(|| {
             OAuthError::new(
@@ -191,10 +226,17 @@ impl std::fmt::Debug for Authority {
 }
 
 /// A confidential client's service principal.
-struct ClientPrincipal {
-    oid: String,
-    app_id: String,
+pub(crate) struct ClientPrincipal {
+    pub(crate) oid: String,
+    pub(crate) app_id: String,
     display_name: String,
+}
+
+/// A confidential client that proved who it is.
+pub(crate) struct AuthenticatedClient {
+    pub(crate) sp: ClientPrincipal,
+    /// `1` secret, `2` certificate or federated assertion (`appidacr`/`azpacr`).
+    pub(crate) acr: &'static str,
 }
 
 /// What a client sees when its decision could not be audited: retry later.
@@ -367,11 +409,16 @@ impl Authority {
             }
             Ok("refresh_token") => {
                 self.refresh_token_grant(tenant_segment, version, req, &mut decision)
+                    .await
+            }
+            Ok("authorization_code") => {
+                self.authorization_code_grant(tenant_segment, version, req, &mut decision)
+                    .await
             }
             Ok(other) => Err(OAuthError::new(
                 Aadsts::UnsupportedGrantType,
                 format!(
-                    "The provided value for the input parameter 'grant_type' is not valid: '{other}'. Supported: client_credentials, refresh_token, {DEVICE_CODE_GRANT}."
+                    "The provided value for the input parameter 'grant_type' is not valid: '{other}'. Supported: authorization_code, client_credentials, refresh_token, {DEVICE_CODE_GRANT}."
                 ),
             )),
         };
@@ -443,24 +490,33 @@ impl Authority {
     ) -> Result<Value, OAuthError> {
         let tenant = self.tenant(segment, false)?;
         decision.tenant = Some(tenant.id.clone());
-        let (client_id, basic_secret) = match (&req.basic, req.get("client_id")) {
-            (Some((id, _)), Some(form_id)) if !id.eq_ignore_ascii_case(form_id) => {
-                return Err(malformed(
-                    "The client_id in the Authorization header and in the body differ.",
-                ));
-            }
-            (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str())),
-            (None, Some(id)) => (id, None),
-            (None, None) => {
-                return Err(OAuthError::new(
-                    Aadsts::MissingParameter,
-                    "The request body must contain the following parameter: 'client_id'.",
-                ));
-            }
+        let client = self
+            .authenticate_client(&tenant, segment, req, decision)
+            .await?;
+        let (resource, _) = self.requested_resource(&tenant, version, req, true)?;
+        let principal = Principal::App {
+            oid: client.sp.oid,
+            app_id: client.sp.app_id,
+            acr: client.acr,
+            mirid: None,
         };
-        let sp = self.client_service_principal(&tenant, client_id)?;
+        self.issue(&tenant, version, &resource, &principal, decision)
+    }
+
+    /// Authenticates a confidential client by secret (body or Basic) or by
+    /// certificate or federated assertion, and finds its service principal.
+    pub(crate) async fn authenticate_client(
+        &self,
+        tenant: &Tenant,
+        segment: &str,
+        req: &TokenRequest,
+        decision: &mut Decision,
+    ) -> Result<AuthenticatedClient, OAuthError> {
+        let client_id = req.client_id()?;
+        let sp = self.client_service_principal(tenant, client_id)?;
         decision.principal = Some(sp.oid.clone());
         decision.principal_name = Some(sp.display_name.clone());
+        let basic_secret = req.basic.as_ref().map(|(_, secret)| secret.as_str());
         let secret = match (basic_secret, req.get("client_secret")) {
             (Some(_), Some(_)) => {
                 return Err(malformed(
@@ -486,7 +542,7 @@ impl Authority {
                         format!("client_assertion_type must be '{JWT_BEARER_ASSERTION_TYPE}'."),
                     ));
                 }
-                self.verify_assertion(&tenant, segment, client_id, assertion)
+                self.verify_assertion(tenant, segment, client_id, assertion)
                     .await?;
                 "2"
             }
@@ -497,14 +553,7 @@ impl Authority {
                 ));
             }
         };
-        let (resource, _) = self.requested_resource(&tenant, version, req, true)?;
-        let principal = Principal::App {
-            oid: sp.oid,
-            app_id: sp.app_id,
-            acr,
-            mirid: None,
-        };
-        self.issue(&tenant, version, &resource, &principal, decision)
+        Ok(AuthenticatedClient { sp, acr })
     }
 
     /// Issues an access token and fills in what the decision records about it.

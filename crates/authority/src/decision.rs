@@ -6,9 +6,17 @@
 use entraflow_audit::{Event, EventType};
 use entraflow_core::Aadsts;
 
+/// The token endpoint, as audit actions name it.
+pub(crate) const TOKEN_ENDPOINT: &str = "oauth2/token";
+/// The authorization endpoint, as audit actions name it.
+pub(crate) const AUTHORIZE_ENDPOINT: &str = "oauth2/authorize";
+
 /// One token decision, filled in as the request is understood.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Decision {
+    /// The endpoint that decided: `oauth2/token` (every grant, IMDS too) or
+    /// `oauth2/authorize` (the sign-in step of the authorization code flow).
+    pub(crate) endpoint: &'static str,
     /// `client_credentials`, `device_code`, `imds`, ...
     pub(crate) grant: String,
     /// Tenant id, once resolved.
@@ -32,9 +40,19 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
-    /// A decision about a `grant` request from a client.
+    /// A decision about a `grant` request from a client at the token endpoint.
     pub(crate) fn new(grant: &str, client: &crate::authority::ClientInfo) -> Decision {
+        Decision::at(TOKEN_ENDPOINT, grant, client)
+    }
+
+    /// A decision taken at `endpoint` about a `grant` request from a client.
+    pub(crate) fn at(
+        endpoint: &'static str,
+        grant: &str,
+        client: &crate::authority::ClientInfo,
+    ) -> Decision {
         Decision {
+            endpoint,
             grant: grant.to_owned(),
             client_addr: client.addr.clone(),
             user_agent: client.user_agent.clone(),
@@ -47,6 +65,7 @@ impl Decision {
         tracing::info!(
             target: "entraflow::authority::decision",
             result = "issued",
+            endpoint = self.endpoint,
             grant = %self.grant,
             principal = self.principal.as_deref().unwrap_or(""),
             client_id = self.client_id.as_deref().unwrap_or(""),
@@ -67,6 +86,7 @@ impl Decision {
         tracing::warn!(
             target: "entraflow::authority::decision",
             result = "refused",
+            endpoint = self.endpoint,
             grant = %self.grant,
             principal = self.principal.as_deref().unwrap_or(""),
             client_id = self.client_id.as_deref().unwrap_or(""),
@@ -91,7 +111,7 @@ impl Decision {
             name: self.principal_name.clone(),
         });
         // The grant is what the client asked to do: `audit query --action` filters on it.
-        event.action = Some(format!("oauth2/token:{}", self.grant));
+        event.action = Some(format!("{}:{}", self.endpoint, self.grant));
         event.resource = self.resource.clone();
         event.client_addr = self.client_addr.clone();
         event.user_agent = self.user_agent.clone();
@@ -106,6 +126,7 @@ mod tests {
     #[test]
     fn events_carry_the_decision_but_no_token_material() {
         let d = Decision {
+            endpoint: TOKEN_ENDPOINT,
             grant: "client_credentials".into(),
             tenant: Some("t-1".into()),
             principal: Some("oid-1".into()),
@@ -147,6 +168,16 @@ mod tests {
         assert_eq!(
             refused.detail.as_deref(),
             Some("AADSTS7000215: Invalid client secret provided.")
+        );
+        let sign_in = Decision::at(
+            AUTHORIZE_ENDPOINT,
+            "authorization_code",
+            &Default::default(),
+        )
+        .refused(Aadsts::InvalidUserNameOrPassword, 400, "wrong password");
+        assert_eq!(
+            sign_in.action.as_deref(),
+            Some("oauth2/authorize:authorization_code")
         );
     }
 }

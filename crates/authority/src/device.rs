@@ -15,23 +15,34 @@ use serde_json::{Value, json};
 use crate::authority::{Authority, TokenRequest};
 use crate::decision::Decision;
 use crate::error::{AuthorityError, OAuthError};
-use crate::issue::{self, EndpointVersion, Principal};
+use crate::issue::{self, EndpointVersion, Principal, SignIn};
 use crate::store::{Tenant, now};
 
 /// How long a device code lives.
 pub(crate) const DEVICE_CODE_LIFETIME: i64 = 900;
 /// How long a refresh token lives (Entra: 90 days).
 pub(crate) const REFRESH_TOKEN_LIFETIME: i64 = 90 * 86_400;
+/// What a user grant verified and asks for: the client (and how it
+/// authenticated: `0` public, `1` secret, `2` certificate or assertion), the
+/// signed-in user, the scopes, and what the id token says about the sign-in.
+pub(crate) struct UserGrant<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) client_acr: &'static str,
+    pub(crate) user_id: &'a str,
+    pub(crate) scope: &'a str,
+    pub(crate) sign_in: SignIn,
+}
+
 /// Letters that cannot be confused with each other when typed.
 const USER_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut b = [0u8; 32];
     aws_lc_rs::rand::fill(&mut b).expect("the OS random generator failed");
     URL_SAFE_NO_PAD.encode(b)
 }
 
-fn sha256(v: &str) -> Vec<u8> {
+pub(crate) fn sha256(v: &str) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes())
         .as_ref()
         .to_vec()
@@ -209,7 +220,18 @@ impl Authority {
             EndpointVersion::V2 => req.get("scope").map(str::to_owned).unwrap_or(scope),
             EndpointVersion::V1 => scope,
         };
-        self.user_tokens(&tenant, version, &owner, &user_id, &requested, decision)
+        self.user_tokens(
+            &tenant,
+            version,
+            &UserGrant {
+                client_id: &owner,
+                client_acr: "0",
+                user_id: &user_id,
+                scope: &requested,
+                sign_in: SignIn::default(),
+            },
+            decision,
+        )
     }
 
     fn delete_device_code(&self, hash: &[u8]) -> Result<(), OAuthError> {
@@ -223,7 +245,7 @@ impl Authority {
         Ok(())
     }
 
-    pub(crate) fn refresh_token_grant(
+    pub(crate) async fn refresh_token_grant(
         &self,
         segment: &str,
         version: EndpointVersion,
@@ -233,18 +255,15 @@ impl Authority {
         let tenant = self.tenant(segment, true)?;
         decision.tenant = Some(tenant.id.clone());
         let token = req.require("refresh_token")?;
-        let client_id = req
-            .get("client_id")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let client_id = req.client_id()?.to_ascii_lowercase();
         let hash = sha256(token);
-        let row: Option<(String, String, String, i64)> = {
+        let row: Option<(String, String, String, i64, bool)> = {
             let conn = self.store.conn();
             let row = conn
                 .query_row(
-                    "SELECT client_id, user_id, scope, expires_at FROM refresh_tokens WHERE sha256 = ?1 AND tenant_id = ?2",
+                    "SELECT client_id, user_id, scope, expires_at, confidential FROM refresh_tokens WHERE sha256 = ?1 AND tenant_id = ?2",
                     params![hash, tenant.id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()
                 .map_err(AuthorityError::from)?;
@@ -262,10 +281,18 @@ impl Authority {
                 "The refresh token has expired, was already used, or was revoked. Sign in again.",
             )
         };
-        let (owner, user_id, scope, expires_at) = row.ok_or_else(expired)?;
+        let (owner, user_id, scope, expires_at, confidential) = row.ok_or_else(expired)?;
         if owner != client_id || expires_at <= now() {
             return Err(expired());
         }
+        // A token issued to a confidential client is redeemed only with its credential.
+        let client_acr = if confidential {
+            self.authenticate_client(&tenant, segment, req, decision)
+                .await?
+                .acr
+        } else {
+            "0"
+        };
         let requested = match version {
             EndpointVersion::V2 => req.get("scope").map(str::to_owned).unwrap_or(scope),
             EndpointVersion::V1 => req
@@ -273,19 +300,35 @@ impl Authority {
                 .map(|r| format!("{} offline_access", entraflow_core::scope::default_scope(r)))
                 .unwrap_or(scope),
         };
-        self.user_tokens(&tenant, version, &owner, &user_id, &requested, decision)
+        self.user_tokens(
+            &tenant,
+            version,
+            &UserGrant {
+                client_id: &owner,
+                client_acr,
+                user_id: &user_id,
+                scope: &requested,
+                sign_in: SignIn::default(),
+            },
+            decision,
+        )
     }
 
-    /// Access token (+ refresh token with `offline_access`, + id token with `openid`) for a user.
-    fn user_tokens(
+    /// Access token (+ refresh token with `offline_access`, + id token and
+    /// `client_info` with `openid`) for a user signed in to a client.
+    pub(crate) fn user_tokens(
         &self,
         tenant: &Tenant,
         version: EndpointVersion,
-        client_id: &str,
-        user_id: &str,
-        scope: &str,
+        grant: &UserGrant<'_>,
         decision: &mut Decision,
     ) -> Result<Value, OAuthError> {
+        let (client_id, client_acr, user_id, scope) = (
+            grant.client_id,
+            grant.client_acr,
+            grant.user_id,
+            grant.scope,
+        );
         let user: Option<(String, String)> = self
             .store
             .conn()
@@ -322,7 +365,7 @@ impl Authority {
             upn: upn.clone(),
             name: name.clone(),
             app_id: client_id.to_owned(),
-            acr: "0",
+            acr: client_acr,
             scp: delegated_scp(&scope_for_resource),
         };
         let mut body = self.issue(tenant, version, &resource, &principal, decision)?;
@@ -340,8 +383,8 @@ impl Authority {
             self.store
                 .conn()
                 .execute(
-                    "INSERT INTO refresh_tokens (sha256, tenant_id, client_id, user_id, scope, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![sha256(&refresh), tenant.id, client_id, user_id, scope, now() + REFRESH_TOKEN_LIFETIME],
+                    "INSERT INTO refresh_tokens (sha256, tenant_id, client_id, user_id, scope, expires_at, confidential) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![sha256(&refresh), tenant.id, client_id, user_id, scope, now() + REFRESH_TOKEN_LIFETIME, client_acr != "0"],
                 )
                 .map_err(AuthorityError::from)?;
             body["refresh_token"] = json!(refresh);
@@ -349,7 +392,14 @@ impl Authority {
         if scopes.contains(&"openid") {
             let key = self.key_ring()?.active.clone();
             body["id_token"] = json!(issue::id_token(
-                &key, &self.host, tenant, user_id, &upn, &name, client_id
+                &key,
+                &self.host,
+                tenant,
+                user_id,
+                &upn,
+                &name,
+                client_id,
+                &grant.sign_in
             )?);
             body["client_info"] = json!(issue::client_info(user_id, &tenant.id));
         }

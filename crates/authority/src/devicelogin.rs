@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::authority::Authority;
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -19,7 +19,7 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn layout(body: &str) -> Html<String> {
+pub(crate) fn layout(body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>entraflow sign-in</title>\
          <style>body{{font-family:sans-serif;max-width:28em;margin:4em auto}}input{{display:block;width:100%;margin:.3em 0 1em;padding:.4em}}</style>\

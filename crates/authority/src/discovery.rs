@@ -1,10 +1,32 @@
-//! OpenID Connect discovery documents (v1 and v2) and the JWKS, as Entra serves them.
+//! OpenID Connect discovery documents (v1 and v2) and the JWKS, as Entra serves
+//! them, advertising only what this authority serves: every endpoint URL in them
+//! answers, `response_types_supported` is `code` alone (no implicit or hybrid
+//! flow), and front-channel logout is not claimed (apps get no logout calls).
+//! `userinfo_endpoint` is the authority's own `/oidc/userinfo`: Entra's is on
+//! Microsoft Graph, which does not exist offline.
 
 use serde_json::{Value, json};
 
 use crate::authority::Authority;
 use crate::error::{AuthorityError, OAuthError};
 use crate::store::now;
+
+/// The claims the authority's id tokens carry.
+const ID_TOKEN_CLAIMS: [&str; 13] = [
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "auth_time",
+    "nonce",
+    "name",
+    "preferred_username",
+    "oid",
+    "tid",
+    "ver",
+];
 
 impl Authority {
     /// `/{tenant}/v2.0/.well-known/openid-configuration`. Tenant-independent
@@ -19,17 +41,18 @@ impl Authority {
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "issuer": format!("{h}/{issuer_tid}/v2.0"),
             "request_uri_parameter_supported": false,
             "userinfo_endpoint": format!("{h}/oidc/userinfo"),
             "authorization_endpoint": format!("{h}/{tid}/oauth2/v2.0/authorize"),
             "device_authorization_endpoint": format!("{h}/{tid}/oauth2/v2.0/devicecode"),
-            "http_logout_supported": true,
-            "frontchannel_logout_supported": true,
+            "http_logout_supported": false,
+            "frontchannel_logout_supported": false,
             "end_session_endpoint": format!("{h}/{tid}/oauth2/v2.0/logout"),
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
+            "claims_supported": ID_TOKEN_CLAIMS,
             "tenant_region_scope": "EU",
             "cloud_instance_name": "microsoftonline.com",
             "cloud_graph_host_name": "graph.windows.net",
@@ -49,13 +72,14 @@ impl Authority {
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid"],
             "issuer": format!("https://sts.windows.net/{issuer_tid}/"),
             "authorization_endpoint": format!("{h}/{tid}/oauth2/authorize"),
             "device_authorization_endpoint": format!("{h}/{tid}/oauth2/devicecode"),
-            "http_logout_supported": true,
-            "frontchannel_logout_supported": true,
+            "http_logout_supported": false,
+            "frontchannel_logout_supported": false,
             "end_session_endpoint": format!("{h}/{tid}/oauth2/logout"),
             "tenant_region_scope": "EU",
             "cloud_instance_name": "microsoftonline.com",

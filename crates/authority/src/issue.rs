@@ -199,7 +199,12 @@ pub(crate) fn access_token(
         c.appid = Some(client);
         c.appidacr = Some(acr.into());
     }
-    let access_token = key.sign_jwt(&c)?;
+    // Entra puts `x5t` only in v1 headers; both carry `kid`.
+    let access_token = if v2 {
+        key.sign_jwt(&c)?
+    } else {
+        key.sign_jwt_with_x5t(&c)?
+    };
     Ok(Issued {
         access_token,
         claims: c,
@@ -214,7 +219,18 @@ fn pairwise_sub(oid: &str, app_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(&d.as_ref()[..24])
 }
 
+/// What an id token says about the interactive sign-in it comes from (the
+/// authorization code flow); empty for device code and refresh tokens.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SignIn {
+    /// The authorization request's `nonce`, echoed for the client to check.
+    pub(crate) nonce: Option<String>,
+    /// When the user entered their password (Unix time).
+    pub(crate) auth_time: Option<i64>,
+}
+
 /// An OIDC id token for a signed-in user (v2 shape, `aud` = client id).
+#[allow(clippy::too_many_arguments)] // one flat claim set; a struct would only rename them
 pub(crate) fn id_token(
     key: &SigningKey,
     host: &str,
@@ -223,9 +239,10 @@ pub(crate) fn id_token(
     upn: &str,
     name: &str,
     client_id: &str,
+    sign_in: &SignIn,
 ) -> Result<String, AuthorityError> {
     let now = crate::store::now();
-    key.sign_jwt(&json!({
+    let mut claims = json!({
         "aud": client_id,
         "iss": v2_issuer(host, &tenant.id),
         "iat": now, "nbf": now, "exp": now + 3600,
@@ -235,7 +252,14 @@ pub(crate) fn id_token(
         "sub": pairwise_sub(user_oid, client_id),
         "tid": tenant.id,
         "ver": "2.0",
-    }))
+    });
+    if let Some(nonce) = &sign_in.nonce {
+        claims["nonce"] = json!(nonce);
+    }
+    if let Some(t) = sign_in.auth_time {
+        claims["auth_time"] = json!(t);
+    }
+    key.sign_jwt(&claims)
 }
 
 /// `client_info` (base64url JSON of `uid`, `utid`), which MSAL uses to key its cache.
@@ -358,6 +382,15 @@ mod tests {
             (Some("client"), Some("1"), None)
         );
         assert_ne!(v1.uti, v2.uti);
+
+        let header = |res: &Resource| {
+            let t = access_token(&store, &key, "https://h:1", &tenant, res, &p).unwrap();
+            jsonwebtoken::decode_header(&t.access_token).unwrap()
+        };
+        let (h1, h2) = (header(&storage), header(&res));
+        assert_eq!(h1.x5t.as_deref(), Some(key.kid.as_str()), "v1 keeps x5t");
+        assert_eq!(h2.x5t, None, "Entra emits x5t only in v1");
+        assert_eq!(h2.kid.as_deref(), Some(key.kid.as_str()));
     }
 
     #[test]

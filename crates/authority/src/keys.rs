@@ -1,5 +1,7 @@
 //! Token signing keys: RSA 2048, a self-signed certificate each (published as
 //! `x5c`), `kid` = `x5t` = base64url SHA-1 of the certificate as Entra does.
+//! Token headers carry `kid`; v1 access tokens also carry `x5t`, which Entra
+//! emits only in v1.
 //!
 //! Private keys live only in the 0600 database. The server keeps a [`KeyRing`]
 //! in memory and reloads it when the `key_generation` counter in the database
@@ -69,16 +71,34 @@ impl SigningKey {
         })
     }
 
-    /// Signs a JWT with RS256: `header.claims.signature`, base64url.
+    /// Signs a JWT with RS256 under the header `{typ, alg, kid}`, as Entra signs
+    /// v2 access tokens and id tokens: `header.claims.signature`, base64url.
     ///
     /// Signing is done here with the parsed key pair instead of through
     /// `jsonwebtoken::encode`, which re-parses and re-validates the DER key on every
     /// call (that alone costs more than the signature); verification elsewhere uses
     /// `jsonwebtoken`.
     pub fn sign_jwt<C: Serialize>(&self, claims: &C) -> Result<String, AuthorityError> {
-        let header =
-            serde_json::json!({"typ": "JWT", "alg": "RS256", "x5t": self.kid, "kid": self.kid});
-        let mut message = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
+        self.sign(
+            &serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": self.kid}),
+            claims,
+        )
+    }
+
+    /// Signs a JWT whose header also carries `x5t`, as Entra signs v1 access tokens.
+    pub fn sign_jwt_with_x5t<C: Serialize>(&self, claims: &C) -> Result<String, AuthorityError> {
+        self.sign(
+            &serde_json::json!({"typ": "JWT", "alg": "RS256", "x5t": self.kid, "kid": self.kid}),
+            claims,
+        )
+    }
+
+    fn sign<C: Serialize>(
+        &self,
+        header: &serde_json::Value,
+        claims: &C,
+    ) -> Result<String, AuthorityError> {
+        let mut message = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap_or_default());
         message.push('.');
         let body = serde_json::to_vec(claims)
             .map_err(|e| AuthorityError::Crypto(format!("serializing claims: {e}")))?;
@@ -385,16 +405,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let ring = store.load_key_ring().unwrap();
-        let token = ring
-            .active
-            .sign_jwt(&serde_json::json!({"aud": "x", "exp": now() + 60}))
-            .unwrap();
-        let header = jsonwebtoken::decode_header(&token).unwrap();
+        let claims = serde_json::json!({"aud": "x", "exp": now() + 60});
+        let v2 = ring.active.sign_jwt(&claims).unwrap();
+        let v1 = ring.active.sign_jwt_with_x5t(&claims).unwrap();
+        let header = jsonwebtoken::decode_header(&v2).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(ring.active.kid.as_str()));
+        assert_eq!(header.x5t, None, "Entra's v2 headers carry no x5t");
+        let header = jsonwebtoken::decode_header(&v1).unwrap();
         assert_eq!(header.kid.as_deref(), Some(ring.active.kid.as_str()));
         assert_eq!(header.x5t.as_deref(), Some(ring.active.kid.as_str()));
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.set_audience(&["x"]);
-        jsonwebtoken::decode::<serde_json::Value>(&token, &ring.active.decoding_key(), &v).unwrap();
+        for token in [&v1, &v2] {
+            jsonwebtoken::decode::<serde_json::Value>(token, &ring.active.decoding_key(), &v)
+                .unwrap();
+        }
         let jwk = ring.active.jwk("iss");
         let sha1 = aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,

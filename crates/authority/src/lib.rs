@@ -6,9 +6,10 @@
 //! What it is for: speaking Entra's protocols byte for byte so unmodified
 //! clients (azure-identity, MSAL, the Azure SDKs) work against it — the v1 and
 //! v2 token endpoints (client secret, certificate assertion, workload identity
-//! federation, device code, refresh token), OIDC discovery and JWKS, and the
-//! IMDS and App Service managed-identity endpoints — and refusing everything
-//! Entra would refuse, with Entra's `AADSTS` codes.
+//! federation, device code, authorization code with PKCE, refresh token), the
+//! authorization endpoint with its sign-in page, end-session and UserInfo, OIDC
+//! discovery and JWKS, and the IMDS and App Service managed-identity endpoints —
+//! and refusing everything Entra would refuse, with Entra's `AADSTS` codes.
 //!
 //! What it is not for: validating tokens at a resource (that is the gate's job,
 //! against the JWKS published here), or being a production identity provider.
@@ -63,6 +64,7 @@
 mod admin;
 mod admin_audit;
 mod assertion;
+mod authcode;
 mod authority;
 mod decision;
 mod device;
@@ -74,10 +76,13 @@ mod imds;
 mod issue;
 mod keys;
 mod password;
+mod redirect_uri;
 mod resource;
 mod secrets;
 mod server;
+mod signin;
 mod store;
+mod userinfo;
 
 pub use admin::{
     AppRole, Application, CertificateCredential, FederatedCredential, Group, Lifetime,
@@ -89,6 +94,7 @@ pub use authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};
 pub use error::{AuthorityError, OAuthError};
 pub use issue::EndpointVersion;
 pub use keys::{KeyRing, Rotation, SigningKey};
+pub use redirect_uri::RedirectUris;
 pub use resource::{BUILT_IN, BuiltIn, Resource};
 pub use server::{AUDIT_LOG_ID, ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve};
 pub use store::{DB_FILE, Store, Tenant};

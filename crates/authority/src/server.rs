@@ -1,6 +1,7 @@
 //! The HTTP faces of the authority: the HTTPS listener (token, device code,
-//! discovery, JWKS, device-login page) and the plain-HTTP managed-identity
-//! listener, plus the env files that tell clients where they are.
+//! authorize and its sign-in page, logout, UserInfo, discovery, JWKS,
+//! device-login page) and the plain-HTTP managed-identity listener, plus the env
+//! files that tell clients where they are.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -343,6 +344,26 @@ pub(crate) fn router(authority: Arc<Authority>) -> Router {
         .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode_v2))
         .route("/{tenant}/oauth2/devicecode", post(devicecode_v1))
         .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(crate::signin::authorize_v2).post(crate::signin::sign_in_v2),
+        )
+        .route(
+            "/{tenant}/oauth2/authorize",
+            get(crate::signin::authorize_v1).post(crate::signin::sign_in_v1),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/logout",
+            get(crate::signin::logout_get).post(crate::signin::logout_post),
+        )
+        .route(
+            "/{tenant}/oauth2/logout",
+            get(crate::signin::logout_get).post(crate::signin::logout_post),
+        )
+        .route(
+            "/oidc/userinfo",
+            get(crate::userinfo::userinfo).post(crate::userinfo::userinfo),
+        )
+        .route(
             "/devicelogin",
             get(crate::devicelogin::page).post(crate::devicelogin::submit),
         )
@@ -406,7 +427,7 @@ async fn keys_v1(
 
 /// Reads and parses a form body: at most [`MAX_BODY`] bytes, form-encoded, each
 /// parameter once. Every failure is Entra's 400 `invalid_request`.
-async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, OAuthError> {
+pub(crate) async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, OAuthError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

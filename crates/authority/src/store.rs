@@ -73,7 +73,14 @@ CREATE TABLE IF NOT EXISTS device_codes (
   status TEXT NOT NULL, user_id TEXT);
 CREATE TABLE IF NOT EXISTS refresh_tokens (
   sha256 BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, client_id TEXT NOT NULL, user_id TEXT NOT NULL,
-  scope TEXT NOT NULL, expires_at INTEGER NOT NULL);
+  scope TEXT NOT NULL, expires_at INTEGER NOT NULL, confidential INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS redirect_uris (
+  app_id TEXT NOT NULL, platform TEXT NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (app_id, platform, uri));
+CREATE TABLE IF NOT EXISTS authorization_codes (
+  sha256 BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, client_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  redirect_uri TEXT NOT NULL, public_client INTEGER NOT NULL, scope TEXT NOT NULL, nonce TEXT,
+  code_challenge TEXT, auth_time INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+  redeemed INTEGER NOT NULL DEFAULT 0);
 "#;
 
 /// Seconds since the Unix epoch.
@@ -170,6 +177,20 @@ impl Store {
             conn.execute_batch("ALTER TABLE signing_keys ADD COLUMN activates_at INTEGER")
                 .map_err(db_err)?;
         }
+        // Nor do refresh tokens record whether a confidential client holds them
+        // (before the authorization code flow, only public clients had any).
+        let has_confidential: bool = conn
+            .prepare(
+                "SELECT 1 FROM pragma_table_info('refresh_tokens') WHERE name = 'confidential'",
+            )
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err)?;
+        if !has_confidential {
+            conn.execute_batch(
+                "ALTER TABLE refresh_tokens ADD COLUMN confidential INTEGER NOT NULL DEFAULT 0",
+            )
+            .map_err(db_err)?;
+        }
         let store = Store {
             path,
             conn: Mutex::new(conn),
@@ -211,7 +232,8 @@ impl Store {
             }
         };
         // Like Entra, every tenant knows the Azure CLI's public client, so a person
-        // can `entraflow login` before registering any application.
+        // can `entraflow login` (device code) or `az login` (authorization code on a
+        // loopback redirect) before registering any application.
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         conn.execute(
             "INSERT OR IGNORE INTO applications (object_id, app_id, tenant_id, display_name,
@@ -228,6 +250,13 @@ impl Store {
             "INSERT OR IGNORE INTO service_principals (object_id, app_id, tenant_id, display_name, kind)
              VALUES (?1, ?2, ?3, 'Microsoft Azure CLI', 'Application')",
             params![uuid::Uuid::new_v4().to_string(), entraflow_core::AZURE_CLI_CLIENT_ID, id],
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO redirect_uris (app_id, platform, uri) VALUES (?1, ?2, 'http://localhost')",
+            params![
+                entraflow_core::AZURE_CLI_CLIENT_ID,
+                crate::redirect_uri::Platform::PublicClient.as_str()
+            ],
         )?;
         Ok(())
     }

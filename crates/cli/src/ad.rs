@@ -33,6 +33,7 @@ impl AdCommand {
         match self {
             AdCommand::App { command } => match command {
                 AppCommand::Create { .. } => ("ad app create", true),
+                AppCommand::Update { .. } => ("ad app update", true),
                 AppCommand::List => ("ad app list", false),
                 AppCommand::Show { .. } => ("ad app show", false),
                 AppCommand::Credential {
@@ -125,6 +126,26 @@ enum AppCommand {
         /// Put `groups` in tokens for this app: SecurityGroup, All or None.
         #[arg(long, value_name = "KIND")]
         group_membership_claims: Option<String>,
+        /// Redirect URIs of a desktop or command-line app (public client: PKCE, no
+        /// secret), e.g. http://localhost (any port matches).
+        #[arg(long, num_args = 1.., value_name = "URI")]
+        public_client_redirect_uris: Vec<String>,
+        /// Redirect URIs of a web app (confidential client: redeems codes with its
+        /// secret or certificate); https, or http on localhost.
+        #[arg(long, num_args = 1.., value_name = "URI")]
+        web_redirect_uris: Vec<String>,
+    },
+    /// Change an application's redirect URIs (each list given replaces the old one).
+    Update {
+        /// Application (client) id.
+        #[arg(long)]
+        id: String,
+        /// Desktop and command-line redirect URIs; give the flag alone to clear them.
+        #[arg(long, num_args = 0.., value_name = "URI")]
+        public_client_redirect_uris: Option<Vec<String>>,
+        /// Web redirect URIs; give the flag alone to clear them.
+        #[arg(long, num_args = 0.., value_name = "URI")]
+        web_redirect_uris: Option<Vec<String>>,
     },
     /// List applications.
     List,
@@ -327,16 +348,34 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                 public_client,
                 identifier_uris,
                 group_membership_claims,
+                public_client_redirect_uris,
+                web_redirect_uris,
             } => {
-                let app = store.create_application(&NewApplication {
-                    display_name,
-                    token_version,
-                    public_client,
-                    identifier_uris,
-                    group_membership_claims,
-                })?;
+                let app = store.create_application_with_redirect_uris(
+                    &NewApplication {
+                        display_name,
+                        token_version,
+                        public_client,
+                        identifier_uris,
+                        group_membership_claims,
+                    },
+                    &public_client_redirect_uris,
+                    &web_redirect_uris,
+                )?;
                 print(globals, &app)?
             }
+            AppCommand::Update {
+                id,
+                public_client_redirect_uris,
+                web_redirect_uris,
+            } => print(
+                globals,
+                &store.update_redirect_uris(
+                    &id,
+                    public_client_redirect_uris.as_deref(),
+                    web_redirect_uris.as_deref(),
+                )?,
+            )?,
             AppCommand::List => print(globals, &store.list_applications()?)?,
             AppCommand::Show { id } => print(globals, &store.application(&id)?)?,
             AppCommand::Credential {
