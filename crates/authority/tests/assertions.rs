@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{b64, code, jti, now, rsa_cert, sign_jwt, start};
+use common::{b64, code, jti, now, rsa_cert, sign_jwt};
 use entraflow_core::JWT_BEARER_ASSERTION_TYPE as JWT_BEARER;
+use entraflow_testkit::Authority;
 use serde_json::json;
 
 const STORAGE: &str = "https://storage.azure.com/.default";
@@ -14,10 +15,10 @@ fn sha(alg: &'static aws_lc_rs::digest::Algorithm, der: &[u8]) -> String {
 
 #[tokio::test]
 async fn certificate_assertions_rs256_ps256_and_every_refusal() {
-    let s = start().await;
-    let c = s.client("cert-app");
+    let s = Authority::start().await;
+    let c = s.app("cert-app");
     let cert = rsa_cert(365);
-    let pem_path = s.dir.path().join("client.pem");
+    let pem_path = s.data_dir().join("client.pem");
     std::fs::write(&pem_path, &cert.pem).unwrap();
     let uploaded = s.store().upload_certificate(&c.app_id, &pem_path).unwrap();
     assert_eq!(uploaded.thumbprint.len(), 40);
@@ -132,8 +133,8 @@ async fn certificate_assertions_rs256_ps256_and_every_refusal() {
 
 #[tokio::test]
 async fn federated_assertions_match_exactly_and_are_checked() {
-    let s = start().await;
-    let c = s.client("workload");
+    let s = Authority::start().await;
+    let c = s.app("workload");
     let issuer = "https://oidc.cluster.local/issuer";
     let subject = "system:serviceaccount:train:job";
     s.store()
@@ -146,7 +147,7 @@ async fn federated_assertions_match_exactly_and_are_checked() {
         aws_lc_rs::signature::KeyPair::public_key(&key),
     );
     let jwks = json!({"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": b64(&pubc.n), "e": b64(&pubc.e)}]});
-    let jwks_path = s.dir.path().join("issuer-jwks.json");
+    let jwks_path = s.data_dir().join("issuer-jwks.json");
     std::fs::write(&jwks_path, jwks.to_string()).unwrap();
     s.store().add_trusted_issuer(issuer, &jwks_path).unwrap();
 

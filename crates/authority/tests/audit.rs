@@ -7,8 +7,9 @@ use entraflow_audit::{
     AnyStore, EventType, Filter, NoteVerifier, Record, StoreUrl, VerifyOptions, verify_store,
 };
 use entraflow_authority::{
-    ADMIN_LOG_ID, AUDIT_LOG_ID, AdminAudit, NewApplication, SecretExpiry, ServerConfig, Store,
+    ADMIN_LOG_ID, AUDIT_LOG_ID, AdminAudit, NewApplication, SecretExpiry, Store,
 };
+use entraflow_testkit::Authority;
 
 async fn records(dir: &std::path::Path, log_id: &str) -> Vec<Record> {
     let store = AnyStore::open(&StoreUrl::default_for(dir)).await.unwrap();
@@ -53,33 +54,15 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn every_token_decision_is_one_durable_event_without_token_material() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::new(dir.path());
-    config.port = 0;
-    config.imds_port = 0;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = entraflow_authority::serve(config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    let tenant = handle.tenant_id.clone();
-    let store = handle.authority.store();
-    let app = store
-        .create_application(&NewApplication {
-            display_name: "trainer".into(),
-            ..Default::default()
-        })
-        .unwrap();
-    let sp = store.create_service_principal(&app.app_id).unwrap();
-    let secret = store
-        .reset_secret(&app.app_id, SecretExpiry::Years(1), false)
-        .unwrap();
-    let mi = store
+    let mut s = Authority::start().await;
+    let tenant = s.tenant().to_owned();
+    let app = s.app("trainer");
+    let mi = s
+        .store()
         .create_managed_identity(Some("loader"), "local-vm", false)
         .unwrap();
-    let http = entraflow_tls::https_client(Some(&handle.ca_pem)).unwrap();
-    let token_url = format!("{}/{tenant}/oauth2/v2.0/token", handle.authority_host);
+    let http = s.http.clone();
+    let token_url = s.url(&format!("/{tenant}/oauth2/v2.0/token"));
     let post = |form: Vec<(&'static str, String)>| {
         let http = http.clone();
         let url = token_url.clone();
@@ -105,7 +88,7 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
     };
 
     // 1. issued
-    let (status, body) = post(form(&secret.password)).await;
+    let (status, body) = post(form(&app.secret)).await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_owned();
     // 2. refused: wrong secret
@@ -127,7 +110,7 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     // 5. issued through IMDS
-    let imds = format!("{}/metadata/identity/oauth2/token", handle.imds_endpoint);
+    let imds = format!("{}/metadata/identity/oauth2/token", s.imds_endpoint());
     let resp = http
         .get(&imds)
         .header("metadata", "true")
@@ -156,7 +139,7 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
     assert_eq!(resp.status().as_u16(), 400);
 
     // Durable before the answer: the events are in the store already.
-    let events = records(dir.path(), AUDIT_LOG_ID).await;
+    let events = records(s.data_dir(), AUDIT_LOG_ID).await;
     let types: Vec<&EventType> = events.iter().map(|r| &r.event.event_type).collect();
     assert_eq!(
         types,
@@ -171,7 +154,7 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
     );
     let issued = &events[0].event;
     let principal = issued.principal.clone().unwrap();
-    assert_eq!(principal.oid.as_deref(), Some(sp.id.as_str()));
+    assert_eq!(principal.oid.as_deref(), Some(app.oid.as_str()));
     assert_eq!(principal.appid.as_deref(), Some(app.app_id.as_str()));
     assert_eq!(principal.name.as_deref(), Some("trainer"));
     assert_eq!(issued.tenant.as_deref(), Some(tenant.as_str()));
@@ -205,7 +188,7 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
     );
     assert_eq!(
         wrong.principal.as_ref().and_then(|p| p.oid.as_deref()),
-        Some(sp.id.as_str()),
+        Some(app.oid.as_str()),
         "a refused client is named when it is known"
     );
     assert_eq!(
@@ -234,13 +217,13 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
     assert_eq!(events[5].event.status, Some(400));
 
     // No token material anywhere in the store: not the tokens, their signatures, or the secret.
-    let bytes = stored_bytes(dir.path());
+    let bytes = stored_bytes(s.data_dir());
     assert!(!bytes.is_empty());
     for needle in [
         token.as_str(),
         token.rsplit('.').next().unwrap(),
         mi_token.as_str(),
-        secret.password.as_str(),
+        app.secret.as_str(),
         "not-the-secret",
     ] {
         assert!(
@@ -250,16 +233,15 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
     }
 
     // An append that fails means no token: the client is told to retry.
-    handle.audit_log().close().await.unwrap();
-    let (status, body) = post(form(&secret.password)).await;
+    s.handle().audit_log().close().await.unwrap();
+    let (status, body) = post(form(&app.secret)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
     assert_eq!(body["error_codes"][0], 90006);
     assert!(body.get("access_token").is_none());
 
-    let _ = stop.send(());
-    handle.wait().await.unwrap();
-    let report = verify(dir.path()).await;
+    s.stop().await;
+    let report = verify(s.data_dir()).await;
     assert!(report.is_ok(), "{:?}", report.problems);
     let chain = report
         .chains
@@ -271,38 +253,21 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
 
 #[tokio::test]
 async fn shutdown_writes_a_final_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::new(dir.path());
-    config.port = 0;
-    config.imds_port = 0;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = entraflow_authority::serve(config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    let http = entraflow_tls::https_client(Some(&handle.ca_pem)).unwrap();
-    let resp = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            handle.authority_host, handle.tenant_id
-        ))
-        .form(&[
+    let mut s = Authority::start().await;
+    let (status, _) = s
+        .token_v2(&[
             ("grant_type", "client_credentials"),
             ("client_id", "nobody"),
         ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401, "unknown client");
-    let _ = stop.send(());
-    handle.wait().await.unwrap();
-    let store = AnyStore::open(&StoreUrl::default_for(dir.path()))
+        .await;
+    assert_eq!(status, 401, "unknown client");
+    s.stop().await;
+    let store = AnyStore::open(&StoreUrl::default_for(s.data_dir()))
         .await
         .unwrap();
     let checkpoints = store.checkpoints(AUDIT_LOG_ID).await.unwrap();
     assert_eq!(checkpoints.last().map(|c| c.size), Some(1));
-    assert!(verify(dir.path()).await.is_ok());
+    assert!(verify(s.data_dir()).await.is_ok());
 }
 
 #[tokio::test]

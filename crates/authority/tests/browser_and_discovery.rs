@@ -4,22 +4,15 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{b64, code, jti, now, rsa_cert, sign_jwt, start};
-use entraflow_authority::NewApplication;
+use common::{b64, code, jti, now, rsa_cert, sign_jwt};
 use entraflow_core::{DEVICE_CODE_GRANT, JWT_BEARER_ASSERTION_TYPE};
+use entraflow_testkit::Authority;
 use serde_json::json;
 
 #[tokio::test]
 async fn device_login_page_approves_with_the_users_password() {
-    let s = start().await;
-    let app = s
-        .store()
-        .create_application(&NewApplication {
-            display_name: "nb".into(),
-            public_client: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let s = Authority::start().await;
+    let app = s.public_app("nb");
     s.store()
         .create_user(
             "carol@entraflow.local",
@@ -83,7 +76,7 @@ async fn device_login_page_approves_with_the_users_password() {
 
 #[tokio::test]
 async fn federated_issuer_keys_by_oidc_discovery() {
-    let s = start().await;
+    let s = Authority::start().await;
     // A stand-in cluster issuer served over HTTPS by a certificate of the same local CA.
     let idp = rsa_cert(365);
     let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&idp.pkcs8).unwrap();
@@ -109,7 +102,7 @@ async fn federated_issuer_keys_by_oidc_discovery() {
             "/openid/v1/jwks",
             axum::routing::get(move || async move { axum::Json((*jwks).clone()) }),
         );
-    let ca = entraflow_tls::LocalCa::load_or_create(s.dir.path()).unwrap();
+    let ca = entraflow_tls::LocalCa::load_or_create(s.data_dir()).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(entraflow_tls::serve_https(
         listener,
@@ -120,7 +113,7 @@ async fn federated_issuer_keys_by_oidc_discovery() {
         },
     ));
 
-    let c = s.client("wi");
+    let c = s.app("wi");
     let subject = "system:serviceaccount:ml:trainer";
     s.store()
         .create_federated_credential(&c.app_id, "cluster", &issuer, subject, &[])

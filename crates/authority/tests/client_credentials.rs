@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{code, start};
+use common::code;
 use entraflow_authority::{NewApplication, SecretExpiry};
+use entraflow_testkit::Authority;
 
 /// name, path, form, status, AADSTS code.
 type Case<'a> = (&'a str, String, Vec<(String, String)>, u16, u64);
@@ -12,16 +13,13 @@ const STORAGE: &str = "https://storage.azure.com/.default";
 
 #[tokio::test]
 async fn discovery_documents_and_jwks_look_like_entra() {
-    let s = start().await;
+    let s = Authority::start().await;
     let t = s.tenant().to_owned();
     let (st, v2) = s
         .get_json(&format!("/{t}/v2.0/.well-known/openid-configuration"))
         .await;
     assert_eq!(st, 200);
-    assert_eq!(
-        v2["issuer"],
-        format!("{}/{t}/v2.0", s.handle.authority_host)
-    );
+    assert_eq!(v2["issuer"], format!("{}/{t}/v2.0", s.host()));
     assert_eq!(
         v2["token_endpoint"],
         s.url(&format!("/{t}/oauth2/v2.0/token"))
@@ -56,28 +54,25 @@ async fn discovery_documents_and_jwks_look_like_entra() {
         .await;
     assert_eq!((st, code(&body)), (400, 90002));
 
-    let env = std::fs::read_to_string(s.dir.path().join("env")).unwrap();
-    assert!(env.contains(&format!(
-        "export AZURE_AUTHORITY_HOST={}\n",
-        s.handle.authority_host
-    )));
+    let env = std::fs::read_to_string(s.data_dir().join("env")).unwrap();
+    assert!(env.contains(&format!("export AZURE_AUTHORITY_HOST={}\n", s.host())));
     assert!(env.contains(&format!("export AZURE_TENANT_ID={t}\n")));
     assert!(env.contains("export REQUESTS_CA_BUNDLE="));
     assert!(!env.contains("AZURE_POD_IDENTITY_AUTHORITY_HOST"));
-    let imds = std::fs::read_to_string(s.dir.path().join("imds.env")).unwrap();
+    let imds = std::fs::read_to_string(s.data_dir().join("imds.env")).unwrap();
     assert_eq!(
         imds,
         format!(
             "export AZURE_POD_IDENTITY_AUTHORITY_HOST={}\n",
-            s.handle.imds_endpoint
+            s.imds_endpoint()
         )
     );
 }
 
 #[tokio::test]
 async fn secret_post_and_basic_issue_v1_storage_tokens() {
-    let s = start().await;
-    let c = s.client("trainer");
+    let s = Authority::start().await;
+    let c = s.app("trainer");
     let (st, body) = s
         .token_v2(&[
             ("grant_type", "client_credentials"),
@@ -100,8 +95,8 @@ async fn secret_post_and_basic_issue_v1_storage_tokens() {
     assert_eq!(claims["appid"], c.app_id);
     assert_eq!(claims["appidacr"], "1");
     assert_eq!(claims["idtyp"], "app");
-    assert_eq!(claims["oid"], c.sp_id);
-    assert_eq!(claims["sub"], c.sp_id);
+    assert_eq!(claims["oid"], c.oid);
+    assert_eq!(claims["sub"], c.oid);
     assert_eq!(claims["tid"], s.tenant());
     assert!(claims.get("roles").is_none(), "no roles unless assigned");
     assert!(claims.get("azp").is_none());
@@ -149,7 +144,7 @@ async fn secret_post_and_basic_issue_v1_storage_tokens() {
 
 #[tokio::test]
 async fn v2_resource_app_gets_v2_token_with_roles_and_groups() {
-    let s = start().await;
+    let s = Authority::start().await;
     let api = s
         .store()
         .create_application(&NewApplication {
@@ -166,9 +161,9 @@ async fn v2_resource_app_gets_v2_token_with_roles_and_groups() {
     s.store()
         .create_app_role(&api.app_id, "Data.Write", None)
         .unwrap();
-    let c = s.client("job");
+    let c = s.app("job");
     s.store()
-        .assign_app_role(&c.sp_id, &api.app_id, "Data.Read")
+        .assign_app_role(&c.oid, &api.app_id, "Data.Read")
         .unwrap();
     let g = s.store().create_group("readers").unwrap();
     s.store()
@@ -177,7 +172,7 @@ async fn v2_resource_app_gets_v2_token_with_roles_and_groups() {
     s.store()
         .assign_app_role(&g.id, &api.app_id, "Data.List")
         .unwrap();
-    s.store().add_group_member(&g.id, &c.sp_id).unwrap();
+    s.store().add_group_member(&g.id, &c.oid).unwrap();
 
     let (st, body) = s
         .token_v2(&[
@@ -191,10 +186,7 @@ async fn v2_resource_app_gets_v2_token_with_roles_and_groups() {
     let claims = s.verify(body["access_token"].as_str().unwrap()).await;
     assert_eq!(claims["ver"], "2.0");
     assert_eq!(claims["aud"], api.app_id);
-    assert_eq!(
-        claims["iss"],
-        format!("{}/{}/v2.0", s.handle.authority_host, s.tenant())
-    );
+    assert_eq!(claims["iss"], format!("{}/{}/v2.0", s.host(), s.tenant()));
     assert_eq!(claims["azp"], c.app_id);
     assert_eq!(claims["azpacr"], "1");
     assert!(claims.get("appid").is_none());
@@ -207,8 +199,8 @@ async fn v2_resource_app_gets_v2_token_with_roles_and_groups() {
 
 #[tokio::test]
 async fn every_client_credentials_refusal_has_its_aadsts_code() {
-    let s = start().await;
-    let c = s.client("app");
+    let s = Authority::start().await;
+    let c = s.app("app");
     let t = s.tenant().to_owned();
     let cc = |id: &str, secret: &str, scope: &str| {
         vec![
@@ -371,7 +363,7 @@ async fn every_client_credentials_refusal_has_its_aadsts_code() {
 
 #[tokio::test]
 async fn malformed_and_oversized_bodies_get_a_clear_400() {
-    let s = start().await;
+    let s = Authority::start().await;
     let url = s.url(&format!("/{}/oauth2/v2.0/token", s.tenant()));
     let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
         (

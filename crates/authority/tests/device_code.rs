@@ -2,21 +2,14 @@
 
 mod common;
 
-use common::{code, start};
-use entraflow_authority::NewApplication;
+use common::code;
 use entraflow_core::DEVICE_CODE_GRANT;
+use entraflow_testkit::Authority;
 
 #[tokio::test]
 async fn device_code_then_refresh_token_rotation() {
-    let s = start().await;
-    let app = s
-        .store()
-        .create_application(&NewApplication {
-            display_name: "cli".into(),
-            public_client: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let s = Authority::start().await;
+    let app = s.public_app("cli");
     let alice = s
         .store()
         .create_user("alice@entraflow.local", "Alice", None)
@@ -132,7 +125,7 @@ async fn device_code_then_refresh_token_rotation() {
         (body["error"].as_str(), code(&body)),
         (Some("authorization_declined"), 70000)
     );
-    let confidential = s.client("svc");
+    let confidential = s.app("svc");
     let (st, body) = s
         .post_form(
             &format!("/{t}/oauth2/v2.0/devicecode"),
@@ -144,8 +137,8 @@ async fn device_code_then_refresh_token_rotation() {
 
 #[tokio::test]
 async fn rotated_keys_sign_new_tokens_and_retired_keys_leave_jwks() {
-    let s = start().await;
-    let c = s.client("rot");
+    let s = Authority::start().await;
+    let c = s.app("rot");
     let t = s.tenant().to_owned();
     let kids = || async {
         let (_, jwks) = s.get_json(&format!("/{t}/discovery/v2.0/keys")).await;

@@ -1,12 +1,10 @@
 //! The IMDS and App Service managed-identity endpoints on their plain-HTTP listener.
 
-mod common;
-
-use common::start;
+use entraflow_testkit::Authority;
 
 #[tokio::test]
 async fn imds_serves_only_this_hosts_identities_with_string_numbers() {
-    let s = start().await;
+    let s = Authority::start().await;
     let ua = s
         .store()
         .create_managed_identity(Some("trainer-id"), "local-vm", false)
@@ -16,7 +14,7 @@ async fn imds_serves_only_this_hosts_identities_with_string_numbers() {
         .create_managed_identity(Some("other-vm-id"), "other-vm", false)
         .unwrap();
     let http = reqwest::Client::new();
-    let imds = format!("{}/metadata/identity/oauth2/token", s.handle.imds_endpoint);
+    let imds = format!("{}/metadata/identity/oauth2/token", s.imds_endpoint());
     let get = |q: Vec<(&'static str, String)>, metadata: bool| {
         let mut req = http.get(&imds).query(&q);
         if metadata {
@@ -120,12 +118,12 @@ async fn imds_serves_only_this_hosts_identities_with_string_numbers() {
 
 #[tokio::test]
 async fn app_service_form_needs_the_identity_header() {
-    let s = start().await;
+    let s = Authority::start().await;
     let mi = s
         .store()
         .create_managed_identity(None, "local-vm", true)
         .unwrap();
-    let env = std::fs::read_to_string(s.dir.path().join("hosts/local-vm/identity.env")).unwrap();
+    let env = std::fs::read_to_string(s.data_dir().join("hosts/local-vm/identity.env")).unwrap();
     let value = |name: &str| {
         env.lines()
             .find_map(|l| l.strip_prefix(&format!("export {name}=")))
@@ -134,7 +132,7 @@ async fn app_service_form_needs_the_identity_header() {
     };
     let endpoint = value("IDENTITY_ENDPOINT");
     let header = value("IDENTITY_HEADER");
-    assert_eq!(endpoint, format!("{}/msi/token", s.handle.imds_endpoint));
+    assert_eq!(endpoint, format!("{}/msi/token", s.imds_endpoint()));
     let http = reqwest::Client::new();
     let q = [
         ("api-version", "2019-08-01"),

@@ -6,24 +6,25 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Authority, STORAGE, counting_proxy, fast_policy, sleep_until_unix, unix_now_f64};
+use common::{counting_proxy, fast_policy, sleep_until_unix, unix_now_f64};
 use entraflow_core::{Aadsts, Secret};
 use entraflow_credential::{
     ClientSecretCredential, CredentialError, TokenCredential, TokenRequest,
 };
+use entraflow_testkit::{Authority, STORAGE_SCOPE};
 
 fn storage() -> TokenRequest {
-    TokenRequest::new(&[STORAGE])
+    TokenRequest::new(&[STORAGE_SCOPE])
 }
 
 #[tokio::test]
 async fn a_secret_gets_a_token_and_a_wrong_secret_is_rejected_by_code() {
     let authority = Authority::start().await;
     let app = authority.app("trainer");
-    let credential = authority.secret_credential(&app, authority.options(fast_policy()));
+    let credential = authority.secret_credential(&app, authority.credential_options(fast_policy()));
     let token = credential.get_token(&storage()).await.unwrap();
     let claims = entraflow_credential::claims::decode_unverified(token.token.expose()).unwrap();
-    assert_eq!(claims.tid, authority.tenant);
+    assert_eq!(claims.tid, authority.tenant());
     assert_eq!(claims.client_app_id(), Some(app.app_id.as_str()));
     assert!(
         !format!("{token:?}").contains(token.token.expose()),
@@ -31,10 +32,10 @@ async fn a_secret_gets_a_token_and_a_wrong_secret_is_rejected_by_code() {
     );
 
     let wrong = ClientSecretCredential::new(
-        &authority.tenant,
+        authority.tenant(),
         &app.app_id,
         Secret::new("not-the-secret"),
-        authority.options(fast_policy()),
+        authority.credential_options(fast_policy()),
     )
     .unwrap();
     let err = wrong.get_token(&storage()).await.unwrap_err();
@@ -47,7 +48,7 @@ async fn a_secret_gets_a_token_and_a_wrong_secret_is_rejected_by_code() {
         } => {
             assert_eq!(*code, Some(Aadsts::InvalidSecret));
             assert!(!trace_id.is_empty());
-            assert!(url.starts_with(&authority.host()), "{url}");
+            assert!(url.starts_with(authority.host()), "{url}");
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
@@ -60,9 +61,10 @@ async fn a_thousand_concurrent_callers_during_a_refresh_cause_exactly_one_token_
     authority.set_token_lifetime(6);
     let app = authority.app("loader");
     let proxy = counting_proxy(&authority);
-    let credential = Arc::new(
-        authority.secret_credential(&app, authority.options_at(&proxy.url, fast_policy())),
-    );
+    let credential = Arc::new(authority.secret_credential(
+        &app,
+        authority.credential_options_at(&proxy.url, fast_policy()),
+    ));
 
     let first = credential.get_token(&storage()).await.unwrap();
     assert_eq!(proxy.count(), 1);
@@ -114,7 +116,7 @@ async fn an_authority_outage_is_invisible_while_the_token_is_valid_and_reported_
     let mut authority = Authority::start().await;
     authority.set_token_lifetime(8);
     let app = authority.app("long-job");
-    let credential = authority.secret_credential(&app, authority.options(fast_policy()));
+    let credential = authority.secret_credential(&app, authority.credential_options(fast_policy()));
     let first = credential.get_token(&storage()).await.unwrap();
 
     authority.stop().await;
@@ -139,11 +141,11 @@ async fn an_authority_outage_is_invisible_while_the_token_is_valid_and_reported_
     let err = credential.get_token(&storage()).await.unwrap_err();
     match &err {
         CredentialError::AuthorityUnreachable { url, .. } => {
-            assert!(url.starts_with(&authority.host()), "{url}");
+            assert!(url.starts_with(authority.host()), "{url}");
         }
         other => panic!("expected AuthorityUnreachable, got {other:?}"),
     }
-    assert!(err.to_string().contains(&authority.host()), "{err}");
+    assert!(err.to_string().contains(authority.host()), "{err}");
 
     // The authority comes back: the same credential gets tokens again.
     authority.restart().await;

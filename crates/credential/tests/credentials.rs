@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Authority, STORAGE, fast_policy};
-use entraflow_authority::NewApplication;
+use common::fast_policy;
 use entraflow_core::{Aadsts, FEDERATION_AUDIENCE, Secret};
 use entraflow_credential::{
     BlockingCredential, CertificateOptions, ChainedCredential, ClientCertificateCredential,
@@ -16,9 +15,10 @@ use entraflow_credential::{
     ManagedIdentityCredential, ManagedIdentityId, ManagedIdentityOptions, TokenCredential,
     TokenRequest, WorkloadIdentityCredential,
 };
+use entraflow_testkit::{App, Authority, STORAGE_SCOPE};
 
 fn storage() -> TokenRequest {
-    TokenRequest::new(&[STORAGE])
+    TokenRequest::new(&[STORAGE_SCOPE])
 }
 
 fn claims(token: &entraflow_credential::AccessToken) -> entraflow_core::AccessTokenClaims {
@@ -44,7 +44,7 @@ impl Issuer {
                 .unwrap();
         jwk.common.key_id = Some("cluster-key".into());
         let jwks = serde_json::json!({ "keys": [jwk] });
-        let jwks_file = authority.path("cluster-jwks.json");
+        let jwks_file = authority.data_dir().join("cluster-jwks.json");
         std::fs::write(&jwks_file, jwks.to_string()).unwrap();
         let url = "https://oidc.cluster.test/issuer".to_owned();
         authority
@@ -88,17 +88,17 @@ async fn a_workload_identity_token_file_that_changes_on_disk_is_picked_up() {
             &[FEDERATION_AUDIENCE.to_owned()],
         )
         .unwrap();
-    let token_file = authority.path("azure-identity-token");
+    let token_file = authority.data_dir().join("azure-identity-token");
     std::fs::write(
         &token_file,
         issuer.service_account_token("system:serviceaccount:training:other"),
     )
     .unwrap();
     let credential = WorkloadIdentityCredential::new(
-        &authority.tenant,
+        authority.tenant(),
         &app.app_id,
         &token_file,
-        authority.options(fast_policy()),
+        authority.credential_options(fast_policy()),
     )
     .unwrap();
 
@@ -145,13 +145,13 @@ async fn a_certificate_signs_assertions_the_authority_accepts() {
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let cert_file = authority.path("cert.pem");
+    let cert_file = authority.data_dir().join("cert.pem");
     std::fs::write(&cert_file, cert.pem()).unwrap();
     authority
         .store()
         .upload_certificate(&app.app_id, &cert_file)
         .unwrap();
-    let bundle = authority.path("bundle.pem");
+    let bundle = authority.data_dir().join("bundle.pem");
     std::fs::write(&bundle, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
 
     for options in [
@@ -162,11 +162,11 @@ async fn a_certificate_signs_assertions_the_authority_accepts() {
         },
     ] {
         let credential = ClientCertificateCredential::from_file(
-            &authority.tenant,
+            authority.tenant(),
             &app.app_id,
             &bundle,
             options,
-            authority.options(fast_policy()),
+            authority.credential_options(fast_policy()),
         )
         .unwrap();
         let token = credential.get_token(&storage()).await.unwrap();
@@ -184,11 +184,11 @@ async fn a_certificate_signs_assertions_the_authority_accepts() {
         .self_signed(&other_key)
         .unwrap();
     let credential = ClientCertificateCredential::from_pem(
-        &authority.tenant,
+        authority.tenant(),
         &app.app_id,
         &Secret::new(format!("{}{}", other.pem(), other_key.serialize_pem())),
         CertificateOptions::default(),
-        authority.options(fast_policy()),
+        authority.credential_options(fast_policy()),
     )
     .unwrap();
     let err = credential.get_token(&storage()).await.unwrap_err();
@@ -205,7 +205,11 @@ fn imds(host: &str, id: ManagedIdentityId) -> ManagedIdentityOptions {
     ManagedIdentityOptions {
         id,
         imds_host: Some(host.to_owned()),
-        retry_delays: vec![Duration::from_millis(10); 4],
+        retry: entraflow_core::retry::RetryPolicy {
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+            ..entraflow_core::retry::RetryPolicy::MANAGED_IDENTITY
+        },
         refresh: fast_policy(),
         ..ManagedIdentityOptions::default()
     }
@@ -224,7 +228,7 @@ async fn managed_identity_over_imds_and_app_service() {
         .unwrap();
 
     let by_client = ManagedIdentityCredential::new(imds(
-        &authority.imds_host(),
+        authority.imds_endpoint(),
         ManagedIdentityId::ClientId(assigned.client_id.clone()),
     ))
     .unwrap();
@@ -232,7 +236,7 @@ async fn managed_identity_over_imds_and_app_service() {
     assert_eq!(claims(&token).oid, assigned.principal_id);
 
     let by_resource = ManagedIdentityCredential::new(imds(
-        &authority.imds_host(),
+        authority.imds_endpoint(),
         ManagedIdentityId::ResourceId(assigned.id.clone()),
     ))
     .unwrap();
@@ -243,7 +247,7 @@ async fn managed_identity_over_imds_and_app_service() {
 
     // An identity that is not on this host: IMDS 400, no retries, a typed error.
     let stranger = ManagedIdentityCredential::new(imds(
-        &authority.imds_host(),
+        authority.imds_endpoint(),
         ManagedIdentityId::ClientId("00000000-0000-0000-0000-000000000001".into()),
     ))
     .unwrap();
@@ -254,7 +258,8 @@ async fn managed_identity_over_imds_and_app_service() {
     );
 
     // App Service form, with the header from the host's identity.env.
-    let env = std::fs::read_to_string(authority.path("hosts/local-vm/identity.env")).unwrap();
+    let env =
+        std::fs::read_to_string(authority.data_dir().join("hosts/local-vm/identity.env")).unwrap();
     let value = |name: &str| {
         env.lines()
             .find_map(|l| l.strip_prefix(&format!("export {name}=")))
@@ -389,27 +394,20 @@ async fn a_missing_imds_fails_fast_but_a_slow_one_is_waited_for_and_never_writte
 #[tokio::test]
 async fn device_code_sign_in_is_cached_owner_only_and_reused_by_the_developer_credential() {
     let authority = Authority::start().await;
-    let app = authority
-        .store()
-        .create_application(&NewApplication {
-            display_name: "cli".into(),
-            public_client: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let app = authority.public_app("cli");
     authority
         .store()
         .create_user("ada@contoso.test", "Ada", Some("correct-horse-battery"))
         .unwrap();
     let login_dir = tempfile::tempdir().unwrap();
     let cache = LoginCache::in_dir(login_dir.path());
-    let server = authority.handle.as_ref().unwrap().authority.clone();
+    let server = authority.handle().authority.clone();
     let prompted = Arc::new(AtomicUsize::new(0));
     let seen = prompted.clone();
     let credential = DeviceCodeCredential::new(
-        &authority.tenant,
+        authority.tenant(),
         &app.app_id,
-        authority.options(fast_policy()),
+        authority.credential_options(fast_policy()),
         Some(cache.clone()),
         move |info| {
             assert!(!info.user_code.is_empty() && info.verification_uri.starts_with("https://"));
@@ -442,7 +440,8 @@ async fn device_code_sign_in_is_cached_owner_only_and_reused_by_the_developer_cr
     );
 
     // A later process: the developer credential refreshes silently, with no prompt.
-    let developer = DeveloperLoginCredential::new(cache, authority.options(fast_policy())).unwrap();
+    let developer =
+        DeveloperLoginCredential::new(cache, authority.credential_options(fast_policy())).unwrap();
     assert_eq!(developer.username().as_deref(), Some("ada@contoso.test"));
     let again = developer.get_token(&storage()).await.unwrap();
     assert_eq!(claims(&again).oid, claims(&token).oid);
@@ -468,18 +467,18 @@ async fn a_chain_skips_what_does_not_apply_and_stops_at_a_hard_failure() {
 
     let chain = ChainedCredential::new(vec![
         mi(),
-        Box::new(authority.secret_credential(&app, authority.options(fast_policy()))),
+        Box::new(authority.secret_credential(&app, authority.credential_options(fast_policy()))),
     ]);
     chain.get_token(&storage()).await.unwrap();
     assert_eq!(chain.chosen(), Some("ClientSecretCredential"));
 
-    let wrong = common::App {
-        app_id: app.app_id.clone(),
+    let wrong = App {
         secret: "wrong".into(),
+        ..app.clone()
     };
     let chain = ChainedCredential::new(vec![
         mi(),
-        Box::new(authority.secret_credential(&wrong, authority.options(fast_policy()))),
+        Box::new(authority.secret_credential(&wrong, authority.credential_options(fast_policy()))),
     ]);
     let err = chain.get_token(&storage()).await.unwrap_err();
     let text = err.to_string();
@@ -502,7 +501,7 @@ fn the_blocking_facade_serves_plain_threads() {
     let authority = rt.block_on(Authority::start());
     let app = authority.app("threads");
     let credential = BlockingCredential::new(
-        authority.secret_credential(&app, authority.options(fast_policy())),
+        authority.secret_credential(&app, authority.credential_options(fast_policy())),
     );
     let threads: Vec<_> = (0..8)
         .map(|_| {

@@ -1,12 +1,10 @@
 //! `DefaultCredential` built from explicit environments (the process environment is
 //! never modified: tests run in parallel).
 
-mod common;
-
-use common::{Authority, STORAGE};
 use entraflow_credential::{
     CredentialError, DefaultCredential, Environment, TokenCredential, TokenRequest,
 };
+use entraflow_testkit::{Authority, STORAGE_SCOPE};
 
 fn closed_port_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -19,7 +17,7 @@ async fn with_nothing_configured_every_link_says_why_it_was_skipped_in_order() {
     let vars = Environment::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port_url())]);
     let chain = DefaultCredential::from_environment(&vars, data_dir.path());
     let err = chain
-        .get_token(&TokenRequest::new(&[STORAGE]))
+        .get_token(&TokenRequest::new(&[STORAGE_SCOPE]))
         .await
         .unwrap_err();
     let CredentialError::ChainFailed(attempts) = &err else {
@@ -55,15 +53,15 @@ async fn the_authority_env_file_plus_a_secret_is_enough() {
         ("AZURE_CLIENT_SECRET", app.secret.clone()),
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port_url()),
     ])
-    .with_env_file(&authority.path("env"));
+    .with_env_file(&authority.data_dir().join("env"));
     let chain = DefaultCredential::from_environment(&vars, authority.data_dir());
     let token = chain
-        .get_token(&TokenRequest::new(&[STORAGE]))
+        .get_token(&TokenRequest::new(&[STORAGE_SCOPE]))
         .await
         .unwrap();
     assert_eq!(chain.chosen(), Some("EnvironmentCredential"));
     let claims = entraflow_credential::claims::decode_unverified(token.token.expose()).unwrap();
-    assert_eq!(claims.tid, authority.tenant);
+    assert_eq!(claims.tid, authority.tenant());
 }
 
 #[tokio::test]
@@ -80,7 +78,7 @@ async fn a_broken_workload_identity_stops_the_chain_instead_of_falling_through()
     ]);
     let chain = DefaultCredential::from_environment(&vars, data_dir.path());
     let err = chain
-        .get_token(&TokenRequest::new(&[STORAGE]))
+        .get_token(&TokenRequest::new(&[STORAGE_SCOPE]))
         .await
         .unwrap_err();
     let CredentialError::ChainFailed(attempts) = &err else {

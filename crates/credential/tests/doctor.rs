@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{Authority, STORAGE, fast_policy};
+use common::fast_policy;
 use entraflow_credential::TokenRequest;
 use entraflow_credential::doctor::{Diagnosis, diagnose};
+use entraflow_testkit::{App, Authority, STORAGE_SCOPE};
 
 /// A resource that answers every request with `status` and a Storage error body.
 async fn resource(status: u16, code: &'static str, detail: &'static str) -> String {
@@ -34,9 +35,9 @@ async fn resource(status: u16, code: &'static str, detail: &'static str) -> Stri
 async fn doctor_tells_a_missing_role_from_a_network_failure_and_a_rejection() {
     let mut authority = Authority::start().await;
     let app = authority.app("doctor");
-    let options = authority.options(fast_policy());
+    let options = authority.credential_options(fast_policy());
     let credential = authority.secret_credential(&app, options.clone());
-    let request = TokenRequest::new(&[STORAGE]);
+    let request = TokenRequest::new(&[STORAGE_SCOPE]);
 
     let denied = resource(
         403,
@@ -96,9 +97,9 @@ async fn doctor_tells_a_missing_role_from_a_network_failure_and_a_rejection() {
     );
 
     // A credential the authority refuses, and an authority that is down.
-    let wrong = common::App {
-        app_id: app.app_id.clone(),
+    let wrong = App {
         secret: "wrong".into(),
+        ..app.clone()
     };
     let rejected = authority.secret_credential(&wrong, options.clone());
     let report = diagnose(&rejected, &request, &options, None, Some(&fine)).await;
@@ -111,5 +112,5 @@ async fn doctor_tells_a_missing_role_from_a_network_failure_and_a_rejection() {
         "{:?}",
         report.diagnosis
     );
-    assert!(report.diagnosis.explain().contains(&authority.host()));
+    assert!(report.diagnosis.explain().contains(authority.host()));
 }

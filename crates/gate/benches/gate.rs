@@ -6,13 +6,11 @@
 //!
 //! Run: `cargo bench -p entraflow-gate --bench gate`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use entraflow_gate::{TokenVerifier, VerifierConfig};
+use entraflow_testkit::{STORAGE_SCOPE, Stack, X_MS_VERSION};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -22,7 +20,7 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let (env, token) = rt.block_on(async {
-        let env = common::start().await;
+        let env = Stack::start().await;
         let app = env.app("bench");
         env.assign(
             &app.oid,
@@ -35,21 +33,21 @@ fn benches(c: &mut Criterion) {
             "Storage Blob Data Owner",
             &env.account_scope.clone(),
         );
-        env.settle().await;
-        let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+        env.wait_for_policy().await;
+        let owner_token = env.token(&owner, STORAGE_SCOPE).await;
         env.create_container(&owner_token, "data").await;
-        let token = env.token(&app, common::STORAGE_SCOPE).await;
+        let token = env.token(&app, STORAGE_SCOPE).await;
         (env, token)
     });
 
     // Auth hot path.
     let verifier = {
         let config = VerifierConfig::new(
-            env.authority.authority_host.clone(),
-            vec![env.authority.tenant_id.clone()],
+            env.authority.host().to_owned(),
+            vec![env.authority.tenant().to_owned()],
             None,
         );
-        TokenVerifier::new(config, env.http.clone())
+        TokenVerifier::new(config, env.authority.http.clone())
     };
     rt.block_on(verifier.verify(&token)).unwrap();
     c.bench_function("auth/verify_cached", |b| {
@@ -60,7 +58,7 @@ fn benches(c: &mut Criterion) {
     });
 
     // A 1 GiB blob, written straight into the local backend's directory.
-    let path = env.dir.path().join("blobs").join("data").join("big.bin");
+    let path = env.data_dir().join("blobs").join("data").join("big.bin");
     {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
@@ -73,10 +71,11 @@ fn benches(c: &mut Criterion) {
     let url = format!("{}/data/big.bin", env.endpoint);
     let get = |range: Option<(u64, u64)>| {
         let mut req = env
+            .authority
             .http
             .get(&url)
             .bearer_auth(&token)
-            .header("x-ms-version", "2025-01-05");
+            .header("x-ms-version", X_MS_VERSION);
         if let Some((start, len)) = range {
             req = req.header("x-ms-range", format!("bytes={start}-{}", start + len - 1));
         }

@@ -3,9 +3,8 @@
 //! `Microsoft.Authorization/roleAssignments/write` may make them, tokens must be
 //! for Azure Resource Manager, and every request is audited.
 
-mod common;
-
 use entraflow_rbac::builtin;
+use entraflow_testkit::{STORAGE_SCOPE, Stack};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -14,15 +13,15 @@ const API: &str = "api-version=2022-04-01";
 const TRAIN_ONLY: &str = "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'} AND NOT SubOperationMatches{'Blob.List'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike 'train/*'))";
 
 struct Admin<'a> {
-    env: &'a common::Env,
+    env: &'a Stack,
     base: String,
 }
 
 impl<'a> Admin<'a> {
-    fn new(env: &'a common::Env) -> Self {
+    fn new(env: &'a Stack) -> Self {
         // The gate publishes the admin API's base URL beside the Blob endpoint.
         let published =
-            entraflow_gate::read_env_file(&env.dir.path().join(entraflow_gate::GATE_ENV_FILE));
+            entraflow_gate::read_env_file(&env.data_dir().join(entraflow_gate::GATE_ENV_FILE));
         let base = published["ENTRAFLOW_ADMIN_ENDPOINT"].clone();
         assert_eq!(
             format!("{base}/{}", entraflow_gate::DEFAULT_ACCOUNT),
@@ -48,7 +47,7 @@ impl<'a> Admin<'a> {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.env.http.request(method, url);
+        let mut req = self.env.authority.http.request(method, url);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -82,7 +81,7 @@ fn assignment_body(role_id: &str, principal: &str, condition: Option<&str>) -> V
     json!({ "properties": props })
 }
 
-async fn get_blob(env: &common::Env, token: &str, path: &str) -> StatusCode {
+async fn get_blob(env: &Stack, token: &str, path: &str) -> StatusCode {
     env.request(Method::GET, path, Some(token))
         .send()
         .await
@@ -92,7 +91,7 @@ async fn get_blob(env: &common::Env, token: &str, path: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_grants_a_role_over_https_and_the_gate_applies_it_at_once() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let api = Admin::new(&env);
     let owner = env.app("owner");
     let job = env.app("job");
@@ -104,9 +103,9 @@ async fn an_owner_grants_a_role_over_https_and_the_gate_applies_it_at_once() {
         "Storage Blob Data Contributor",
         &env.account_scope,
     );
-    env.settle().await;
+    env.wait_for_policy().await;
 
-    let owner_storage = env.token(&owner, common::STORAGE_SCOPE).await;
+    let owner_storage = env.token(&owner, STORAGE_SCOPE).await;
     env.create_container(&owner_storage, "data").await;
     for name in ["train/a.txt", "secret/b.txt"] {
         let resp = env
@@ -114,7 +113,7 @@ async fn an_owner_grants_a_role_over_https_and_the_gate_applies_it_at_once() {
             .await;
         assert_eq!(resp.status(), 201);
     }
-    let job_storage = env.token(&job, common::STORAGE_SCOPE).await;
+    let job_storage = env.token(&job, STORAGE_SCOPE).await;
     assert_eq!(get_blob(&env, &job_storage, "/data/train/a.txt").await, 403);
 
     let owner_arm = env.token(&owner, ARM_SCOPE).await;
@@ -296,18 +295,19 @@ async fn an_owner_grants_a_role_over_https_and_the_gate_applies_it_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_for_one_api_only_and_requests_are_checked_as_arm_checks_them() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let api = Admin::new(&env);
     let owner = env.app("owner");
     env.assign(&owner.oid, "Owner", &env.account_scope);
     env.assign(&owner.oid, "Storage Blob Data Reader", &env.account_scope);
-    env.settle().await;
-    let storage = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let storage = env.token(&owner, STORAGE_SCOPE).await;
     let arm = env.token(&owner, ARM_SCOPE).await;
     let list = api.url(&env.account_scope, "roleAssignments");
 
     // A Storage token on the admin API: 401, and the ARM challenge.
     let resp = env
+        .authority
         .http
         .get(&list)
         .bearer_auth(&storage)
@@ -430,7 +430,7 @@ async fn tokens_are_for_one_api_only_and_requests_are_checked_as_arm_checks_them
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_roles_are_defined_and_assigned_through_the_api() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let api = Admin::new(&env);
     let owner = env.app("owner");
     let job = env.app("job");
@@ -440,7 +440,7 @@ async fn custom_roles_are_defined_and_assigned_through_the_api() {
         "Storage Blob Data Contributor",
         &env.account_scope,
     );
-    env.settle().await;
+    env.wait_for_policy().await;
     let arm = env.token(&owner, ARM_SCOPE).await;
 
     let (status, owners) = api
@@ -485,7 +485,7 @@ async fn custom_roles_are_defined_and_assigned_through_the_api() {
         .await;
     assert_eq!(status, 200, "a second PUT updates");
 
-    let owner_storage = env.token(&owner, common::STORAGE_SCOPE).await;
+    let owner_storage = env.token(&owner, STORAGE_SCOPE).await;
     env.create_container(&owner_storage, "data").await;
     let (status, body) = api
         .call(
@@ -498,7 +498,7 @@ async fn custom_roles_are_defined_and_assigned_through_the_api() {
     assert_eq!(status, 201, "{body}");
     assert!(body["properties"]["expiresOn"].is_string(), "{body}");
 
-    let job_storage = env.token(&job, common::STORAGE_SCOPE).await;
+    let job_storage = env.token(&job, STORAGE_SCOPE).await;
     let put = env.put_blob("/data/x.bin", &job_storage, "x").await;
     assert_eq!(put.status(), 201);
     let delete = env
@@ -527,7 +527,7 @@ async fn an_account_named_like_an_arm_root_is_refused() {
 /// assignable scopes stops granting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_the_account() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let api = Admin::new(&env);
     let platform = env.app("platform");
     let attacker = env.app("attacker");
@@ -537,8 +537,8 @@ async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_th
         "Storage Blob Data Contributor",
         &env.account_scope,
     );
-    env.settle().await;
-    let platform_storage = env.token(&platform, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let platform_storage = env.token(&platform, STORAGE_SCOPE).await;
     for c in ["mine", "theirs"] {
         env.create_container(&platform_storage, c).await;
     }
@@ -573,7 +573,7 @@ async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_th
     let mine = env.scope("/blobServices/default/containers/mine");
     env.assign(&attacker.oid, "Project Reader", &env.account_scope);
     env.assign(&attacker.oid, "Owner", &mine);
-    env.settle().await;
+    env.wait_for_policy().await;
 
     // The attack: at the scope of 'mine', where the attacker is Owner, rewrite the
     // role with write added and only 'mine' assignable.
@@ -596,12 +596,12 @@ async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_th
             .contains(&env.account_scope),
         "the refusal names the existing assignable scope: {body}"
     );
-    let stored = entraflow_rbac::RbacStore::open(env.dir.path())
+    let stored = entraflow_rbac::RbacStore::open(env.data_dir())
         .unwrap()
         .find_definition(role)
         .unwrap();
     assert_eq!(stored.permissions[0].data_actions, [read], "role unchanged");
-    let attacker_storage = env.token(&attacker, common::STORAGE_SCOPE).await;
+    let attacker_storage = env.token(&attacker, STORAGE_SCOPE).await;
     let put = env
         .put_blob("/theirs/data.bin", &attacker_storage, "pwned")
         .await;
@@ -632,7 +632,7 @@ async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_th
         403
     );
     let findings = entraflow_rbac::lint(
-        &entraflow_rbac::RbacStore::open(env.dir.path()).unwrap(),
+        &entraflow_rbac::RbacStore::open(env.data_dir()).unwrap(),
         time::OffsetDateTime::now_utc(),
         entraflow_rbac::LintOptions::default(),
     )
@@ -651,12 +651,12 @@ async fn regression_an_owner_of_one_container_cannot_widen_a_role_assigned_at_th
 /// gate down together. Now it is a 400 naming the limit, and both keep serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_a_deeply_nested_condition_is_refused_and_the_servers_keep_serving() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let api = Admin::new(&env);
     let owner = env.app("owner");
     let job = env.app("job");
     env.assign(&owner.oid, "Owner", &env.account_scope);
-    env.settle().await;
+    env.wait_for_policy().await;
     let arm = env.token(&owner, ARM_SCOPE).await;
     let leaf = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike 'train/*'";
     let cases = [

@@ -4,8 +4,7 @@
 //! its request id, plus the Copy Blob whose destination write is denied after its
 //! source read was allowed.
 
-mod common;
-
+use entraflow_testkit::{STORAGE_SCOPE, Stack};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -16,7 +15,7 @@ const CONTAINER_WRITE: &str = "Microsoft.Storage/storageAccounts/blobServices/co
 const CONTAINER_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/read";
 
 /// The records of one request (a streamed read has two: decision and completion).
-async fn records_of(env: &common::Env, resp: &reqwest::Response) -> Vec<Value> {
+async fn records_of(env: &Stack, resp: &reqwest::Response) -> Vec<Value> {
     let id = resp.headers()["x-ms-request-id"]
         .to_str()
         .unwrap()
@@ -24,7 +23,7 @@ async fn records_of(env: &common::Env, resp: &reqwest::Response) -> Vec<Value> {
     records_with_id(env, &id).await
 }
 
-async fn records_with_id(env: &common::Env, id: &str) -> Vec<Value> {
+async fn records_with_id(env: &Stack, id: &str) -> Vec<Value> {
     let found: Vec<Value> = env
         .audit_records()
         .await
@@ -58,7 +57,7 @@ fn assert_denied(records: &[Value], action: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_copy_names_no_granting_assignment() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let owner = env.app("owner");
     let reader = env.app("reader");
     env.assign(
@@ -67,8 +66,8 @@ async fn a_denied_copy_names_no_granting_assignment() {
         &env.account_scope,
     );
     env.assign(&reader.oid, "Storage Blob Data Reader", &env.account_scope);
-    env.settle().await;
-    let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let owner_token = env.token(&owner, STORAGE_SCOPE).await;
     env.create_container(&owner_token, "data").await;
     assert_eq!(
         env.put_blob("/data/src.bin", &owner_token, "source")
@@ -78,7 +77,7 @@ async fn a_denied_copy_names_no_granting_assignment() {
     );
 
     // The reader may read the source (allowed) but not write the destination.
-    let reader_token = env.token(&reader, common::STORAGE_SCOPE).await;
+    let reader_token = env.token(&reader, STORAGE_SCOPE).await;
     let resp = env
         .request(Method::PUT, "/data/dst.bin", Some(&reader_token))
         .header("x-ms-copy-source", format!("{}/data/src.bin", env.endpoint))
@@ -106,7 +105,7 @@ async fn a_denied_copy_names_no_granting_assignment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_operation_family_records_its_action_and_decision() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let writer = env.app("writer");
     let outsider = env.app("outsider");
     env.assign(
@@ -114,9 +113,9 @@ async fn each_operation_family_records_its_action_and_decision() {
         "Storage Blob Data Contributor",
         &env.account_scope,
     );
-    env.settle().await;
-    let t = env.token(&writer, common::STORAGE_SCOPE).await;
-    let nobody = env.token(&outsider, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let t = env.token(&writer, STORAGE_SCOPE).await;
+    let nobody = env.token(&outsider, STORAGE_SCOPE).await;
 
     // Containers.
     let resp = env

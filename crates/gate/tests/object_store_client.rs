@@ -1,8 +1,7 @@
 //! The Rust `object_store` crate's Azure backend, with a bearer token from the real
 //! authority, uploads, lists, reads ranges, copies and deletes through the gate.
 
-mod common;
-
+use entraflow_testkit::{STORAGE_SCOPE, Stack};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -13,8 +12,8 @@ use object_store::{
     WriteMultipart,
 };
 
-fn azure(env: &common::Env, container: &str, token: String) -> Arc<dyn ObjectStore> {
-    let ca = std::fs::read(env.dir.path().join("ca.pem")).unwrap();
+fn azure(env: &Stack, container: &str, token: String) -> Arc<dyn ObjectStore> {
+    let ca = std::fs::read(env.data_dir().join("ca.pem")).unwrap();
     let options = ClientOptions::new()
         .with_root_certificate(Certificate::from_pem(&ca).unwrap())
         .with_allow_http(false);
@@ -34,15 +33,15 @@ fn azure(env: &common::Env, container: &str, token: String) -> Arc<dyn ObjectSto
 
 #[tokio::test(flavor = "multi_thread")]
 async fn object_store_azure_backend_round_trip() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let app = env.app("trainer");
     env.assign(
         &app.oid,
         "Storage Blob Data Contributor",
         "/blobServices/default/containers/data",
     );
-    env.settle().await;
-    let token = env.token(&app, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let token = env.token(&app, STORAGE_SCOPE).await;
     env.create_container(&token, "data").await;
     let store = azure(&env, "data", token);
 
@@ -117,7 +116,7 @@ async fn object_store_azure_backend_round_trip() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn object_store_sees_permission_denied_without_a_role() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let owner = env.app("owner");
     env.assign(
         &owner.oid,
@@ -125,19 +124,15 @@ async fn object_store_sees_permission_denied_without_a_role() {
         "/blobServices/default/containers/data",
     );
     let stranger = env.app("stranger");
-    env.settle().await;
-    let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let owner_token = env.token(&owner, STORAGE_SCOPE).await;
     env.create_container(&owner_token, "data").await;
     azure(&env, "data", owner_token)
         .put(&Path::from("x"), PutPayload::from_static(b"x"))
         .await
         .unwrap();
 
-    let store = azure(
-        &env,
-        "data",
-        env.token(&stranger, common::STORAGE_SCOPE).await,
-    );
+    let store = azure(&env, "data", env.token(&stranger, STORAGE_SCOPE).await);
     let err = store.get(&Path::from("x")).await.unwrap_err();
     assert!(
         matches!(

@@ -1,10 +1,9 @@
 //! The Blob REST protocol as Azure speaks it, authentication failures, role checks
 //! and auditing, with raw HTTP requests against a real authority and gate.
 
-mod common;
-
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use entraflow_testkit::{STORAGE_SCOPE, Stack};
 use reqwest::Method;
 use serde_json::json;
 
@@ -19,9 +18,9 @@ fn error_code(resp: &reqwest::Response) -> String {
 }
 
 /// Claims of a v1 storage token of the authority's tenant, valid for an hour.
-fn claims(env: &common::Env, oid: &str) -> serde_json::Value {
+fn claims(env: &Stack, oid: &str) -> serde_json::Value {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let tid = &env.authority.tenant_id;
+    let tid = env.authority.tenant();
     json!({
         "aud": "https://storage.azure.com", "iss": format!("https://sts.windows.net/{tid}/"),
         "iat": now, "nbf": now, "exp": now + 3600, "tid": tid, "oid": oid, "sub": oid,
@@ -30,8 +29,8 @@ fn claims(env: &common::Env, oid: &str) -> serde_json::Value {
 }
 
 /// Signs `claims` with the authority's real active key.
-fn sign_with_authority(env: &common::Env, claims: &serde_json::Value) -> String {
-    let ring = env.authority.authority.store().load_key_ring().unwrap();
+fn sign_with_authority(env: &Stack, claims: &serde_json::Value) -> String {
+    let ring = env.authority.store().load_key_ring().unwrap();
     ring.active.sign_jwt(claims).unwrap()
 }
 
@@ -55,7 +54,7 @@ fn sign_with_stranger(header: serde_json::Value, claims: &serde_json::Value) -> 
     format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
-async fn auth_detail(env: &common::Env, token: &str) -> (u16, String, String) {
+async fn auth_detail(env: &Stack, token: &str) -> (u16, String, String) {
     let resp = env
         .request(Method::GET, "?comp=list", Some(token))
         .send()
@@ -68,7 +67,7 @@ async fn auth_detail(env: &common::Env, token: &str) -> (u16, String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unauthenticated_and_key_based_requests_are_refused_like_azure() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let resp = env
         .request(Method::GET, "/data?restype=container&comp=list", None)
         .header("x-ms-client-request-id", "client-42")
@@ -85,7 +84,8 @@ async fn unauthenticated_and_key_based_requests_are_refused_like_azure() {
         challenge,
         format!(
             "Bearer authorization_uri={}/{}/oauth2/authorize resource_id=https://storage.azure.com",
-            env.authority.authority_host, env.authority.tenant_id
+            env.authority.host(),
+            env.authority.tenant()
         )
     );
     assert!(!resp.headers()["x-ms-request-id"].is_empty());
@@ -103,10 +103,10 @@ async fn unauthenticated_and_key_based_requests_are_refused_like_azure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_expired_and_misdirected_tokens_get_precise_401s() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let app = env.app("job");
     env.assign(&app.oid, READER, &env.account_scope.clone());
-    env.settle().await;
+    env.wait_for_policy().await;
     let good = claims(&env, &app.oid);
 
     // The authority's key with valid claims passes (sanity check of the forging helper).
@@ -147,7 +147,7 @@ async fn forged_expired_and_misdirected_tokens_get_precise_401s() {
     assert!(body.contains("Issuer validation failed"), "{body}");
 
     // A key the issuer never published, even under a published kid.
-    let ring = env.authority.authority.store().load_key_ring().unwrap();
+    let ring = env.authority.store().load_key_ring().unwrap();
     let kid = ring.active.kid.clone();
     let (status, _, body) = auth_detail(
         &env,
@@ -205,10 +205,10 @@ async fn forged_expired_and_misdirected_tokens_get_precise_401s() {
 async fn a_key_removed_from_jwks_stops_validating() {
     // The default 5-minute throttle on unknown-kid refetches would make the new key
     // wait; this gate refetches on every unknown kid.
-    let env = common::start_with(|c| c.jwks_refresh_interval = std::time::Duration::ZERO).await;
+    let env = Stack::start_with(|c| c.jwks_refresh_interval = std::time::Duration::ZERO).await;
     let app = env.app("job");
     env.assign(&app.oid, READER, &env.account_scope.clone());
-    env.settle().await;
+    env.wait_for_policy().await;
     let old = sign_with_authority(&env, &claims(&env, &app.oid));
     assert_eq!(auth_detail(&env, &old).await.0, 200);
     assert_eq!(
@@ -218,7 +218,7 @@ async fn a_key_removed_from_jwks_stops_validating() {
     );
 
     // Rotate with no overlap: the old key leaves the JWKS at once.
-    env.authority.authority.store().rotate_keys(0, 0).unwrap();
+    env.authority.store().rotate_keys(0, 0).unwrap();
     let new = sign_with_authority(&env, &claims(&env, &app.oid));
     assert_eq!(
         auth_detail(&env, &new).await.0,
@@ -235,7 +235,7 @@ async fn a_key_removed_from_jwks_stops_validating() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_role_is_authorization_permission_mismatch_with_an_explanation() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let owner = env.app("owner");
     let job = env.app("job");
     env.assign(
@@ -245,11 +245,11 @@ async fn a_missing_role_is_authorization_permission_mismatch_with_an_explanation
     );
     // A reader on another container only.
     env.assign(&job.oid, READER, "/blobServices/default/containers/other");
-    env.settle().await;
-    let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let owner_token = env.token(&owner, STORAGE_SCOPE).await;
     env.create_container(&owner_token, "data").await;
 
-    let job_token = env.token(&job, common::STORAGE_SCOPE).await;
+    let job_token = env.token(&job, STORAGE_SCOPE).await;
     let resp = env
         .request(Method::GET, "/data/x.rec", Some(&job_token))
         .send()
@@ -276,8 +276,8 @@ async fn a_missing_role_is_authorization_permission_mismatch_with_an_explanation
     // Reading is not writing.
     let reader = env.app("reader");
     env.assign(&reader.oid, READER, "/blobServices/default/containers/data");
-    env.settle().await;
-    let reader_token = env.token(&reader, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let reader_token = env.token(&reader, STORAGE_SCOPE).await;
     let resp = env.put_blob("/data/new.rec", &reader_token, "x").await;
     assert_eq!(resp.status(), 403);
     assert!(
@@ -290,7 +290,7 @@ async fn a_missing_role_is_authorization_permission_mismatch_with_an_explanation
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conditions_scope_reads_to_a_path_prefix() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let owner = env.app("owner");
     let job = env.app("job");
     env.assign(
@@ -307,8 +307,8 @@ async fn conditions_scope_reads_to_a_path_prefix() {
         "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'} AND NOT SubOperationMatches{'Blob.List'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith 'train/'))".into(),
     );
     env.assign_with(new);
-    env.settle().await;
-    let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let owner_token = env.token(&owner, STORAGE_SCOPE).await;
     env.create_container(&owner_token, "data").await;
     for name in ["train/a.rec", "train-secret/b.rec"] {
         let resp = env
@@ -316,7 +316,7 @@ async fn conditions_scope_reads_to_a_path_prefix() {
             .await;
         assert_eq!(resp.status(), 201);
     }
-    let job_token = env.token(&job, common::STORAGE_SCOPE).await;
+    let job_token = env.token(&job, STORAGE_SCOPE).await;
     let ok = env
         .request(Method::GET, "/data/train/a.rec", Some(&job_token))
         .send()
@@ -340,15 +340,15 @@ async fn conditions_scope_reads_to_a_path_prefix() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let app = env.app("job");
     env.assign(
         &app.oid,
         CONTRIBUTOR,
         "/blobServices/default/containers/data",
     );
-    env.settle().await;
-    let token = env.token(&app, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let token = env.token(&app, STORAGE_SCOPE).await;
     env.create_container(&token, "data").await;
     let dup = env
         .request(Method::PUT, "/data?restype=container", Some(&token))
@@ -394,6 +394,7 @@ async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
 
     // Without x-ms-version Azure refuses bearer requests.
     let resp = env
+        .authority
         .http
         .get(format!("{}/data/dir/blob.bin", env.endpoint))
         .bearer_auth(&token)
@@ -561,11 +562,11 @@ async fn blobs_round_trip_with_azure_headers_ranges_and_conditions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn list_blobs_pages_and_groups_like_azure() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let app = env.app("job");
     env.assign(&app.oid, CONTRIBUTOR, &env.account_scope.clone());
-    env.settle().await;
-    let token = env.token(&app, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let token = env.token(&app, STORAGE_SCOPE).await;
     env.create_container(&token, "data").await;
     for name in [
         "a.txt",
@@ -659,15 +660,15 @@ async fn list_blobs_pages_and_groups_like_azure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn put_block_list_commits_atomically() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let app = env.app("job");
     env.assign(
         &app.oid,
         CONTRIBUTOR,
         "/blobServices/default/containers/data",
     );
-    env.settle().await;
-    let token = env.token(&app, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let token = env.token(&app, STORAGE_SCOPE).await;
     env.create_container(&token, "data").await;
     let put = |q: String, body: Vec<u8>| {
         let req = env
@@ -732,7 +733,7 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_is_audited_with_its_run_id() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let app = env.app("job");
     let stranger = env.app("stranger");
     env.assign(
@@ -740,8 +741,8 @@ async fn every_request_is_audited_with_its_run_id() {
         CONTRIBUTOR,
         "/blobServices/default/containers/data",
     );
-    env.settle().await;
-    let token = env.token(&app, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let token = env.token(&app, STORAGE_SCOPE).await;
     env.create_container(&token, "data").await;
     let run = "run-2026-11-26";
     let with_run = |m: Method, p: &str, t: Option<&str>| {
@@ -764,7 +765,7 @@ async fn every_request_is_audited_with_its_run_id() {
         .unwrap()
         .to_owned();
     assert_eq!(resp.bytes().await.unwrap().len(), 1000);
-    let stranger_token = env.token(&stranger, common::STORAGE_SCOPE).await;
+    let stranger_token = env.token(&stranger, STORAGE_SCOPE).await;
     assert_eq!(
         with_run(Method::GET, "/data/x.rec", Some(&stranger_token))
             .send()
@@ -844,13 +845,13 @@ async fn every_request_is_audited_with_its_run_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_kids_refetch_the_jwks_at_most_once_per_interval() {
-    let env = common::start().await;
+    let env = Stack::start().await;
     let app = env.app("job");
     env.assign(&app.oid, READER, &env.account_scope.clone());
-    env.settle().await;
+    env.wait_for_policy().await;
     let old = sign_with_authority(&env, &claims(&env, &app.oid));
     assert_eq!(auth_detail(&env, &old).await.0, 200);
-    env.authority.authority.store().rotate_keys(0, 0).unwrap();
+    env.authority.store().rotate_keys(0, 0).unwrap();
     // Within five minutes of the last fetch a new kid is not looked up again, so a
     // flood of tokens with random kids cannot hammer the issuer.
     let new = sign_with_authority(&env, &claims(&env, &app.oid));
@@ -863,7 +864,7 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_interval() {
 async fn a_role_assigned_to_a_group_grants_tokens_that_carry_the_group() {
     // The local authority, like Entra ID, puts no `groups` in Storage tokens, so the
     // token is minted here with the authority's own key and a `groups` claim.
-    let env = common::start().await;
+    let env = Stack::start().await;
     let owner = env.app("owner");
     env.assign(
         &owner.oid,
@@ -878,8 +879,8 @@ async fn a_role_assigned_to_a_group_grants_tokens_that_carry_the_group() {
     );
     by_group.principal_type = entraflow_rbac::PrincipalType::Group;
     env.assign_with(by_group);
-    env.settle().await;
-    let owner_token = env.token(&owner, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let owner_token = env.token(&owner, STORAGE_SCOPE).await;
     env.create_container(&owner_token, "data").await;
     let put = env.put_blob("/data/x", &owner_token, "x").await;
     assert_eq!(put.status(), 201);
@@ -916,19 +917,23 @@ async fn an_object_store_url_backend_keeps_blobs_under_its_path() {
     let root = blobs.path().join("tree");
     std::fs::create_dir_all(&root).unwrap();
     let url = format!("file://{}", root.display());
-    let env = common::start_with(|c| c.backend = entraflow_gate::Backend::Url(url)).await;
+    let env = Stack::start_with(|c| c.backend = entraflow_gate::Backend::Url(url)).await;
     let app = env.app("job");
     env.assign(
         &app.oid,
         CONTRIBUTOR,
         "/blobServices/default/containers/data",
     );
-    env.settle().await;
-    let token = env.token(&app, common::STORAGE_SCOPE).await;
+    env.wait_for_policy().await;
+    let token = env.token(&app, STORAGE_SCOPE).await;
     env.create_container(&token, "data").await;
     let put = env.put_blob("/data/a/b.rec", &token, "bytes").await;
     assert_eq!(put.status(), 201);
-    assert_eq!(std::fs::read(root.join("data/a/b.rec")).unwrap(), b"bytes");
+    // A file-system backend keeps each blob's file with the flat-namespace suffix.
+    assert_eq!(
+        std::fs::read(root.join("data/a/b.rec.$blob")).unwrap(),
+        b"bytes"
+    );
     let get = env
         .request(Method::GET, "/data/a/b.rec", Some(&token))
         .header("x-ms-range", "bytes=1-3")

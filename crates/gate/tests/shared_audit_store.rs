@@ -1,9 +1,8 @@
 //! Several gates sharing one PostgreSQL audit store: each writes its own chain, so
 //! instances never contend on one head, and every chain verifies.
 
-mod common;
-
 use entraflow_audit::{AnyStore, StoreUrl, VerifyOptions, verify_store};
+use entraflow_testkit::{STORAGE_SCOPE, Stack};
 
 fn postgres_url() -> Option<String> {
     match std::env::var("ENTRAFLOW_TEST_POSTGRES_URL") {
@@ -28,7 +27,7 @@ async fn two_gates_write_their_own_chains_into_one_postgres_store() {
     for instance in ["east", "west"] {
         let log_id = format!("entraflow/gate/{instance}-{run}");
         let (store, id) = (store_url.clone(), log_id.clone());
-        let env = common::start_with(move |config| {
+        let env = Stack::start_with(move |config| {
             config.audit_store = store;
             config.audit_log_id = id;
         })
@@ -39,8 +38,8 @@ async fn two_gates_write_their_own_chains_into_one_postgres_store() {
             "Storage Blob Data Contributor",
             &env.account_scope,
         );
-        env.settle().await;
-        let token = env.token(&app, common::STORAGE_SCOPE).await;
+        env.wait_for_policy().await;
+        let token = env.token(&app, STORAGE_SCOPE).await;
         env.create_container(&token, &format!("c-{instance}")).await;
         chains.push(log_id);
         gates.push(env);

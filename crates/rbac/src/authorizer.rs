@@ -236,6 +236,12 @@ impl Authorizer {
         &self.store
     }
 
+    /// The store generation ([`RbacStore::generation`]) that decisions are made with:
+    /// once it has reached the store's, every change stored before is in effect.
+    pub fn generation(&self) -> i64 {
+        self.current().generation
+    }
+
     /// Reloads the index if the store changed; returns whether it did.
     pub fn refresh(&self) -> Result<bool, Error> {
         let current = self.current().generation;

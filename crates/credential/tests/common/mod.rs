@@ -1,154 +1,11 @@
-//! A real authority on ephemeral loopback ports, started in-process, that tests can
-//! stop and start again on the same port and data directory.
+//! Helpers of the credential tests beyond the shared set-up (`entraflow_testkit`):
+//! refresh timing and a proxy that counts token requests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use entraflow_authority::{Lifetime, NewApplication, SecretExpiry, ServerConfig, ServerHandle};
-use entraflow_core::Secret;
-use entraflow_credential::{
-    AuthorityHost, ClientSecretCredential, CredentialOptions, RefreshPolicy,
-};
-
-pub struct Authority {
-    pub dir: tempfile::TempDir,
-    pub handle: Option<ServerHandle>,
-    pub port: u16,
-    pub imds_port: u16,
-    pub tenant: String,
-    pub ca_pem: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-/// A service principal with a secret.
-pub struct App {
-    pub app_id: String,
-    pub secret: String,
-}
-
-impl Authority {
-    pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut this = Self {
-            dir,
-            handle: None,
-            port: 0,
-            imds_port: 0,
-            tenant: String::new(),
-            ca_pem: String::new(),
-            stop: None,
-        };
-        this.restart().await;
-        this
-    }
-
-    /// Starts the server on the same ports and data directory as before.
-    pub async fn restart(&mut self) {
-        let mut config = ServerConfig::new(self.dir.path());
-        config.port = self.port;
-        config.imds_port = self.imds_port;
-        config.device_code_interval = 1;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = entraflow_authority::serve(config, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-        self.port = handle.https_addr.port();
-        self.imds_port = handle.imds_addr.port();
-        self.tenant = handle.tenant_id.clone();
-        self.ca_pem = handle.ca_pem.clone();
-        self.handle = Some(handle);
-        self.stop = Some(tx);
-    }
-
-    /// Stops the server and waits until its listeners are closed.
-    pub async fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.wait().await.unwrap();
-        }
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn host(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    pub fn imds_host(&self) -> String {
-        format!("http://127.0.0.1:{}", self.imds_port)
-    }
-
-    pub fn store(&self) -> &entraflow_authority::Store {
-        self.handle.as_ref().expect("running").authority.store()
-    }
-
-    /// Token lifetime of the tenant, seconds.
-    pub fn set_token_lifetime(&self, seconds: i64) {
-        self.store()
-            .set_token_lifetime(Lifetime {
-                min: seconds,
-                max: seconds,
-            })
-            .unwrap();
-    }
-
-    pub fn app(&self, name: &str) -> App {
-        let app = self
-            .store()
-            .create_application(&NewApplication {
-                display_name: name.into(),
-                ..Default::default()
-            })
-            .unwrap();
-        self.store().create_service_principal(&app.app_id).unwrap();
-        let secret = self
-            .store()
-            .reset_secret(&app.app_id, SecretExpiry::Years(1), false)
-            .unwrap();
-        App {
-            app_id: app.app_id,
-            secret: secret.password,
-        }
-    }
-
-    pub fn options(&self, refresh: RefreshPolicy) -> CredentialOptions {
-        self.options_at(&self.host(), refresh)
-    }
-
-    /// Options pointing at `host` (e.g. a proxy in front of the authority).
-    pub fn options_at(&self, host: &str, refresh: RefreshPolicy) -> CredentialOptions {
-        CredentialOptions {
-            authority: AuthorityHost::parse(host, false).unwrap(),
-            refresh,
-            extra_ca_pem: Some(self.ca_pem.clone()),
-        }
-    }
-
-    pub fn secret_credential(
-        &self,
-        app: &App,
-        options: CredentialOptions,
-    ) -> ClientSecretCredential {
-        ClientSecretCredential::new(
-            &self.tenant,
-            &app.app_id,
-            Secret::new(app.secret.clone()),
-            options,
-        )
-        .unwrap()
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
+use entraflow_credential::RefreshPolicy;
+use entraflow_testkit::Authority;
 
 /// A policy for second-long tokens: short backoff so retries happen within the test.
 pub fn fast_policy() -> RefreshPolicy {
@@ -157,8 +14,6 @@ pub fn fast_policy() -> RefreshPolicy {
         ..RefreshPolicy::default()
     }
 }
-
-pub const STORAGE: &str = "https://storage.azure.com/.default";
 
 pub fn unix_now_f64() -> f64 {
     std::time::SystemTime::now()
@@ -210,8 +65,8 @@ pub fn counting_proxy(authority: &Authority) -> CountingProxy {
         "https://127.0.0.1:{}",
         listener.local_addr().unwrap().port()
     );
-    let upstream = authority.host();
-    let client = entraflow_tls::https_client(Some(&authority.ca_pem)).unwrap();
+    let upstream = authority.host().to_owned();
+    let client = entraflow_tls::https_client(Some(authority.ca_pem())).unwrap();
     let token_requests = Arc::new(AtomicUsize::new(0));
     let counter = token_requests.clone();
     let app = axum::Router::new().fallback(
