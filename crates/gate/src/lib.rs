@@ -16,12 +16,16 @@
 //! `AuthorizationPermissionMismatch` with an explanation of which role is missing.
 //!
 //! Operations: List/Create/Delete Container, Get/Set Container properties and
-//! metadata, List Blobs (prefix, any delimiter, marker, maxresults, metadata),
-//! Get Blob (whole or `Range`/`x-ms-range`, 206/416, `If-Match`/`If-None-Match`),
-//! Get Blob Properties, Put Blob, Put Block + Put Block List (committed atomically),
-//! Set Blob Metadata, Copy Blob (within the gate; needs read on the source), Delete
-//! Blob, and Blob Batch deletes. Container metadata and blob properties live in the
-//! gate's SQLite `gate.db`; blob bytes only in the backend.
+//! metadata, Lease Container, List Blobs (prefix, any delimiter, marker,
+//! maxresults, metadata, tags), Get Blob (whole or `Range`/`x-ms-range`, 206/416,
+//! range MD5), Get Blob Properties, Put Blob, Put Block + Put Block List (committed
+//! atomically, reusing committed blocks), Get Block List, Set Blob Properties and
+//! Metadata, Lease Blob, Copy Blob (within the gate; needs read on the source) and
+//! Abort Copy, Delete Blob, Blob Batch deletes, Set/Get Blob Tags, Find Blobs by
+//! Tags and Get Account Information; `Content-MD5`/`x-ms-content-crc64` and every
+//! conditional header are honoured as Azure honours them. Container metadata and
+//! blob properties, block lists, leases and tags live in the gate's SQLite
+//! `gate.db` (a versioned schema); blob bytes only in the backend.
 //!
 //! Auditing: a non-streamed request's event (with final status and bytes) is
 //! durable before its response is sent; if the audit log cannot take it the

@@ -147,3 +147,97 @@ async fn object_store_sees_permission_denied_without_a_role() {
         "{err}"
     );
 }
+
+/// object_store's conditional writes and reads (`PutMode::Create`/`Update`,
+/// `copy_if_not_exists`, `If-None-Match`/`If-Match` on get) map onto the gate's
+/// conditional headers and come back as the errors object_store defines.
+#[tokio::test(flavor = "multi_thread")]
+async fn object_store_conditional_put_get_and_copy() {
+    use object_store::{GetOptions, PutMode, PutOptions, UpdateVersion};
+    let env = Stack::start().await;
+    let app = env.app("trainer");
+    env.assign(
+        &app.oid,
+        "Storage Blob Data Contributor",
+        "/blobServices/default/containers/cond",
+    );
+    env.wait_for_policy().await;
+    let token = env.token(&app, STORAGE_SCOPE).await;
+    env.create_container(&token, "cond").await;
+    let store = azure(&env, "cond", token);
+    let path = Path::from("model/latest.json");
+    let create = || PutOptions::from(PutMode::Create);
+
+    let first = store
+        .put_opts(&path, PutPayload::from_static(b"v1"), create())
+        .await
+        .unwrap();
+    match store
+        .put_opts(&path, PutPayload::from_static(b"v2"), create())
+        .await
+    {
+        Err(object_store::Error::AlreadyExists { .. }) => {}
+        other => panic!("a second create must fail: {other:?}"),
+    }
+    let update = |e_tag: Option<String>| {
+        PutOptions::from(PutMode::Update(UpdateVersion {
+            e_tag,
+            version: None,
+        }))
+    };
+    let second = store
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"v2"),
+            update(first.e_tag.clone()),
+        )
+        .await
+        .unwrap();
+    match store
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"v3"),
+            update(first.e_tag.clone()),
+        )
+        .await
+    {
+        Err(object_store::Error::Precondition { .. }) => {}
+        other => panic!("an update against a stale ETag must fail: {other:?}"),
+    }
+    let body = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&body[..], b"v2");
+
+    let not_modified = store
+        .get_opts(
+            &path,
+            GetOptions {
+                if_none_match: second.e_tag.clone(),
+                ..GetOptions::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(not_modified, Err(object_store::Error::NotModified { .. })),
+        "{not_modified:?}"
+    );
+    let stale = store
+        .get_opts(
+            &path,
+            GetOptions {
+                if_match: first.e_tag.clone(),
+                ..GetOptions::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(object_store::Error::Precondition { .. })),
+        "{stale:?}"
+    );
+
+    let copy = Path::from("model/copy.json");
+    store.copy_if_not_exists(&path, &copy).await.unwrap();
+    match store.copy_if_not_exists(&path, &copy).await {
+        Err(object_store::Error::AlreadyExists { .. }) => {}
+        other => panic!("copy_if_not_exists onto an existing blob must fail: {other:?}"),
+    }
+}
