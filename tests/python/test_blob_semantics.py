@@ -221,6 +221,51 @@ def test_the_async_client_gets_the_same_semantics(writer, authority, gate):
             started = await dst.start_copy_from_url(blob.url)
             assert started["copy_status"] == "success"
             assert (await dst.get_blob_properties()).copy.status == "success"
+            # Leases through the async lease client.
+            lease = await dst.acquire_lease(lease_duration=-1)
+            with pytest.raises(HttpResponseError) as missing:
+                await dst.delete_blob()
+            assert missing.value.error_code == "LeaseIdMissing"
+            await lease.release()
+            # Block lists and account information.
+            block_id = base64.b64encode(b"aio-0").decode()
+            await dst.stage_block(block_id, b"z" * 10)
+            await dst.commit_block_list([BlobBlock(block_id=block_id)])
+            committed, _ = await dst.get_block_list("committed")
+            assert [(b.id, b.size) for b in committed] == [(block_id, 10)]
+            info = await service.get_account_information()
+            assert info["account_kind"] == "StorageV2"
+
+    asyncio.run(run())
+
+
+def test_the_async_client_reads_and_writes_tags(owner, authority, gate):
+    """Tags need the Owner role; the async SDK with an owner's credential."""
+    _, container = owner
+
+    async def run():
+        app = authority.new_app(f"aio-tags-{uuid.uuid4().hex[:6]}")
+        secret = authority.new_secret(app["appId"])
+        gate.assign(app["spObjectId"], "Storage Blob Data Owner", gate.container_scope(container.container_name))
+        cred = AsyncClientSecretCredential(authority.tenant, app["appId"], secret, authority=authority.host,
+                                           disable_instance_discovery=True, connection_verify=authority.ca)
+        async with cred, AsyncBlobServiceClient(gate.endpoint, credential=cred,
+                                                connection_verify=authority.ca) as service:
+            blob = service.get_blob_client(container.container_name, "aio-tags/x.rec")
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    await blob.upload_blob(b"x", tags={"Project": "gamma"}, overwrite=True)
+                    break
+                except HttpResponseError as e:
+                    if e.error_code != "AuthorizationPermissionMismatch" or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+            assert await blob.get_blob_tags() == {"Project": "gamma"}
+            await blob.set_blob_tags({"Project": "delta"})
+            scoped = [b.name async for b in service.get_container_client(container.container_name)
+                      .find_blobs_by_tags("\"Project\" = 'delta'")]
+            assert scoped == ["aio-tags/x.rec"]
 
     asyncio.run(run())
 
