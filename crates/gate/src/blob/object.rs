@@ -169,12 +169,23 @@ pub(super) async fn set_metadata(
     blob: &str,
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
-    let store = access.store();
-    store.container(container)?;
-    check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
     let metadata = metadata(headers);
-    let info = store
-        .update_properties(container, blob, |p| p.metadata = metadata)
+    update(access, container, blob, headers, |p| p.metadata = metadata).await
+}
+
+/// A change to a blob's properties or metadata, after its lease and conditions.
+async fn update(
+    access: Access<'_>,
+    container: &str,
+    blob: &str,
+    headers: &HeaderMap,
+    change: impl FnOnce(&mut BlobProperties),
+) -> Result<Response, StorageError> {
+    access.store().container(container)?;
+    check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
+    let info = access
+        .store()
+        .update_properties(container, blob, change)
         .await?;
     let mut response = write_response(&info);
     *response.status_mut() = StatusCode::OK;
@@ -189,8 +200,6 @@ pub(super) async fn set_properties(
     blob: &str,
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
-    let store = access.store();
-    store.container(container)?;
     if header(headers, "x-ms-blob-content-length").is_some() {
         return Err(StorageError::invalid_header_value(
             "x-ms-blob-content-length",
@@ -201,17 +210,12 @@ pub(super) async fn set_properties(
             "only page blobs can be resized; the gate stores block blobs",
         ));
     }
-    check_write_conditions(&access, headers, container, blob, Subject::Resource).await?;
     let new = properties_from(headers, false)?;
-    let info = store
-        .update_properties(container, blob, |p| {
-            let metadata = std::mem::take(&mut p.metadata);
-            *p = BlobProperties { metadata, ..new };
-        })
-        .await?;
-    let mut response = write_response(&info);
-    *response.status_mut() = StatusCode::OK;
-    Ok(response)
+    update(access, container, blob, headers, |p| {
+        let metadata = std::mem::take(&mut p.metadata);
+        *p = BlobProperties { metadata, ..new };
+    })
+    .await
 }
 
 pub(super) async fn delete(
