@@ -71,6 +71,8 @@ pub enum AuthError {
     KeysUnavailable(String),
 }
 
+/// How often the JWKS is fetched again while no fetch has succeeded yet.
+const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
 /// Which issuers the gate trusts and what it demands of their tokens.
 #[derive(Debug, Clone)]
 pub struct VerifierConfig {
@@ -380,9 +382,14 @@ impl TokenVerifier {
             let fresh = s
                 .fetched_at
                 .is_some_and(|t| t.elapsed() < config.max_key_age);
-            let may_refetch = s
-                .last_attempt
-                .is_none_or(|t| t.elapsed() >= config.min_refresh_interval);
+            // Until a first fetch succeeds there are no keys to fall back on, so
+            // the issuer is asked again every second rather than every interval: a
+            // gate started while its authority is down recovers as soon as it is up.
+            let interval = match s.fetched_at {
+                Some(_) => config.min_refresh_interval,
+                None => FIRST_FETCH_RETRY.min(config.min_refresh_interval),
+            };
+            let may_refetch = s.last_attempt.is_none_or(|t| t.elapsed() >= interval);
             (
                 s.keys.get(kid).cloned(),
                 fresh,

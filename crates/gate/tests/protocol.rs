@@ -942,3 +942,45 @@ async fn an_object_store_url_backend_keeps_blobs_under_its_path() {
         .unwrap();
     assert_eq!(get.text().await.unwrap(), "yte");
 }
+
+/// Finding (hardening issue): a gate that started while its authority was down
+/// refused every valid token for 5 minutes after the authority came back, because
+/// the JWKS refetch throttle also applied before the first successful fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_gate_started_while_the_authority_is_down_recovers_when_it_is_back() {
+    let mut env = Stack::start().await;
+    let app = env.app("job");
+    env.assign(
+        &app.oid,
+        CONTRIBUTOR,
+        "/blobServices/default/containers/data",
+    );
+    env.wait_for_policy().await;
+    // Minted before the outage; the gate has fetched no keys yet.
+    let token = env.token(&app, STORAGE_SCOPE).await;
+    env.authority.stop().await;
+    let refused = env
+        .request(Method::PUT, "/data?restype=container", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    env.authority.restart().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = env
+            .request(Method::PUT, "/data?restype=container", Some(&token))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 201 {
+            break;
+        }
+        assert_eq!(resp.status(), 401, "{}", resp.text().await.unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate still refuses valid tokens after the authority came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
