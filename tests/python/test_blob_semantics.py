@@ -393,3 +393,38 @@ def test_a_blob_and_blobs_below_its_name_coexist(writer):
     assert [b.name for b in container.list_blobs(name_starts_with="flat/")] == ["flat/a", "flat/a/b"]
     walked = [b.name for b in container.walk_blobs(name_starts_with="flat/a/", delimiter="/")]
     assert walked == ["flat/a/b"]
+
+
+def test_batch_deletes_honour_leases_and_tag_conditions_are_refused_not_ignored(writer, owner):
+    """A batch part used to delete a leased blob without its lease id; x-ms-if-tags
+    was accepted and ignored. Both must do what Azure does, or refuse."""
+    container = writer["container"]
+    leased = container.get_blob_client("batch/leased.bin")
+    leased.upload_blob(b"keep")
+    lease = leased.acquire_lease(lease_duration=-1)
+    free = container.get_blob_client("batch/free.bin")
+    free.upload_blob(b"go")
+    results = list(container.delete_blobs("batch/leased.bin", "batch/free.bin", raise_on_any_failure=False))
+    assert [r.status_code for r in results] == [412, 202]
+    assert leased.exists() and not free.exists()
+    lease.release()
+
+    _, tagged = owner
+    blob = tagged.get_blob_client("iftags/x.rec")
+    blob.upload_blob(b"x", tags={"Project": "alpha"})
+    with pytest.raises(HttpResponseError) as refused:
+        blob.upload_blob(b"y", overwrite=True, if_tags_match_condition="\"Project\" = 'beta'")
+    assert (refused.value.status_code, refused.value.error_code) == (400, "UnsupportedHeader")
+    assert blob.download_blob().readall() == b"x", "nothing was written"
+
+
+def test_a_range_crc64_is_returned_when_asked(writer):
+    container = writer["container"]
+    blob = container.get_blob_client("crc/r.bin")
+    data = bytes(range(256)) * 64
+    blob.upload_blob(data)
+    headers = {}
+    blob.download_blob(offset=0, length=1000,
+                       headers={"x-ms-range-get-content-crc64": "true"},
+                       raw_response_hook=lambda r: headers.update(r.http_response.headers)).readall()
+    assert "x-ms-content-crc64" in {k.lower() for k in headers}

@@ -56,6 +56,26 @@ impl Conditions {
             ""
         };
         let name = |h: &str| format!("{prefix}{h}");
+        // Tag conditions are not evaluated yet: refused, never ignored, so that a
+        // write the caller made conditional cannot happen unconditionally.
+        let tags_header = if subject == Subject::CopySource {
+            "x-ms-source-if-tags"
+        } else {
+            "x-ms-if-tags"
+        };
+        if let Some(v) = headers.get(tags_header) {
+            return Err(StorageError::new(
+                StatusCode::BAD_REQUEST,
+                "UnsupportedHeader",
+                "One of the HTTP headers specified in the request is not supported.",
+            )
+            .detail("HeaderName", tags_header)
+            .detail("HeaderValue", v.to_str().unwrap_or_default())
+            .detail(
+                "Reason",
+                "the gate does not evaluate blob tag conditions (x-ms-if-tags) yet",
+            ));
+        }
         let tags = |h: &str| -> Option<Vec<String>> {
             let values: Vec<String> = headers
                 .get_all(name(h).as_str())
@@ -285,6 +305,23 @@ mod tests {
             write(&[("if-match", "\"0x2\"")], Subject::CopySource, true),
             None
         );
+    }
+
+    #[test]
+    fn tag_conditions_are_refused_rather_than_ignored() {
+        for (name, subject) in [
+            ("x-ms-if-tags", Subject::Resource),
+            ("x-ms-source-if-tags", Subject::CopySource),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, "\"Project\" = 'alpha'".parse().unwrap());
+            let err = Conditions::from_headers(&h, subject).unwrap_err();
+            assert_eq!(
+                (err.status.as_u16(), err.code),
+                (400, "UnsupportedHeader"),
+                "{name}"
+            );
+        }
     }
 
     #[test]

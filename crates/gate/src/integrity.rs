@@ -135,14 +135,13 @@ impl Digests {
     }
 }
 
-/// The MD5 of a whole (small) body, base64, as `Content-MD5` carries it.
-pub(crate) fn md5_base64(bytes: &[u8]) -> String {
-    B64.encode(Md5::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn md5_base64(bytes: &[u8]) -> String {
+        B64.encode(Md5::digest(bytes))
+    }
 
     fn sums(data: &[u8]) -> Sums {
         let mut d = Digests::default();

@@ -78,8 +78,7 @@ async fn delete(
         .await?;
     let request = super::rbac_request(state, Operation::DeleteBlob, &target, &Query::default())?;
     let access = guard.authorize::<StorageError>(request)?;
-    access.store().container(c)?;
-    access.store().delete_blob(c, b).await
+    super::object::remove(&access, c, b, &sub.headers).await
 }
 
 /// The part's answer, after its record is durable.

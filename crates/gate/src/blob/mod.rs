@@ -172,9 +172,6 @@ async fn serve(
         guard.authorize::<StorageError>(read)?;
     }
     let mut request = rbac_request(state, op, &target, &query)?;
-    if let Target::Blob(c, b) = &target {
-        request = request.with_resource_tags(state.tags_for_conditions(c, b));
-    }
     if matches!(
         op,
         Operation::PutBlob | Operation::PutBlockList | Operation::CopyBlob
@@ -253,7 +250,8 @@ fn check_version(headers: &HeaderMap) -> Result<(), StorageError> {
 }
 
 /// The RBAC question an operation on a target asks: its action at the blob's
-/// container (or the account), with the blob path and sub-operation conditions see.
+/// container (or the account), with the blob path, index tags and sub-operation
+/// conditions see.
 fn rbac_request(
     state: &GateState,
     op: Operation,
@@ -272,8 +270,12 @@ fn rbac_request(
         entraflow_rbac::ActionKind::Data => RbacRequest::data(action, scope),
         _ => RbacRequest::control(action, scope),
     };
-    if let Target::Blob(_, b) = target {
-        request = request.with_blob(b.clone());
+    if let Target::Blob(c, b) = target {
+        // Conditions may test the blob's index tags, so every blob decision (a
+        // copy's source read and batch parts too) carries them.
+        request = request
+            .with_blob(b.clone())
+            .with_resource_tags(state.tags_for_conditions(c, b));
     }
     if let Some(sub) = op.sub_operation() {
         request = request.with_sub_operation(sub);

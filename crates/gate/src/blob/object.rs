@@ -13,7 +13,7 @@ use super::{body_stream, empty, metadata, set_header, set_len, set_metadata_head
 use crate::conditions::{Conditions, Current, Subject};
 use crate::error::StorageError;
 use crate::guard::{Access, GateState, header};
-use crate::integrity::{Expected, md5_base64, parse_md5};
+use crate::integrity::{Digests, Expected, parse_md5};
 use crate::lease::{self, On};
 use crate::names::{self, Target};
 use crate::operation::Query;
@@ -21,8 +21,8 @@ use crate::store::{BlobInfo, BlobProperties};
 use crate::tags;
 use crate::xml::rfc1123;
 
-/// The largest range whose MD5 Get Blob returns (`x-ms-range-get-content-md5`).
-const MAX_RANGE_MD5: u64 = 4 * 1024 * 1024;
+/// The largest range whose checksum Get Blob returns (`x-ms-range-get-content-*`).
+const MAX_RANGE_CHECKSUM: u64 = 4 * 1024 * 1024;
 
 pub(super) async fn get(
     mut access: Access<'_>,
@@ -43,19 +43,28 @@ pub(super) async fn get(
         }
         Some((start, end)) => Some(start..end.map_or(info.size, |e| (e + 1).min(info.size))),
     };
-    let range_md5 = header(headers, "x-ms-range-get-content-md5") == Some("true");
-    if range_md5 {
+    // A range's own checksum (`x-ms-range-get-content-md5` / `-crc64: true`), at
+    // most 4 MiB, as Azure limits it.
+    let asked = |name: &str| header(headers, name) == Some("true");
+    let (range_md5, range_crc64) = (
+        asked("x-ms-range-get-content-md5"),
+        asked("x-ms-range-get-content-crc64"),
+    );
+    if range_md5 || range_crc64 {
+        let name = if range_md5 {
+            "x-ms-range-get-content-md5"
+        } else {
+            "x-ms-range-get-content-crc64"
+        };
         match &range {
-            Some(r) if r.end - r.start <= MAX_RANGE_MD5 => {}
+            _ if range_md5 && range_crc64 => {
+                return Err(StorageError::invalid_header_value(name, "true")
+                    .detail("Reason", "ask for a range's MD5 or its CRC-64, not both"));
+            }
+            Some(r) if r.end - r.start <= MAX_RANGE_CHECKSUM => {}
             _ => {
-                return Err(StorageError::new(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidHeaderValue",
-                    "The value for one of the HTTP headers is not in the correct format.",
-                )
-                .detail("HeaderName", "x-ms-range-get-content-md5")
-                .detail("HeaderValue", "true")
-                .detail("Reason", "a range MD5 needs a range of at most 4 MiB"));
+                return Err(StorageError::invalid_header_value(name, "true")
+                    .detail("Reason", "a range checksum needs a range of at most 4 MiB"));
             }
         }
     }
@@ -78,12 +87,13 @@ pub(super) async fn get(
     } else {
         StatusCode::OK
     };
-    // A range's own MD5 needs its bytes before the headers: at most 4 MiB, buffered.
-    let (body, range_md5) = if range_md5 {
+    // A range's checksum needs its bytes before the headers: at most 4 MiB, buffered.
+    let (body, range_sums) = if range_md5 || range_crc64 {
         let bytes: Vec<Bytes> = crate::store::body_stream(result).try_collect().await?;
-        let digest = md5_base64(&bytes.concat());
+        let mut digests = Digests::default();
+        bytes.iter().for_each(|b| digests.update(b));
         let stream = futures::stream::iter(bytes.into_iter().map(Ok)).boxed();
-        (stream, Some(digest))
+        (stream, Some(digests.sums()))
     } else {
         (crate::store::body_stream(result), None)
     };
@@ -92,8 +102,10 @@ pub(super) async fn get(
     *response.status_mut() = status;
     let h = response.headers_mut();
     blob_headers(h, &info, range.is_none());
-    if let Some(md5) = range_md5 {
-        set_header(h, "content-md5", &md5);
+    match range_sums {
+        Some(sums) if range_md5 => set_header(h, "content-md5", &sums.md5_base64()),
+        Some(sums) => set_header(h, "x-ms-content-crc64", &sums.crc64_base64()),
+        None => {}
     }
     if range.is_some() {
         set_header(
@@ -224,15 +236,26 @@ pub(super) async fn delete(
     blob: &str,
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
+    remove(&access, container, blob, headers).await?;
+    let mut response = empty(StatusCode::ACCEPTED);
+    set_header(response.headers_mut(), "x-ms-delete-type-permanent", "true");
+    Ok(response)
+}
+
+/// Deletes a blob after its lease and conditions (Delete Blob, and each Delete
+/// Blob part of a batch with that part's own headers).
+pub(super) async fn remove(
+    access: &Access<'_>,
+    container: &str,
+    blob: &str,
+    headers: &HeaderMap,
+) -> Result<(), StorageError> {
     let store = access.store();
     store.container(container)?;
     let info = store.blob_info(container, blob).await?;
     check_lease(&info, headers, true)?;
     Conditions::from_headers(headers, Subject::Resource)?.check_write(Some(current(&info)))?;
-    store.delete_blob(container, blob).await?;
-    let mut response = empty(StatusCode::ACCEPTED);
-    set_header(response.headers_mut(), "x-ms-delete-type-permanent", "true");
-    Ok(response)
+    store.delete_blob(container, blob).await
 }
 
 /// Copy Blob within the gate. It completes before the answer, so the destination
