@@ -130,9 +130,7 @@ pub(super) async fn properties(
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
     let store = access.store();
-    store.container(container)?;
-    let info = store.blob_info(container, blob).await?;
-    check_lease(&info, headers, false)?;
+    let info = existing(store, container, blob, headers, false).await?;
     Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let mut response = empty(StatusCode::OK);
     blob_headers(response.headers_mut(), &info, true);
@@ -251,9 +249,7 @@ pub(super) async fn remove(
     headers: &HeaderMap,
 ) -> Result<(), StorageError> {
     let store = access.store();
-    store.container(container)?;
-    let info = store.blob_info(container, blob).await?;
-    check_lease(&info, headers, true)?;
+    let info = existing(store, container, blob, headers, true).await?;
     Conditions::from_headers(headers, Subject::Resource)?.check_write(Some(current(&info)))?;
     store.delete_blob(container, blob).await
 }
@@ -336,9 +332,7 @@ pub(super) async fn abort_copy(
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
     let store = access.store();
-    store.container(container)?;
-    let info = store.blob_info(container, blob).await?;
-    check_lease(&info, headers, true)?;
+    let info = existing(store, container, blob, headers, true).await?;
     let given = query.get("copyid").unwrap_or_default();
     match &info.copy {
         Some(copy) if copy.id != given => Err(StorageError::new(
@@ -373,9 +367,7 @@ pub(super) async fn get_tags(
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
     let store = access.store();
-    store.container(container)?;
-    let info = store.blob_info(container, blob).await?;
-    check_lease(&info, headers, false)?;
+    let info = existing(store, container, blob, headers, false).await?;
     let mut response = Response::new(Body::from(tags::to_xml(&info.tags)));
     set_header(response.headers_mut(), "content-type", "application/xml");
     Ok(response)
@@ -391,10 +383,8 @@ pub(super) async fn set_tags(
     body: Body,
 ) -> Result<Response, StorageError> {
     let store = access.store();
-    store.container(container)?;
-    let info = store.blob_info(container, blob).await?;
     // A lease id is optional here; one that is sent must match.
-    check_lease(&info, headers, false)?;
+    existing(store, container, blob, headers, false).await?;
     let xml = super::read_small_body(body).await?;
     let tags = tags::parse_xml(&xml)?;
     store.set_tags(container, blob, &tags)?;
@@ -448,6 +438,21 @@ pub(super) async fn check_write_conditions(
         lease::check(None, headers, true, On::Blob, OffsetDateTime::now_utc())?;
     }
     conditions.check_write(info.as_ref().map(current))
+}
+
+/// An existing blob of an existing container, after its lease has been held
+/// against the request's `x-ms-lease-id` (`write`: a held lease needs it).
+async fn existing(
+    store: &crate::store::BlobStore,
+    container: &str,
+    blob: &str,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<BlobInfo, StorageError> {
+    store.container(container)?;
+    let info = store.blob_info(container, blob).await?;
+    check_lease(&info, headers, write)?;
+    Ok(info)
 }
 
 /// The blob's lease against the request's `x-ms-lease-id`.
