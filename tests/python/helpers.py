@@ -11,6 +11,7 @@ import uuid
 
 import jwt
 import requests
+from azure.core.exceptions import HttpResponseError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -102,3 +103,18 @@ def verify_token(authority, token: str, audience: str, issuer: str) -> dict:
 
 def v1_issuer(tenant: str) -> str:
     return f"https://sts.windows.net/{tenant}/"
+
+
+def allowed_soon(check, what: str, timeout: float = 10.0):
+    """Retries `check` while the gate answers 403, until it has picked up a role
+    change (it re-reads the role store within 500 ms); never a fixed sleep. Works for
+    azure-storage-blob calls and for `requests` calls that `raise_for_status()`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (HttpResponseError, requests.HTTPError) as e:
+            status = e.status_code if isinstance(e, HttpResponseError) else e.response.status_code
+            if status != 403 or time.monotonic() > deadline:
+                raise AssertionError(f"{what}: {e}") from e
+            time.sleep(0.05)

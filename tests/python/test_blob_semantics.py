@@ -26,18 +26,7 @@ from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCreden
 from azure.storage.blob import BlobBlock, BlobServiceClient, BlockState, ContentSettings
 from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
-
-def allowed_soon(check, what: str, timeout: float = 10.0):
-    """Retries `check` until the gate has picked up a role change (it re-reads the
-    role store within 500 ms); never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except HttpResponseError as e:
-            if e.error_code != "AuthorizationPermissionMismatch" or time.monotonic() > deadline:
-                raise AssertionError(f"{what}: {e}") from e
-            time.sleep(0.05)
+from helpers import allowed_soon
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from azure.storage.blob import BlobServiceClient
 
 from entraflow.fsspec import EntraflowFileSystem
 from entraflow.identity import ClientSecretCredential
+from helpers import allowed_soon
 
 RUN_ID = "pytest-fsspec-" + uuid.uuid4().hex[:8]
 
@@ -56,10 +57,9 @@ class Storage:
         self.trainer = Principal(authority, "fsspec-trainer")
         gate.assign(self.trainer.oid, "Storage Blob Data Contributor", gate.scope)
         self.stranger = Principal(authority, "fsspec-no-role")
-        time.sleep(1.2)  # the gate re-reads role assignments every 500 ms
         service = BlobServiceClient(gate.endpoint, credential=self.trainer.credential(),
                                     connection_verify=authority.ca)
-        self.blobs = service.create_container(self.container)
+        self.blobs = allowed_soon(lambda: service.create_container(self.container), "create the container")
 
     def path(self, name: str = "") -> str:
         """fsspec's form: account/container/name."""

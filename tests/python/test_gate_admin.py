@@ -6,7 +6,6 @@ once, and the refusals come back in ARM's error shape.
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -14,6 +13,8 @@ import requests
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.storage.blob import BlobServiceClient
+
+from helpers import allowed_soon
 
 ARM = "https://management.azure.com/.default"
 STORAGE = "https://storage.azure.com/.default"
@@ -40,7 +41,13 @@ def owner(authority, gate):
     # Bootstrap: the first Owner is made with the CLI on the data directory.
     gate.assign(oid, "Owner", gate.scope)
     gate.assign(oid, "Storage Blob Data Contributor", gate.scope)
-    time.sleep(1)  # the gate notices CLI changes within 500 ms
+    # The gate notices CLI changes within 500 ms: wait until both roles apply.
+    def arm_read():
+        headers = {"Authorization": f"Bearer {cred.get_token(ARM).token}"}
+        requests.get(arm_url(gate, gate.scope, "roleAssignments"), headers=headers, timeout=30).raise_for_status()
+    allowed_soon(arm_read, "the owner reads role assignments")
+    allowed_soon(lambda: list(BlobServiceClient(gate.endpoint, credential=cred).list_containers()),
+                 "the owner lists containers")
     return oid, cred
 
 

@@ -21,6 +21,7 @@ from azure.storage.blob import BlobServiceClient
 
 from conftest import BIN
 from conftest import parse_env_file as read_env
+from helpers import allowed_soon
 
 
 class Local:
@@ -51,8 +52,6 @@ class Local:
         if role:
             self.cli("role", "assignment", "create", "--assignee", sp["id"], "--role", role,
                      "--scope", self.env["ENTRAFLOW_STORAGE_SCOPE"])
-            # The gate picks up assignment changes within 500 ms (Azure: minutes).
-            time.sleep(1)
         return ClientSecretCredential(self.env["AZURE_TENANT_ID"], app["appId"], secret,
                                       authority=self.env["AZURE_AUTHORITY_HOST"],
                                       disable_instance_discovery=True)
@@ -84,7 +83,8 @@ def local(tmp_path_factory):
 
 def test_upload_list_ranged_download_copy_delete(local):
     svc = local.service(local.principal("trainer", "Storage Blob Data Contributor"))
-    container = svc.create_container("t" + uuid.uuid4().hex[:8], metadata={"team": "ml"})
+    container = allowed_soon(lambda: svc.create_container("t" + uuid.uuid4().hex[:8], metadata={"team": "ml"}),
+                             "create a container once the role applies")
     assert container.get_container_properties().metadata == {"team": "ml"}
     with pytest.raises(ResourceExistsError):
         svc.create_container(container.container_name)
@@ -123,7 +123,7 @@ def test_upload_list_ranged_download_copy_delete(local):
 
 def test_a_principal_without_a_role_gets_authorization_permission_mismatch(local):
     owner = local.service(local.principal("owner", "Storage Blob Data Owner"))
-    container = owner.create_container("d" + uuid.uuid4().hex[:8])
+    container = allowed_soon(lambda: owner.create_container("d" + uuid.uuid4().hex[:8]), "create a container")
     container.upload_blob("x.rec", b"secret")
     stranger = local.service(local.principal("stranger", None))
     with pytest.raises(HttpResponseError) as denied:

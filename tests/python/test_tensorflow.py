@@ -31,6 +31,7 @@ from azure.identity import ClientSecretCredential
 from azure.storage.blob import BlobServiceClient
 
 from conftest import BIN, REPO, Server
+from helpers import allowed_soon
 
 PLUGIN = os.environ.get("ENTRAFLOW_TFPLUGIN", str(REPO / "target" / "debug" / "libentraflow_tfplugin.so"))
 SHARDS = 4
@@ -121,9 +122,8 @@ class Storage:
              "--assignee", self.trainer.oid, "--role", "Storage Blob Data Contributor", "--scope", account_scope],
             check=True, capture_output=True,
         )
-        time.sleep(1.2)  # the gate re-reads role assignments every 500 ms
         self.service = BlobServiceClient(self.endpoint, credential=self.trainer.credential())
-        self.blobs = self.service.create_container(self.container)
+        self.blobs = allowed_soon(lambda: self.service.create_container(self.container), "create the container")
         for shard in range(SHARDS):
             self.blobs.upload_blob(f"train/shard-{shard:05d}.tfrecord", shard_bytes(shard))
         self.blobs.upload_blob("train/README", b"not a shard")

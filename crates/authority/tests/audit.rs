@@ -3,26 +3,11 @@
 //! store verifies; admin changes land on their own chain.
 
 use entraflow_audit::store::StoreBackend as _;
-use entraflow_audit::{
-    AnyStore, EventType, Filter, NoteVerifier, Record, StoreUrl, VerifyOptions, verify_store,
-};
+use entraflow_audit::{AnyStore, EventType, NoteVerifier, StoreUrl, VerifyOptions, verify_store};
 use entraflow_authority::{
     ADMIN_LOG_ID, AUDIT_LOG_ID, AdminAudit, NewApplication, SecretExpiry, Store,
 };
-use entraflow_testkit::Authority;
-
-async fn records(dir: &std::path::Path, log_id: &str) -> Vec<Record> {
-    let store = AnyStore::open(&StoreUrl::default_for(dir)).await.unwrap();
-    let filter = Filter {
-        log_id: Some(log_id.to_owned()),
-        ..Filter::default()
-    };
-    let mut rows = store.query(&filter, None, 1000).await.unwrap();
-    rows.sort_by_key(|r| r.seq);
-    rows.iter()
-        .map(|r| Record::parse(r.record.as_bytes()).unwrap())
-        .collect()
-}
+use entraflow_testkit::{Authority, audit_chain};
 
 async fn verify(dir: &std::path::Path) -> entraflow_audit::VerifyReport {
     let key =
@@ -139,7 +124,7 @@ async fn every_token_decision_is_one_durable_event_without_token_material() {
     assert_eq!(resp.status().as_u16(), 400);
 
     // Durable before the answer: the events are in the store already.
-    let events = records(s.data_dir(), AUDIT_LOG_ID).await;
+    let events = audit_chain(s.data_dir(), AUDIT_LOG_ID).await;
     let types: Vec<&EventType> = events.iter().map(|r| &r.event.event_type).collect();
     assert_eq!(
         types,
@@ -295,7 +280,7 @@ async fn admin_changes_are_recorded_on_their_own_chain() {
     assert_eq!(audit.record(&store, "ad app list").await.unwrap(), 0);
     audit.close().await.unwrap();
 
-    let events = records(dir.path(), ADMIN_LOG_ID).await;
+    let events = audit_chain(dir.path(), ADMIN_LOG_ID).await;
     assert_eq!(events.len(), 2);
     let reset = &events[1].event;
     assert_eq!(reset.event_type, EventType::AdminChange);
@@ -330,7 +315,7 @@ async fn concurrent_admin_commands_share_the_admin_chain() {
     }
     first.close().await.unwrap();
     second.close().await.unwrap();
-    assert_eq!(records(dir.path(), ADMIN_LOG_ID).await.len(), 3);
+    assert_eq!(audit_chain(dir.path(), ADMIN_LOG_ID).await.len(), 3);
     let report = verify(dir.path()).await;
     assert!(report.is_ok(), "{:?}", report.problems);
 }

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use entraflow_audit::store::StoreBackend as _;
-use entraflow_audit::{AnyStore, EventType, Filter, Record, StoreUrl};
-use entraflow_authority::{AUDIT_LOG_ID, NewApplication, SecretExpiry, ServerConfig, ServerHandle};
+use entraflow_audit::{EventType, Record};
+use entraflow_authority::{AUDIT_LOG_ID, NewApplication, SecretExpiry};
+use entraflow_testkit::Authority;
 use serde_json::Value;
 
 const STORAGE_SCOPE: &str = "https://storage.azure.com/.default offline_access openid profile";
@@ -18,36 +18,18 @@ const PASSWORD: &str = "correct horse battery";
 /// Where the app listens: any port matches the registered `http://localhost`.
 const LOOPBACK: &str = "http://localhost:53124";
 
-/// A real authority on ephemeral ports; stops when dropped.
+/// The test kit's authority, and a client that acts as the browser.
 struct Server {
-    handle: ServerHandle,
+    kit: Authority,
     /// Does not follow redirects: the tests read `Location` themselves.
     http: reqwest::Client,
-    dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::new(dir.path());
-    config.port = 0;
-    config.imds_port = 0;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = entraflow_authority::serve(config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(handle.ca_pem.as_bytes()).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let kit = Authority::start().await;
     Server {
-        handle,
-        http,
-        dir,
-        _stop: stop,
+        http: kit.browser(),
+        kit,
     }
 }
 
@@ -131,15 +113,15 @@ impl Flow {
 
 impl Server {
     fn tenant(&self) -> &str {
-        &self.handle.tenant_id
+        self.kit.tenant()
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.handle.authority_host)
+        self.kit.url(path)
     }
 
     fn store(&self) -> &entraflow_authority::Store {
-        self.handle.authority.store()
+        self.kit.store()
     }
 
     /// A desktop app registered with `http://localhost` (public client).
@@ -197,14 +179,7 @@ impl Server {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(self.url(&format!("/{}/oauth2/v2.0/token", self.tenant())))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap())
+        self.kit.token_v2(form).await
     }
 
     async fn redeem(&self, flow: &Flow, code: &str) -> (u16, Value) {
@@ -219,43 +194,15 @@ impl Server {
         .await
     }
 
-    /// Verifies `token` against the published JWKS and returns its claims.
     async fn verify(&self, token: &str) -> Value {
-        let jwks: Value = self
-            .http
-            .get(self.url(&format!("/{}/discovery/v2.0/keys", self.tenant())))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
-        let header = jsonwebtoken::decode_header(token).unwrap();
-        let key =
-            jsonwebtoken::DecodingKey::from_jwk(set.find(&header.kid.unwrap()).unwrap()).unwrap();
-        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-        v.validate_aud = false;
-        jsonwebtoken::decode::<Value>(token, &key, &v)
-            .unwrap()
-            .claims
+        self.kit.verify(token).await
     }
 
     /// The authority chain's records of `event_type`, in order.
     async fn audited(&self, event_type: EventType) -> Vec<Record> {
-        let store = AnyStore::open(&StoreUrl::default_for(self.dir.path()))
-            .await
-            .unwrap();
-        let filter = Filter {
-            log_id: Some(AUDIT_LOG_ID.to_owned()),
-            ..Filter::default()
-        };
-        let mut rows = store.query(&filter, None, 1000).await.unwrap();
-        rows.sort_by_key(|r| r.seq);
-        rows.iter()
-            .map(|r| Record::parse(r.record.as_bytes()).unwrap())
-            .filter(|r| r.event.event_type == event_type)
-            .collect()
+        let mut records = self.kit.audit_chain(AUDIT_LOG_ID).await;
+        records.retain(|r| r.event.event_type == event_type);
+        records
     }
 }
 
@@ -388,7 +335,7 @@ async fn a_code_is_single_use_bound_to_its_verifier_and_redirect_and_expires() {
     // Expired: codes live ten minutes; age this one in the database.
     let flow = Flow::new(&app);
     let code = s.code(&flow, "bob@entraflow.local").await["code"].clone();
-    rusqlite::Connection::open(s.dir.path().join(entraflow_authority::DB_FILE))
+    rusqlite::Connection::open(s.kit.data_dir().join(entraflow_authority::DB_FILE))
         .unwrap()
         .execute("UPDATE authorization_codes SET expires_at = 0", [])
         .unwrap();
@@ -863,7 +810,7 @@ async fn every_endpoint_the_discovery_documents_name_answers() {
             .collect();
         assert!(urls.len() >= 5, "{doc}: {urls:?}");
         for (name, url) in urls {
-            assert!(url.starts_with(&s.handle.authority_host), "{name} = {url}");
+            assert!(url.starts_with(&s.kit.host()), "{name} = {url}");
             // Token and device-code endpoints take POSTs; the rest GETs.
             let resp = if name.contains("token") || name.contains("device") {
                 s.http.post(url).form(&[("x", "y")]).send().await.unwrap()

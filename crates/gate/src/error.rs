@@ -4,8 +4,6 @@
 use axum::http::{HeaderValue, StatusCode};
 use thiserror::Error;
 
-use crate::xml::escape;
-
 /// Why the gate could not start or could not reach its collaborators.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -101,18 +99,12 @@ impl StorageError {
 
     /// The XML body; `request_id` and `time` go into the message as Azure does.
     pub fn body(&self, request_id: &str) -> String {
-        let mut xml = format!(
-            "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}\nRequestId:{}\nTime:{}</Message>",
-            self.code,
-            escape(&self.message),
-            request_id,
-            crate::xml::iso8601_now(),
+        let message = format!(
+            "{}\nRequestId:{request_id}\nTime:{}",
+            self.message,
+            crate::xml::iso8601_now()
         );
-        for (element, text) in &self.details {
-            xml.push_str(&format!("<{element}>{}</{element}>", escape(text)));
-        }
-        xml.push_str("</Error>");
-        xml
+        crate::xml::error(self.code, &message, &self.details)
     }
 
     /// Builds the response (common headers are added by the server layer).

@@ -598,7 +598,7 @@ async fn list_blobs_pages_and_groups_like_azure() {
         .collect();
     assert_eq!(names, ["a.txt", "train-secret/", "train/", "val/"]);
     assert!(xml.contains("<BlobPrefix><Name>train/</Name></BlobPrefix>"));
-    assert!(xml.contains("<NextMarker />"));
+    assert!(xml.contains("<NextMarker/>"));
     assert!(
         xml.contains(&format!(
             "ServiceEndpoint=\"{}/\" ContainerName=\"data\"",

@@ -153,6 +153,21 @@ impl Authority {
         format!("{}{path}", self.authority_host)
     }
 
+    /// An HTTPS client that, like a test acting as the browser, does not follow
+    /// redirects, so the `Location` of a sign-in can be read.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(self.ca_pem.as_bytes()).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// The records of one audit chain (`log_id`) in the data directory, in order.
+    pub async fn audit_chain(&self, log_id: &str) -> Vec<entraflow_audit::Record> {
+        crate::audit_chain(self.data_dir(), log_id).await
+    }
+
     /// Sets the tenant's token lifetime, in seconds.
     pub fn set_token_lifetime(&self, seconds: i64) {
         self.store()

@@ -29,3 +29,20 @@ pub use stack::{Stack, X_MS_VERSION};
 
 /// The scope a Storage token is requested for.
 pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
+/// The records of one audit chain (`log_id`) in the store of data directory `dir`,
+/// in order.
+pub async fn audit_chain(dir: &std::path::Path, log_id: &str) -> Vec<entraflow_audit::Record> {
+    use entraflow_audit::StoreBackend as _;
+    let url = entraflow_audit::StoreUrl::default_for(dir);
+    let store = entraflow_audit::AnyStore::open(&url).await.unwrap();
+    let filter = entraflow_audit::Filter {
+        log_id: Some(log_id.to_owned()),
+        ..entraflow_audit::Filter::default()
+    };
+    let mut rows = store.query(&filter, None, 10_000).await.unwrap();
+    rows.sort_by_key(|r| r.seq);
+    rows.iter()
+        .map(|r| entraflow_audit::Record::parse(r.record.as_bytes()).unwrap())
+        .collect()
+}

@@ -368,7 +368,7 @@ pub(super) async fn get_tags(
 ) -> Result<Response, StorageError> {
     let store = access.store();
     let info = existing(store, container, blob, headers, false).await?;
-    let mut response = Response::new(Body::from(tags::to_xml(&info.tags)));
+    let mut response = Response::new(Body::from(crate::xml::tags_document(&info.tags)));
     set_header(response.headers_mut(), "content-type", "application/xml");
     Ok(response)
 }
