@@ -269,3 +269,122 @@ async fn each_operation_family_records_its_action_and_decision() {
         assert_denied(&records, &action);
     }
 }
+
+const TAGS_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read";
+const TAGS_WRITE: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write";
+const FILTER: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_leases_tags_and_block_lists_record_their_action_and_decision() {
+    let env = Stack::start().await;
+    let owner = env.app("owner");
+    let outsider = env.app("outsider");
+    env.assign(&owner.oid, "Storage Blob Data Owner", &env.account_scope);
+    env.wait_for_policy().await;
+    let t = env.token(&owner, STORAGE_SCOPE).await;
+    let nobody = env.token(&outsider, STORAGE_SCOPE).await;
+    env.create_container(&t, "more").await;
+    assert_eq!(env.put_blob("/more/a.bin", &t, "abc").await.status(), 201);
+
+    // (method, path, extra headers, body, expected status, event type, action)
+    let cases: [(Method, &str, &[(&str, &str)], &str, u16, &str, &str); 10] = [
+        (Method::HEAD, "/more/a.bin", &[], "", 200, "blob.read", READ),
+        (
+            Method::PUT,
+            "/more/a.bin?comp=properties",
+            &[("x-ms-blob-content-type", "text/plain")],
+            "",
+            200,
+            "blob.write",
+            WRITE,
+        ),
+        (
+            Method::PUT,
+            "/more/a.bin?comp=metadata",
+            &[("x-ms-meta-team", "ml")],
+            "",
+            200,
+            "blob.write",
+            WRITE,
+        ),
+        (
+            Method::PUT,
+            "/more/a.bin?comp=lease",
+            &[("x-ms-lease-action", "acquire"), ("x-ms-lease-duration", "-1")],
+            "",
+            201,
+            "blob.write",
+            WRITE,
+        ),
+        (
+            Method::PUT,
+            "/more?restype=container&comp=lease",
+            &[("x-ms-lease-action", "acquire"), ("x-ms-lease-duration", "15")],
+            "",
+            201,
+            "container.create",
+            CONTAINER_WRITE,
+        ),
+        (
+            Method::PUT,
+            "/more/b.bin?comp=tags",
+            &[],
+            "<Tags><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tags>",
+            404,
+            "",
+            TAGS_WRITE,
+        ),
+        (Method::GET, "/more/a.bin?comp=tags", &[], "", 200, "blob.read", TAGS_READ),
+        (
+            Method::GET,
+            "/?comp=blobs&where=%22k%22%3D%27v%27",
+            &[],
+            "",
+            200,
+            "blob.list",
+            FILTER,
+        ),
+        (
+            Method::GET,
+            "/more/a.bin?comp=blocklist&blocklisttype=all",
+            &[],
+            "",
+            200,
+            "blob.read",
+            READ,
+        ),
+        (
+            Method::GET,
+            "/more/a.bin?restype=account&comp=properties",
+            &[],
+            "",
+            200,
+            "account.read",
+            READ,
+        ),
+    ];
+    for (method, path, headers, body, status, event_type, action) in cases {
+        for (token, allowed) in [(&t, true), (&nobody, false)] {
+            let mut req = env.request(method.clone(), path, Some(token));
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            let resp = req.body(body.to_owned()).send().await.unwrap();
+            let records = records_of(&env, &resp).await;
+            if !allowed {
+                assert_eq!(resp.status(), 403, "{method} {path}");
+                assert_denied(&records, action);
+            } else if status == 404 {
+                // Allowed, then not found: the record names the grant and the 404.
+                assert_eq!(resp.status(), 404, "{method} {path}");
+                assert_eq!(records[0]["action"], action, "{method} {path}");
+                assert_eq!(records[0]["decision"], "allow", "{method} {path}");
+                assert_eq!(records[0]["status"], 404, "{method} {path}");
+            } else {
+                assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+                assert_allowed(&records, event_type, action);
+            }
+        }
+    }
+}
