@@ -422,12 +422,11 @@ impl Authority {
         if let Some((oid, _)) = &user {
             decision.principal = Some(oid.clone());
         }
-        let Some((user_id, Some(hash))) = user else {
-            return Err(wrong_password());
+        let stored = user.as_ref().and_then(|(_, hash)| hash.as_deref());
+        self.check_password(upn, stored, password, decision.source_ip())?;
+        let Some((user_id, _)) = user else {
+            return Err(crate::authority::wrong_password());
         };
-        if !crate::password::verify(password, &hash) {
-            return Err(wrong_password());
-        }
         let code = random_token();
         let at = now();
         let conn = self.store.conn();
@@ -596,13 +595,6 @@ impl Authority {
             decision,
         )
     }
-}
-
-fn wrong_password() -> OAuthError {
-    OAuthError::new(
-        Aadsts::InvalidUserNameOrPassword,
-        "Error validating credentials due to invalid username or password. A user without a password cannot sign in here; give one with `entraflow ad user create --password-stdin`.",
-    )
 }
 
 #[cfg(test)]

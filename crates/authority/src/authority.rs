@@ -18,6 +18,7 @@ use crate::error::{AuthorityError, OAuthError};
 use crate::federation::{self, IssuerKeyCache};
 use crate::issue::{self, EndpointVersion, Principal};
 use crate::keys::{KeyRing, SigningKey};
+use crate::lockout::{Locked, Lockout, LockoutPolicy, Subject, subjects};
 use crate::resource::Resource;
 use crate::secrets;
 use crate::store::{Store, Tenant, now};
@@ -193,12 +194,15 @@ impl TokenRequest {
 pub struct AuthorityOptions {
     /// Seconds between device-code polls the client is told to wait.
     pub device_code_interval: u64,
+    /// When wrong passwords and client secrets lock an account, app or source.
+    pub lockout: LockoutPolicy,
 }
 
 impl Default for AuthorityOptions {
     fn default() -> Self {
         AuthorityOptions {
             device_code_interval: 5,
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -211,6 +215,8 @@ pub struct Authority {
     pub(crate) issuer_keys: IssuerKeyCache,
     pub(crate) http: reqwest::Client,
     pub(crate) options: AuthorityOptions,
+    /// Smart lockout's counters for passwords and client secrets.
+    pub(crate) lockout: Lockout,
     /// Where token decisions are recorded; `None` only for in-process use
     /// without a server (benchmarks, doctests).
     audit: Option<AuditLog>,
@@ -266,6 +272,7 @@ impl Authority {
             keys: RwLock::new(Arc::new(ring)),
             issuer_keys: IssuerKeyCache::default(),
             http,
+            lockout: Lockout::new(options.lockout),
             options,
             audit: None,
         })
@@ -532,7 +539,7 @@ impl Authority {
                 ));
             }
             (Some(secret), None) => {
-                self.verify_secret(client_id, secret)?;
+                self.verify_secret(client_id, secret, decision.source_ip())?;
                 "1"
             }
             (None, Some(assertion)) => {
@@ -632,7 +639,51 @@ impl Authority {
         }
     }
 
-    fn verify_secret(&self, client_id: &str, secret: &str) -> Result<(), OAuthError> {
+    /// Checks a user's password (argon2id: call it off the async workers) under
+    /// smart lockout: a locked account or source is refused before the check.
+    /// `stored` is the user's password hash; `None` (no such user, or no password)
+    /// fails like a wrong password and counts against the source.
+    pub(crate) fn check_password(
+        &self,
+        upn: &str,
+        stored: Option<&str>,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(), OAuthError> {
+        let subjects = subjects(Subject::account(upn), source);
+        self.lockout.check(&subjects).map_err(|l| locked(&l))?;
+        if stored.is_some_and(|hash| crate::password::verify(password, hash)) {
+            self.lockout.succeeded(&subjects[0]);
+            return Ok(());
+        }
+        Err(match self.lockout.failed(&subjects, password) {
+            Some(l) => locked(&l),
+            None => wrong_password(),
+        })
+    }
+
+    fn verify_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(), OAuthError> {
+        let subjects = subjects(Subject::client(client_id), source);
+        self.lockout.check(&subjects).map_err(|l| locked(&l))?;
+        let checked = self.compare_secret(client_id, secret);
+        match &checked {
+            Err(e) if e.code == Aadsts::InvalidSecret => {
+                if let Some(l) = self.lockout.failed(&subjects, secret) {
+                    return Err(locked(&l));
+                }
+            }
+            Ok(()) => self.lockout.succeeded(&subjects[0]),
+            Err(_) => {}
+        }
+        checked
+    }
+
+    fn compare_secret(&self, client_id: &str, secret: &str) -> Result<(), OAuthError> {
         let rows: Vec<(Vec<u8>, i64)> = {
             let conn = self.store.conn();
             let mut stmt = conn
@@ -703,6 +754,33 @@ impl Authority {
             .await
         }
     }
+}
+
+/// `AADSTS50126`.
+pub(crate) fn wrong_password() -> OAuthError {
+    OAuthError::new(
+        Aadsts::InvalidUserNameOrPassword,
+        "Error validating credentials due to invalid username or password. A user without a password cannot sign in here; give one with `entraflow ad user create --password-stdin`.",
+    )
+}
+
+/// `AADSTS50053`, naming what is locked and for how long.
+fn locked(l: &Locked) -> OAuthError {
+    let what = match &l.subject {
+        Subject::Account(upn) => format!(
+            "The account '{upn}' is locked because of too many sign-in attempts with an incorrect user ID or password"
+        ),
+        Subject::Client(client_id) => format!(
+            "Application '{client_id}' is locked because of too many requests with an invalid client secret"
+        ),
+        Subject::Source(ip) => format!(
+            "Sign-in was blocked because too many incorrect passwords or secrets came from IP address {ip}"
+        ),
+    };
+    OAuthError::new(
+        Aadsts::IdsLocked,
+        format!("{what}. Try again in {} seconds.", l.seconds()),
+    )
 }
 
 #[cfg(test)]

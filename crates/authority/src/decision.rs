@@ -40,6 +40,15 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
+    /// The client's address without its port, for per-source limits.
+    pub(crate) fn source_ip(&self) -> Option<std::net::IpAddr> {
+        self.client_addr
+            .as_deref()?
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.ip())
+    }
+
     /// A decision about a `grant` request from a client at the token endpoint.
     pub(crate) fn new(grant: &str, client: &crate::authority::ClientInfo) -> Decision {
         Decision::at(TOKEN_ENDPOINT, grant, client)

@@ -406,27 +406,52 @@ impl Authority {
         Ok(body)
     }
 
-    /// Approves or denies a pending user code for a user whose password was checked.
-    pub fn approve_with_password(
+    /// Approves or denies a pending user code for `upn` once their password is
+    /// right (argon2id under smart lockout: call it off the async workers). A
+    /// refused password is the caller's to record from `decision`.
+    pub(crate) fn approve_with_password(
         &self,
         user_code: &str,
         upn: &str,
         password: &str,
         deny: bool,
-    ) -> Result<(), AuthorityError> {
-        let (_, hash) = self
-            .store
-            .user_by_upn(upn)?
-            .ok_or_else(|| AuthorityError::invalid("unknown user or wrong password"))?;
-        if !hash
-            .as_deref()
-            .is_some_and(|h| crate::password::verify(password, h))
-        {
-            return Err(AuthorityError::invalid("unknown user or wrong password"));
+        decision: &mut Decision,
+    ) -> Result<(), DeviceLoginError> {
+        // Bounded: the typed name goes into the audit record.
+        decision.principal_name = Some(upn.chars().take(256).collect());
+        let user = self.store.user_by_upn(upn)?;
+        if let Some((user, _)) = &user {
+            decision.principal = Some(user.id.clone());
         }
-        self.store
-            .answer_device_code(user_code, upn, deny)
-            .map(|_| ())
+        let stored = user.as_ref().and_then(|(_, hash)| hash.as_deref());
+        self.check_password(upn, stored, password, decision.source_ip())
+            .map_err(DeviceLoginError::Refused)?;
+        self.store.answer_device_code(user_code, upn, deny)?;
+        Ok(())
+    }
+}
+
+/// Why the device-login page did not approve.
+#[derive(Debug)]
+pub(crate) enum DeviceLoginError {
+    /// A wrong password or a lockout: audited as a refused sign-in.
+    Refused(OAuthError),
+    /// The code is unknown, expired or already answered.
+    Code(AuthorityError),
+}
+
+impl From<AuthorityError> for DeviceLoginError {
+    fn from(e: AuthorityError) -> Self {
+        DeviceLoginError::Code(e)
+    }
+}
+
+impl std::fmt::Display for DeviceLoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceLoginError::Refused(e) => write!(f, "{}", e.description),
+            DeviceLoginError::Code(e) => write!(f, "{e}"),
+        }
     }
 }
 

@@ -5,11 +5,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use entraflow_core::DEVICE_CODE_GRANT;
 
-use crate::authority::Authority;
+use crate::authority::{Authority, ClientInfo};
+use crate::decision::Decision;
+use crate::device::DeviceLoginError;
+
+/// The endpoint name device-login page decisions are audited under.
+const DEVICE_LOGIN_ENDPOINT: &str = "devicelogin";
 
 pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -38,6 +46,7 @@ pub(crate) async fn page() -> Html<String> {
 
 pub(crate) async fn submit(
     State(a): State<Arc<Authority>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
@@ -74,13 +83,35 @@ pub(crate) async fn submit(
         upn.to_owned(),
         field("password").to_owned(),
     );
-    let checked = tokio::task::spawn_blocking(move || a.approve_with_password(&c, &u, &p, deny))
-        .await
-        .unwrap_or_else(|e| {
-            Err(crate::error::AuthorityError::Crypto(format!(
-                "password check failed: {e}"
-            )))
-        });
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let mut decision = Decision::at(
+        DEVICE_LOGIN_ENDPOINT,
+        DEVICE_CODE_GRANT,
+        &ClientInfo::new(Some(peer), user_agent),
+    );
+    let checker = a.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let outcome = checker.approve_with_password(&c, &u, &p, deny, &mut decision);
+        (outcome, decision)
+    })
+    .await;
+    let checked = match joined {
+        Ok((Err(DeviceLoginError::Refused(e)), decision)) => {
+            if let Err(unavailable) = a
+                .record(decision.refused(e.code, 400, &e.description))
+                .await
+            {
+                return bad(&unavailable.description);
+            }
+            Err(DeviceLoginError::Refused(e))
+        }
+        Ok((outcome, _)) => outcome,
+        Err(e) => Err(DeviceLoginError::Code(
+            crate::error::AuthorityError::Crypto(format!("password check failed: {e}")),
+        )),
+    };
     match checked {
         Ok(()) if deny => {
             layout("<p>You declined the sign-in. You can close this window.</p>").into_response()

@@ -93,7 +93,9 @@ impl SigningKey {
         )
     }
 
-    fn sign<C: Serialize>(
+    /// Signs with RS256 under any `header`: what forged-token test suites need (a
+    /// real key under a hostile header). Issuance uses the two methods above.
+    pub fn sign<C: Serialize>(
         &self,
         header: &serde_json::Value,
         claims: &C,

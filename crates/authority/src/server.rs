@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub host_name: String,
     /// Device-code polling interval told to clients, seconds.
     pub device_code_interval: u64,
+    /// When wrong passwords and client secrets lock an account, app or source.
+    pub lockout: crate::LockoutPolicy,
     /// Where token decisions are audited (chain [`AUDIT_LOG_ID`]); `None`:
     /// `<data_dir>/audit.db`, the file the gate writes too.
     pub audit_store: Option<StoreUrl>,
@@ -60,6 +62,7 @@ impl ServerConfig {
             imds_port: 8089,
             host_name: "local-vm".into(),
             device_code_interval: 5,
+            lockout: crate::LockoutPolicy::default(),
             audit_store: None,
         }
     }
@@ -182,6 +185,7 @@ pub async fn serve(
             http,
             AuthorityOptions {
                 device_code_interval: config.device_code_interval,
+                lockout: config.lockout,
             },
         )?
         .with_audit_log(audit_log.clone()),

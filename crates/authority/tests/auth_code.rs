@@ -810,7 +810,7 @@ async fn every_endpoint_the_discovery_documents_name_answers() {
             .collect();
         assert!(urls.len() >= 5, "{doc}: {urls:?}");
         for (name, url) in urls {
-            assert!(url.starts_with(&s.kit.host()), "{name} = {url}");
+            assert!(url.starts_with(s.kit.host()), "{name} = {url}");
             // Token and device-code endpoints take POSTs; the rest GETs.
             let resp = if name.contains("token") || name.contains("device") {
                 s.http.post(url).form(&[("x", "y")]).send().await.unwrap()

@@ -93,11 +93,13 @@ pub enum Aadsts {
     UnsupportedResponseType,
     /// 70007 (UnsupportedResponseMode): `response_mode` is not `query`, `fragment` or `form_post`.
     UnsupportedResponseMode,
+    /// 50053 (IdsLocked): too many wrong passwords or secrets; locked for a while.
+    IdsLocked,
 }
 
 impl Aadsts {
     /// Every code, for tables and tests.
-    pub const ALL: [Aadsts; 41] = [
+    pub const ALL: [Aadsts; 42] = [
         Self::InvalidTenant,
         Self::AppNotFound,
         Self::InvalidSecret,
@@ -139,6 +141,7 @@ impl Aadsts {
         Self::PublicClientWithCredential,
         Self::UnsupportedResponseType,
         Self::UnsupportedResponseMode,
+        Self::IdsLocked,
     ];
 
     /// The numeric code as Entra ID writes it in `error_codes`.
@@ -185,6 +188,7 @@ impl Aadsts {
             Self::PublicClientWithCredential => 700025,
             Self::UnsupportedResponseType => 70005,
             Self::UnsupportedResponseMode => 70007,
+            Self::IdsLocked => 50053,
         }
     }
 
@@ -229,7 +233,8 @@ impl Aadsts {
             | Self::CodeVerifierMismatch
             | Self::AuthorizationCodeRedeemed
             | Self::ExpiredOrRevokedGrant
-            | Self::GrantForOtherTenant => "invalid_grant",
+            | Self::GrantForOtherTenant
+            | Self::IdsLocked => "invalid_grant",
             Self::LoginRequired => "login_required",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::AuthorizationPending => "authorization_pending",
@@ -353,6 +358,9 @@ impl Aadsts {
             }
             Self::UnsupportedResponseType => "only response_type=code is supported",
             Self::UnsupportedResponseMode => "response_mode must be query, fragment or form_post",
+            Self::IdsLocked => {
+                "too many wrong passwords or client secrets: the account, application or source address is locked for a while; wait, then use the right one"
+            }
         }
     }
 }

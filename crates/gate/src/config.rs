@@ -49,7 +49,7 @@ pub struct GateConfig {
     pub tenants: Vec<String>,
     /// Clock skew tolerated on `exp`/`nbf`.
     pub leeway: Duration,
-    /// An unknown `kid` refetches the issuer's JWKS at most this often (5 min).
+    /// An unknown `kid` refetches the issuer's JWKS at most this often (10 s).
     pub jwks_refresh_interval: Duration,
     /// Audit chain id of this gate; gates sharing one store need distinct ids.
     pub audit_log_id: String,
@@ -81,7 +81,7 @@ impl GateConfig {
                 .into_iter()
                 .collect(),
             leeway: Duration::from_secs(300),
-            jwks_refresh_interval: Duration::from_secs(300),
+            jwks_refresh_interval: crate::verify::UNKNOWN_KID_REFETCH,
             audit_log_id: "entraflow/gate".to_owned(),
             audit_store: entraflow_audit::StoreUrl::default_for(&data_dir),
             data_dir,

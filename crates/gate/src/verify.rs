@@ -71,6 +71,12 @@ pub enum AuthError {
     KeysUnavailable(String),
 }
 
+/// An unknown `kid` refetches the JWKS at most this often by default: short enough
+/// that a key rotated in without a publish delay is picked up (and the retired key
+/// refused) within seconds, long enough that tokens with made-up kids cannot make
+/// the gate hammer its issuer (one fetch per interval, single flight).
+pub(crate) const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(10);
+
 /// How often the JWKS is fetched again while no fetch has succeeded yet.
 const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
 /// Which issuers the gate trusts and what it demands of their tokens.
@@ -92,7 +98,7 @@ pub struct VerifierConfig {
 
 impl VerifierConfig {
     /// Defaults: audiences `https://storage.azure.com` plus `account_url`, 5 min skew,
-    /// refetch on unknown `kid` at most every 5 min, keys refetched after 24 h.
+    /// refetch on unknown `kid` at most every 10 s, keys refetched after 24 h.
     pub fn new(
         authority_host: impl Into<String>,
         tenants: Vec<String>,
@@ -105,7 +111,7 @@ impl VerifierConfig {
             tenants,
             audiences,
             leeway: Duration::from_secs(300),
-            min_refresh_interval: Duration::from_secs(300),
+            min_refresh_interval: UNKNOWN_KID_REFETCH,
             max_key_age: Duration::from_secs(24 * 3600),
         }
     }
@@ -345,14 +351,21 @@ impl TokenVerifier {
             })?
             .claims;
 
-        let issuers = [
-            v1_issuer(&claims.tid),
-            v2_issuer(&config.authority_host, &claims.tid),
-        ];
-        if !issuers.contains(&claims.iss) {
+        // Entra writes the v1 issuer (sts.windows.net) into `ver: 1.0` tokens and
+        // the v2 one into `ver: 2.0` tokens; any other pairing is not Entra's.
+        let issuer = match claims.ver.as_str() {
+            "1.0" => v1_issuer(&claims.tid),
+            "2.0" => v2_issuer(&config.authority_host, &claims.tid),
+            other => {
+                return Err(AuthError::Issuer(format!(
+                    "The token's version '{other}' is neither 1.0 nor 2.0."
+                )));
+            }
+        };
+        if claims.iss != issuer {
             return Err(AuthError::Issuer(format!(
-                "The token's issuer '{}' is not the issuer of tenant '{}'.",
-                claims.iss, claims.tid
+                "The token's issuer '{}' is not the issuer of version {} tokens of tenant '{}' ('{issuer}').",
+                claims.iss, claims.ver, claims.tid
             )));
         }
         if !config

@@ -273,7 +273,8 @@ async fn each_operation_family_records_its_action_and_decision() {
 const TAGS_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read";
 const TAGS_WRITE: &str =
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write";
-const FILTER: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action";
+const FILTER: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn properties_leases_tags_and_block_lists_record_their_action_and_decision() {
@@ -288,7 +289,16 @@ async fn properties_leases_tags_and_block_lists_record_their_action_and_decision
     assert_eq!(env.put_blob("/more/a.bin", &t, "abc").await.status(), 201);
 
     // (method, path, extra headers, body, expected status, event type, action)
-    let cases: [(Method, &str, &[(&str, &str)], &str, u16, &str, &str); 10] = [
+    type Case<'a> = (
+        Method,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    let cases: [Case; 10] = [
         (Method::HEAD, "/more/a.bin", &[], "", 200, "blob.read", READ),
         (
             Method::PUT,
@@ -311,7 +321,10 @@ async fn properties_leases_tags_and_block_lists_record_their_action_and_decision
         (
             Method::PUT,
             "/more/a.bin?comp=lease",
-            &[("x-ms-lease-action", "acquire"), ("x-ms-lease-duration", "-1")],
+            &[
+                ("x-ms-lease-action", "acquire"),
+                ("x-ms-lease-duration", "-1"),
+            ],
             "",
             201,
             "blob.write",
@@ -320,7 +333,10 @@ async fn properties_leases_tags_and_block_lists_record_their_action_and_decision
         (
             Method::PUT,
             "/more?restype=container&comp=lease",
-            &[("x-ms-lease-action", "acquire"), ("x-ms-lease-duration", "15")],
+            &[
+                ("x-ms-lease-action", "acquire"),
+                ("x-ms-lease-duration", "15"),
+            ],
             "",
             201,
             "container.create",
@@ -335,7 +351,15 @@ async fn properties_leases_tags_and_block_lists_record_their_action_and_decision
             "",
             TAGS_WRITE,
         ),
-        (Method::GET, "/more/a.bin?comp=tags", &[], "", 200, "blob.read", TAGS_READ),
+        (
+            Method::GET,
+            "/more/a.bin?comp=tags",
+            &[],
+            "",
+            200,
+            "blob.read",
+            TAGS_READ,
+        ),
         (
             Method::GET,
             "/?comp=blobs&where=%22k%22%3D%27v%27",

@@ -844,20 +844,34 @@ async fn every_request_is_audited_with_its_run_id() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unknown_kids_refetch_the_jwks_at_most_once_per_interval() {
-    let env = Stack::start().await;
+async fn regression_a_rotated_key_is_used_and_the_retired_one_refused_within_the_refetch_interval()
+{
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+    let env = Stack::start_with(|c| c.jwks_refresh_interval = INTERVAL).await;
     let app = env.app("job");
     env.assign(&app.oid, READER, &env.account_scope.clone());
     env.wait_for_policy().await;
     let old = sign_with_authority(&env, &claims(&env, &app.oid));
     assert_eq!(auth_detail(&env, &old).await.0, 200);
     env.authority.store().rotate_keys(0, 0).unwrap();
-    // Within five minutes of the last fetch a new kid is not looked up again, so a
-    // flood of tokens with random kids cannot hammer the issuer.
+    // Within the interval of the last fetch a new kid is not looked up again, so a
+    // flood of tokens with made-up kids cannot hammer the issuer.
     let new = sign_with_authority(&env, &claims(&env, &app.oid));
     let (status, _, body) = auth_detail(&env, &new).await;
     assert_eq!(status, 401);
     assert!(body.contains("No signing key with kid"), "{body}");
+    // After it, the new kid refetches: the new key validates, and the retired one
+    // is refused at once, even for a token the gate had verified and cached.
+    tokio::time::sleep(INTERVAL + std::time::Duration::from_millis(100)).await;
+    assert_eq!(auth_detail(&env, &new).await.0, 200);
+    let (status, _, body) = auth_detail(&env, &old).await;
+    assert_eq!(status, 401, "{body}");
+}
+
+#[test]
+fn regression_the_default_unknown_kid_refetch_interval_is_seconds_not_minutes() {
+    let config = entraflow_gate::GateConfig::new("unused");
+    assert!(config.jwks_refresh_interval <= std::time::Duration::from_secs(10));
 }
 
 #[tokio::test(flavor = "multi_thread")]

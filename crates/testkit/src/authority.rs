@@ -34,6 +34,7 @@ struct Running {
 /// again on the same ports and data directory. Dropping it stops the server.
 pub struct Authority {
     dir: tempfile::TempDir,
+    config: ServerConfig,
     running: Option<Running>,
     authority_host: String,
     imds_endpoint: String,
@@ -52,13 +53,7 @@ impl std::fmt::Debug for Authority {
     }
 }
 
-/// Serves on `port`/`imds_port` (0: any free port) in `dir`.
-async fn serve(dir: &Path, port: u16, imds_port: u16) -> Running {
-    let mut config = ServerConfig::new(dir);
-    config.port = port;
-    config.imds_port = imds_port;
-    // Device-code tests poll at this interval; the default would make them slow.
-    config.device_code_interval = 1;
+async fn serve(config: ServerConfig) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = entraflow_authority::serve(config, async {
         let _ = stopped.await;
@@ -71,9 +66,20 @@ async fn serve(dir: &Path, port: u16, imds_port: u16) -> Running {
 impl Authority {
     /// Starts an authority on ephemeral ports in a new temporary data directory.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts an authority whose configuration `configure` has changed (the data
+    /// directory and ports are the test kit's).
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
         entraflow_tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
-        let running = serve(dir.path(), 0, 0).await;
+        let mut config = ServerConfig::new(dir.path());
+        // Device-code tests poll at this interval; the default would make them slow.
+        config.device_code_interval = 1;
+        configure(&mut config);
+        (config.data_dir, config.port, config.imds_port) = (dir.path().to_owned(), 0, 0);
+        let running = serve(config.clone()).await;
         let handle = &running.handle;
         Self {
             authority_host: handle.authority_host.clone(),
@@ -82,6 +88,7 @@ impl Authority {
             ca_pem: handle.ca_pem.clone(),
             http: entraflow_tls::https_client(Some(&handle.ca_pem)).unwrap(),
             running: Some(running),
+            config,
             dir,
         }
     }
@@ -99,14 +106,10 @@ impl Authority {
     pub async fn restart(&mut self) {
         self.stop().await;
         let port = |url: &str| url.rsplit(':').next().unwrap().parse().unwrap();
-        self.running = Some(
-            serve(
-                self.dir.path(),
-                port(&self.authority_host),
-                port(&self.imds_endpoint),
-            )
-            .await,
-        );
+        let mut config = self.config.clone();
+        config.port = port(&self.authority_host);
+        config.imds_port = port(&self.imds_endpoint);
+        self.running = Some(serve(config).await);
     }
 
     /// The running server.

@@ -29,6 +29,9 @@ use thiserror::Error;
 
 use entraflow_core::fsutil;
 
+mod idle;
+pub use idle::IdleTimeout;
+
 /// File name of the CA certificate (public) in the data directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA private key (owner-only) in the data directory.
@@ -205,10 +208,44 @@ pub async fn serve_https(
         on_shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-    axum_server::from_tcp_rustls(listener, rustls_config)?
-        .handle(handle)
+    let acceptor =
+        axum_server::tls_rustls::RustlsAcceptor::new(rustls_config).acceptor(ConnectionLimits);
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    server
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
+}
+
+/// Longest a client may take to send a request's headers: a client trickling
+/// bytes (slowloris) is cut off here. hyper's default, which axum-server turns off.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest a connection may sit with nothing sent or received (the TLS handshake
+/// has its own 10 s limit in axum-server).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Applied to every accepted TCP connection before TLS: `TCP_NODELAY` (small
+/// responses leave at once instead of waiting on Nagle's algorithm) and the idle limit.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits;
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for ConnectionLimits {
+    type Stream = IdleTimeout<tokio::net::TcpStream>;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Self::Stream, S)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        std::future::ready(
+            stream
+                .set_nodelay(true)
+                .map(|()| (IdleTimeout::new(stream, IDLE_TIMEOUT), service)),
+        )
+    }
 }
 
 /// An HTTPS client that trusts the system roots (and `SSL_CERT_FILE`) plus `extra_ca_pem`.
