@@ -13,6 +13,10 @@ step "Python environment (pinned real clients) and the entraflow package"
 ensure_venv
 install_python_package
 
+# The attack and fault suites write their cases here; SECURITY.md and
+# RELIABILITY.md are generated from them at the end.
+rm -rf target/reports
+
 step "Build"
 cargo build --workspace --all-targets --locked
 
@@ -21,3 +25,6 @@ cargo nextest run --workspace --locked --no-fail-fast
 
 step "Python tests against the real binary"
 ENTRAFLOW_BIN="$PWD/target/debug/entraflow" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
+
+step "SECURITY.md and RELIABILITY.md from the suites' cases"
+python3 scripts/reports.py

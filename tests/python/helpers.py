@@ -118,3 +118,29 @@ def allowed_soon(check, what: str, timeout: float = 10.0):
             if status != 403 or time.monotonic() > deadline:
                 raise AssertionError(f"{what}: {e}") from e
             time.sleep(0.05)
+
+
+class Report:
+    """Named cases of an attack or fault suite, written where `scripts/reports.py`
+    gathers them into SECURITY.md (doc="security") or RELIABILITY.md
+    (doc="reliability"). `finish()` writes every case, then fails on any that did
+    not hold, so the table shows all of them."""
+
+    def __init__(self, doc: str, suite: str):
+        self.doc, self.suite, self.cases = doc, suite, []
+
+    def check(self, case: str, expected: str, observed: str, held: bool) -> None:
+        self.cases.append({"case": case, "expected": expected, "observed": observed, "held": bool(held)})
+
+    def finish(self) -> None:
+        import os
+        import re
+        from pathlib import Path
+
+        root = Path(os.environ.get("ENTRAFLOW_REPORT_DIR", Path(__file__).resolve().parents[2] / "target" / "reports"))
+        out = root / self.doc
+        out.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9]", "-", self.suite)
+        (out / f"{name}.json").write_text(json.dumps({"suite": self.suite, "cases": self.cases}, indent=2))
+        failed = [f"{c['case']}: expected {c['expected']}, got {c['observed']}" for c in self.cases if not c["held"]]
+        assert not failed, f"{len(failed)} of {len(self.cases)} cases did not hold:\n" + "\n".join(failed)

@@ -3,6 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use entraflow_testkit::forge::{sign_with_stranger, storage_claims};
 use entraflow_testkit::{STORAGE_SCOPE, Stack};
 use reqwest::Method;
 use serde_json::json;
@@ -17,41 +18,12 @@ fn error_code(resp: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
-/// Claims of a v1 storage token of the authority's tenant, valid for an hour.
 fn claims(env: &Stack, oid: &str) -> serde_json::Value {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let tid = env.authority.tenant();
-    json!({
-        "aud": "https://storage.azure.com", "iss": format!("https://sts.windows.net/{tid}/"),
-        "iat": now, "nbf": now, "exp": now + 3600, "tid": tid, "oid": oid, "sub": oid,
-        "ver": "1.0", "uti": "forged", "appid": "11111111-2222-3333-4444-555555555555"
-    })
+    storage_claims(&env.authority, oid)
 }
 
-/// Signs `claims` with the authority's real active key.
 fn sign_with_authority(env: &Stack, claims: &serde_json::Value) -> String {
-    let ring = env.authority.store().load_key_ring().unwrap();
-    ring.active.sign_jwt(claims).unwrap()
-}
-
-/// A JWT with an arbitrary header, signed RS256 by a key the authority never published.
-fn sign_with_stranger(header: serde_json::Value, claims: &serde_json::Value) -> String {
-    use aws_lc_rs::{rand::SystemRandom, rsa::KeySize, signature};
-    let key = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).unwrap();
-    let msg = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
-    );
-    let mut sig = vec![0u8; key.public_modulus_len()];
-    key.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        msg.as_bytes(),
-        &mut sig,
-    )
-    .unwrap();
-    format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig))
+    env.authority.sign(claims)
 }
 
 async fn auth_detail(env: &Stack, token: &str) -> (u16, String, String) {
@@ -151,14 +123,14 @@ async fn forged_expired_and_misdirected_tokens_get_precise_401s() {
     let kid = ring.active.kid.clone();
     let (status, _, body) = auth_detail(
         &env,
-        &sign_with_stranger(json!({"alg": "RS256", "kid": kid}), &good),
+        &sign_with_stranger(&json!({"alg": "RS256", "kid": kid}), &good),
     )
     .await;
     assert_eq!(status, 401);
     assert!(body.contains("Signature validation failed."), "{body}");
     let (_, _, body) = auth_detail(
         &env,
-        &sign_with_stranger(json!({"alg": "RS256", "kid": "unknown"}), &good),
+        &sign_with_stranger(&json!({"alg": "RS256", "kid": "unknown"}), &good),
     )
     .await;
     assert!(body.contains("Signature validation failed."), "{body}");
@@ -166,7 +138,7 @@ async fn forged_expired_and_misdirected_tokens_get_precise_401s() {
     let (_, _, body) = auth_detail(
         &env,
         &sign_with_stranger(
-            json!({"alg": "RS256", "kid": kid, "jku": "https://evil.example/keys"}),
+            &json!({"alg": "RS256", "kid": kid, "jku": "https://evil.example/keys"}),
             &good,
         ),
     )

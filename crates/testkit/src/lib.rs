@@ -22,6 +22,8 @@
 #![forbid(unsafe_code)]
 
 mod authority;
+pub mod forge;
+pub mod report;
 mod stack;
 
 pub use authority::{App, Authority};
