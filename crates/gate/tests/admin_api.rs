@@ -710,3 +710,518 @@ async fn regression_a_deeply_nested_condition_is_refused_and_the_servers_keep_se
         "only the Owner assignment exists: {body}"
     );
 }
+
+/// Every way a principal with rights on one scope could widen its rights
+/// elsewhere through the admin API, each a named case in SECURITY.md; allowed
+/// cases within its own scope are in the table too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_escalation_attempts_are_refused() {
+    use entraflow_testkit::report::{Doc, Suite};
+    let env = Stack::start().await;
+    let api = Admin::new(&env);
+    let root = env.app("root");
+    let local = env.app("container-owner");
+    let data = env.app("data-only");
+    let delegate = env.app("delegate");
+    env.assign(&root.oid, "Owner", &env.account_scope);
+    let a = env.scope("/blobServices/default/containers/alpha");
+    let b = env.scope("/blobServices/default/containers/bravo");
+    let ab = env.scope("/blobServices/default/containers/alphax");
+    env.assign(&local.oid, "Owner", &a);
+    env.assign(
+        &data.oid,
+        "Storage Blob Data Contributor",
+        &env.account_scope,
+    );
+    env.wait_for_policy().await;
+    let root_arm = env.token(&root, ARM_SCOPE).await;
+    let local_arm = env.token(&local, ARM_SCOPE).await;
+    let data_arm = env.token(&data, ARM_SCOPE).await;
+    let local_storage = env.token(&local, STORAGE_SCOPE).await;
+
+    let role_id = |id: &str| format!("/providers/Microsoft.Authorization/roleDefinitions/{id}");
+    let owner = role_id(builtin::OWNER);
+    let reader = role_id("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1");
+    let uaa = role_id(builtin::USER_ACCESS_ADMINISTRATOR);
+    let read = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
+    let write = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write";
+    let definition = |name: &str, data_actions: Value, scopes: Value| {
+        json!({ "properties": {
+            "roleName": name, "type": "CustomRole",
+            "permissions": [{ "dataActions": data_actions }], "assignableScopes": scopes
+        }})
+    };
+    // A custom role the platform team assigns at the account.
+    let shared = "6b5c4d3e-2f10-4b0a-9d8e-7f6a5b4c3d2e";
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &api.url(&env.account_scope, &format!("roleDefinitions/{shared}")),
+            Some(&root_arm),
+            Some(definition(
+                "Shared Reader",
+                json!([read]),
+                json!([env.account_scope]),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &api.url(&env.account_scope, &format!("roleAssignments/{}", uuid())),
+            Some(&root_arm),
+            Some(assignment_body(&role_id(shared), &data.oid, None)),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let root_assignment = body["name"].as_str().unwrap().to_owned();
+
+    let mut suite = Suite::new(Doc::Security, "Admin API escalation (gate)");
+    let case =
+        |suite: &mut Suite, name: &str, expected: &[u16], status: StatusCode, body: &Value| {
+            let code = body["error"]["code"].as_str().unwrap_or_default();
+            let want = expected
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join("/");
+            suite.check(
+                name,
+                &want,
+                &format!("{} {code}", status.as_u16()),
+                expected.contains(&status.as_u16()),
+            );
+        };
+    let assign = |scope: String,
+                  role: String,
+                  principal: String,
+                  token: String,
+                  condition: Option<&'static str>| {
+        let api = &api;
+        async move {
+            let url = api.url(&scope, &format!("roleAssignments/{}", uuid()));
+            api.call(
+                Method::PUT,
+                &url,
+                Some(&token),
+                Some(assignment_body(&role, &principal, condition)),
+            )
+            .await
+        }
+    };
+
+    let (s, v) = assign(
+        a.clone(),
+        reader.clone(),
+        local.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of container a assigns Reader at a (its own scope)",
+        &[201],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        b.clone(),
+        reader.clone(),
+        local.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a assigns at container b",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        ab.clone(),
+        owner.clone(),
+        local.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a assigns at container alphax (prefix confusion)",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        env.account_scope.clone(),
+        owner.clone(),
+        local.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a assigns Owner at the account",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        env.account_scope.clone(),
+        reader.clone(),
+        local.oid.clone(),
+        local_arm.clone(),
+        Some(TRAIN_ONLY),
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a assigns at the account with a narrowing condition",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        format!("{a}/../b"),
+        owner.clone(),
+        local.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a assigns at a/../b (traversal in the scope)",
+        &[400, 403, 404],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        a.to_uppercase(),
+        owner.clone(),
+        local.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    // ARM scopes compare case-insensitively: this is the same scope, and the same assignment.
+    case(
+        &mut suite,
+        "owner of a assigns at its scope in upper case",
+        &[201, 409],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        a.clone(),
+        owner.clone(),
+        root.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a assigns Owner at a to someone else",
+        &[201],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        a.clone(),
+        role_id("00000000-0000-0000-0000-000000000000"),
+        local.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a assigns a role that does not exist",
+        &[400, 404],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        a.clone(),
+        reader.clone(),
+        local.oid.clone(),
+        data_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "a data-only principal assigns at a",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        a.clone(),
+        reader.clone(),
+        local.oid.clone(),
+        local_storage.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "a Storage token on the admin API",
+        &[401],
+        s,
+        &v,
+    );
+
+    // Delegation: a User Access Administrator at a cannot reach past a.
+    let (s, v) = assign(
+        a.clone(),
+        uaa.clone(),
+        delegate.oid.clone(),
+        local_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "owner of a delegates User Access Administrator at a",
+        &[201],
+        s,
+        &v,
+    );
+    env.wait_for_policy().await;
+    let delegate_arm = env.token(&delegate, ARM_SCOPE).await;
+    let (s, v) = assign(
+        a.clone(),
+        owner.clone(),
+        delegate.oid.clone(),
+        delegate_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "the delegate makes itself Owner at a",
+        &[201],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        env.account_scope.clone(),
+        owner.clone(),
+        delegate.oid.clone(),
+        delegate_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "the delegate makes itself Owner at the account",
+        &[403],
+        s,
+        &v,
+    );
+
+    // Role definitions.
+    let rd = |scope: &str, id: &str| api.url(scope, &format!("roleDefinitions/{id}"));
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &rd(&a, shared),
+            Some(&local_arm),
+            Some(definition(
+                "Shared Reader",
+                json!([read, write]),
+                json!([a]),
+            )),
+        )
+        .await;
+    case(
+        &mut suite,
+        "owner of a rewrites a role assigned at the account",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &rd(&a, &uuid()),
+            Some(&local_arm),
+            Some(definition(
+                "Mine",
+                json!([read]),
+                json!([env.account_scope]),
+            )),
+        )
+        .await;
+    case(
+        &mut suite,
+        "owner of a creates a role assignable at the account",
+        &[403],
+        s,
+        &v,
+    );
+    let mine = uuid();
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &rd(&a, &mine),
+            Some(&local_arm),
+            Some(definition("Mine", json!([read]), json!([a]))),
+        )
+        .await;
+    case(
+        &mut suite,
+        "owner of a creates a role assignable at a",
+        &[201],
+        s,
+        &v,
+    );
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &rd(&a, &mine),
+            Some(&local_arm),
+            Some(definition(
+                "Mine",
+                json!([read, write]),
+                json!([a, env.account_scope]),
+            )),
+        )
+        .await;
+    case(
+        &mut suite,
+        "owner of a widens its role's assignable scopes to the account",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = assign(
+        env.account_scope.clone(),
+        role_id(&mine),
+        local.oid.clone(),
+        root_arm.clone(),
+        None,
+    )
+    .await;
+    case(
+        &mut suite,
+        "a role assigned outside its assignable scopes (even by the account owner)",
+        &[400, 403],
+        s,
+        &v,
+    );
+    let (s, v) = api
+        .call(Method::DELETE, &rd(&a, shared), Some(&local_arm), None)
+        .await;
+    case(
+        &mut suite,
+        "owner of a deletes a role assigned at the account",
+        &[403, 405],
+        s,
+        &v,
+    );
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &rd(&a, shared),
+            Some(&data_arm),
+            Some(definition(
+                "Shared Reader",
+                json!([read, write]),
+                json!([env.account_scope]),
+            )),
+        )
+        .await;
+    case(
+        &mut suite,
+        "a data-only principal rewrites a role",
+        &[403],
+        s,
+        &v,
+    );
+
+    // Assignments of others.
+    let url = api.url(
+        &env.account_scope,
+        &format!("roleAssignments/{root_assignment}"),
+    );
+    let (s, v) = api.call(Method::DELETE, &url, Some(&local_arm), None).await;
+    case(
+        &mut suite,
+        "owner of a deletes an assignment at the account",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = api
+        .call(
+            Method::PUT,
+            &url,
+            Some(&local_arm),
+            Some(assignment_body(&owner, &local.oid, None)),
+        )
+        .await;
+    case(
+        &mut suite,
+        "owner of a overwrites an assignment at the account by name",
+        &[403, 409],
+        s,
+        &v,
+    );
+    let (s, v) = api
+        .call(
+            Method::GET,
+            &api.url(&env.account_scope, "roleAssignments"),
+            Some(&local_arm),
+            None,
+        )
+        .await;
+    case(
+        &mut suite,
+        "owner of a lists assignments at the account",
+        &[403],
+        s,
+        &v,
+    );
+    let (s, v) = api
+        .call(
+            Method::GET,
+            &api.url(&a, "roleAssignments"),
+            Some(&local_arm),
+            None,
+        )
+        .await;
+    case(
+        &mut suite,
+        "owner of a lists assignments at a",
+        &[200],
+        s,
+        &v,
+    );
+
+    // What the attempts changed: nothing outside a.
+    env.wait_for_policy().await;
+    let local_storage = env.token(&local, STORAGE_SCOPE).await;
+    let status = env
+        .put_blob("/bravo/x.bin", &local_storage, "x")
+        .await
+        .status();
+    suite.check(
+        "afterwards the owner of a still cannot write container b",
+        "403",
+        &status.as_u16().to_string(),
+        status == StatusCode::FORBIDDEN,
+    );
+    suite.finish();
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
