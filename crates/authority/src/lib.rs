@@ -85,6 +85,9 @@ mod signin;
 mod store;
 mod userinfo;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use admin::{
     AppRole, Application, CertificateCredential, FederatedCredential, Group, Lifetime,
     MAX_FEDERATED_CREDENTIALS, ManagedIdentity, NewApplication, PasswordCredential, RoleAssignment,

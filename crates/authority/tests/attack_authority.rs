@@ -25,7 +25,12 @@ const RACERS: usize = 8;
 async fn device_login(s: &Authority, user_code: &str, upn: &str, password: &str) -> String {
     s.http
         .post(s.url("/devicelogin"))
-        .form(&[("code", user_code), ("upn", upn), ("password", password), ("action", "approve")])
+        .form(&[
+            ("code", user_code),
+            ("upn", upn),
+            ("password", password),
+            ("action", "approve"),
+        ])
         .send()
         .await
         .unwrap()
@@ -38,11 +43,17 @@ async fn device_code(s: &Authority, client_id: &str) -> (String, String) {
     let (status, dc) = s
         .post_form(
             &format!("/{}/oauth2/v2.0/devicecode", s.tenant()),
-            &[("client_id", client_id), ("scope", &format!("{STORAGE_SCOPE} offline_access"))],
+            &[
+                ("client_id", client_id),
+                ("scope", &format!("{STORAGE_SCOPE} offline_access")),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{dc}");
-    (dc["device_code"].as_str().unwrap().into(), dc["user_code"].as_str().unwrap().into())
+    (
+        dc["device_code"].as_str().unwrap().into(),
+        dc["user_code"].as_str().unwrap().into(),
+    )
 }
 
 /// `(status, AADSTS code)` of each of `RACERS` concurrent token requests.
@@ -66,7 +77,11 @@ async fn race(s: &Authority, form: Vec<(&'static str, String)>) -> Vec<(u16, u64
 
 fn summary(results: &[(u16, u64)]) -> String {
     let ok = results.iter().filter(|(s, _)| *s == 200).count();
-    let mut codes: Vec<u64> = results.iter().filter(|(s, _)| *s != 200).map(|(_, c)| *c).collect();
+    let mut codes: Vec<u64> = results
+        .iter()
+        .filter(|(s, _)| *s != 200)
+        .map(|(_, c)| *c)
+        .collect();
     codes.sort();
     codes.dedup();
     format!("{ok} of {} redeemed; others {codes:?}", results.len())
@@ -92,26 +107,44 @@ async fn authority_abuse_is_refused() {
     let (_, user_code) = device_code(&s, &public.app_id).await;
     let mut last = String::new();
     for i in 0..5 {
-        last = device_login(&s, &user_code, "erin@entraflow.local", &format!("guess {i}")).await;
+        last = device_login(
+            &s,
+            &user_code,
+            "erin@entraflow.local",
+            &format!("guess {i}"),
+        )
+        .await;
     }
     suite.check(
         "device login: the 5th wrong password (the threshold) locks the account",
         "AADSTS50053 locked",
-        if last.contains("is locked") { "locked" } else { "not locked" },
+        if last.contains("is locked") {
+            "locked"
+        } else {
+            "not locked"
+        },
         last.contains("is locked"),
     );
     let page = device_login(&s, &user_code, "erin@entraflow.local", PASSWORD).await;
     suite.check(
         "device login: the right password while locked",
         "refused (locked)",
-        if page.contains("is locked") { "refused (locked)" } else { "accepted" },
+        if page.contains("is locked") {
+            "refused (locked)"
+        } else {
+            "accepted"
+        },
         page.contains("is locked"),
     );
     let page = device_login(&s, &user_code, "frank@entraflow.local", PASSWORD).await;
     suite.check(
         "device login: another account from the same source",
         "signed in",
-        if page.contains("is signed in") { "signed in" } else { "refused" },
+        if page.contains("is signed in") {
+            "signed in"
+        } else {
+            "refused"
+        },
         page.contains("is signed in"),
     );
 
@@ -119,7 +152,13 @@ async fn authority_abuse_is_refused() {
     let (_, user_code) = device_code(&s, &public.app_id).await;
     let mut locked_at = None;
     for i in 0..12 {
-        let page = device_login(&s, &user_code, &format!("user{i}@entraflow.local"), "Winter2026!").await;
+        let page = device_login(
+            &s,
+            &user_code,
+            &format!("user{i}@entraflow.local"),
+            "Winter2026!",
+        )
+        .await;
         if page.contains("came from IP address") {
             locked_at = Some(i + 1);
             break;
@@ -128,7 +167,9 @@ async fn authority_abuse_is_refused() {
     suite.check(
         "spraying: one password over many accounts from one source",
         "source locked by the 12th attempt (with the 5 earlier wrong passwords, sooner)",
-        &locked_at.map_or("never locked".into(), |n| format!("source locked at attempt {n}")),
+        &locked_at.map_or("never locked".into(), |n| {
+            format!("source locked at attempt {n}")
+        }),
         locked_at.is_some(),
     );
 
@@ -158,8 +199,14 @@ async fn authority_abuse_is_refused() {
     let cert = rsa_cert(365);
     let pem = s.data_dir().join("cert-app.pem");
     std::fs::write(&pem, &cert.pem).unwrap();
-    s.store().upload_certificate(&cert_app.app_id, &pem).unwrap();
-    let x5t = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert.der).as_ref());
+    s.store()
+        .upload_certificate(&cert_app.app_id, &pem)
+        .unwrap();
+    let x5t = b64(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        &cert.der,
+    )
+    .as_ref());
     let aud = s.url(&format!("/{}/oauth2/v2.0/token", s.tenant()));
     let assertion = |client: &str, aud: &str, exp: i64| {
         let start = exp.min(now()) - 300;
@@ -186,7 +233,12 @@ async fn authority_abuse_is_refused() {
     };
     let once = assertion(&cert_app.app_id, &aud, now() + 300);
     let first = present(cert_app.app_id.clone(), once.clone()).await;
-    suite.check("assertion: a fresh one", "200", &first.0.to_string(), first.0 == 200);
+    suite.check(
+        "assertion: a fresh one",
+        "200",
+        &first.0.to_string(),
+        first.0 == 200,
+    );
     let again = present(cert_app.app_id.clone(), once).await;
     suite.check(
         "assertion: the same one replayed",
@@ -195,14 +247,22 @@ async fn authority_abuse_is_refused() {
         again == (401, 9002313),
     );
     let other_app = s.app("other-app");
-    let cross = present(other_app.app_id.clone(), assertion(&other_app.app_id, &aud, now() + 300)).await;
+    let cross = present(
+        other_app.app_id.clone(),
+        assertion(&other_app.app_id, &aud, now() + 300),
+    )
+    .await;
     suite.check(
         "assertion: signed with another application's certificate",
         "401 AADSTS700027",
         &format!("{} AADSTS{}", cross.0, cross.1),
         cross == (401, 700027),
     );
-    let borrowed = present(other_app.app_id.clone(), assertion(&cert_app.app_id, &aud, now() + 300)).await;
+    let borrowed = present(
+        other_app.app_id.clone(),
+        assertion(&cert_app.app_id, &aud, now() + 300),
+    )
+    .await;
     suite.check(
         "assertion: another application's assertion under my client id",
         "401 (refused)",
@@ -211,7 +271,11 @@ async fn authority_abuse_is_refused() {
     );
     let elsewhere = present(
         cert_app.app_id.clone(),
-        assertion(&cert_app.app_id, "https://login.microsoftonline.com/other/oauth2/v2.0/token", now() + 300),
+        assertion(
+            &cert_app.app_id,
+            "https://login.microsoftonline.com/other/oauth2/v2.0/token",
+            now() + 300,
+        ),
     )
     .await;
     suite.check(
@@ -221,7 +285,11 @@ async fn authority_abuse_is_refused() {
         elsewhere == (401, 700023),
     );
     // Beyond the 5 minutes of clock skew Entra allows.
-    let expired = present(cert_app.app_id.clone(), assertion(&cert_app.app_id, &aud, now() - 600)).await;
+    let expired = present(
+        cert_app.app_id.clone(),
+        assertion(&cert_app.app_id, &aud, now() - 600),
+    )
+    .await;
     suite.check(
         "assertion: expired ten minutes ago",
         "401 AADSTS700024",
@@ -234,14 +302,25 @@ async fn authority_abuse_is_refused() {
         b64(serde_json::to_vec(&json!({"aud": aud, "iss": cert_app.app_id, "sub": cert_app.app_id, "jti": jti(), "exp": now() + 300})).unwrap().as_slice())
     );
     let unsigned = present(cert_app.app_id.clone(), none).await;
-    suite.check("assertion: alg none", "401 (refused)", &format!("{} AADSTS{}", unsigned.0, unsigned.1), unsigned.0 == 401);
+    suite.check(
+        "assertion: alg none",
+        "401 (refused)",
+        &format!("{} AADSTS{}", unsigned.0, unsigned.1),
+        unsigned.0 == 401,
+    );
 
     // Single-use grants redeemed by many callers at once.
     let (device, user_code) = device_code(&s, &public.app_id).await;
-    s.store().approve_device_code(&user_code, "frank@entraflow.local", false).unwrap();
+    s.store()
+        .approve_device_code(&user_code, "frank@entraflow.local", false)
+        .unwrap();
     let other_client = s.public_app("other-notebook");
     let (status, body) = s
-        .token_v2(&[("grant_type", DEVICE_CODE_GRANT), ("client_id", &other_client.app_id), ("device_code", &device)])
+        .token_v2(&[
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("client_id", &other_client.app_id),
+            ("device_code", &device),
+        ])
         .await;
     suite.check(
         "device code: polled by another application",
@@ -249,11 +328,14 @@ async fn authority_abuse_is_refused() {
         &format!("{status} AADSTS{}", aadsts(&body)),
         status == 400,
     );
-    let results = race(&s, vec![
-        ("grant_type", DEVICE_CODE_GRANT.into()),
-        ("client_id", public.app_id.clone()),
-        ("device_code", device),
-    ])
+    let results = race(
+        &s,
+        vec![
+            ("grant_type", DEVICE_CODE_GRANT.into()),
+            ("client_id", public.app_id.clone()),
+            ("device_code", device),
+        ],
+    )
     .await;
     let redeemed: Vec<&(u16, u64)> = results.iter().filter(|(s, _)| *s == 200).collect();
     suite.check(
@@ -264,14 +346,24 @@ async fn authority_abuse_is_refused() {
     );
 
     let (device, user_code) = device_code(&s, &public.app_id).await;
-    s.store().approve_device_code(&user_code, "frank@entraflow.local", false).unwrap();
+    s.store()
+        .approve_device_code(&user_code, "frank@entraflow.local", false)
+        .unwrap();
     let (status, body) = s
-        .token_v2(&[("grant_type", DEVICE_CODE_GRANT), ("client_id", &public.app_id), ("device_code", &device)])
+        .token_v2(&[
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("client_id", &public.app_id),
+            ("device_code", &device),
+        ])
         .await;
     assert_eq!(status, 200, "{body}");
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     let (status, body) = s
-        .token_v2(&[("grant_type", "refresh_token"), ("client_id", &other_client.app_id), ("refresh_token", &refresh)])
+        .token_v2(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &other_client.app_id),
+            ("refresh_token", &refresh),
+        ])
         .await;
     suite.check(
         "refresh token: redeemed by another application",
@@ -281,16 +373,25 @@ async fn authority_abuse_is_refused() {
     );
     // The refused attempt spent it (single use), so race a fresh one.
     let (device, user_code) = device_code(&s, &public.app_id).await;
-    s.store().approve_device_code(&user_code, "frank@entraflow.local", false).unwrap();
+    s.store()
+        .approve_device_code(&user_code, "frank@entraflow.local", false)
+        .unwrap();
     let (_, body) = s
-        .token_v2(&[("grant_type", DEVICE_CODE_GRANT), ("client_id", &public.app_id), ("device_code", &device)])
+        .token_v2(&[
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("client_id", &public.app_id),
+            ("device_code", &device),
+        ])
         .await;
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
-    let results = race(&s, vec![
-        ("grant_type", "refresh_token".into()),
-        ("client_id", public.app_id.clone()),
-        ("refresh_token", refresh),
-    ])
+    let results = race(
+        &s,
+        vec![
+            ("grant_type", "refresh_token".into()),
+            ("client_id", public.app_id.clone()),
+            ("refresh_token", refresh),
+        ],
+    )
     .await;
     suite.check(
         &format!("refresh token: {RACERS} concurrent redemptions of one token"),

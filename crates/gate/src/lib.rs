@@ -86,6 +86,9 @@ mod tags;
 mod verify;
 mod xml;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::future::Future;
 use std::sync::Arc;
 

@@ -27,7 +27,7 @@
 //! `authn.failed`); its `resource` is the assignment's or definition's ARM id.
 
 mod error;
-mod shape;
+pub(crate) mod shape;
 
 use std::sync::Arc;
 

@@ -9,8 +9,8 @@ mod batch;
 mod block;
 mod container;
 mod list;
-mod multipart;
-mod object;
+pub(crate) mod multipart;
+pub(crate) mod object;
 
 use std::sync::Arc;
 

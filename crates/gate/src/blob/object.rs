@@ -519,7 +519,7 @@ pub(super) fn set_lease_headers(h: &mut HeaderMap, lease: Option<&lease::Lease>)
 }
 
 /// `x-ms-range` (preferred) or `Range`: `bytes=start-[end]`, inclusive.
-fn parse_range(headers: &HeaderMap) -> Result<Option<(u64, Option<u64>)>, StorageError> {
+pub(crate) fn parse_range(headers: &HeaderMap) -> Result<Option<(u64, Option<u64>)>, StorageError> {
     let (name, value) = match (header(headers, "x-ms-range"), header(headers, "range")) {
         (Some(v), _) => ("x-ms-range", v),
         (None, Some(v)) => ("range", v),
