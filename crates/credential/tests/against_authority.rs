@@ -11,6 +11,7 @@ use entraflow_core::{Aadsts, Secret};
 use entraflow_credential::{
     ClientSecretCredential, CredentialError, TokenCredential, TokenRequest,
 };
+use entraflow_testkit::report::{Doc, Suite};
 use entraflow_testkit::{Authority, STORAGE_SCOPE};
 
 fn storage() -> TokenRequest {
@@ -81,12 +82,16 @@ async fn a_thousand_concurrent_callers_during_a_refresh_cause_exactly_one_token_
     for caller in callers {
         tokens.insert(caller.await.unwrap().unwrap().token.expose().to_owned());
     }
-    assert_eq!(tokens.len(), 1, "every caller got the same new token");
-    assert!(!tokens.contains(first.token.expose()));
-    assert_eq!(
-        proxy.count(),
-        2,
-        "exactly one token request for 1,000 callers"
+    let mut suite = Suite::new(Doc::Reliability, "Thundering herd (credential)");
+    suite.check(
+        "1,000 callers after the token expired",
+        "1 token request, 1 new token for all",
+        &format!(
+            "{} token requests, {} distinct tokens",
+            proxy.count() - 1,
+            tokens.len()
+        ),
+        proxy.count() == 2 && tokens.len() == 1 && !tokens.contains(first.token.expose()),
     );
 
     // Past refresh_on but still usable: 1,000 callers get the cached token at once and
@@ -108,7 +113,13 @@ async fn a_thousand_concurrent_callers_during_a_refresh_cause_exactly_one_token_
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(proxy.count(), 3, "exactly one background refresh");
+    suite.check(
+        "1,000 callers past refresh_on, token still valid",
+        "cached token at once, 1 background refresh",
+        &format!("{} background refreshes", proxy.count() - 2),
+        proxy.count() == 3,
+    );
+    suite.finish();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,21 +145,38 @@ async fn an_authority_outage_is_invisible_while_the_token_is_valid_and_reported_
         calls += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(calls > 20, "the loop ran ({calls} calls)");
+    let mut suite = Suite::new(Doc::Reliability, "Authority outage (credential)");
+    suite.check(
+        "authority down while the token is valid",
+        "every call served from the cache, 0 errors",
+        &format!("{calls} calls, 0 errors"),
+        calls > 20,
+    );
 
     // Past the margin: the error, naming the authority's URL.
     sleep_until_unix(first.expires_on as f64 - 1.0).await;
     let err = credential.get_token(&storage()).await.unwrap_err();
-    match &err {
-        CredentialError::AuthorityUnreachable { url, .. } => {
-            assert!(url.starts_with(authority.host()), "{url}");
-        }
-        other => panic!("expected AuthorityUnreachable, got {other:?}"),
-    }
-    assert!(err.to_string().contains(authority.host()), "{err}");
+    let names_it = matches!(&err, CredentialError::AuthorityUnreachable { url, .. } if url.starts_with(authority.host()))
+        && err.to_string().contains(authority.host());
+    suite.check(
+        "authority still down after the token's safety margin",
+        "AuthorityUnreachable naming the authority's URL",
+        &err.to_string().chars().take(120).collect::<String>(),
+        names_it,
+    );
 
     // The authority comes back: the same credential gets tokens again.
     authority.restart().await;
-    let again = credential.get_token(&storage()).await.unwrap();
-    assert_ne!(again.token, first.token);
+    let again = credential.get_token(&storage()).await;
+    suite.check(
+        "authority back: the same credential, no restart",
+        "a new token",
+        match &again {
+            Ok(t) if t.token != first.token => "a new token",
+            Ok(_) => "the old token",
+            Err(_) => "an error",
+        },
+        again.is_ok_and(|t| t.token != first.token),
+    );
+    suite.finish();
 }

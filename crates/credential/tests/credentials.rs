@@ -3,6 +3,7 @@
 
 mod common;
 
+use entraflow_testkit::report::{Doc, Suite};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -327,23 +328,33 @@ async fn imds_429_and_5xx_are_retried_honouring_retry_after() {
     let credential =
         ManagedIdentityCredential::new(imds(&url, ManagedIdentityId::SystemAssigned)).unwrap();
     let started = std::time::Instant::now();
-    credential.get_token(&storage()).await.unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 4);
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "Retry-After: 1 was honoured"
+    let got = credential.get_token(&storage()).await;
+    let mut suite = Suite::new(Doc::Reliability, "Throttling (managed identity)");
+    suite.check(
+        "429 with Retry-After: 1, then 503, then 410, then 200",
+        "a token after 4 requests, waiting at least 1 s",
+        &format!(
+            "{} after {} requests and {:.1} s",
+            if got.is_ok() { "a token" } else { "an error" },
+            hits.load(Ordering::SeqCst),
+            started.elapsed().as_secs_f64()
+        ),
+        got.is_ok()
+            && hits.load(Ordering::SeqCst) == 4
+            && started.elapsed() >= Duration::from_secs(1),
     );
 
     let (url, hits) = scripted_imds(Arc::new(|_| (429, Some("0"), Duration::ZERO))).await;
     let credential =
         ManagedIdentityCredential::new(imds(&url, ManagedIdentityId::SystemAssigned)).unwrap();
     let err = credential.get_token(&storage()).await.unwrap_err();
-    assert!(matches!(err, CredentialError::Throttled { .. }), "{err}");
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        5,
-        "the first try and four retries"
+    suite.check(
+        "429 on every request",
+        "Throttled after the first try and 4 retries",
+        &format!("{err} after {} requests", hits.load(Ordering::SeqCst)),
+        matches!(err, CredentialError::Throttled { .. }) && hits.load(Ordering::SeqCst) == 5,
     );
+    suite.finish();
 }
 
 /// Regression: azure-sdk-for-python #31637 (one slow probe disabled managed identity

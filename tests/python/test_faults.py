@@ -1,0 +1,205 @@
+"""Faults injected into a real stack (`entraflow up`): SIGKILL while 16 clients
+upload, and the data directory running out of room. What the clients were told
+succeeded must be there, intact, and audit verify must pass; while there is no
+room, clients get an error that names the cause, and the stack recovers on its own
+when room returns. Results go to RELIABILITY.md.
+
+"No room" is made with RLIMIT_FSIZE on the server process (writes past the limit
+fail with EFBIG, SIGXFSZ ignored), then lifted with prlimit on the running process:
+the same failing-write path as a full disk, without needing a mount."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from conftest import BIN
+from conftest import parse_env_file as read_env
+from helpers import STORAGE_SCOPE, Report
+
+VERSION = "2025-01-05"
+
+
+class Up:
+    def __init__(self, data: Path, fsize: int | None = None):
+        self.data = data
+        for f in ("env", "gate.env"):
+            (data / f).unlink(missing_ok=True)
+
+        def limits():
+            if fsize is not None:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+
+        self.log = open(data.parent / f"up-{uuid.uuid4().hex[:6]}.log", "w")
+        self.proc = subprocess.Popen([BIN, "--data-dir", str(data), "up", "--authority-port", "0", "--imds-port", "0",
+                                      "--gate-port", "0"], stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=limits)
+        deadline = time.monotonic() + 60
+        while not (data / "gate.env").exists():
+            assert self.proc.poll() is None, Path(self.log.name).read_text()[-3000:]
+            assert time.monotonic() < deadline, "entraflow up did not become ready"
+            time.sleep(0.05)
+        self.env = read_env(data / "env")
+        self.ca = self.env["SSL_CERT_FILE"]
+        self.blob = self.env["ENTRAFLOW_BLOB_ENDPOINT"]
+
+    def cli(self, *args: str) -> dict:
+        out = subprocess.run([BIN, "--data-dir", str(self.data), *args, "-o", "json"], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    def token(self, app: dict, secret: str) -> str:
+        r = requests.post(f"{self.env['AZURE_AUTHORITY_HOST']}/{self.env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
+                          data={"grant_type": "client_credentials", "client_id": app["appId"],
+                                "client_secret": secret, "scope": STORAGE_SCOPE}, verify=self.ca, timeout=30)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def request(self, method: str, path: str, token: str, body: bytes = b"", **headers) -> requests.Response:
+        h = {"Authorization": f"Bearer {token}", "x-ms-version": VERSION, **headers}
+        return requests.request(method, self.blob + path, headers=h, data=body, verify=self.ca, timeout=60)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+def writer(up: Up) -> tuple[dict, str]:
+    app = up.cli("ad", "app", "create", "--display-name", f"faults-{uuid.uuid4().hex[:6]}")
+    sp = up.cli("ad", "sp", "create", "--id", app["appId"])
+    secret = up.cli("ad", "app", "credential", "reset", "--id", app["appId"])["password"]
+    up.cli("role", "assignment", "create", "--assignee", sp["id"], "--role", "Storage Blob Data Contributor",
+           "--scope", up.env["ENTRAFLOW_STORAGE_SCOPE"])
+    return app, secret
+
+
+def wait_allowed(up: Up, token: str, container: str) -> None:
+    deadline = time.monotonic() + 10
+    while (r := up.request("PUT", f"/{container}?restype=container", token)).status_code == 403:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.05)
+    assert r.status_code in (201, 409), r.text
+
+
+def verify_audit(data: Path) -> tuple[bool, str]:
+    out = subprocess.run([BIN, "--data-dir", str(data), "audit", "verify"], capture_output=True, text=True)
+    last = (out.stdout.strip().splitlines() or [out.stderr.strip()])[-1:]
+    return out.returncode == 0, " ".join(last)[:160]
+
+
+def test_sigkill_under_concurrent_writes_loses_no_acknowledged_write(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    up = Up(data)
+    app, secret = writer(up)
+    token = up.token(app, secret)
+    wait_allowed(up, token, "crash")
+    acked: dict[str, str] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def upload(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            name = f"w{worker}/blob-{i}"
+            body = os.urandom(4096 + 97 * i)
+            try:
+                r = up.request("PUT", f"/crash/{name}", token, body, **{"x-ms-blob-type": "BlockBlob"})
+            except requests.RequestException:
+                return  # the server died mid-request: not acknowledged
+            if r.status_code == 201:
+                with lock:
+                    acked[name] = hashlib.sha256(body).hexdigest()
+            i += 1
+
+    threads = [threading.Thread(target=upload, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(2.5)
+    up.kill()
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+
+    up = Up(data)
+    try:
+        token = up.token(app, secret)
+        missing = damaged = 0
+        for name, digest in acked.items():
+            r = up.request("GET", f"/crash/{name}", token)
+            if r.status_code != 200:
+                missing += 1
+            elif hashlib.sha256(r.content).hexdigest() != digest:
+                damaged += 1
+    finally:
+        up.stop()
+    ok, summary = verify_audit(data)
+    report = Report("reliability", "Gate SIGKILL under 16 concurrent uploaders")
+    report.check("uploads acknowledged before the kill", "more than 50", str(len(acked)), len(acked) > 50)
+    report.check("acknowledged blobs present after restart", "all", f"{len(acked) - missing} of {len(acked)}",
+                 missing == 0)
+    report.check("acknowledged blobs intact (SHA-256)", "all", f"{len(acked) - missing - damaged} of {len(acked) - missing}",
+                 damaged == 0)
+    report.check("audit verify after the crash", "passes", summary, ok)
+    report.finish()
+
+
+def test_no_room_is_a_clear_error_nothing_is_corrupted_and_room_returning_recovers(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    # A first start creates the data directory; the limit applies from the second.
+    up = Up(data)
+    app, secret = writer(up)
+    up.stop()
+    limit = 24 << 20
+    up = Up(data, fsize=limit)
+    report = Report("reliability", "No room on the data directory")
+    try:
+        token = up.token(app, secret)
+        wait_allowed(up, token, "room")
+        small = os.urandom(64 << 10)
+        r = up.request("PUT", "/room/before.bin", token, small, **{"x-ms-blob-type": "BlockBlob"})
+        assert r.status_code == 201, r.text
+        # A blob larger than the room left: the write fails on the file system.
+        big = r = up.request("PUT", "/room/too-big.bin", token, os.urandom(limit + (1 << 20)),
+                             **{"x-ms-blob-type": "BlockBlob"})
+        code = big.headers.get("x-ms-error-code", "")
+        report.check("an upload larger than the room left", "5xx with an error naming the cause",
+                     f"{big.status_code} {code}: {big.text[:120]!r}",
+                     big.status_code >= 500 and ("space" in big.text.lower() or "room" in big.text.lower()
+                                                 or "large" in big.text.lower()))
+        r = up.request("GET", "/room/too-big.bin", token)
+        report.check("the failed upload left no blob", "404", str(r.status_code), r.status_code == 404)
+        r = up.request("GET", "/room/before.bin", token)
+        report.check("a blob written before is intact", "200, same bytes", f"{r.status_code}",
+                     r.status_code == 200 and r.content == small)
+        # Room returns: lift the limit on the running process.
+        resource.prlimit(up.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        body = os.urandom(limit + (1 << 20))
+        r = up.request("PUT", "/room/after.bin", token, body, **{"x-ms-blob-type": "BlockBlob"})
+        report.check("room returns: the same upload, no restart", "201", str(r.status_code), r.status_code == 201)
+        r = up.request("GET", "/room/after.bin", token)
+        report.check("the blob written after is intact", "200, same bytes", str(r.status_code),
+                     r.status_code == 200 and r.content == body)
+    finally:
+        up.stop()
+    ok, summary = verify_audit(data)
+    report.check("audit verify afterwards", "passes", summary, ok)
+    report.finish()
