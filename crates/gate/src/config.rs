@@ -51,6 +51,9 @@ pub struct GateConfig {
     pub leeway: Duration,
     /// An unknown `kid` refetches the issuer's JWKS at most this often (10 s).
     pub jwks_refresh_interval: Duration,
+    /// How stale a principal's group membership may be (looked up in the local
+    /// directory; Storage tokens carry no `groups` claim).
+    pub group_staleness: Duration,
     /// Audit chain id of this gate; gates sharing one store need distinct ids.
     pub audit_log_id: String,
     /// Where audit events go: `<data_dir>/audit.db` by default, or a PostgreSQL
@@ -82,6 +85,7 @@ impl GateConfig {
                 .collect(),
             leeway: Duration::from_secs(300),
             jwks_refresh_interval: crate::verify::UNKNOWN_KID_REFETCH,
+            group_staleness: Duration::from_secs(30),
             audit_log_id: "entraflow/gate".to_owned(),
             audit_store: entraflow_audit::StoreUrl::default_for(&data_dir),
             data_dir,

@@ -18,6 +18,7 @@
 //! "unauthenticated", "forbidden" and "the audit log is unavailable", and which
 //! headers every response carries.
 
+use crate::groups::GroupDirectory;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,6 +55,8 @@ pub(crate) struct GateState {
     pub(crate) challenge: String,
     /// `WWW-Authenticate` value of the admin API's 401s.
     pub(crate) admin_challenge: String,
+    /// Where group membership is looked up (Storage tokens carry no `groups`).
+    groups: Option<GroupDirectory>,
 }
 
 /// The parts of [`GateState`] that only the guard may hold.
@@ -61,6 +64,7 @@ pub(crate) struct Protected {
     pub(crate) store: BlobStore,
     pub(crate) authorizer: Arc<entraflow_rbac::Authorizer>,
     pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) groups: Option<GroupDirectory>,
 }
 
 impl GateState {
@@ -86,6 +90,7 @@ impl GateState {
             audit: protected.audit,
             challenge,
             admin_challenge,
+            groups: protected.groups,
         }
     }
 }
@@ -205,7 +210,7 @@ impl Guard {
             tracing::error!(request_id = %self.request_id, "authorization before authentication");
             return Err(W::unauthenticated(&AuthError::Missing, &self.state));
         };
-        let principal = rbac_principal(token);
+        let principal = rbac_principal(token, self.state.groups.as_ref());
         let decision =
             self.state
                 .authorizer
@@ -357,11 +362,19 @@ fn note_token(event: &mut Event, token: &VerifiedToken) {
     });
 }
 
-/// The RBAC principal a token names: its `oid`, its groups, and its client app.
-fn rbac_principal(token: &VerifiedToken) -> Principal {
+/// The RBAC principal a token names: its `oid`, its client app, and its groups —
+/// the token's `groups` claim (when the issuer sends one) and what the directory says.
+fn rbac_principal(token: &VerifiedToken, directory: Option<&GroupDirectory>) -> Principal {
     let claims = &token.claims;
-    let mut principal =
-        Principal::new(claims.oid.clone()).with_groups(claims.groups.clone().unwrap_or_default());
+    let mut groups = claims.groups.clone().unwrap_or_default();
+    if let Some(directory) = directory {
+        for g in directory.groups_of(&claims.oid).iter() {
+            if !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+    }
+    let mut principal = Principal::new(claims.oid.clone()).with_groups(groups);
     if let Some(app) = claims.client_app_id() {
         principal = principal.with_app_id(app);
     }

@@ -76,6 +76,7 @@ mod blob;
 mod conditions;
 mod config;
 mod error;
+mod groups;
 mod guard;
 mod integrity;
 mod lease;
@@ -285,6 +286,7 @@ impl Gate {
                 store,
                 authorizer: Arc::clone(&authorizer),
                 audit: Arc::new(audit_log.clone()),
+                groups: groups::GroupDirectory::open(&config.data_dir, config.group_staleness),
             },
             challenge,
             admin_challenge,

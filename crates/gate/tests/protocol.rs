@@ -847,6 +847,75 @@ fn regression_the_default_unknown_kid_refetch_interval_is_seconds_not_minutes() 
     assert!(config.jwks_refresh_interval <= std::time::Duration::from_secs(10));
 }
 
+/// Finding (hardening issue): Storage tokens carry no `groups` claim (as in Entra)
+/// and the gate read groups only from the token, so a role assigned to a group
+/// granted nothing. The gate now looks membership up in the directory, nested
+/// groups included, at most `group_staleness` old.
+#[tokio::test(flavor = "multi_thread")]
+async fn regression_a_group_grant_reaches_members_whose_tokens_carry_no_groups() {
+    let staleness = std::time::Duration::from_millis(300);
+    let env = Stack::start_with(|c| c.group_staleness = staleness).await;
+    let owner = env.app("owner");
+    let member = env.app("member");
+    let outsider = env.app("outsider");
+    env.assign(&owner.oid, CONTRIBUTOR, &env.account_scope.clone());
+    let directory = env.authority.store();
+    let team = directory.create_group("team").unwrap();
+    let org = directory.create_group("org").unwrap();
+    directory.add_group_member(&team.id, &member.oid).unwrap();
+    directory.add_group_member(&org.id, &team.id).unwrap();
+    let mut by_group = entraflow_rbac::NewAssignment::new(
+        &org.id,
+        READER,
+        env.scope("/blobServices/default/containers/data"),
+    );
+    by_group.principal_type = entraflow_rbac::PrincipalType::Group;
+    env.assign_with(by_group);
+    env.wait_for_policy().await;
+    let owner_token = env.token(&owner, STORAGE_SCOPE).await;
+    env.create_container(&owner_token, "data").await;
+    assert_eq!(
+        env.put_blob("/data/x", &owner_token, "x").await.status(),
+        201
+    );
+
+    let member_token = env.token(&member, STORAGE_SCOPE).await;
+    assert!(
+        env.authority
+            .verify(&member_token)
+            .await
+            .get("groups")
+            .is_none(),
+        "Storage tokens carry no groups claim"
+    );
+    let get = |token: String| {
+        let req = env.request(Method::GET, "/data/x", Some(&token));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        get(member_token.clone()).await,
+        200,
+        "a member of a nested group reads"
+    );
+    let outsider_token = env.token(&outsider, STORAGE_SCOPE).await;
+    assert_eq!(get(outsider_token).await, 403);
+
+    // Leaving the group takes effect within the staleness bound.
+    rusqlite::Connection::open(env.data_dir().join("authority.db"))
+        .unwrap()
+        .execute(
+            "DELETE FROM group_members WHERE member_id = ?1",
+            [&member.oid],
+        )
+        .unwrap();
+    tokio::time::sleep(staleness + std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        get(member_token).await,
+        403,
+        "removed members lose the grant"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_assigned_to_a_group_grants_tokens_that_carry_the_group() {
     // The local authority, like Entra ID, puts no `groups` in Storage tokens, so the
