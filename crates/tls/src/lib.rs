@@ -30,7 +30,9 @@ use thiserror::Error;
 use entraflow_core::fsutil;
 
 mod idle;
+mod min_rate;
 pub use idle::IdleTimeout;
+pub use min_rate::{BODY_GRACE, BodyTooSlow, MIN_BODY_RATE};
 
 /// File name of the CA certificate (public) in the data directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -217,6 +219,7 @@ pub async fn serve_https(
         .http_builder()
         .http1()
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    let app = app.layer(axum::middleware::from_fn(min_rate::enforce));
     server
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
