@@ -29,11 +29,14 @@ const GROUPS_OF: &str = "WITH RECURSIVE g(id) AS (
     UNION SELECT m.group_id FROM group_members m JOIN g ON m.member_id = g.id)
   SELECT id FROM g";
 
+/// A principal's groups and when they were looked up.
+type Cached = (Instant, Arc<[String]>);
+
 /// Cached, bounded-staleness lookups of a principal's groups.
 pub(crate) struct GroupDirectory {
     conn: Mutex<Connection>,
     staleness: Duration,
-    cache: Mutex<HashMap<String, (Instant, Arc<[String]>)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl GroupDirectory {
