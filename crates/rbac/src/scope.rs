@@ -171,9 +171,9 @@ impl Scope {
             };
         // Takes `keyword/name` pairs of `chain` while segments remain.
         let take = |chain: &[Keyword],
-                        i: &mut usize,
-                        out: &mut Vec<String>,
-                        level: &mut ScopeLevel|
+                    i: &mut usize,
+                    out: &mut Vec<String>,
+                    level: &mut ScopeLevel|
          -> Result<(), ScopeError> {
             for (keyword, what, next_level) in chain {
                 if *i >= segments.len() {
@@ -194,8 +194,7 @@ impl Scope {
                         });
                     }
                 };
-                if *next_level == ScopeLevel::BlobService && !name.eq_ignore_ascii_case("default")
-                {
+                if *next_level == ScopeLevel::BlobService && !name.eq_ignore_ascii_case("default") {
                     return Err(err_seg(*i, "default", name));
                 }
                 out.push(if *next_level == ScopeLevel::BlobService {
@@ -350,7 +349,7 @@ impl Scope {
             ScopeLevel::StorageAccount | ScopeLevel::BlobService | ScopeLevel::Container
         )
         .then(|| self.text.split('/').nth(8))
-            .flatten()
+        .flatten()
     }
 
     fn last_segment(&self) -> &str {

@@ -22,9 +22,11 @@
 #![forbid(unsafe_code)]
 
 mod authority;
+mod sql;
 mod stack;
 
 pub use authority::{App, Authority};
+pub use sql::{GateTls, OSSRDBMS_SCOPE, SQL_CONNECT_ROLE, SqlStack, test_postgres_url};
 pub use stack::{Stack, X_MS_VERSION};
 
 /// The scope a Storage token is requested for.
