@@ -190,7 +190,7 @@ impl SqlStack {
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let mut config = tokio_postgres::Config::new();
         config
-            .host(&self.addr.ip().to_string())
+            .host(self.addr.ip().to_string())
             .port(self.addr.port())
             .user(user)
             .password(password)

@@ -116,22 +116,19 @@ fn redact_all(sql: &str) -> String {
 /// it stands alone; says whether backslash escapes apply (`E'..'`).
 fn strip_prefix(out: &mut String) -> bool {
     let standalone = |s: &str| !s.chars().next_back().is_some_and(is_ident);
-    if let Some(head) = out.strip_suffix("U&").or_else(|| out.strip_suffix("u&")) {
-        if standalone(head) {
-            let len = head.len();
-            out.truncate(len);
-            return false;
-        }
+    if let Some(head) = out.strip_suffix("U&").or_else(|| out.strip_suffix("u&"))
+        && standalone(head)
+    {
+        let len = head.len();
+        out.truncate(len);
+        return false;
     }
-    if let Some(last) = out.chars().next_back() {
-        if matches!(last.to_ascii_uppercase(), 'E' | 'B' | 'X' | 'N') {
-            let head = &out[..out.len() - 1];
-            if standalone(head) {
-                let escapes = last.eq_ignore_ascii_case(&'e');
-                out.pop();
-                return escapes;
-            }
-        }
+    if let Some(last) = out.chars().next_back()
+        && matches!(last.to_ascii_uppercase(), 'E' | 'B' | 'X' | 'N')
+        && standalone(&out[..out.len() - 1])
+    {
+        out.pop();
+        return last.eq_ignore_ascii_case(&'e');
     }
     false
 }

@@ -257,13 +257,13 @@ where
                 Some((sql, Kind::Execute))
             }
             b'C' => {
-                if let Some((&kind, rest)) = msg.body.split_first() {
-                    if let Ok((name, _)) = codec::cstr(rest, "name") {
-                        match kind {
-                            b'S' => statements.remove(name),
-                            _ => portals.remove(name),
-                        };
-                    }
+                if let Some((&kind, rest)) = msg.body.split_first()
+                    && let Ok((name, _)) = codec::cstr(rest, "name")
+                {
+                    match kind {
+                        b'S' => statements.remove(name),
+                        _ => portals.remove(name),
+                    };
                 }
                 None
             }

@@ -16,7 +16,9 @@ use tokio::net::TcpStream;
 use super::backend::{self, BackendRefusal};
 use super::codec::{self, PROTOCOL_3_0, Startup};
 use super::principals::{MappedPrincipal, PrincipalType};
-use super::refusal::{CONNECTION_FAILURE, INVALID_AUTHORIZATION, PROTOCOL_VIOLATION, PgError};
+use super::refusal::{
+    CANNOT_CONNECT_NOW, CONNECTION_FAILURE, INVALID_AUTHORIZATION, PROTOCOL_VIOLATION, PgError,
+};
 use super::relay::{self, End, SessionRecord};
 use super::state::{CancelTarget, SqlState, backend_password};
 use crate::guard::{Guard, Guarded, Wire};
@@ -246,18 +248,20 @@ async fn session<S>(
         }
     };
     let token_exp = guard.token().map(|t| t.claims.exp).unwrap_or_default();
-    let access = match guard.authorize::<PgError>(RbacRequest::data(CONNECT_ACTION, scope)) {
-        Ok(access) => access,
-        Err(e) => return refuse(&mut guard, &mut client, e).await,
+    let password = {
+        let access = match guard.authorize::<PgError>(RbacRequest::data(CONNECT_ACTION, scope)) {
+            Ok(access) => access,
+            Err(e) => return refuse(&mut guard, &mut client, e).await,
+        };
+        backend_password(&access, &mapping.name)
     };
-    let password = match backend_password(&access, &mapping.name) {
+    let password = match password {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the principal mappings");
-            return refuse(&mut guard, &mut client, PgError::audit_unavailable()).await;
+            return refuse(&mut guard, &mut client, mappings_unavailable()).await;
         }
     };
-    drop(access);
     // The backend gets every startup parameter except the user, which is the role.
     let forwarded: Vec<(String, String)> = params
         .iter()
@@ -377,7 +381,7 @@ fn mapped_principal(
         .unwrap_or_else(|| format!("object id {}", claims.oid));
     let mapping = state.principals.lookup(user).map_err(|e| {
         tracing::error!(error = %e, "cannot read the principal mappings");
-        PgError::audit_unavailable()
+        mappings_unavailable()
     })?;
     let Some(mapping) = mapping else {
         return Err(PgError::new(
@@ -410,6 +414,13 @@ fn mapped_principal(
         .hint("Sign in with the user name of the token's own principal (its UPN, or an app's display name), or a group it belongs to."));
     }
     Ok(mapping)
+}
+
+fn mappings_unavailable() -> PgError {
+    PgError::new(
+        CANNOT_CONNECT_NOW,
+        "the SQL gate cannot read its principal mappings (sql.db) right now; retry later",
+    )
 }
 
 /// When a session must end: its token's expiry, plus the skew tolerated at sign-in
