@@ -304,6 +304,16 @@ pub struct Event {
     /// Free text, e.g. why a request was denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A SQL statement as the SQL gate received it (literals redacted unless the
+    /// gate is told to keep full text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    /// Rows a SQL statement returned or affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// The SQLSTATE of a SQL error (the message is not kept: it can quote literals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
 }
 
 impl Event {
@@ -328,6 +338,9 @@ impl Event {
             user_agent: None,
             run_id: None,
             detail: None,
+            statement: None,
+            rows: None,
+            sqlstate: None,
         }
     }
 }
@@ -353,6 +366,8 @@ impl Event {
             &mut self.user_agent,
             &mut self.run_id,
             &mut self.detail,
+            &mut self.statement,
+            &mut self.sqlstate,
         ] {
             clear(field);
         }

@@ -17,8 +17,9 @@ pub struct BuiltIn {
     pub name: &'static str,
 }
 
-/// Azure Storage, Microsoft Graph, ARM and Azure SQL: all accept v1 tokens.
-pub const BUILT_IN: [BuiltIn; 4] = [
+/// Azure Storage, Microsoft Graph, ARM, Azure SQL and Azure Database for
+/// PostgreSQL: all accept v1 tokens.
+pub const BUILT_IN: [BuiltIn; 5] = [
     BuiltIn {
         uri: entraflow_core::STORAGE_RESOURCE,
         app_id: entraflow_core::STORAGE_APP_ID,
@@ -38,6 +39,11 @@ pub const BUILT_IN: [BuiltIn; 4] = [
         uri: "https://database.windows.net/",
         app_id: "022907d3-0f1b-48f7-badc-1ba6abab6d66",
         name: "Azure SQL Database",
+    },
+    BuiltIn {
+        uri: entraflow_core::OSSRDBMS_RESOURCE,
+        app_id: entraflow_core::OSSRDBMS_APP_ID,
+        name: "Azure OSSRDBMS Database",
     },
 ];
 
@@ -131,6 +137,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(arm.audience(), "https://management.azure.com/");
+        let pg = store
+            .resolve_resource(&tid, "https://ossrdbms-aad.database.windows.net")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (pg.version, pg.audience()),
+            (1, "https://ossrdbms-aad.database.windows.net")
+        );
 
         let app = store
             .create_application(&NewApplication {

@@ -72,6 +72,12 @@ pub(crate) struct UpArgs {
     /// Storage account name the gate stands for.
     #[arg(long, default_value = entraflow_gate::DEFAULT_ACCOUNT)]
     account: String,
+    /// Also run the SQL gate in front of this PostgreSQL (postgres://host:port).
+    #[arg(long, value_name = "URL", env = "ENTRAFLOW_SQL_BACKEND")]
+    sql_backend: Option<String>,
+    /// SQL gate port (0 picks a free one).
+    #[arg(long, default_value_t = 15432)]
+    sql_port: u16,
 }
 
 /// Starts the authority, then the gate trusting it (`entraflow_local::LocalStack`),
@@ -85,6 +91,8 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         options.imds_port = args.imds_port;
         options.gate_port = args.gate_port;
         options.account = args.account;
+        options.sql_backend = args.sql_backend;
+        options.sql_port = args.sql_port;
         let stack = entraflow_local::LocalStack::start(options)
             .await
             .context("starting the authority and the gate")?;
@@ -93,6 +101,15 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             stack.authority_host, stack.tenant_id
         );
         println!("gate ready: {}", stack.blob_endpoint);
+        if let Some(addr) = stack.sql_addr {
+            println!(
+                "SQL gate ready: {addr} (source {})",
+                globals
+                    .data_dir
+                    .join(entraflow_gate::sql::SQL_GATE_ENV_FILE)
+                    .display()
+            );
+        }
         println!("client settings: source {}", stack.env_file().display());
         shutdown_signal().await;
         stack.stop().await.context("stopping")?;
@@ -151,7 +168,7 @@ fn serve(args: ServeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

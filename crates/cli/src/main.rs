@@ -13,6 +13,7 @@ mod authority;
 mod demo;
 mod gate;
 mod role;
+mod sql;
 mod token;
 
 /// Microsoft Entra ID identity for TensorFlow data pipelines.
@@ -62,6 +63,11 @@ enum Command {
     /// The gate: Azure Blob REST with Entra ID tokens, Azure RBAC and auditing.
     #[command(subcommand)]
     Gate(gate::GateCommand),
+    /// The SQL gate: PostgreSQL with an Entra access token as the password.
+    #[command(subcommand, name = "sql-gate")]
+    SqlGate(sql::SqlGateCommand),
+    /// Map Entra principals to PostgreSQL roles (like pgaadauth_create_principal).
+    Sql(sql::SqlArgs),
     /// Run the authority and the gate together on one data directory; writes
     /// <data-dir>/env with everything a client needs.
     Up(gate::UpArgs),
@@ -119,6 +125,8 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Ad(args) => ad::run(args, &globals),
         Command::Role(args) => role::run(args, &globals),
         Command::Gate(command) => gate::run(command, &globals),
+        Command::SqlGate(command) => sql::serve(command, &globals),
+        Command::Sql(args) => sql::run(args, &globals),
         Command::Up(args) => gate::up(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
         Command::Demo(args) => demo::run_demo(args, &globals),

@@ -43,6 +43,10 @@ pub(crate) struct ScopeArgs {
     /// Scope of one resource.
     #[arg(long, default_value = "https://storage.azure.com/.default")]
     scope: String,
+    /// The resource instead of a scope, as `az account get-access-token --resource`
+    /// takes it (e.g. https://ossrdbms-aad.database.windows.net for PostgreSQL).
+    #[arg(long, value_name = "URI", conflicts_with = "scope")]
+    resource: Option<String>,
     /// Tenant other than the credential's own.
     #[arg(long)]
     tenant: Option<String>,
@@ -96,10 +100,20 @@ pub(crate) fn run(command: IdentityCommand, globals: &Globals) -> anyhow::Result
     })
 }
 
+impl ScopeArgs {
+    /// The scope asked for: `--resource`'s `.default` scope, else `--scope`.
+    fn scope(&self) -> String {
+        match &self.resource {
+            Some(resource) => entraflow_core::scope::default_scope(resource),
+            None => self.scope.clone(),
+        }
+    }
+}
+
 fn request(args: &ScopeArgs) -> TokenRequest {
     TokenRequest {
         tenant_id: args.tenant.clone(),
-        ..TokenRequest::new(&[args.scope.as_str()])
+        ..TokenRequest::new(&[args.scope().as_str()])
     }
 }
 

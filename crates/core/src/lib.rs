@@ -33,6 +33,11 @@ pub use secret::{Secret, fingerprint};
 pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
 /// Application id of the Azure Storage first-party application.
 pub const STORAGE_APP_ID: &str = "e406a681-f3d4-42a8-90b6-c2b029497af1";
+/// Resource id (audience) of Azure Database for PostgreSQL (and MySQL) flexible
+/// server: what a client asks for to sign in with its token as the password.
+pub const OSSRDBMS_RESOURCE: &str = "https://ossrdbms-aad.database.windows.net";
+/// Application id of the "Azure OSSRDBMS Database" first-party application.
+pub const OSSRDBMS_APP_ID: &str = "123cd850-d9df-40bd-94d5-c9f07b7fa203";
 /// Client id of the Azure CLI, the first-party public client every tenant has: what a
 /// person signs in with when no application of their own is configured.
 pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";

@@ -15,8 +15,11 @@
 //!    the wire's common headers on the response.
 //!
 //! A wire format supplies its error shapes through [`Wire`]: how it says
-//! "unauthenticated", "forbidden" and "the audit log is unavailable", and which
-//! headers every response carries.
+//! "unauthenticated", "forbidden" and "the audit log is unavailable"; an HTTP wire
+//! also says, through [`HttpWire`], which headers every response carries. The
+//! guard works over any front end's shared state that names its authorizer and
+//! audit sink ([`Guarded`]): [`GateState`] for Blob REST and the admin API, the
+//! SQL gate's state for PostgreSQL sessions.
 
 use crate::groups::GroupDirectory;
 use std::net::SocketAddr;
@@ -95,6 +98,31 @@ impl GateState {
     }
 }
 
+/// What the guard needs from a front end's shared state: the authorizer that
+/// decides and the sink that records.
+pub(crate) trait Guarded: Send + Sync + 'static {
+    fn authorizer(&self) -> &entraflow_rbac::Authorizer;
+    fn audit(&self) -> &Arc<dyn AuditSink>;
+    /// Where group membership is looked up, if the front end has a directory.
+    fn groups(&self) -> Option<&GroupDirectory> {
+        None
+    }
+}
+
+impl Guarded for GateState {
+    fn authorizer(&self) -> &entraflow_rbac::Authorizer {
+        &self.authorizer
+    }
+
+    fn audit(&self) -> &Arc<dyn AuditSink> {
+        &self.audit
+    }
+
+    fn groups(&self) -> Option<&GroupDirectory> {
+        self.groups.as_ref()
+    }
+}
+
 impl GateState {
     /// A blob's index tags, read *before* the decision because ABAC conditions
     /// test them (`@Resource[...blobs/tags:...]`), as Azure Storage reads them
@@ -104,28 +132,32 @@ impl GateState {
     }
 }
 
-/// How one wire format answers: its error type and the headers every response of
-/// it carries.
-pub(crate) trait Wire: Sized {
+/// How one wire format refuses: its error type, over the front end's state `S`.
+pub(crate) trait Wire<S = GateState>: Sized {
     /// The verifier for this wire's audiences.
-    fn verifier(state: &GateState) -> &TokenVerifier;
+    fn verifier(state: &S) -> &TokenVerifier;
     /// The token was missing or not accepted.
-    fn unauthenticated(err: &AuthError, state: &GateState) -> Self;
+    fn unauthenticated(err: &AuthError, state: &S) -> Self;
     /// RBAC said no.
     fn forbidden(denial: &Denial) -> Self;
     /// The audit log cannot take the record, so the request is not served.
     fn audit_unavailable() -> Self;
     /// `Code: message`, for the audit record of a failed request.
     fn summary(&self) -> String;
+}
+
+/// An HTTP wire: its error as a response and the headers every response carries.
+pub(crate) trait HttpWire: Wire {
     /// The error as this wire's response.
     fn into_response(self, request_id: &str, head: bool) -> Response;
     /// Headers every response of this wire carries.
     fn stamp(response: &mut Response, request_id: &str, request: &HeaderMap);
 }
 
-/// One request's passage through authentication, authorization and audit.
-pub(crate) struct Guard {
-    state: Arc<GateState>,
+/// One request's (or one SQL session's) passage through authentication,
+/// authorization and audit.
+pub(crate) struct Guard<S = GateState> {
+    state: Arc<S>,
     request_id: String,
     started: Instant,
     event: Event,
@@ -135,7 +167,7 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    /// Starts the audit event of a request.
+    /// Starts the audit event of an HTTP request.
     pub(crate) fn begin(state: &Arc<GateState>, event_type: EventType, parts: &Parts) -> Self {
         let mut guard = Self::new(state, event_type);
         guard.event.client_addr = parts
@@ -147,7 +179,42 @@ impl Guard {
         guard
     }
 
-    fn new(state: &Arc<GateState>, event_type: EventType) -> Self {
+    /// Ends the request: the audit record is made durable (unless a streamed body
+    /// carries it), then the wire's common headers are set. A request whose record
+    /// cannot be written is answered with the wire's "unavailable", never as done.
+    pub(crate) async fn finish<W: HttpWire>(
+        mut self,
+        result: Result<Response, W>,
+        head: bool,
+        request: &HeaderMap,
+    ) -> Response {
+        let mut response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                if self.event.detail.is_none() {
+                    self.event.detail = Some(err.summary());
+                }
+                err.into_response(&self.request_id, head)
+            }
+        };
+        if !self.streamed && self.complete(response.status()).await.is_err() {
+            response = W::audit_unavailable().into_response(&self.request_id, head);
+        }
+        W::stamp(&mut response, &self.request_id, request);
+        response
+    }
+
+    /// Appends the record with its final status (for wires that render their own
+    /// answers, like batch parts).
+    pub(crate) async fn complete(&mut self, status: StatusCode) -> Result<(), ()> {
+        self.event.status = Some(status.as_u16());
+        self.append().await
+    }
+}
+
+impl<S: Guarded> Guard<S> {
+    /// Starts an audit event whose context (client, run id) the caller fills in.
+    pub(crate) fn new(state: &Arc<S>, event_type: EventType) -> Self {
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut event = Event::new(event_type);
         event.request_id = Some(request_id.clone());
@@ -181,11 +248,30 @@ impl Guard {
 
     /// Verifies the `Authorization` header with the wire's verifier; a failure is an
     /// `authn.failed` record and the wire's 401.
-    pub(crate) async fn authenticate<W: Wire>(
+    pub(crate) async fn authenticate<W: Wire<S>>(
         &mut self,
         authorization: Option<&str>,
     ) -> Result<(), W> {
-        match W::verifier(&self.state).verify_header(authorization).await {
+        let result = W::verifier(&self.state).verify_header(authorization).await;
+        self.accept(result)
+    }
+
+    /// Verifies a bare token (the SQL gate's password) with the wire's verifier.
+    pub(crate) async fn authenticate_token<W: Wire<S>>(&mut self, token: &str) -> Result<(), W> {
+        let result = W::verifier(&self.state).verify(token).await;
+        self.accept(result)
+    }
+
+    /// The token that authenticated this guard, once one has.
+    pub(crate) fn token(&self) -> Option<&VerifiedToken> {
+        self.token.as_deref()
+    }
+
+    fn accept<W: Wire<S>>(
+        &mut self,
+        result: Result<Arc<VerifiedToken>, AuthError>,
+    ) -> Result<(), W> {
+        match result {
             Ok(token) => {
                 note_token(&mut self.event, &token);
                 self.token = Some(token);
@@ -204,16 +290,19 @@ impl Guard {
     /// earlier decision recorded: the record always states the last decision taken.
     /// On allow, the handler gets an [`Access`], unless the audit log cannot take the
     /// record, in which case nothing is served.
-    pub(crate) fn authorize<W: Wire>(&mut self, request: RbacRequest) -> Result<Access<'_>, W> {
+    pub(crate) fn authorize<W: Wire<S>>(
+        &mut self,
+        request: RbacRequest,
+    ) -> Result<Access<'_, S>, W> {
         let Some(token) = &self.token else {
             // A handler that authorizes before authenticating is a bug; fail closed.
             tracing::error!(request_id = %self.request_id, "authorization before authentication");
             return Err(W::unauthenticated(&AuthError::Missing, &self.state));
         };
-        let principal = rbac_principal(token, self.state.groups.as_ref());
+        let principal = rbac_principal(token, self.state.groups());
         let decision =
             self.state
-                .authorizer
+                .authorizer()
                 .authorize(&principal, &request, OffsetDateTime::now_utc());
         self.event.action = Some(request.action.clone());
         match decision {
@@ -235,53 +324,38 @@ impl Guard {
                 return Err(W::forbidden(&denial));
             }
         }
-        if let Err(e) = self.state.audit.ready() {
+        if let Err(e) = self.state.audit().ready() {
             tracing::error!(error = %e, request_id = %self.request_id, "audit log cannot take records; refusing");
             return Err(W::audit_unavailable());
         }
         Ok(Access { guard: self })
     }
 
-    /// Ends the request: the audit record is made durable (unless a streamed body
-    /// carries it), then the wire's common headers are set. A request whose record
-    /// cannot be written is answered with the wire's "unavailable", never as done.
-    pub(crate) async fn finish<W: Wire>(
-        mut self,
-        result: Result<Response, W>,
-        head: bool,
-        request: &HeaderMap,
-    ) -> Response {
-        let mut response = match result {
-            Ok(response) => response,
-            Err(err) => {
-                if self.event.detail.is_none() {
-                    self.event.detail = Some(err.summary());
-                }
-                err.into_response(&self.request_id, head)
-            }
-        };
-        if !self.streamed && self.complete(response.status()).await.is_err() {
-            response = W::audit_unavailable().into_response(&self.request_id, head);
-        }
-        W::stamp(&mut response, &self.request_id, request);
-        response
-    }
-
-    /// Appends the record with its final status (for wires that render their own
-    /// answers, like batch parts).
-    pub(crate) async fn complete(&mut self, status: StatusCode) -> Result<(), ()> {
-        self.event.status = Some(status.as_u16());
+    /// Appends the record as it stands (durable when this returns `Ok`).
+    pub(crate) async fn append(&mut self) -> Result<(), ()> {
         self.event.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         let event = std::mem::replace(&mut self.event, Event::new(EventType::Other(String::new())));
-        self.state.audit.append(event).await.map_err(|e| {
+        self.state.audit().append(event).await.map_err(|e| {
             tracing::error!(error = %e, request_id = %self.request_id, "audit log append failed");
         })
     }
 }
 
 /// What an allowed request may touch. Only [`Guard::authorize`] makes one.
-pub(crate) struct Access<'g> {
-    guard: &'g mut Guard,
+pub(crate) struct Access<'g, S = GateState> {
+    guard: &'g mut Guard<S>,
+}
+
+impl<S: Guarded> Access<'_, S> {
+    /// The request's audit event.
+    pub(crate) fn event(&mut self) -> &mut Event {
+        &mut self.guard.event
+    }
+
+    /// The front end's state.
+    pub(crate) fn state(&self) -> &S {
+        &self.guard.state
+    }
 }
 
 impl Access<'_> {
@@ -300,15 +374,6 @@ impl Access<'_> {
         if let Err(e) = self.guard.state.authorizer.refresh() {
             tracing::warn!(error = %e, "role change stored but the authorizer could not reload yet; it will on its next poll");
         }
-    }
-
-    /// The request's audit event.
-    pub(crate) fn event(&mut self) -> &mut Event {
-        &mut self.guard.event
-    }
-
-    pub(crate) fn state(&self) -> &GateState {
-        &self.guard.state
     }
 
     /// Another decision within the same request (an admin change that must be

@@ -82,6 +82,7 @@ mod integrity;
 mod lease;
 mod names;
 mod operation;
+pub mod sql;
 mod store;
 mod tags;
 mod verify;

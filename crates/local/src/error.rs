@@ -14,6 +14,9 @@ pub enum LocalError {
     /// The gate failed to start.
     #[error("gate: {0}")]
     Gate(#[from] entraflow_gate::GateError),
+    /// The SQL gate failed to start.
+    #[error("SQL gate: {0}")]
+    SqlGate(#[from] entraflow_gate::sql::SqlGateError),
     /// A role assignment could not be made.
     #[error("role assignment: {0}")]
     Rbac(#[from] entraflow_rbac::Error),

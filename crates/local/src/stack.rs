@@ -1,9 +1,11 @@
 //! The authority and the gate together on one data directory, the gate trusting
-//! that authority, with one `<data-dir>/env` holding everything a client needs.
+//! that authority, with one `<data-dir>/env` holding everything a client needs;
+//! with a PostgreSQL backend, the SQL gate too (`<data-dir>/sql-gate.env`).
 
 use std::path::{Path, PathBuf};
 
 use entraflow_authority::{ServerConfig, ServerHandle};
+use entraflow_gate::sql::{SqlGate, SqlGateConfig, SqlGateError};
 use entraflow_gate::{AUTHORITY_ENV_FILE, Gate, GateConfig, GateError};
 use tokio::sync::watch;
 
@@ -22,6 +24,10 @@ pub struct StackOptions {
     pub gate_port: u16,
     /// The storage account the gate stands for.
     pub account: String,
+    /// The PostgreSQL the SQL gate fronts; no SQL gate without one.
+    pub sql_backend: Option<String>,
+    /// The SQL gate's port.
+    pub sql_port: u16,
 }
 
 impl StackOptions {
@@ -33,6 +39,8 @@ impl StackOptions {
             imds_port: 8089,
             gate_port: 10443,
             account: entraflow_gate::DEFAULT_ACCOUNT.to_owned(),
+            sql_backend: None,
+            sql_port: 15432,
         }
     }
 }
@@ -53,9 +61,12 @@ pub struct LocalStack {
     pub ca_pem_path: PathBuf,
     /// The env file clients source.
     pub env_file: PathBuf,
+    /// Where the SQL gate listens, when it runs.
+    pub sql_addr: Option<std::net::SocketAddr>,
     stop: watch::Sender<bool>,
     authority: ServerHandle,
     gate: tokio::task::JoinHandle<Result<(), GateError>>,
+    sql_gate: Option<tokio::task::JoinHandle<Result<(), SqlGateError>>>,
 }
 
 impl std::fmt::Debug for LocalStack {
@@ -93,6 +104,21 @@ impl LocalStack {
         gate.write_env_file()?;
         let blob_endpoint = gate.endpoint().to_owned();
         let storage_scope = gate.storage_scope();
+        let sql = match options.sql_backend {
+            Some(backend) => {
+                let mut sql_config = SqlGateConfig::new(&options.data_dir);
+                sql_config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], options.sql_port));
+                sql_config.backend = backend;
+                sql_config.authority_host = authority.authority_host.clone();
+                sql_config.tenants = vec![authority.tenant_id.clone()];
+                let sql_gate = SqlGate::bind(sql_config).await?;
+                sql_gate.write_env_file()?;
+                Some(sql_gate)
+            }
+            None => None,
+        };
+        let sql_addr = sql.as_ref().map(SqlGate::local_addr);
+        let sql_gate = sql.map(|g| tokio::spawn(g.run(stopped(rx.clone()))));
         Ok(Self {
             authority_host: authority.authority_host.clone(),
             tenant_id: authority.tenant_id.clone(),
@@ -101,6 +127,8 @@ impl LocalStack {
             blob_endpoint,
             storage_scope,
             env_file,
+            sql_addr,
+            sql_gate,
             stop,
             gate: tokio::spawn(gate.run(stopped(rx))),
             authority,
@@ -119,6 +147,11 @@ impl LocalStack {
             .gate
             .await
             .map_err(|e| LocalError::Check(format!("the gate task failed: {e}")))?;
+        if let Some(sql_gate) = self.sql_gate {
+            sql_gate
+                .await
+                .map_err(|e| LocalError::Check(format!("the SQL gate task failed: {e}")))??;
+        }
         self.authority.wait().await?;
         gate?;
         Ok(())

@@ -1,4 +1,5 @@
-//! Azure resource scopes, from `/` down to a blob container.
+//! Azure resource scopes, from `/` down to a blob container or a PostgreSQL
+//! flexible server's database (the SQL gate's scope).
 //!
 //! Azure compares scopes case-insensitively and a scope contains another when it
 //! is a prefix of it *on segment boundaries*: `.../containers/train` contains
@@ -24,6 +25,10 @@ pub enum ScopeLevel {
     BlobService,
     /// `.../blobServices/default/containers/<container>`.
     Container,
+    /// `.../providers/Microsoft.DBforPostgreSQL/flexibleServers/<server>`.
+    PostgresServer,
+    /// `.../flexibleServers/<server>/databases/<database>`.
+    PostgresDatabase,
 }
 
 impl ScopeLevel {
@@ -36,6 +41,8 @@ impl ScopeLevel {
             ScopeLevel::StorageAccount => "storage account",
             ScopeLevel::BlobService => "blob service",
             ScopeLevel::Container => "container",
+            ScopeLevel::PostgresServer => "PostgreSQL server",
+            ScopeLevel::PostgresDatabase => "PostgreSQL database",
         }
     }
 }
@@ -74,9 +81,10 @@ pub enum ScopeError {
         /// The keyword it should follow.
         after: &'static str,
     },
-    /// More segments than a container scope has (blobs are not scopes in Azure).
+    /// More segments than a container or database scope has (blobs are not
+    /// scopes in Azure).
     #[error(
-        "scope '{scope}' goes below a blob container; Azure role assignments stop at '.../blobServices/default/containers/<container>'"
+        "scope '{scope}' goes below a blob container or database; role assignments stop at '.../blobServices/default/containers/<container>' and '.../flexibleServers/<server>/databases/<database>'"
     )]
     TooDeep {
         /// The scope as given.
@@ -96,14 +104,21 @@ pub struct Scope {
     level: ScopeLevel,
 }
 
+/// A keyword, what the name after it is, and the level that name reaches.
+type Keyword = (&'static str, &'static str, ScopeLevel);
+
 // The canonical keyword expected before each name, in order, with what the name is.
-const KEYWORDS: [(&str, &str, ScopeLevel); 5] = [
+const ABOVE_PROVIDERS: [Keyword; 2] = [
     ("subscriptions", "subscription", ScopeLevel::Subscription),
     (
         "resourceGroups",
         "resource group",
         ScopeLevel::ResourceGroup,
     ),
+];
+
+// Below `providers/<namespace>`, each namespace has its own chain.
+const STORAGE: [Keyword; 3] = [
     (
         "storageAccounts",
         "storage account",
@@ -111,6 +126,18 @@ const KEYWORDS: [(&str, &str, ScopeLevel); 5] = [
     ),
     ("blobServices", "blob service", ScopeLevel::BlobService),
     ("containers", "container", ScopeLevel::Container),
+];
+const POSTGRES: [Keyword; 2] = [
+    (
+        "flexibleServers",
+        "PostgreSQL server",
+        ScopeLevel::PostgresServer,
+    ),
+    ("databases", "database", ScopeLevel::PostgresDatabase),
+];
+const PROVIDERS: [(&str, &[Keyword]); 2] = [
+    ("Microsoft.Storage", &STORAGE),
+    ("Microsoft.DBforPostgreSQL", &POSTGRES),
 ];
 
 impl Scope {
@@ -142,64 +169,83 @@ impl Scope {
                 expected,
                 found: found.to_owned(),
             };
-        for (k, (keyword, what, next_level)) in KEYWORDS.iter().enumerate() {
-            if i >= segments.len() {
-                break;
-            }
-            // A storage account sits under `providers/Microsoft.Storage`.
-            if k == 2 {
-                if !segments[i].eq_ignore_ascii_case("providers") {
-                    return Err(err_seg(i, "providers", segments[i]));
+        // Takes `keyword/name` pairs of `chain` while segments remain.
+        let take = |chain: &[Keyword],
+                    i: &mut usize,
+                    out: &mut Vec<String>,
+                    level: &mut ScopeLevel|
+         -> Result<(), ScopeError> {
+            for (keyword, what, next_level) in chain {
+                if *i >= segments.len() {
+                    break;
                 }
-                out.push("providers".to_owned());
-                i += 1;
-                match segments.get(i) {
-                    Some(ns) if ns.eq_ignore_ascii_case("Microsoft.Storage") => {
-                        out.push("Microsoft.Storage".to_owned());
-                        i += 1;
-                    }
-                    Some(ns) => return Err(err_seg(i, "Microsoft.Storage", ns)),
-                    None => {
+                if !segments[*i].eq_ignore_ascii_case(keyword) {
+                    return Err(err_seg(*i, keyword, segments[*i]));
+                }
+                out.push((*keyword).to_owned());
+                *i += 1;
+                let name = match segments.get(*i) {
+                    Some(name) if !name.trim().is_empty() => *name,
+                    _ => {
                         return Err(ScopeError::MissingName {
                             scope: input.to_owned(),
-                            what: "resource provider",
-                            after: "providers",
+                            what,
+                            after: keyword,
                         });
                     }
+                };
+                if *next_level == ScopeLevel::BlobService && !name.eq_ignore_ascii_case("default") {
+                    return Err(err_seg(*i, "default", name));
                 }
-                if i >= segments.len() {
-                    return Err(ScopeError::MissingName {
-                        scope: input.to_owned(),
-                        what: "resource type",
-                        after: "Microsoft.Storage",
-                    });
-                }
+                out.push(if *next_level == ScopeLevel::BlobService {
+                    "default".to_owned()
+                } else {
+                    name.to_owned()
+                });
+                *i += 1;
+                *level = *next_level;
             }
-            if !segments[i].eq_ignore_ascii_case(keyword) {
-                return Err(err_seg(i, keyword, segments[i]));
+            Ok(())
+        };
+        take(&ABOVE_PROVIDERS, &mut i, &mut out, &mut level)?;
+        if i < segments.len() {
+            // A resource sits under `providers/<namespace>`.
+            if !segments[i].eq_ignore_ascii_case("providers") {
+                return Err(err_seg(i, "providers", segments[i]));
             }
-            out.push((*keyword).to_owned());
+            out.push("providers".to_owned());
             i += 1;
-            let name = match segments.get(i) {
-                Some(name) if !name.trim().is_empty() => *name,
-                _ => {
+            let chain = match segments.get(i) {
+                Some(ns) => match PROVIDERS.iter().find(|(p, _)| ns.eq_ignore_ascii_case(p)) {
+                    Some((namespace, chain)) => {
+                        out.push((*namespace).to_owned());
+                        i += 1;
+                        *chain
+                    }
+                    None => {
+                        return Err(err_seg(
+                            i,
+                            "Microsoft.Storage' or 'Microsoft.DBforPostgreSQL",
+                            ns,
+                        ));
+                    }
+                },
+                None => {
                     return Err(ScopeError::MissingName {
                         scope: input.to_owned(),
-                        what,
-                        after: keyword,
+                        what: "resource provider",
+                        after: "providers",
                     });
                 }
             };
-            if *next_level == ScopeLevel::BlobService && !name.eq_ignore_ascii_case("default") {
-                return Err(err_seg(i, "default", name));
+            if i >= segments.len() {
+                return Err(ScopeError::MissingName {
+                    scope: input.to_owned(),
+                    what: "resource type",
+                    after: "the provider namespace",
+                });
             }
-            out.push(if *next_level == ScopeLevel::BlobService {
-                "default".to_owned()
-            } else {
-                name.to_owned()
-            });
-            i += 1;
-            level = *next_level;
+            take(chain, &mut i, &mut out, &mut level)?;
         }
         if i < segments.len() {
             return Err(ScopeError::TooDeep {
@@ -240,6 +286,31 @@ impl Scope {
         )
     }
 
+    /// The scope of `database` on a PostgreSQL flexible server: what the SQL gate
+    /// authorizes a connection at.
+    pub fn postgres_database(
+        subscription: &str,
+        resource_group: &str,
+        server: &str,
+        database: &str,
+    ) -> Self {
+        Self::from_parts(
+            vec![
+                "subscriptions".into(),
+                subscription.into(),
+                "resourceGroups".into(),
+                resource_group.into(),
+                "providers".into(),
+                "Microsoft.DBforPostgreSQL".into(),
+                "flexibleServers".into(),
+                server.into(),
+                "databases".into(),
+                database.into(),
+            ],
+            ScopeLevel::PostgresDatabase,
+        )
+    }
+
     /// The scope of `container` in this storage account (or blob service) scope;
     /// `None` for scopes above a storage account or already at a container.
     pub fn container(&self, container: &str) -> Option<Self> {
@@ -273,9 +344,12 @@ impl Scope {
 
     /// The storage account name, for scopes at or below a storage account.
     pub fn account_name(&self) -> Option<&str> {
-        (self.level >= ScopeLevel::StorageAccount)
-            .then(|| self.text.split('/').nth(8))
-            .flatten()
+        matches!(
+            self.level,
+            ScopeLevel::StorageAccount | ScopeLevel::BlobService | ScopeLevel::Container
+        )
+        .then(|| self.text.split('/').nth(8))
+        .flatten()
     }
 
     fn last_segment(&self) -> &str {
@@ -369,6 +443,19 @@ mod tests {
                 "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers/train",
             ),
         ];
+        let pg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg";
+        let cases = cases.into_iter().chain([
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/microsoft.dbforpostgresql/FLEXIBLESERVERS/pg",
+                ScopeLevel::PostgresServer,
+                pg,
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg/Databases/Labels",
+                ScopeLevel::PostgresDatabase,
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg/databases/Labels",
+            ),
+        ]);
         for (input, level, text) in cases {
             let s = Scope::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(s.level(), level, "{input}");
@@ -389,7 +476,7 @@ mod tests {
             ),
             (
                 "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
-                "expected 'Microsoft.Storage' at segment 6",
+                "expected 'Microsoft.Storage' or 'Microsoft.DBforPostgreSQL' at segment 6",
             ),
             (
                 &format!("{ACCT}/blobServices/other"),
@@ -398,6 +485,14 @@ mod tests {
             (
                 &format!("{ACCT}/blobServices/default/containers/c/blobs/x"),
                 "goes below a blob container",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg/databases/d/schemas/x",
+                "goes below a blob container or database",
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/storageAccounts/a",
+                "expected 'flexibleServers' at segment 7",
             ),
             (
                 "/subscriptions//resourceGroups/rg",
@@ -429,5 +524,12 @@ mod tests {
         assert!(!other_rg.contains(&train));
         assert_eq!(train.container_name(), Some("train"));
         assert_eq!(train.account_name(), Some("data"));
+        let db = Scope::postgres_database("s", "ml", "pg", "labels");
+        assert_eq!(db, Scope::parse(db.as_str()).unwrap());
+        let server = Scope::parse("/subscriptions/S/resourceGroups/ML/providers/Microsoft.DBforPostgreSQL/flexibleServers/PG").unwrap();
+        assert!(server.contains(&db));
+        assert!(!server.contains(&Scope::postgres_database("s", "ml", "pg2", "labels")));
+        assert_eq!(db.account_name(), None);
+        assert_eq!(db.container_name(), None);
     }
 }

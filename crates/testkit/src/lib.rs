@@ -24,9 +24,11 @@
 mod authority;
 pub mod forge;
 pub mod report;
+mod sql;
 mod stack;
 
 pub use authority::{App, Authority};
+pub use sql::{GateTls, OSSRDBMS_SCOPE, SQL_CONNECT_ROLE, SqlStack, test_postgres_url};
 pub use stack::{Stack, X_MS_VERSION};
 
 /// The scope a Storage token is requested for.

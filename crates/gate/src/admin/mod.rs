@@ -41,7 +41,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::guard::{Access, GateState, Guard, Wire, header};
+use crate::guard::{Access, GateState, Guard, HttpWire, Wire, header};
 use crate::operation::Query;
 use crate::verify::{AuthError, TokenVerifier};
 use error::{ArmError, invalid_assignment_id};
@@ -182,7 +182,9 @@ impl Wire for ArmError {
     fn summary(&self) -> String {
         format!("{}: {}", self.code, self.message)
     }
+}
 
+impl HttpWire for ArmError {
     fn into_response(self, _request_id: &str, _head: bool) -> Response {
         ArmError::into_response(self)
     }

@@ -22,7 +22,7 @@ use entraflow_audit::EventType;
 use entraflow_rbac::{Request as RbacRequest, Scope};
 
 use crate::error::StorageError;
-use crate::guard::{GateState, Guard, Wire, header};
+use crate::guard::{GateState, Guard, HttpWire, Wire, header};
 use crate::names::{self, Target};
 use crate::operation::{Operation, Query};
 use crate::tags;
@@ -99,7 +99,9 @@ impl Wire for StorageError {
     fn summary(&self) -> String {
         format!("{}: {}", self.code, self.message)
     }
+}
 
+impl HttpWire for StorageError {
     fn into_response(self, request_id: &str, head: bool) -> Response {
         StorageError::into_response(self, request_id, head)
     }

@@ -1,0 +1,460 @@
+//! An authorized session's traffic, relayed between client and backend. Messages
+//! pass through unchanged; the gate reads only what the audit needs:
+//!
+//! - client → backend: every statement (a simple `Query`, or an `Execute` of the
+//!   text its `Parse` named) becomes a `sql.statement` record, durable before the
+//!   statement is forwarded, so nothing runs unrecorded;
+//! - backend → client: `CommandComplete`, `ErrorResponse` and `ReadyForQuery`
+//!   close a statement with a `sql.statement.completed` record (rows, SQLSTATE),
+//!   written off the response path, as a Blob read's completion is.
+//!
+//! The session ends at a message boundary when the client terminates, either side
+//! goes away, the audit log cannot take a statement, or the token expires (after
+//! the statements in flight have finished).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use entraflow_audit::{Event, EventType, Timestamp};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::codec::{self, CodecError};
+use super::redact;
+use crate::audit::AuditSink;
+
+/// Event type of a statement's record (durable before it runs).
+pub const STATEMENT: &str = "sql.statement";
+/// Event type of a statement's completion (rows, SQLSTATE).
+pub const STATEMENT_COMPLETED: &str = "sql.statement.completed";
+
+/// Longest client message relayed (a statement, a COPY chunk, bind parameters).
+const MAX_CLIENT_MESSAGE: usize = 64 << 20;
+/// Buffer between the gate and each side.
+const BUFFER: usize = 64 << 10;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The client sent `Terminate`.
+    ClientTerminated,
+    /// The client's connection closed or failed.
+    ClientGone,
+    /// The backend's connection closed (it may have said why, relayed).
+    BackendClosed,
+    /// The token expired; the statements in flight finished first.
+    TokenExpired,
+    /// A statement could not be recorded, so it was not run.
+    AuditUnavailable,
+    /// The client broke the protocol.
+    Protocol(String),
+}
+
+impl End {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            End::ClientTerminated => "client terminated the session".into(),
+            End::ClientGone => "client connection closed".into(),
+            End::BackendClosed => "backend connection closed".into(),
+            End::TokenExpired => "the token expired".into(),
+            End::AuditUnavailable => "the audit log could not take a statement".into(),
+            End::Protocol(why) => format!("protocol violation: {why}"),
+        }
+    }
+}
+
+/// Who is in the session, copied into every statement record.
+pub(crate) struct SessionRecord {
+    /// The session's record: principal, token, resource, client, run id.
+    pub(crate) template: Event,
+    pub(crate) full_statements: bool,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    /// When the session must end (its token's expiry plus grace).
+    pub(crate) deadline: Option<tokio::time::Instant>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A `Query`: may hold several statements; ends at `ReadyForQuery`.
+    Simple,
+    /// An `Execute`: ends at its `CommandComplete`, `EmptyQueryResponse`,
+    /// `PortalSuspended` or `ErrorResponse`.
+    Execute,
+}
+
+struct Pending {
+    event: Event,
+    kind: Kind,
+    started: Instant,
+    rows: Option<u64>,
+    sqlstate: Option<String>,
+}
+
+struct Shared {
+    pending: Mutex<VecDeque<Pending>>,
+    stop: Mutex<Option<End>>,
+    wake: Notify,
+    statements: AtomicU64,
+}
+
+impl Shared {
+    fn stop(&self, end: End) {
+        let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+        if stop.is_none() {
+            *stop = Some(end);
+        }
+        drop(stop);
+        self.wake.notify_one();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The reason to end now: a stop was asked and nothing is in flight.
+    fn should_end(&self) -> Option<End> {
+        let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if idle { stop.clone() } else { None }
+    }
+}
+
+/// Relays until the session ends; the client half is handed back so that the
+/// caller can say why (at a message boundary), with the number of statements run.
+pub(crate) async fn run<C>(
+    client: C,
+    backend: BufReader<TcpStream>,
+    record: &SessionRecord,
+) -> (End, u64, C)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // Bytes the backend sent after ReadyForQuery (none, normally) go first.
+    let leftover = backend.buffer().to_vec();
+    let (backend_read, backend_write) = backend.into_inner().into_split();
+    let (client_read, client_write) = tokio::io::split(client);
+    let mut client_read = BufReader::with_capacity(BUFFER, client_read);
+    let mut client_write = BufWriter::with_capacity(BUFFER, client_write);
+    let mut backend_read = BufReader::with_capacity(BUFFER, backend_read);
+    let mut backend_write = BufWriter::with_capacity(BUFFER, backend_write);
+    let shared = Shared {
+        pending: Mutex::new(VecDeque::new()),
+        stop: Mutex::new(None),
+        wake: Notify::new(),
+        statements: AtomicU64::new(0),
+    };
+    let end = if client_write.write_all(&leftover).await.is_err() {
+        End::ClientGone
+    } else {
+        tokio::select! {
+            end = to_backend(&mut client_read, &mut backend_write, record, &shared) => end,
+            end = to_client(&mut backend_read, &mut client_write, record, &shared) => end,
+        }
+    };
+    let _ = backend_write.write_all(&codec::message(b'X', &[])).await;
+    let _ = backend_write.flush().await;
+    // Statements that never got an answer still get a completion record.
+    for p in shared
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+    {
+        complete(
+            record,
+            p,
+            Some("the session ended before the statement completed"),
+        );
+    }
+    let _ = client_write.flush().await;
+    let client = client_read.into_inner().unsplit(client_write.into_inner());
+    (end, shared.statements.load(Ordering::Relaxed), client)
+}
+
+/// Client → backend: forwards every message; records each statement first.
+async fn to_backend<R, W>(
+    client: &mut BufReader<R>,
+    backend: &mut BufWriter<W>,
+    record: &SessionRecord,
+    shared: &Shared,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // Prepared statements' and portals' recorded texts, by name.
+    let mut statements: HashMap<String, Arc<str>> = HashMap::new();
+    let mut portals: HashMap<String, Arc<str>> = HashMap::new();
+    loop {
+        if client.buffer().is_empty() && backend.flush().await.is_err() {
+            return End::BackendClosed;
+        }
+        if shared.stopping() {
+            // Nothing more is forwarded; the other half ends the session once the
+            // statements in flight have finished.
+            return std::future::pending().await;
+        }
+        let msg = match codec::read_message(client, MAX_CLIENT_MESSAGE).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) | Err(CodecError::Io(_)) => return End::ClientGone,
+            Err(e) => return End::Protocol(e.to_string()),
+        };
+        let text = |body: &[u8]| -> Result<Arc<str>, End> {
+            let (sql, _) = codec::cstr(body, "query").map_err(|e| End::Protocol(e.to_string()))?;
+            Ok(recorded(sql, record.full_statements).into())
+        };
+        let statement = match msg.tag {
+            b'Q' => match text(&msg.body) {
+                Ok(sql) => Some((sql, Kind::Simple)),
+                Err(end) => return end,
+            },
+            b'P' => {
+                let Ok((name, rest)) = codec::cstr(&msg.body, "statement name") else {
+                    return End::Protocol("Parse without a statement name".into());
+                };
+                match text(rest) {
+                    Ok(sql) => {
+                        statements.insert(name.to_owned(), sql);
+                    }
+                    Err(end) => return end,
+                }
+                None
+            }
+            b'B' => {
+                let parsed = codec::cstr(&msg.body, "portal name").and_then(|(portal, rest)| {
+                    Ok((portal, codec::cstr(rest, "statement name")?.0))
+                });
+                let Ok((portal, name)) = parsed else {
+                    return End::Protocol("Bind without portal and statement names".into());
+                };
+                let sql = statements.get(name).cloned().unwrap_or_else(|| {
+                    Arc::from(format!(
+                        "<prepared statement \"{name}\" not seen by the gate>"
+                    ))
+                });
+                portals.insert(portal.to_owned(), sql);
+                None
+            }
+            b'E' => {
+                let Ok((portal, _)) = codec::cstr(&msg.body, "portal name") else {
+                    return End::Protocol("Execute without a portal name".into());
+                };
+                let sql = portals.get(portal).cloned().unwrap_or_else(|| {
+                    Arc::from(format!("<portal \"{portal}\" not seen by the gate>"))
+                });
+                Some((sql, Kind::Execute))
+            }
+            b'C' => {
+                if let Some((&kind, rest)) = msg.body.split_first()
+                    && let Ok((name, _)) = codec::cstr(rest, "name")
+                {
+                    match kind {
+                        b'S' => statements.remove(name),
+                        _ => portals.remove(name),
+                    };
+                }
+                None
+            }
+            b'F' => Some((Arc::from("<fast-path function call>"), Kind::Simple)),
+            _ => None,
+        };
+        if let Some((sql, kind)) = statement {
+            let mut event = record.template.clone();
+            event.event_type = EventType::Other(STATEMENT.to_owned());
+            event.time = Timestamp::now();
+            event.request_id = Some(uuid::Uuid::new_v4().to_string());
+            event.statement = Some(sql.to_string());
+            if let Err(e) = record.audit.append(event.clone()).await {
+                tracing::error!(error = %e, "audit log append failed; the statement is not run");
+                shared.stop(End::AuditUnavailable);
+                continue;
+            }
+            shared.statements.fetch_add(1, Ordering::Relaxed);
+            shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(Pending {
+                    event,
+                    kind,
+                    started: Instant::now(),
+                    rows: None,
+                    sqlstate: None,
+                });
+        }
+        let header = header(msg.tag, msg.body.len());
+        if backend.write_all(&header).await.is_err() || backend.write_all(&msg.body).await.is_err()
+        {
+            return End::BackendClosed;
+        }
+        if msg.tag == b'X' {
+            let _ = backend.flush().await;
+            return End::ClientTerminated;
+        }
+    }
+}
+
+/// Backend → client: copies every message; closes statements as they end.
+async fn to_client<R, W>(
+    backend: &mut BufReader<R>,
+    client: &mut BufWriter<W>,
+    record: &SessionRecord,
+    shared: &Shared,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let deadline = record.deadline;
+    let expiry = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    let mut expired = false;
+    loop {
+        if let Some(end) = shared.should_end() {
+            return end;
+        }
+        if backend.buffer().is_empty() {
+            if client.flush().await.is_err() {
+                return End::ClientGone;
+            }
+            // Waits only here, between messages, so that every branch is safe to
+            // abandon.
+            tokio::select! {
+                biased;
+                () = shared.wake.notified() => continue,
+                () = &mut expiry, if !expired => {
+                    expired = true;
+                    shared.stop(End::TokenExpired);
+                    continue;
+                }
+                filled = backend.fill_buf() => match filled {
+                    Ok([]) | Err(_) => return End::BackendClosed,
+                    Ok(_) => {}
+                },
+            }
+        }
+        let mut head = [0u8; 5];
+        if backend.read_exact(&mut head).await.is_err() {
+            return End::BackendClosed;
+        }
+        let tag = head[0];
+        let len = u32::from_be_bytes(head[1..].try_into().expect("4 bytes")) as usize;
+        let Some(body_len) = len.checked_sub(4) else {
+            return End::BackendClosed;
+        };
+        if client.write_all(&head).await.is_err() {
+            return End::ClientGone;
+        }
+        if matches!(tag, b'C' | b'E' | b'Z' | b'I' | b's') {
+            let mut body = vec![0; body_len];
+            if backend.read_exact(&mut body).await.is_err() {
+                return End::BackendClosed;
+            }
+            if client.write_all(&body).await.is_err() {
+                return End::ClientGone;
+            }
+            settle(record, shared, tag, &body);
+            if !expired && deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                expired = true;
+                shared.stop(End::TokenExpired);
+            }
+        } else {
+            let mut remaining = body_len;
+            while remaining > 0 {
+                let chunk = match backend.fill_buf().await {
+                    Ok([]) | Err(_) => return End::BackendClosed,
+                    Ok(chunk) => chunk,
+                };
+                let n = chunk.len().min(remaining);
+                if client.write_all(&chunk[..n]).await.is_err() {
+                    return End::ClientGone;
+                }
+                backend.consume(n);
+                remaining -= n;
+            }
+        }
+    }
+}
+
+/// What a backend message says about the statements in flight.
+fn settle(record: &SessionRecord, shared: &Shared, tag: u8, body: &[u8]) {
+    let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+    match tag {
+        b'Z' => {
+            for p in pending.drain(..) {
+                let note = (p.kind == Kind::Execute && p.sqlstate.is_none())
+                    .then_some("not executed: an earlier message of its batch failed");
+                complete(record, p, note);
+            }
+        }
+        _ => {
+            let Some(front) = pending.front_mut() else {
+                return;
+            };
+            match tag {
+                b'C' => {
+                    if let Some(rows) = codec::command_rows(body) {
+                        *front.rows.get_or_insert(0) += rows;
+                    }
+                }
+                b'E' => front.sqlstate = codec::sqlstate(body),
+                _ => {}
+            }
+            if front.kind == Kind::Execute {
+                let done = pending.pop_front().expect("front exists");
+                complete(record, done, None);
+            }
+        }
+    }
+}
+
+/// Writes a statement's completion record, off the response path.
+fn complete(record: &SessionRecord, p: Pending, note: Option<&str>) {
+    let mut event = p.event;
+    event.event_type = EventType::Other(STATEMENT_COMPLETED.to_owned());
+    event.time = Timestamp::now();
+    event.statement = None;
+    event.rows = p.rows;
+    event.sqlstate = p.sqlstate;
+    event.duration_ms = Some(p.started.elapsed().as_millis() as u64);
+    event.detail = note.map(str::to_owned);
+    let audit = Arc::clone(&record.audit);
+    tokio::spawn(async move {
+        if let Err(e) = audit.append(event).await {
+            tracing::error!(error = %e, "could not audit a statement's completion");
+        }
+    });
+}
+
+/// The text a statement is recorded with.
+fn recorded(sql: &str, full: bool) -> String {
+    if full {
+        redact::full(sql)
+    } else {
+        redact::redact(sql)
+    }
+}
+
+fn header(tag: u8, body_len: usize) -> [u8; 5] {
+    let mut h = [0u8; 5];
+    h[0] = tag;
+    h[1..].copy_from_slice(&(body_len as u32 + 4).to_be_bytes());
+    h
+}
