@@ -288,7 +288,16 @@ impl<C: Clock> Inner<C> {
                 Ok(token)
             }
             Err(err) => {
-                let backoff = jittered(self.policy.retry_backoff, self.policy.retry_jitter);
+                // A throttling authority says when to come back: never sooner.
+                let asked = match &err {
+                    CredentialError::Throttled {
+                        retry_after: Some(wait),
+                        ..
+                    } => *wait,
+                    _ => Duration::ZERO,
+                };
+                let backoff =
+                    jittered(self.policy.retry_backoff, self.policy.retry_jitter).max(asked);
                 entry.retry_at = Some(now + backoff.as_millis() as i64);
                 if entry.token.as_ref().is_some_and(|c| now < c.usable_until) {
                     tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64,
@@ -390,6 +399,8 @@ mod tests {
         fetches: Arc<AtomicUsize>,
         lifetime: Arc<AtomicI64>,
         failing: Arc<std::sync::atomic::AtomicBool>,
+        /// Answers 429 with this `Retry-After` instead of a token.
+        throttled: Option<Duration>,
         gate: Option<Arc<Semaphore>>,
     }
 
@@ -400,8 +411,13 @@ mod tests {
                 fetches: Arc::default(),
                 lifetime: Arc::new(AtomicI64::new(lifetime.as_secs() as i64)),
                 failing: Arc::default(),
+                throttled: None,
                 gate: None,
             }
+        }
+        fn throttled(mut self, retry_after: Duration) -> Self {
+            self.throttled = Some(retry_after);
+            self
         }
         fn gated(mut self) -> Self {
             self.gate = Some(Arc::new(Semaphore::new(0)));
@@ -424,6 +440,15 @@ mod tests {
                 let n = this.fetches.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(gate) = &this.gate {
                     gate.acquire().await.unwrap().forget();
+                }
+                if let Some(wait) = this
+                    .throttled
+                    .filter(|_| this.failing.load(Ordering::SeqCst))
+                {
+                    return Err(CredentialError::Throttled {
+                        url: "https://authority.test/t/oauth2/v2.0/token".into(),
+                        retry_after: Some(wait),
+                    });
                 }
                 if this.failing.load(Ordering::SeqCst) {
                     return Err(CredentialError::AuthorityUnreachable {
@@ -604,6 +629,31 @@ mod tests {
             get(&cache, &source).await.unwrap().token.expose(),
             "token-4"
         );
+    }
+
+    #[tokio::test]
+    async fn a_throttled_refresh_waits_as_long_as_retry_after_asks() {
+        let clock = FakeClock::new();
+        let cache = TokenCache::with_clock(policy(), clock.clone());
+        let source =
+            Source::new(&clock, Duration::from_secs(3600)).throttled(Duration::from_secs(120));
+        let first = get(&cache, &source).await.unwrap();
+        source.fail(true);
+        clock.advance(Duration::from_secs(3600 - 290)); // refresh due
+        assert_eq!(get(&cache, &source).await.unwrap().token, first.token);
+        settle().await;
+        assert_eq!(source.count(), 2, "the refresh was tried and throttled");
+        // Past the usual 30 s backoff but within Retry-After: cached token, no request.
+        clock.advance(Duration::from_secs(100));
+        for _ in 0..100 {
+            assert_eq!(get(&cache, &source).await.unwrap().token, first.token);
+        }
+        settle().await;
+        assert_eq!(source.count(), 2, "Retry-After is honoured");
+        clock.advance(Duration::from_secs(25));
+        get(&cache, &source).await.unwrap();
+        settle().await;
+        assert_eq!(source.count(), 3, "tried again after Retry-After");
     }
 
     #[tokio::test]

@@ -180,3 +180,77 @@ async fn an_authority_outage_is_invisible_while_the_token_is_valid_and_reported_
     );
     suite.finish();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_authority_is_waited_for_while_callers_keep_the_cached_token() {
+    let authority = Authority::start().await;
+    authority.set_token_lifetime(20);
+    let app = authority.app("throttled-job");
+    let proxy = counting_proxy(&authority);
+    let credential = Arc::new(authority.secret_credential(
+        &app,
+        authority.credential_options_at(&proxy.url, fast_policy()),
+    ));
+    let first = credential.get_token(&storage()).await.unwrap();
+    proxy
+        .throttle_seconds
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    // Past refresh_on: every caller is served from the cache while the one
+    // background refresh is throttled, and nobody asks again before Retry-After.
+    sleep_until_unix(first.refresh_on as f64 + 0.2).await;
+    let before = proxy.count();
+    let mut served = 0;
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        let callers: Vec<_> = (0..50)
+            .map(|_| {
+                let credential = credential.clone();
+                tokio::spawn(async move { credential.get_token(&storage()).await })
+            })
+            .collect();
+        for caller in callers {
+            if caller.await.unwrap().is_ok_and(|t| t.token == first.token) {
+                served += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let during = proxy.count() - before;
+    let mut suite = Suite::new(Doc::Reliability, "Throttling authority (credential)");
+    suite.check(
+        "callers while the refresh is throttled (429, Retry-After: 3)",
+        "all served the cached token",
+        &format!("{served} served"),
+        served >= 500,
+    );
+    suite.check(
+        "token requests within Retry-After",
+        "1 (the throttled refresh), no herd",
+        &format!("{during}"),
+        during == 1,
+    );
+    proxy
+        .throttle_seconds
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    sleep_until_unix(unix_now_f64() + 1.0).await;
+    let mut refreshed = None;
+    for _ in 0..50 {
+        let t = credential.get_token(&storage()).await.unwrap();
+        if t.token != first.token {
+            refreshed = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    suite.check(
+        "throttling ends",
+        "a new token from the background refresh",
+        if refreshed.is_some() {
+            "a new token"
+        } else {
+            "still the old token"
+        },
+        refreshed.is_some(),
+    );
+    suite.finish();
+}

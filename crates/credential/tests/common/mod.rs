@@ -34,6 +34,8 @@ pub async fn sleep_until_unix(t: f64) {
 pub struct CountingProxy {
     pub url: String,
     pub token_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// While set, token requests are answered 429 with this many seconds of `Retry-After`.
+    pub throttle_seconds: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -69,14 +71,25 @@ pub fn counting_proxy(authority: &Authority) -> CountingProxy {
     let client = entraflow_tls::https_client(Some(authority.ca_pem())).unwrap();
     let token_requests = Arc::new(AtomicUsize::new(0));
     let counter = token_requests.clone();
+    let throttle_seconds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let throttle = throttle_seconds.clone();
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let client = client.clone();
             let upstream = upstream.clone();
             let counter = counter.clone();
+            let throttle = throttle.clone();
             async move {
                 if method == Method::POST && uri.path().ends_with("/oauth2/v2.0/token") {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    let wait = throttle.load(Ordering::SeqCst);
+                    if wait > 0 {
+                        let mut out = axum::response::Response::new(axum::body::Body::from("{}"));
+                        *out.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                        out.headers_mut()
+                            .insert(header::RETRY_AFTER, wait.to_string().parse().unwrap());
+                        return out;
+                    }
                 }
                 let target = format!(
                     "{upstream}{}",
@@ -115,6 +128,7 @@ pub fn counting_proxy(authority: &Authority) -> CountingProxy {
     CountingProxy {
         url,
         token_requests,
+        throttle_seconds,
         stop: Some(tx),
     }
 }
