@@ -472,3 +472,41 @@ async fn a_session_outliving_its_token_ends_with_08006_after_the_statement_in_fl
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A group's login works for a member whose token carries no `groups` claim: the
+/// gate looks membership up in the directory, as it does for Blob grants.
+#[tokio::test]
+async fn a_member_signs_in_as_its_group_found_in_the_directory() {
+    let Some(stack) = SqlStack::start().await else {
+        return;
+    };
+    let role = stack.unique("analysts");
+    let directory = stack.authority.store();
+    let group = directory.create_group(&role).unwrap();
+    let member = stack.app(&stack.unique("analyst"));
+    let outsider = stack.app(&stack.unique("outsider"));
+    directory.add_group_member(&group.id, &member.oid).unwrap();
+    stack.map(&role, &group.id, PrincipalType::Group).await;
+    stack.allow_connect(&group.id, "postgres").await;
+
+    let token = stack.token(&member).await;
+    let client = stack.connect(&role, &token, "postgres").await.unwrap();
+    let who: String = client
+        .query_one("SELECT session_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, role);
+
+    let refused = stack
+        .connect(&role, &stack.token(&outsider).await, "postgres")
+        .await
+        .err()
+        .expect("a non-member is refused");
+    let (code, message) = db_error(&refused);
+    assert_eq!(code, "28000", "{message}");
+    assert!(
+        message.contains("is not a member of the group"),
+        "{message}"
+    );
+}

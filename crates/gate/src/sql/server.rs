@@ -108,6 +108,10 @@ impl SqlGate {
                 server: config.server.clone(),
                 full_statements: config.full_statements,
                 expiry_grace: config.expiry_grace,
+                groups: crate::groups::GroupDirectory::open(
+                    &config.data_dir,
+                    std::time::Duration::from_secs(30),
+                ),
             },
         ));
         Ok(SqlGate {

@@ -397,10 +397,18 @@ fn mapped_principal(
         PrincipalType::User | PrincipalType::Service => {
             mapping.oid.eq_ignore_ascii_case(&claims.oid)
         }
-        PrincipalType::Group => claims
-            .groups
-            .as_ref()
-            .is_some_and(|g| g.iter().any(|g| g.eq_ignore_ascii_case(&mapping.oid))),
+        PrincipalType::Group => {
+            let in_token = claims
+                .groups
+                .as_ref()
+                .is_some_and(|g| g.iter().any(|g| g.eq_ignore_ascii_case(&mapping.oid)));
+            in_token
+                || state.groups().is_some_and(|d| {
+                    d.groups_of(&claims.oid)
+                        .iter()
+                        .any(|g| g.eq_ignore_ascii_case(&mapping.oid))
+                })
+        }
     };
     if !matches {
         let relation = match mapping.principal_type {

@@ -12,6 +12,7 @@ use entraflow_rbac::Scope;
 
 use super::principals::PrincipalStore;
 use crate::audit::AuditSink;
+use crate::groups::GroupDirectory;
 use crate::guard::{Access, Guarded};
 use crate::verify::TokenVerifier;
 
@@ -44,6 +45,9 @@ pub(crate) struct SqlState {
     /// Backend connections opened, for operators and tests ("a refused client
     /// never reached the backend").
     pub(crate) backend_connections: AtomicU64,
+    /// Where group membership is looked up (PostgreSQL tokens carry no `groups`
+    /// past an overage, and group logins must still work).
+    groups: Option<GroupDirectory>,
 }
 
 /// The parts of [`SqlState`] fixed at start-up.
@@ -54,6 +58,7 @@ pub(crate) struct SqlSettings {
     pub(crate) server: String,
     pub(crate) full_statements: bool,
     pub(crate) expiry_grace: Duration,
+    pub(crate) groups: Option<GroupDirectory>,
 }
 
 impl SqlState {
@@ -77,6 +82,7 @@ impl SqlState {
             expiry_grace: settings.expiry_grace,
             cancels: Mutex::new(HashMap::new()),
             backend_connections: AtomicU64::new(0),
+            groups: settings.groups,
         }
     }
 
@@ -112,6 +118,10 @@ impl Guarded for SqlState {
 
     fn audit(&self) -> &Arc<dyn AuditSink> {
         &self.audit
+    }
+
+    fn groups(&self) -> Option<&GroupDirectory> {
+        self.groups.as_ref()
     }
 }
 
