@@ -501,8 +501,7 @@ async fn a_member_signs_in_as_its_group_found_in_the_directory() {
     let refused = stack
         .connect(&role, &stack.token(&outsider).await, "postgres")
         .await
-        .err()
-        .expect("a non-member is refused");
+        .expect_err("a non-member is refused");
     let (code, message) = db_error(&refused);
     assert_eq!(code, "28000", "{message}");
     assert!(
