@@ -66,5 +66,5 @@ pub use definition::{
 };
 pub use error::Error;
 pub use lint::{Finding, LintOptions, LintRule, Severity, lint, lint_assignments};
-pub use scope::{Scope, ScopeError, ScopeLevel};
+pub use scope::{Scope, ScopeError, ScopeLevel, valid_account_name, valid_container_name};
 pub use store::{AssignmentFilter, DB_FILE, RbacStore};

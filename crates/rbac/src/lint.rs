@@ -272,7 +272,7 @@ mod tests {
     fn flags_each_rule_and_nothing_for_a_tidy_assignment() {
         let dir = tempfile::tempdir().unwrap();
         let store = RbacStore::open(dir.path()).unwrap();
-        let account = Scope::storage_account("s", "ml", "data");
+        let account = Scope::storage_account("00000000-0000-0000-0000-000000000001", "ml", "data");
         let c = |n: &str| account.container(n).unwrap().to_string();
         let assign = |principal: &str,
                       role: &str,
@@ -290,7 +290,7 @@ mod tests {
         };
         let soon = Some(NOW + time::Duration::days(10));
         // Tidy: container scope, expires, young.
-        assign(SP2, "Storage Blob Data Reader", &c("a"), 1, soon);
+        assign(SP2, "Storage Blob Data Reader", &c("aaa"), 1, soon);
         assert!(
             lint(&store, NOW, LintOptions::default())
                 .unwrap()
@@ -300,24 +300,30 @@ mod tests {
         let broad = assign(
             SP,
             "Storage Blob Data Reader",
-            "/subscriptions/s/resourceGroups/ml",
+            "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml",
             1,
             soon,
         );
-        assign(SP, "Owner", "/subscriptions/s", 1, soon); // no data actions: not a broad data role
-        let old = assign(SP2, "Storage Blob Data Contributor", &c("b"), 200, None);
-        assign(GROUP, "Storage Blob Data Reader", &c("a"), 1, soon);
-        assign(GROUP, "Storage Blob Data Reader", &c("b"), 1, soon);
+        assign(
+            SP,
+            "Owner",
+            "/subscriptions/00000000-0000-0000-0000-000000000001",
+            1,
+            soon,
+        ); // no data actions: not a broad data role
+        let old = assign(SP2, "Storage Blob Data Contributor", &c("bbb"), 200, None);
+        assign(GROUP, "Storage Blob Data Reader", &c("aaa"), 1, soon);
+        assign(GROUP, "Storage Blob Data Reader", &c("bbb"), 1, soon);
         let wild = RoleDefinition::from_json(
             r#"{"Name":"Everything","DataActions":["*"],"AssignableScopes":["/"]}"#,
         )
         .unwrap();
         store.create_definition(wild).unwrap();
-        let wild_a = assign(SP, "Everything", &c("z"), 1, soon);
+        let wild_a = assign(SP, "Everything", &c("zzz"), 1, soon);
         assign(
             SP,
             "Storage Blob Data Reader",
-            &c("y"),
+            &c("yyy"),
             2,
             Some(NOW - time::Duration::days(1)),
         );
