@@ -600,6 +600,21 @@ impl Store {
                 "name, issuer and subject must not be empty",
             ));
         }
+        // Entra requires an HTTPS issuer; the string is kept exactly as given,
+        // since it is compared byte for byte with the token's `iss`.
+        match url::Url::parse(issuer) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+            _ => {
+                return Err(AuthorityError::invalid(format!(
+                    "issuer '{issuer}' is not an https URL; give the issuer exactly as in the tokens' 'iss', e.g. https://oidc.example.com/cluster"
+                )));
+            }
+        }
+        if issuer.trim() != issuer || subject.trim() != subject {
+            return Err(AuthorityError::invalid(
+                "issuer and subject must not start or end with whitespace: they are compared exactly",
+            ));
+        }
         if subject.contains('*') || issuer.contains('*') {
             return Err(AuthorityError::invalid(
                 "federated identity credentials match exactly; wildcards are not supported",

@@ -98,5 +98,7 @@ pub use issue::EndpointVersion;
 pub use keys::{KeyRing, Rotation, SigningKey};
 pub use redirect_uri::RedirectUris;
 pub use resource::{BUILT_IN, BuiltIn, Resource};
-pub use server::{AUDIT_LOG_ID, ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve};
+pub use server::{
+    AUDIT_LOG_ID, CA_BUNDLE_FILE, ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve,
+};
 pub use store::{DB_FILE, Store, Tenant};
