@@ -23,6 +23,13 @@ pub(crate) struct AuthorityArgs {
     command: AuthorityCommand,
 }
 
+impl AuthorityArgs {
+    /// `authority serve`, which creates the data directory it serves.
+    pub(crate) fn serves(&self) -> bool {
+        matches!(self.command, AuthorityCommand::Serve { .. })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AuthorityCommand {
     /// Serve the token endpoints over HTTPS and managed identity over plain HTTP.
@@ -234,11 +241,17 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
             config.host_name = host_name;
             config.device_code_interval = device_code_interval;
             config.audit_store = audit_store;
+            crate::datadir::init(&globals.data_dir)?;
+            let mut lock = crate::datadir::ServerLock::acquire(&globals.data_dir, "authority")?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
                 let handle = entraflow_authority::serve(config, shutdown_signal())
                     .await
                     .context("starting the authority")?;
+                lock.describe(&[
+                    ("authority", &handle.authority_host),
+                    ("imds", &handle.imds_endpoint),
+                ])?;
                 println!(
                     "authority ready: {} tenant {}",
                     handle.authority_host, handle.tenant_id

@@ -10,6 +10,7 @@ mod ad;
 mod admin_log;
 mod audit;
 mod authority;
+mod datadir;
 mod demo;
 mod gate;
 mod role;
@@ -62,6 +63,9 @@ enum Command {
     /// The gate: Azure Blob REST with Entra ID tokens, Azure RBAC and auditing.
     #[command(subcommand)]
     Gate(gate::GateCommand),
+    /// Create a data directory: its tenant and role store (`up` and `authority
+    /// serve` do this too; every other command needs an existing one).
+    Init,
     /// Run the authority and the gate together on one data directory; writes
     /// <data-dir>/env with everything a client needs.
     Up(gate::UpArgs),
@@ -94,9 +98,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ENTRAFLOW_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let globals = Globals {
         data_dir: cli
@@ -114,7 +121,22 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
+    // Only commands that create a data directory may run on one without a tenant.
+    match &command {
+        Command::Ad(_) | Command::Role(_) => datadir::require_tenant(&globals.data_dir)?,
+        Command::Authority(args) if !args.serves() => datadir::require_tenant(&globals.data_dir)?,
+        Command::Gate(_) | Command::Audit(_) => datadir::require_dir(&globals.data_dir)?,
+        _ => {}
+    }
     match command {
+        Command::Init => {
+            let tenant = datadir::init(&globals.data_dir)?;
+            println!(
+                "data directory {} ready: tenant {tenant}",
+                globals.data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Authority(args) => authority::run(args, &globals),
         Command::Ad(args) => ad::run(args, &globals),
         Command::Role(args) => role::run(args, &globals),

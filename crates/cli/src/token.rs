@@ -26,6 +26,9 @@ pub(crate) enum IdentityCommand {
     /// Sign in as a person with a device code; the refresh token is kept, readable
     /// only by you, in <data-dir>/token-cache.json for later commands and jobs.
     Login(LoginArgs),
+    /// Sign out: forget the sign-in `login` kept (<data-dir>/token-cache.json),
+    /// so later commands and jobs no longer get tokens as that person.
+    Logout,
     /// Show who the current credential is: tenant, object id, app id, roles, expiry
     /// (never the token).
     Whoami(ScopeArgs),
@@ -90,6 +93,7 @@ pub(crate) fn run(command: IdentityCommand, globals: &Globals) -> anyhow::Result
         match command {
             IdentityCommand::Token(args) => token(args, &vars, globals).await,
             IdentityCommand::Login(args) => login(args, &vars, globals).await,
+            IdentityCommand::Logout => logout(globals),
             IdentityCommand::Whoami(args) => whoami(args, &vars, globals).await,
             IdentityCommand::Doctor(args) => doctor(args, &vars, globals).await,
         }
@@ -158,6 +162,24 @@ async fn token(args: TokenArgs, vars: &Environment, globals: &Globals) -> anyhow
             println!("tenant      {tenant}");
             println!("credential  {}", chain.chosen().unwrap_or("?"));
             eprintln!("(pass --show to print the token itself, or -o json)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logout(globals: &Globals) -> anyhow::Result<ExitCode> {
+    let cache = LoginCache::in_dir(&globals.data_dir);
+    match std::fs::remove_file(cache.path()) {
+        Ok(()) => eprintln!("signed out: removed {}", cache.path().display()),
+        // As `az logout` with nobody signed in: say so, and fail.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "nobody is signed in ({} does not exist)",
+                cache.path().display()
+            )
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing {}", cache.path().display()));
         }
     }
     Ok(ExitCode::SUCCESS)
