@@ -225,7 +225,7 @@ def test_a_deleted_federated_credential_no_longer_exchanges(up, tmp_path):
     up.run("ad", "app", "federated-credential", "delete", "--id", app["appId"],
            "--federated-credential-id", cred["id"])
     refused = exchange()
-    assert refused.status_code == 400 and 70021 in refused.json()["error_codes"], refused.text
+    assert refused.status_code == 401 and 70021 in refused.json()["error_codes"], refused.text
     assert up.json("ad", "app", "federated-credential", "list", "--id", app["appId"]) == []
 
 

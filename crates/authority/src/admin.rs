@@ -588,7 +588,8 @@ impl Store {
         subject: &str,
         audiences: &[String],
     ) -> Result<FederatedCredential, AuthorityError> {
-        let app = self.application(app_id)?;
+        // `--id` is the appId or the object id, as in az.
+        let app = self.application(&self.resolve_app_id(app_id)?)?;
         if self.list_federated_credentials(&app.app_id)?.len() >= MAX_FEDERATED_CREDENTIALS {
             return Err(AuthorityError::invalid(format!(
                 "application {} already has {MAX_FEDERATED_CREDENTIALS} federated identity credentials, Entra's limit; delete one first",
