@@ -123,7 +123,10 @@ fn main() -> ExitCode {
 fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
     // Only commands that create a data directory may run on one without a tenant.
     match &command {
-        Command::Ad(_) | Command::Role(_) => datadir::require_tenant(&globals.data_dir)?,
+        Command::Ad(_) => datadir::require_tenant(&globals.data_dir)?,
+        // A role store may serve a gate whose principals live in another
+        // directory; naming one by --assignee still needs a tenant here.
+        Command::Role(_) => datadir::require_dir(&globals.data_dir)?,
         Command::Authority(args) if !args.serves() => datadir::require_tenant(&globals.data_dir)?,
         Command::Gate(_) | Command::Audit(_) => datadir::require_dir(&globals.data_dir)?,
         _ => {}

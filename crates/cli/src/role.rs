@@ -434,6 +434,10 @@ fn directory(globals: &Globals) -> anyhow::Result<Store> {
     Store::open(&globals.data_dir).context("opening the authority's database")
 }
 
+fn has_directory(globals: &Globals) -> bool {
+    crate::datadir::require_tenant(&globals.data_dir).is_ok()
+}
+
 /// `--assignee`, `--assignee-object-id`, `--assignee-principal-type` as az takes them.
 fn resolve_assignee(
     globals: &Globals,
@@ -457,7 +461,11 @@ fn resolve_assignee(
         return Ok((found.id, kind(found.kind)));
     }
     let object_id = object_id.unwrap_or_default().trim().to_ascii_lowercase();
-    let known = directory(globals)?.directory_object(&object_id)?;
+    // With a type given and no directory here, nothing is looked up (as az).
+    let known = match (principal_type, has_directory(globals)) {
+        (Some(_), false) => None,
+        _ => directory(globals)?.directory_object(&object_id)?,
+    };
     match (principal_type, known) {
         (Some(given), known) => {
             let given = match PrincipalType::parse(given) {
@@ -490,6 +498,9 @@ fn resolve_assignee(
 /// The object id an `--assignee` filter means: resolved in the directory, or
 /// the GUID itself (az's fallback, which finds assignments of deleted principals).
 fn principal_filter(globals: &Globals, assignee: &str) -> anyhow::Result<String> {
+    if !has_directory(globals) && uuid_like(assignee) {
+        return Ok(assignee.trim().to_ascii_lowercase());
+    }
     match directory(globals)?.resolve_assignee(assignee) {
         Ok(found) => Ok(found.id),
         Err(_) if uuid_like(assignee) => Ok(assignee.trim().to_ascii_lowercase()),
