@@ -377,3 +377,29 @@ def test_the_ca_bundle_env_names_holds_the_local_ca_and_the_system_roots(up):
     system_certs = Path(system).read_text().count("BEGIN CERTIFICATE")
     assert system_certs > 10
     assert bundle.count("BEGIN CERTIFICATE") == system_certs + 1
+
+
+def test_query_and_tsv_output_as_az_prints_them(up):
+    name = f"q-{uuid.uuid4().hex[:6]}"
+    app_id = up.run("ad", "app", "create", "--display-name", name, "--query", "appId", "-o", "tsv").stdout
+    assert app_id.endswith("\n") and str(uuid.UUID(app_id.strip())) == app_id.strip()
+    assert up.json("ad", "app", "show", "--id", app_id.strip())["displayName"] == name
+    listed = up.run("ad", "app", "list", "--query", f"[?displayName=='{name}'].[displayName, appId]",
+                    "-o", "tsv").stdout
+    assert listed == f"{name}\t{app_id.strip()}\n"
+    assert up.run("ad", "app", "create", "--display-name", name, "-o", "none").stdout == ""
+
+    # A bad query is refused before anything is changed.
+    group = f"never-{uuid.uuid4().hex[:6]}"
+    out = up.run("ad", "group", "create", "--display-name", group, "--query", "[?", check=False)
+    assert out.returncode == 1 and "JMESPath" in out.stderr, out.stderr
+    assert group not in up.run("ad", "group", "list", "--query", "[].displayName", "-o", "tsv").stdout
+
+    secret = up.json("ad", "app", "credential", "reset", "--id", app_id.strip())["password"]
+    up.json("ad", "sp", "create", "--id", app_id.strip())
+    env = {**os.environ, "AZURE_CLIENT_ID": app_id.strip(), "AZURE_CLIENT_SECRET": secret,
+           "AZURE_TENANT_ID": up.tenant, "AZURE_AUTHORITY_HOST": up.host}
+    token = subprocess.run([BIN, "--data-dir", str(up.dir), "token", "--query", "accessToken", "-o", "tsv"],
+                           capture_output=True, text=True, env=env, check=True).stdout
+    claims = jwt.decode(token.strip(), options={"verify_signature": False})
+    assert claims["appid"] == app_id.strip()

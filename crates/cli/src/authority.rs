@@ -130,69 +130,7 @@ fn parse_duration(s: &str) -> anyhow::Result<i64> {
 }
 
 pub(crate) fn print<T: serde::Serialize>(globals: &Globals, value: &T) -> anyhow::Result<()> {
-    let v = serde_json::to_value(value)?;
-    match globals.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-        Output::Table => print_table(&v),
-    }
-    Ok(())
-}
-
-fn cell(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn print_table(v: &serde_json::Value) {
-    match v {
-        serde_json::Value::Array(items) => {
-            let Some(serde_json::Value::Object(first)) = items.first() else {
-                return;
-            };
-            let cols: Vec<&String> = first
-                .keys()
-                .filter(|k| !first[*k].is_array() && !first[*k].is_object())
-                .take(4)
-                .collect();
-            let rows: Vec<Vec<String>> = items
-                .iter()
-                .map(|i| cols.iter().map(|c| cell(&i[c.as_str()])).collect())
-                .collect();
-            let widths: Vec<usize> = cols
-                .iter()
-                .enumerate()
-                .map(|(n, c)| {
-                    rows.iter()
-                        .map(|r| r[n].len())
-                        .chain([c.len()])
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            let line = |cells: Vec<String>| {
-                cells
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            println!("{}", line(cols.iter().map(|c| c.to_string()).collect()));
-            for r in rows {
-                println!("{}", line(r));
-            }
-        }
-        serde_json::Value::Object(map) => {
-            let w = map.keys().map(String::len).max().unwrap_or(0);
-            for (k, v) in map {
-                println!("{k:<w$}  {}", cell(v));
-            }
-        }
-        other => println!("{}", cell(other)),
-    }
+    crate::output::emit(globals, &serde_json::to_value(value)?, None)
 }
 
 /// Parses `--audit-store` (`None`: the data directory's `audit.db`).
@@ -292,10 +230,10 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
                 Ok(store.approve_device_code(&user_code, &user, deny)?)
             })?;
             if globals.output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({"userCode": user_code.to_uppercase(), "user": user, "approved": !deny})
-                );
+                print(
+                    globals,
+                    &serde_json::json!({"userCode": user_code.to_uppercase(), "user": user, "approved": !deny}),
+                )?;
             } else {
                 println!(
                     "{} sign-in {}",

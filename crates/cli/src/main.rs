@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 mod ad;
 mod admin_log;
@@ -13,6 +13,7 @@ mod authority;
 mod datadir;
 mod demo;
 mod gate;
+mod output;
 mod role;
 mod token;
 
@@ -36,15 +37,20 @@ struct Cli {
     data_dir: Option<PathBuf>,
 
     /// Output format of commands that print records.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = output::Format::Table)]
+    output: output::Format,
+
+    /// JMESPath query applied to the record before it is printed (as az's --query).
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    query: Option<String>,
 
     #[command(subcommand)]
     command: Command,
 }
 
-/// How records are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Which printing path a command takes: its own table, or the structured
+/// record that `output::emit` formats (json, tsv, a queried table, nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Output {
     /// Aligned columns for people.
     Table,
@@ -84,6 +90,8 @@ enum Command {
 pub(crate) struct Globals {
     pub(crate) data_dir: PathBuf,
     pub(crate) output: Output,
+    pub(crate) format: output::Format,
+    pub(crate) query: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -105,11 +113,23 @@ fn main() -> ExitCode {
         // Colour codes only for a person at a terminal, never into log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(query) = &cli.query
+        && let Err(err) = output::compile(query)
+    {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let globals = Globals {
         data_dir: cli
             .data_dir
             .unwrap_or_else(entraflow_core::fsutil::default_data_dir),
-        output: cli.output,
+        output: if cli.output == output::Format::Table && cli.query.is_none() {
+            Output::Table
+        } else {
+            Output::Json
+        },
+        format: cli.output,
+        query: cli.query,
     };
     match run(cli.command, globals) {
         Ok(code) => code,
@@ -128,7 +148,16 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         // directory; naming one by --assignee still needs a tenant here.
         Command::Role(_) => datadir::require_dir(&globals.data_dir)?,
         Command::Authority(args) if !args.serves() => datadir::require_tenant(&globals.data_dir)?,
-        Command::Gate(_) | Command::Audit(_) => datadir::require_dir(&globals.data_dir)?,
+        Command::Gate(_) => datadir::require_dir(&globals.data_dir)?,
+        Command::Audit(_) => {
+            // Its reports print themselves; refuse what they would ignore.
+            if globals.query.is_some()
+                || !matches!(globals.format, output::Format::Json | output::Format::Table)
+            {
+                anyhow::bail!("audit commands print -o json or -o table, without --query");
+            }
+            datadir::require_dir(&globals.data_dir)?
+        }
         _ => {}
     }
     match command {

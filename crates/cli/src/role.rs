@@ -162,7 +162,7 @@ pub(crate) fn run(args: RoleArgs, globals: &Globals) -> anyhow::Result<ExitCode>
             let findings =
                 entraflow_rbac::lint(&store, now, LintOptions { max_age_days }).map_err(explain)?;
             match globals.output {
-                Output::Json => print_json(&serde_json::to_value(&findings)?),
+                Output::Json => print_json(globals, &serde_json::to_value(&findings)?),
                 Output::Table if findings.is_empty() => println!("no findings"),
                 Output::Table => {
                     for f in &findings {
@@ -267,7 +267,7 @@ fn assignment(
             .0;
             let name = role_name(&created);
             match output {
-                Output::Json => print_json(&created.to_az_json(name.as_deref())),
+                Output::Json => print_json(globals, &created.to_az_json(name.as_deref())),
                 Output::Table => print_assignments(&[created], &role_name),
             }
         }
@@ -304,11 +304,14 @@ fn assignment(
                 })
                 .collect();
             match output {
-                Output::Json => print_json(&serde_json::Value::Array(
-                    list.iter()
-                        .map(|a| a.to_az_json(role_name(a).as_deref()))
-                        .collect(),
-                )),
+                Output::Json => print_json(
+                    globals,
+                    &serde_json::Value::Array(
+                        list.iter()
+                            .map(|a| a.to_az_json(role_name(a).as_deref()))
+                            .collect(),
+                    ),
+                ),
                 Output::Table => print_assignments(&list, &role_name),
             }
         }
@@ -386,20 +389,23 @@ fn delete_assignments(
     )?;
     let failed = outcomes.iter().filter(|o| o.is_err()).count();
     match globals.output {
-        Output::Json => print_json(&serde_json::Value::Array(
-            ids.iter()
-                .zip(&outcomes)
-                .map(|(id, o)| match o {
-                    Ok(a) => serde_json::json!({
-                        "id": id, "deleted": true, "error": null,
-                        "assignment": a.to_az_json(role_name(a).as_deref()),
-                    }),
-                    Err(e) => {
-                        serde_json::json!({"id": id, "deleted": false, "error": e.to_string()})
-                    }
-                })
-                .collect(),
-        )),
+        Output::Json => print_json(
+            globals,
+            &serde_json::Value::Array(
+                ids.iter()
+                    .zip(&outcomes)
+                    .map(|(id, o)| match o {
+                        Ok(a) => serde_json::json!({
+                            "id": id, "deleted": true, "error": null,
+                            "assignment": a.to_az_json(role_name(a).as_deref()),
+                        }),
+                        Err(e) => {
+                            serde_json::json!({"id": id, "deleted": false, "error": e.to_string()})
+                        }
+                    })
+                    .collect(),
+            ),
+        ),
         Output::Table => {
             for (id, o) in ids.iter().zip(&outcomes) {
                 match o {
@@ -546,7 +552,7 @@ fn definition(
                 },
             )?;
             match output {
-                Output::Json => print_json(&created.to_az_json()),
+                Output::Json => print_json(globals, &created.to_az_json()),
                 Output::Table => print_definitions(&[created]),
             }
         }
@@ -567,7 +573,7 @@ fn definition(
                 },
             )?;
             match output {
-                Output::Json => print_json(&deleted.to_az_json()),
+                Output::Json => print_json(globals, &deleted.to_az_json()),
                 Output::Table => println!("deleted {} ({})", deleted.name, deleted.id),
             }
         }
@@ -583,9 +589,12 @@ fn definition(
                 .filter(|d| name.as_ref().is_none_or(|n| d.name.eq_ignore_ascii_case(n)))
                 .collect();
             match output {
-                Output::Json => print_json(&serde_json::Value::Array(
-                    defs.iter().map(RoleDefinition::to_az_json).collect(),
-                )),
+                Output::Json => print_json(
+                    globals,
+                    &serde_json::Value::Array(
+                        defs.iter().map(RoleDefinition::to_az_json).collect(),
+                    ),
+                ),
                 Output::Table => print_definitions(&defs),
             }
         }
@@ -622,11 +631,13 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+/// The structured record in the chosen format; a query that fails on this
+/// record (e.g. a function given the wrong type) fails the command.
+fn print_json(globals: &Globals, value: &serde_json::Value) {
+    if let Err(err) = crate::output::emit(globals, value, None) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
 }
 
 fn print_assignments(
@@ -758,6 +769,8 @@ mod tests {
         let globals = Globals {
             data_dir: dir.to_owned(),
             output: Output::Json,
+            format: crate::output::Format::Json,
+            query: None,
         };
         run(args, &globals)
     }

@@ -153,7 +153,7 @@ async fn token(args: TokenArgs, vars: &Environment, globals: &Globals) -> anyhow
                 "tenant": tenant,
                 "tokenType": token.token_type,
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            crate::output::emit(globals, &json, None)?;
         }
         Output::Table if args.show => println!("{}", token.token.expose()),
         Output::Table => {
@@ -214,13 +214,14 @@ async fn login(args: LoginArgs, vars: &Environment, globals: &Globals) -> anyhow
         .and_then(|c| c.upn.or(c.preferred_username).or(Some(c.oid)))
         .unwrap_or_default();
     match globals.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        Output::Json => crate::output::emit(
+            globals,
+            &serde_json::json!({
                 "user": who, "tenant": tenant, "clientId": client_id,
                 "cache": cache.path().display().to_string(),
-            }))?
-        ),
+            }),
+            None,
+        )?,
         Output::Table => println!(
             "Signed in as {who} (tenant {tenant}); the sign-in is kept in {}",
             cache.path().display()
@@ -239,9 +240,9 @@ async fn whoami(
     let claims = entraflow_credential::claims::decode_unverified(token.token.expose())?;
     let roles = claims.roles.clone().unwrap_or_default();
     match globals.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        Output::Json => crate::output::emit(
+            globals,
+            &serde_json::json!({
                 "credential": chain.chosen(),
                 "tenant": claims.tid,
                 "objectId": claims.oid,
@@ -252,8 +253,9 @@ async fn whoami(
                 "roles": roles,
                 "expires_on": token.expires_on,
                 "tokenFingerprint": token.fingerprint(),
-            }))?
-        ),
+            }),
+            None,
+        )?,
         Output::Table => {
             println!("credential  {}", chain.chosen().unwrap_or("?"));
             println!("tenant      {}", claims.tid);
@@ -321,7 +323,7 @@ async fn doctor(
                 "exitCode": report.diagnosis.exit_code(),
                 "explanation": report.diagnosis.explain(),
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            crate::output::emit(globals, &json, None)?;
         }
         Output::Table => {
             let check = |ok: bool| if ok { "ok  " } else { "FAIL" };
