@@ -43,6 +43,14 @@ pub enum Error {
         /// Which record and what is wrong.
         detail: String,
     },
+    /// The store's schema cannot be brought to this version's.
+    #[error("the role store {path}: {detail}")]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// No role has that name, GUID or ARM id.
     #[error(
         "no role named or with id '{reference}'; run 'entraflow role definition list' to see the roles, or create one with 'entraflow role definition create'"

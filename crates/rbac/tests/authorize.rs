@@ -557,3 +557,50 @@ fn a_custom_role_is_deleted_only_when_no_assignment_uses_it() {
         Err(Error::UnknownRole { .. })
     ));
 }
+
+#[test]
+fn an_unversioned_store_keeps_its_assignments_and_a_newer_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(entraflow_rbac::DB_FILE);
+    {
+        // rbac.db as written before its schema carried a version.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO meta VALUES ('generation', 7);
+             CREATE TABLE role_definitions (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, definition TEXT NOT NULL);
+             CREATE TABLE role_assignments (name TEXT PRIMARY KEY, principal_id TEXT NOT NULL, principal_type TEXT NOT NULL,
+               role_definition_id TEXT NOT NULL, scope TEXT NOT NULL, condition TEXT, condition_version TEXT,
+               expires_at TEXT, created_at TEXT NOT NULL, description TEXT);
+             INSERT INTO role_assignments VALUES ('5f0c3a52-7a2b-4f0e-9d7c-1b2a3c4d5e6f', '{JOB}', 'ServicePrincipal',
+               '{}', '/subscriptions/{SUB}', NULL, NULL, NULL, '2026-01-01T00:00:00Z', NULL);",
+            builtin::STORAGE_BLOB_DATA_READER
+        ))
+        .unwrap();
+    }
+    let store = RbacStore::open(dir.path()).unwrap();
+    assert_eq!(store.assignments().unwrap()[0].principal_id, JOB);
+    let before = store.generation().unwrap();
+    // The triggers step 1 adds keep counting changes.
+    store
+        .create_assignment(
+            NewAssignment::new(
+                OTHER,
+                "Storage Blob Data Reader",
+                &format!("/subscriptions/{SUB}"),
+            ),
+            NOW,
+        )
+        .unwrap();
+    assert!(store.generation().unwrap() > before);
+    drop(store);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 42)
+        .unwrap();
+    let err = RbacStore::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 42") && err.contains("newer"),
+        "{err}"
+    );
+}
