@@ -403,3 +403,25 @@ def test_query_and_tsv_output_as_az_prints_them(up):
                            capture_output=True, text=True, env=env, check=True).stdout
     claims = jwt.decode(token.strip(), options={"verify_signature": False})
     assert claims["appid"] == app_id.strip()
+
+
+def test_lint_flags_app_id_assignees_orphans_and_empty_groups(up):
+    app, _ = up.app("lint")
+    sp = up.json("ad", "sp", "create", "--id", app["appId"])
+    # The classic mistake, as az allows it: the appId given as an object id.
+    up.json("role", "assignment", "create", "--assignee-object-id", app["appId"], "--assignee-principal-type",
+            "ServicePrincipal", "--role", "Storage Blob Data Reader", "--scope", up.container_scope("lint"))
+    upn = f"gone-{uuid.uuid4().hex[:6]}@entraflow.local"
+    user = up.json("ad", "user", "create", "--upn", upn, "--display-name", "Gone")
+    up.json("role", "assignment", "create", "--assignee", upn, "--role", "Storage Blob Data Reader",
+            "--scope", up.container_scope("lint"))
+    up.run("ad", "user", "delete", "--id", user["id"])
+    group = up.json("ad", "group", "create", "--display-name", f"empty-{uuid.uuid4().hex[:6]}")
+    up.json("role", "assignment", "create", "--assignee", group["id"], "--role", "Storage Blob Data Reader",
+            "--scope", up.container_scope("lint"))
+    out = up.run("role", "lint", "-o", "json", check=False)
+    assert out.returncode == 1, out.stderr
+    found = {(f["rule"], f["principalId"]): f for f in json.loads(out.stdout)}
+    assert sp["id"] in found[("app-id-assignee", app["appId"])]["message"]
+    assert ("orphaned-principal", user["id"]) in found
+    assert ("empty-group", group["id"]) in found

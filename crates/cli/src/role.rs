@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use entraflow_authority::{AdminChange, PrincipalKind, Store};
 use entraflow_rbac::{
-    AssignmentFilter, Error as RbacError, LintOptions, NewAssignment, PrincipalType, RbacStore,
-    RoleAssignment, RoleDefinition, Scope, Severity,
+    AssignmentFilter, DirectoryStatus, Error as RbacError, LintOptions, NewAssignment,
+    PrincipalType, RbacStore, RoleAssignment, RoleDefinition, Scope, Severity,
 };
 use time::OffsetDateTime;
 
@@ -37,7 +37,9 @@ enum RoleCommand {
     /// Flag assignments broader or longer-lived than needed: data roles at
     /// subscription or resource-group scope, wildcard custom roles, assignments
     /// without expiry older than --max-age-days, one principal shared by several
-    /// projects (containers). Exits 1 when there is a warning or worse.
+    /// projects (containers); and, where the data directory holds the directory,
+    /// assignments whose principal is gone, was given as an appId, or is an empty
+    /// group. Exits 1 when there is a warning or worse.
     Lint {
         /// Assignments without expiry older than this are flagged.
         #[arg(long, default_value_t = 90, value_name = "DAYS")]
@@ -159,8 +161,16 @@ pub(crate) fn run(args: RoleArgs, globals: &Globals) -> anyhow::Result<ExitCode>
         RoleCommand::Assignment { command } => assignment(command, &store, globals, now),
         RoleCommand::Definition { command } => definition(command, &store, globals),
         RoleCommand::Lint { max_age_days } => {
-            let findings =
+            let mut findings =
                 entraflow_rbac::lint(&store, now, LintOptions { max_age_days }).map_err(explain)?;
+            // Principals are checked where the data directory holds their directory.
+            if has_directory(globals) {
+                let assignments = store.assignments().map_err(explain)?;
+                let statuses = directory_statuses(&directory(globals)?, &assignments)?;
+                findings.extend(entraflow_rbac::lint_principals(&assignments, |p| {
+                    statuses.get(p).cloned().unwrap_or(DirectoryStatus::Present)
+                }));
+            }
             match globals.output {
                 Output::Json => print_json(globals, &serde_json::to_value(&findings)?),
                 Output::Table if findings.is_empty() => println!("no findings"),
@@ -438,6 +448,38 @@ fn same_request(existing: &RoleAssignment, wanted: &NewAssignment) -> bool {
 fn directory(globals: &Globals) -> anyhow::Result<Store> {
     crate::datadir::require_tenant(&globals.data_dir)?;
     Store::open(&globals.data_dir).context("opening the authority's database")
+}
+
+/// What the directory says each assigned principal is.
+fn directory_statuses(
+    directory: &Store,
+    assignments: &[RoleAssignment],
+) -> anyhow::Result<std::collections::HashMap<String, DirectoryStatus>> {
+    let mut statuses = std::collections::HashMap::new();
+    for a in assignments {
+        if statuses.contains_key(&a.principal_id) {
+            continue;
+        }
+        let status = match directory.directory_object(&a.principal_id)? {
+            Some(o) if o.kind == PrincipalKind::Group => {
+                if directory.list_group_members(&o.id)?.is_empty() {
+                    DirectoryStatus::EmptyGroup
+                } else {
+                    DirectoryStatus::Present
+                }
+            }
+            Some(_) => DirectoryStatus::Present,
+            None if directory.resolve_app_id(&a.principal_id).is_ok() => DirectoryStatus::AppId(
+                directory
+                    .resolve_assignee(&a.principal_id)
+                    .ok()
+                    .map(|sp| sp.id),
+            ),
+            None => DirectoryStatus::Missing,
+        };
+        statuses.insert(a.principal_id.clone(), status);
+    }
+    Ok(statuses)
 }
 
 fn has_directory(globals: &Globals) -> bool {
