@@ -82,6 +82,20 @@ impl DirectoryObject {
     }
 }
 
+/// A device-code sign-in waiting for its user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSignIn {
+    /// The code the user is shown (what `authority approve` takes).
+    pub user_code: String,
+    /// The application signing the user in.
+    pub client_id: String,
+    /// Its display name.
+    pub app_display_name: String,
+    /// When the code expires, RFC 3339.
+    pub expires_on: String,
+}
+
 fn invalid(msg: String) -> AuthorityError {
     AuthorityError::Invalid(msg)
 }
@@ -487,6 +501,27 @@ impl Store {
             ],
         );
         Ok(found)
+    }
+
+    /// `authority pending`: device-code sign-ins waiting for a user, newest
+    /// first (the user code an admin approves, never the device code).
+    pub fn pending_device_codes(&self) -> Result<Vec<PendingSignIn>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT d.user_code, d.client_id, a.display_name, d.expires_at FROM device_codes d
+             LEFT JOIN applications a ON a.app_id = d.client_id
+             WHERE d.status = 'pending' AND d.expires_at > ?1 ORDER BY d.expires_at DESC",
+        )?;
+        Ok(stmt
+            .query_map([crate::store::now()], |r| {
+                Ok(PendingSignIn {
+                    user_code: r.get(0)?,
+                    client_id: r.get(1)?,
+                    app_display_name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    expires_on: crate::store::rfc3339(r.get(3)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?)
     }
 
     fn in_transaction(

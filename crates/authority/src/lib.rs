@@ -92,7 +92,7 @@ pub use admin::{
 };
 pub use admin_audit::{ADMIN_LOG_ID, AdminAudit, AdminChange, os_user};
 pub use authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};
-pub use directory::{DirectoryObject, PrincipalKind};
+pub use directory::{DirectoryObject, PendingSignIn, PrincipalKind};
 pub use error::{AuthorityError, OAuthError};
 pub use issue::EndpointVersion;
 pub use keys::{KeyRing, Rotation, SigningKey};

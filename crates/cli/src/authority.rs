@@ -80,6 +80,9 @@ enum AuthorityCommand {
         #[arg(long)]
         deny: bool,
     },
+    /// List device-code sign-ins waiting for a user (their user codes, for
+    /// `approve`), newest first.
+    Pending,
     /// Trust an external OIDC issuer for workload identity federation.
     Issuer {
         #[command(subcommand)]
@@ -242,6 +245,12 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
                 );
             }
         }
+        AuthorityCommand::Pending => print(
+            globals,
+            &Store::open(&globals.data_dir)
+                .context("opening the authority's database")?
+                .pending_device_codes()?,
+        )?,
         AuthorityCommand::Issuer {
             command: IssuerCommand::Add { issuer, jwks_file },
         } => {
