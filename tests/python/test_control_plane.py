@@ -161,6 +161,9 @@ def test_principal_types_are_what_the_principal_is_and_duplicates_are_not_create
                    "--scope", scope, "-o", "json")
     assert json.loads(again.stdout)["id"] == by_upn["id"]
     assert "RoleAssignmentExists" in again.stderr
+    quiet = up.run("role", "assignment", "create", "--assignee", upn, "--role", "Storage Blob Data Reader",
+                   "--scope", scope, "-o", "none", "--only-show-errors")
+    assert (quiet.stdout, quiet.stderr) == ("", "")
     # The same grant with something else changed is a conflict, refused.
     changed = up.run("role", "assignment", "create", "--assignee", upn, "--role", "Storage Blob Data Reader",
                      "--scope", scope, "--description", "other", check=False)

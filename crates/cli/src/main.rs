@@ -40,6 +40,18 @@ struct Cli {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = output::Format::Table)]
     output: output::Format,
 
+    /// Only errors on stderr: no warnings, notes or log lines (as az's flag).
+    #[arg(long, global = true, conflicts_with_all = ["verbose", "debug"])]
+    only_show_errors: bool,
+
+    /// Log what the command does (info level) unless ENTRAFLOW_LOG/RUST_LOG say otherwise.
+    #[arg(long, global = true)]
+    verbose: bool,
+
+    /// Log in detail (debug level) unless ENTRAFLOW_LOG/RUST_LOG say otherwise.
+    #[arg(long, global = true)]
+    debug: bool,
+
     /// JMESPath query applied to the record before it is printed (as az's --query).
     #[arg(long, global = true, value_name = "JMESPATH")]
     query: Option<String>,
@@ -92,13 +104,21 @@ pub(crate) struct Globals {
     pub(crate) output: Output,
     pub(crate) format: output::Format,
     pub(crate) query: Option<String>,
+    /// `--only-show-errors`: warnings and notes stay off stderr.
+    pub(crate) only_show_errors: bool,
 }
 
 fn main() -> ExitCode {
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     // The demo tells its own story; the servers it hosts only speak up about problems.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if cli.debug {
+        "debug"
+    } else if cli.verbose {
+        "info"
+    } else if cli.only_show_errors {
+        "error"
+    } else if matches!(cli.command, Command::Demo(_)) {
         "warn"
     } else {
         "info"
@@ -130,6 +150,7 @@ fn main() -> ExitCode {
         },
         format: cli.output,
         query: cli.query,
+        only_show_errors: cli.only_show_errors,
     };
     match run(cli.command, globals) {
         Ok(code) => code,

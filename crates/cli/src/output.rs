@@ -172,6 +172,7 @@ mod tests {
             output: crate::Output::Json,
             format,
             query: query.map(str::to_owned),
+            only_show_errors: false,
         }
     }
 

@@ -252,10 +252,12 @@ fn assignment(
                         if same_request(&existing, &wanted) =>
                     {
                         // az answers RoleAssignmentExists with the existing assignment.
-                        eprintln!(
-                            "warning: RoleAssignmentExists: {} already grants this; nothing was created",
-                            existing.id()
-                        );
+                        if !globals.only_show_errors {
+                            eprintln!(
+                                "warning: RoleAssignmentExists: {} already grants this; nothing was created",
+                                existing.id()
+                            );
+                        }
                         Ok((*existing, false))
                     }
                     Err(err @ RbacError::DuplicateAssignment { .. }) => Err(anyhow::anyhow!(
@@ -500,7 +502,10 @@ fn resolve_assignee(
     };
     if let Some(name) = assignee {
         let found = directory(globals)?.resolve_assignee(name)?;
-        if found.matched_by == "servicePrincipalNames" && !found.id.eq_ignore_ascii_case(name) {
+        if found.matched_by == "servicePrincipalNames"
+            && !found.id.eq_ignore_ascii_case(name)
+            && !globals.only_show_errors
+        {
             eprintln!(
                 "note: '{name}' names service principal {} ({}); the assignment is for that object id, which its tokens carry",
                 found.id, found.display_name
@@ -813,6 +818,7 @@ mod tests {
             output: Output::Json,
             format: crate::output::Format::Json,
             query: None,
+            only_show_errors: false,
         };
         run(args, &globals)
     }
