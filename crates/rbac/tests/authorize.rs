@@ -587,7 +587,7 @@ fn an_unversioned_store_keeps_its_assignments_and_a_newer_one_is_refused() {
             NewAssignment::new(
                 OTHER,
                 "Storage Blob Data Reader",
-                &format!("/subscriptions/{SUB}"),
+                format!("/subscriptions/{SUB}"),
             ),
             NOW,
         )
