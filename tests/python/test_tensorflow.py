@@ -119,7 +119,9 @@ class Storage:
         self.stranger = stranger or Identity(authority, "tf-no-role")
         subprocess.run(
             [BIN, "--data-dir", str(data_dir), "role", "assignment", "create",
-             "--assignee", self.trainer.oid, "--role", "Storage Blob Data Contributor", "--scope", account_scope],
+             # A gate's own role store may hold no directory: az's no-lookup form.
+             "--assignee-object-id", self.trainer.oid, "--assignee-principal-type", "ServicePrincipal",
+             "--role", "Storage Blob Data Contributor", "--scope", account_scope],
             check=True, capture_output=True,
         )
         self.service = BlobServiceClient(self.endpoint, credential=self.trainer.credential())

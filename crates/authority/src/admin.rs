@@ -588,7 +588,8 @@ impl Store {
         subject: &str,
         audiences: &[String],
     ) -> Result<FederatedCredential, AuthorityError> {
-        let app = self.application(app_id)?;
+        // `--id` is the appId or the object id, as in az.
+        let app = self.application(&self.resolve_app_id(app_id)?)?;
         if self.list_federated_credentials(&app.app_id)?.len() >= MAX_FEDERATED_CREDENTIALS {
             return Err(AuthorityError::invalid(format!(
                 "application {} already has {MAX_FEDERATED_CREDENTIALS} federated identity credentials, Entra's limit; delete one first",
@@ -598,6 +599,21 @@ impl Store {
         if issuer.is_empty() || subject.is_empty() || name.is_empty() {
             return Err(AuthorityError::invalid(
                 "name, issuer and subject must not be empty",
+            ));
+        }
+        // Entra requires an HTTPS issuer; the string is kept exactly as given,
+        // since it is compared byte for byte with the token's `iss`.
+        match url::Url::parse(issuer) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+            _ => {
+                return Err(AuthorityError::invalid(format!(
+                    "issuer '{issuer}' is not an https URL; give the issuer exactly as in the tokens' 'iss', e.g. https://oidc.example.com/cluster"
+                )));
+            }
+        }
+        if issuer.trim() != issuer || subject.trim() != subject {
+            return Err(AuthorityError::invalid(
+                "issuer and subject must not start or end with whitespace: they are compared exactly",
             ));
         }
         if subject.contains('*') || issuer.contains('*') {

@@ -214,6 +214,22 @@ impl Authority {
             }
             _ => {}
         }
+        // Redeem and delete in one statement: of two concurrent polls that both
+        // read "approved", only the one whose DELETE removed the row gets tokens.
+        let redeemed = self
+            .store
+            .conn()
+            .execute(
+                "DELETE FROM device_codes WHERE device_code_sha256 = ?1 AND status = 'approved'",
+                params![hash],
+            )
+            .map_err(AuthorityError::from)?;
+        if redeemed == 0 {
+            return Err(poll_error(
+                Aadsts::BadVerificationCode,
+                "Verification code is not recognized for this client.",
+            ));
+        }
         self.delete_device_code(&hash)?;
         let user_id = user_id.unwrap_or_default();
         let requested = match version {

@@ -20,6 +20,14 @@ pub enum AuthorityError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database's schema cannot be brought to this version's.
+    #[error("authority database {path}: {reason}")]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A query failed on an already-open database.
     #[error("authority database query failed: {0}")]
     Query(#[from] rusqlite::Error),

@@ -69,6 +69,7 @@ mod authority;
 mod decision;
 mod device;
 mod devicelogin;
+mod directory;
 mod discovery;
 mod error;
 mod federation;
@@ -95,11 +96,14 @@ pub use admin::{
 };
 pub use admin_audit::{ADMIN_LOG_ID, AdminAudit, AdminChange, os_user};
 pub use authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};
+pub use directory::{DirectoryObject, PendingSignIn, PrincipalKind};
 pub use error::{AuthorityError, OAuthError};
 pub use issue::EndpointVersion;
 pub use keys::{KeyRing, Rotation, SigningKey};
 pub use lockout::LockoutPolicy;
 pub use redirect_uri::RedirectUris;
 pub use resource::{BUILT_IN, BuiltIn, Resource};
-pub use server::{AUDIT_LOG_ID, ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve};
+pub use server::{
+    AUDIT_LOG_ID, CA_BUNDLE_FILE, ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve,
+};
 pub use store::{DB_FILE, Store, Tenant};

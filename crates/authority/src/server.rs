@@ -257,6 +257,9 @@ pub async fn serve(
     });
 
     let ca_pem_path = ca.ca_pem_path();
+    let bundle_path = data_dir.join(CA_BUNDLE_FILE);
+    fsutil::write_public_file(&bundle_path, ca_bundle(ca.ca_pem()).as_bytes())
+        .map_err(io_err("writing the CA bundle", &bundle_path))?;
     let imds_env = data_dir.join(IMDS_ENV_FILE);
     fsutil::write_public_file(
         &imds_env,
@@ -270,7 +273,7 @@ pub async fn serve(
     let env = env_file(
         &authority_host,
         &tenant.id,
-        &ca_pem_path,
+        &bundle_path,
         &data_dir,
         &imds_endpoint,
     );
@@ -304,6 +307,40 @@ async fn open_audit_log(
     AuditLog::open(&url, signer, AuditOptions::new(AUDIT_LOG_ID))
         .await
         .map_err(|e| AuthorityError::Audit(format!("opening {url}: {e}")))
+}
+
+/// The CA bundle `env` points `SSL_CERT_FILE` and `REQUESTS_CA_BUNDLE` at.
+pub const CA_BUNDLE_FILE: &str = "ca-bundle.pem";
+
+/// Where distributions keep their trusted roots (the list OpenSSL's probing uses).
+const SYSTEM_ROOTS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The local CA followed by the system's roots: `SSL_CERT_FILE` replaces a
+/// client's trust store, so the local CA alone would break every other TLS
+/// connection (pip, curl) of a shell that sourced `env`.
+fn ca_bundle(local_ca: &str) -> String {
+    let mut bundle = local_ca.trim_end().to_owned();
+    bundle.push('\n');
+    match SYSTEM_ROOTS
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|text| (p, text)))
+    {
+        Some((path, roots)) => {
+            bundle.push_str(&format!("# system roots from {path}\n"));
+            bundle.push_str(&roots);
+        }
+        None => tracing::warn!(
+            "no system CA bundle found; {CA_BUNDLE_FILE} holds only the local CA, so clients that source env trust nothing else"
+        ),
+    }
+    bundle
 }
 
 fn shell_quote(v: &str) -> String {

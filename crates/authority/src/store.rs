@@ -83,6 +83,59 @@ CREATE TABLE IF NOT EXISTS authorization_codes (
   redeemed INTEGER NOT NULL DEFAULT 0);
 "#;
 
+/// `authority.db`'s schema, one step per version (`PRAGMA user_version`, as
+/// `gate.db` does): a database is brought forward step by step on open, and
+/// one from a newer entraflow is refused. Append steps; never edit one.
+const MIGRATIONS: [&str; 1] = [SCHEMA];
+
+/// Columns added before the schema was versioned: a version-0 database may
+/// lack them (its tables predate them), so the first step adds what is missing.
+const UNVERSIONED_COLUMNS: [(&str, &str, &str); 2] = [
+    ("signing_keys", "activates_at", "INTEGER"),
+    (
+        "refresh_tokens",
+        "confidential",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+];
+
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "it has schema version {version}, written by a newer entraflow (this one knows {}); use that version or move the file aside",
+            MIGRATIONS.len()
+        ));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        let applied = tx.execute_batch(sql).and_then(|()| {
+            if step > 0 {
+                return Ok(());
+            }
+            for (table, column, decl) in UNVERSIONED_COLUMNS {
+                let has: bool = tx
+                    .prepare(&format!(
+                        "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+                    ))?
+                    .exists([])?;
+                if !has {
+                    tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+                }
+            }
+            Ok(())
+        });
+        applied
+            .and_then(|()| tx.pragma_update(None, "user_version", step as i64 + 1))
+            .and_then(|()| tx.commit())
+            .map_err(|e| format!("migrating to schema version {}: {e}", step + 1))?;
+    }
+    Ok(())
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -161,36 +214,16 @@ impl Store {
                     source,
                 })?;
         }
-        let conn = Connection::open(&path).map_err(db_err)?;
+        let mut conn = Connection::open(&path).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        // Databases made before keys were published ahead of use lack the column.
-        let has_activation: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('signing_keys') WHERE name = 'activates_at'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err)?;
-        if !has_activation {
-            conn.execute_batch("ALTER TABLE signing_keys ADD COLUMN activates_at INTEGER")
-                .map_err(db_err)?;
-        }
-        // Nor do refresh tokens record whether a confidential client holds them
-        // (before the authorization code flow, only public clients had any).
-        let has_confidential: bool = conn
-            .prepare(
-                "SELECT 1 FROM pragma_table_info('refresh_tokens') WHERE name = 'confidential'",
-            )
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err)?;
-        if !has_confidential {
-            conn.execute_batch(
-                "ALTER TABLE refresh_tokens ADD COLUMN confidential INTEGER NOT NULL DEFAULT 0",
-            )
-            .map_err(db_err)?;
-        }
+        migrate(&mut conn).map_err(|reason| AuthorityError::Schema {
+            path: path.clone(),
+            reason,
+        })?;
         let store = Store {
             path,
             conn: Mutex::new(conn),
@@ -307,6 +340,48 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unversioned_database_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            // authority.db as entraflow wrote it before keys were published ahead
+            // of use and before refresh tokens knew their client kind.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL, cert_der BLOB NOT NULL,
+                   created_at INTEGER NOT NULL, retires_at INTEGER);
+                 CREATE TABLE refresh_tokens (sha256 BLOB PRIMARY KEY, tenant_id TEXT NOT NULL,
+                   client_id TEXT NOT NULL, user_id TEXT NOT NULL, scope TEXT NOT NULL, expires_at INTEGER NOT NULL);
+                 INSERT INTO refresh_tokens VALUES (x'00', 't', 'c', 'u', 's', 1);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let conn = store.conn();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let confidential: i64 = conn
+            .query_row("SELECT confidential FROM refresh_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            confidential, 0,
+            "the old row is kept, with the new column's default"
+        );
+        conn.execute("UPDATE signing_keys SET activates_at = 1", [])
+            .unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        drop(store);
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("schema version 99") && err.contains("newer"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn default_tenant_survives_reopen() {

@@ -198,3 +198,44 @@ async fn rotated_keys_sign_new_tokens_and_retired_keys_leave_jwks() {
         "the new key signs once active"
     );
 }
+
+#[tokio::test]
+async fn two_concurrent_polls_of_an_approved_code_redeem_it_once() {
+    let s = Authority::start().await;
+    let app = s.public_app("race");
+    s.store()
+        .create_user("racer@entraflow.local", "Racer", None)
+        .unwrap();
+    let t = s.tenant().to_owned();
+    for round in 0..5 {
+        let (_, dc) = s
+            .post_form(
+                &format!("/{t}/oauth2/v2.0/devicecode"),
+                &[
+                    ("client_id", &app.app_id),
+                    ("scope", "https://storage.azure.com/.default"),
+                ],
+            )
+            .await;
+        s.store()
+            .approve_device_code(
+                dc["user_code"].as_str().unwrap(),
+                "racer@entraflow.local",
+                false,
+            )
+            .unwrap();
+        let device_code = dc["device_code"].as_str().unwrap();
+        let form = [
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("client_id", app.app_id.as_str()),
+            ("device_code", device_code),
+        ];
+        let polls: Vec<_> = (0..4).map(|_| s.token_v2(&form)).collect();
+        let answers = futures::future::join_all(polls).await;
+        let issued = answers.iter().filter(|(st, _)| *st == 200).count();
+        assert_eq!(issued, 1, "round {round}: {answers:?}");
+        for (st, body) in answers.iter().filter(|(st, _)| *st != 200) {
+            assert_eq!((*st, code(body)), (400, 70018), "{body}");
+        }
+    }
+}

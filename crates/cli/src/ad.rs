@@ -35,6 +35,7 @@ impl AdCommand {
                 AppCommand::Create { .. } => ("ad app create", true),
                 AppCommand::Update { .. } => ("ad app update", true),
                 AppCommand::List => ("ad app list", false),
+                AppCommand::Delete { .. } => ("ad app delete", true),
                 AppCommand::Show { .. } => ("ad app show", false),
                 AppCommand::Credential {
                     command: CredentialCommand::Reset { .. },
@@ -48,6 +49,12 @@ impl AdCommand {
                 AppCommand::FederatedCredential {
                     command: FederatedCommand::List { .. },
                 } => ("ad app federated-credential list", false),
+                AppCommand::FederatedCredential {
+                    command: FederatedCommand::Show { .. },
+                } => ("ad app federated-credential show", false),
+                AppCommand::FederatedCredential {
+                    command: FederatedCommand::Delete { .. },
+                } => ("ad app federated-credential delete", true),
                 AppCommand::Role {
                     command: RoleCommand::Create { .. },
                 } => ("ad app role create", true),
@@ -61,19 +68,36 @@ impl AdCommand {
             AdCommand::Sp {
                 command: SpCommand::List,
             } => ("ad sp list", false),
+            AdCommand::Sp {
+                command: SpCommand::Delete { .. },
+            } => ("ad sp delete", true),
             AdCommand::User {
                 command: UserCommand::Create { .. },
             } => ("ad user create", true),
             AdCommand::User {
                 command: UserCommand::List,
             } => ("ad user list", false),
-            AdCommand::Group {
-                command: GroupCommand::Create { .. },
-            } => ("ad group create", true),
-            AdCommand::Group {
-                command: GroupCommand::Member { .. },
-            } => ("ad group member add", true),
-            AdCommand::Identity { .. } => ("ad identity create", true),
+            AdCommand::User {
+                command: UserCommand::Delete { .. },
+            } => ("ad user delete", true),
+            AdCommand::Group { command } => match command {
+                GroupCommand::Create { .. } => ("ad group create", true),
+                GroupCommand::List => ("ad group list", false),
+                GroupCommand::Show { .. } => ("ad group show", false),
+                GroupCommand::Delete { .. } => ("ad group delete", true),
+                GroupCommand::Member { command } => match command {
+                    MemberCommand::Add { .. } => ("ad group member add", true),
+                    MemberCommand::Remove { .. } => ("ad group member remove", true),
+                    MemberCommand::List { .. } => ("ad group member list", false),
+                    MemberCommand::Check { .. } => ("ad group member check", false),
+                },
+            },
+            AdCommand::Identity {
+                command: IdentityCommand::Create { .. },
+            } => ("ad identity create", true),
+            AdCommand::Identity {
+                command: IdentityCommand::Delete { .. },
+            } => ("ad identity delete", true),
         }
     }
 }
@@ -151,7 +175,13 @@ enum AppCommand {
     List,
     /// Show one application.
     Show {
-        /// Application (client) id.
+        /// Application (client) id or object id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Delete an application with its service principal, credentials and grants.
+    Delete {
+        /// Application (client) id or object id.
         #[arg(long)]
         id: String,
     },
@@ -222,9 +252,28 @@ enum FederatedCommand {
     },
     /// List an app's federated identity credentials.
     List {
-        /// Application (client) id.
+        /// Application (client) id or object id.
         #[arg(long)]
         id: String,
+    },
+    /// Show one federated identity credential.
+    Show {
+        /// Application (client) id or object id.
+        #[arg(long)]
+        id: String,
+        /// The credential's id or name.
+        #[arg(long)]
+        federated_credential_id: String,
+    },
+    /// Delete a federated identity credential: tokens from that issuer and subject
+    /// are no longer exchanged.
+    Delete {
+        /// Application (client) id or object id.
+        #[arg(long)]
+        id: String,
+        /// The credential's id or name.
+        #[arg(long)]
+        federated_credential_id: String,
     },
 }
 
@@ -266,6 +315,12 @@ enum SpCommand {
     },
     /// List service principals.
     List,
+    /// Delete a service principal; its application stays, but gets no tokens.
+    Delete {
+        /// Object id of the service principal, or its application (client) id.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,7 +328,7 @@ enum UserCommand {
     /// Create a user.
     Create {
         /// User principal name, e.g. alice@entraflow.local.
-        #[arg(long)]
+        #[arg(long, visible_alias = "user-principal-name")]
         upn: String,
         /// Display name.
         #[arg(long)]
@@ -284,6 +339,12 @@ enum UserCommand {
     },
     /// List users.
     List,
+    /// Delete a user and their sign-ins (refresh tokens, pending codes).
+    Delete {
+        /// Object id or user principal name.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +354,20 @@ enum GroupCommand {
         /// Display name.
         #[arg(long)]
         display_name: String,
+    },
+    /// List groups.
+    List,
+    /// Show one group.
+    Show {
+        /// Group object id or display name.
+        #[arg(long)]
+        group: String,
+    },
+    /// Delete a group; its members lose what was granted to it.
+    Delete {
+        /// Group object id or display name.
+        #[arg(long)]
+        group: String,
     },
     /// Group membership.
     Member {
@@ -305,7 +380,31 @@ enum GroupCommand {
 enum MemberCommand {
     /// Add a member (user, service principal, managed identity) to a group.
     Add {
-        /// Group object id.
+        /// Group object id or display name.
+        #[arg(long)]
+        group: String,
+        /// Member object id.
+        #[arg(long, value_name = "OBJECT_ID")]
+        member_id: String,
+    },
+    /// Remove a member from a group.
+    Remove {
+        /// Group object id or display name.
+        #[arg(long)]
+        group: String,
+        /// Member object id.
+        #[arg(long, value_name = "OBJECT_ID")]
+        member_id: String,
+    },
+    /// List a group's direct members.
+    List {
+        /// Group object id or display name.
+        #[arg(long)]
+        group: String,
+    },
+    /// Whether an object is a direct member: `{"value": true|false}`.
+    Check {
+        /// Group object id or display name.
         #[arg(long)]
         group: String,
         /// Member object id.
@@ -325,6 +424,18 @@ enum IdentityCommand {
         #[arg(long, default_value = "local-vm")]
         host: String,
         /// The host's own system-assigned identity.
+        #[arg(long, conflicts_with = "name")]
+        system_assigned: bool,
+    },
+    /// Delete a user-assigned (--name) or a host's system-assigned identity.
+    Delete {
+        /// Name of a user-assigned identity.
+        #[arg(long, required_unless_present = "system_assigned")]
+        name: Option<String>,
+        /// The host of a system-assigned identity.
+        #[arg(long, default_value = "local-vm")]
+        host: String,
+        /// The host's system-assigned identity.
         #[arg(long, conflicts_with = "name")]
         system_assigned: bool,
     },
@@ -377,7 +488,16 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                 )?,
             )?,
             AppCommand::List => print(globals, &store.list_applications()?)?,
-            AppCommand::Show { id } => print(globals, &store.application(&id)?)?,
+            AppCommand::Show { id } => {
+                print(globals, &store.application(&store.resolve_app_id(&id)?)?)?
+            }
+            AppCommand::Delete { id } => {
+                let app_id = store.delete_application(&id)?;
+                print(
+                    globals,
+                    &serde_json::json!({"appId": app_id, "deleted": true}),
+                )?
+            }
             AppCommand::Credential {
                 command:
                     CredentialCommand::Reset {
@@ -420,7 +540,30 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
             )?,
             AppCommand::FederatedCredential {
                 command: FederatedCommand::List { id },
-            } => print(globals, &store.list_federated_credentials(&id)?)?,
+            } => print(
+                globals,
+                &store.list_federated_credentials(&store.resolve_app_id(&id)?)?,
+            )?,
+            AppCommand::FederatedCredential {
+                command:
+                    FederatedCommand::Show {
+                        id,
+                        federated_credential_id,
+                    },
+            } => print(
+                globals,
+                &store.federated_credential(&id, &federated_credential_id)?,
+            )?,
+            AppCommand::FederatedCredential {
+                command:
+                    FederatedCommand::Delete {
+                        id,
+                        federated_credential_id,
+                    },
+            } => print(
+                globals,
+                &store.delete_federated_credential(&id, &federated_credential_id)?,
+            )?,
             AppCommand::Role {
                 command:
                     RoleCommand::Create {
@@ -450,6 +593,15 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
         AdCommand::Sp {
             command: SpCommand::List,
         } => print(globals, &store.list_service_principals()?)?,
+        AdCommand::Sp {
+            command: SpCommand::Delete { id },
+        } => {
+            let object_id = store.delete_service_principal(&id)?;
+            print(
+                globals,
+                &serde_json::json!({"id": object_id, "deleted": true}),
+            )?
+        }
         AdCommand::User {
             command:
                 UserCommand::Create {
@@ -476,21 +628,16 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
         AdCommand::User {
             command: UserCommand::List,
         } => print(globals, &store.list_users()?)?,
-        AdCommand::Group {
-            command: GroupCommand::Create { display_name },
-        } => print(globals, &store.create_group(&display_name)?)?,
-        AdCommand::Group {
-            command:
-                GroupCommand::Member {
-                    command: MemberCommand::Add { group, member_id },
-                },
+        AdCommand::User {
+            command: UserCommand::Delete { id },
         } => {
-            store.add_group_member(&group, &member_id)?;
+            let object_id = store.delete_user(&id)?;
             print(
                 globals,
-                &serde_json::json!({"groupId": group, "memberId": member_id}),
+                &serde_json::json!({"id": object_id, "deleted": true}),
             )?
         }
+        AdCommand::Group { command } => group(command, globals, store)?,
         AdCommand::Identity {
             command:
                 IdentityCommand::Create {
@@ -502,6 +649,60 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
             globals,
             &store.create_managed_identity(name.as_deref(), &host, system_assigned)?,
         )?,
+        AdCommand::Identity {
+            command:
+                IdentityCommand::Delete {
+                    name,
+                    host,
+                    system_assigned,
+                },
+        } => {
+            let principal_id =
+                store.delete_managed_identity(name.as_deref(), &host, system_assigned)?;
+            print(
+                globals,
+                &serde_json::json!({"principalId": principal_id, "deleted": true}),
+            )?
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn group(command: GroupCommand, globals: &Globals, store: &Store) -> anyhow::Result<()> {
+    match command {
+        GroupCommand::Create { display_name } => {
+            print(globals, &store.create_group(&display_name)?)
+        }
+        GroupCommand::List => print(globals, &store.list_groups()?),
+        GroupCommand::Show { group } => print(globals, &store.find_group(&group)?),
+        GroupCommand::Delete { group } => {
+            let deleted = store.delete_group(&group)?;
+            print(
+                globals,
+                &serde_json::json!({"id": deleted.id, "deleted": true}),
+            )
+        }
+        GroupCommand::Member { command } => match command {
+            MemberCommand::Add { group, member_id } => {
+                let group = store.find_group(&group)?;
+                store.add_group_member(&group.id, &member_id)?;
+                print(
+                    globals,
+                    &serde_json::json!({"groupId": group.id, "memberId": member_id}),
+                )
+            }
+            MemberCommand::Remove { group, member_id } => {
+                store.remove_group_member(&group, &member_id)?;
+                print(
+                    globals,
+                    &serde_json::json!({"groupId": group, "memberId": member_id, "removed": true}),
+                )
+            }
+            MemberCommand::List { group } => print(globals, &store.list_group_members(&group)?),
+            MemberCommand::Check { group, member_id } => print(
+                globals,
+                &serde_json::json!({"value": store.is_group_member(&group, &member_id)?}),
+            ),
+        },
+    }
 }

@@ -23,6 +23,13 @@ pub(crate) struct AuthorityArgs {
     command: AuthorityCommand,
 }
 
+impl AuthorityArgs {
+    /// `authority serve`, which creates the data directory it serves.
+    pub(crate) fn serves(&self) -> bool {
+        matches!(self.command, AuthorityCommand::Serve { .. })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AuthorityCommand {
     /// Serve the token endpoints over HTTPS and managed identity over plain HTTP.
@@ -73,6 +80,9 @@ enum AuthorityCommand {
         #[arg(long)]
         deny: bool,
     },
+    /// List device-code sign-ins waiting for a user (their user codes, for
+    /// `approve`), newest first.
+    Pending,
     /// Trust an external OIDC issuer for workload identity federation.
     Issuer {
         #[command(subcommand)]
@@ -123,69 +133,7 @@ fn parse_duration(s: &str) -> anyhow::Result<i64> {
 }
 
 pub(crate) fn print<T: serde::Serialize>(globals: &Globals, value: &T) -> anyhow::Result<()> {
-    let v = serde_json::to_value(value)?;
-    match globals.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-        Output::Table => print_table(&v),
-    }
-    Ok(())
-}
-
-fn cell(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn print_table(v: &serde_json::Value) {
-    match v {
-        serde_json::Value::Array(items) => {
-            let Some(serde_json::Value::Object(first)) = items.first() else {
-                return;
-            };
-            let cols: Vec<&String> = first
-                .keys()
-                .filter(|k| !first[*k].is_array() && !first[*k].is_object())
-                .take(4)
-                .collect();
-            let rows: Vec<Vec<String>> = items
-                .iter()
-                .map(|i| cols.iter().map(|c| cell(&i[c.as_str()])).collect())
-                .collect();
-            let widths: Vec<usize> = cols
-                .iter()
-                .enumerate()
-                .map(|(n, c)| {
-                    rows.iter()
-                        .map(|r| r[n].len())
-                        .chain([c.len()])
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            let line = |cells: Vec<String>| {
-                cells
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            println!("{}", line(cols.iter().map(|c| c.to_string()).collect()));
-            for r in rows {
-                println!("{}", line(r));
-            }
-        }
-        serde_json::Value::Object(map) => {
-            let w = map.keys().map(String::len).max().unwrap_or(0);
-            for (k, v) in map {
-                println!("{k:<w$}  {}", cell(v));
-            }
-        }
-        other => println!("{}", cell(other)),
-    }
+    crate::output::emit(globals, &serde_json::to_value(value)?, None)
 }
 
 /// Parses `--audit-store` (`None`: the data directory's `audit.db`).
@@ -234,11 +182,17 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
             config.host_name = host_name;
             config.device_code_interval = device_code_interval;
             config.audit_store = audit_store;
+            crate::datadir::init(&globals.data_dir)?;
+            let mut lock = crate::datadir::ServerLock::acquire(&globals.data_dir, "authority")?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
                 let handle = entraflow_authority::serve(config, shutdown_signal())
                     .await
                     .context("starting the authority")?;
+                lock.describe(&[
+                    ("authority", &handle.authority_host),
+                    ("imds", &handle.imds_endpoint),
+                ])?;
                 println!(
                     "authority ready: {} tenant {}",
                     handle.authority_host, handle.tenant_id
@@ -279,10 +233,10 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
                 Ok(store.approve_device_code(&user_code, &user, deny)?)
             })?;
             if globals.output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({"userCode": user_code.to_uppercase(), "user": user, "approved": !deny})
-                );
+                print(
+                    globals,
+                    &serde_json::json!({"userCode": user_code.to_uppercase(), "user": user, "approved": !deny}),
+                )?;
             } else {
                 println!(
                     "{} sign-in {}",
@@ -291,6 +245,12 @@ pub(crate) fn run(args: AuthorityArgs, globals: &Globals) -> anyhow::Result<Exit
                 );
             }
         }
+        AuthorityCommand::Pending => print(
+            globals,
+            &Store::open(&globals.data_dir)
+                .context("opening the authority's database")?
+                .pending_device_codes()?,
+        )?,
         AuthorityCommand::Issuer {
             command: IssuerCommand::Add { issuer, jwks_file },
         } => {

@@ -84,6 +84,9 @@ pub(crate) struct UpArgs {
 /// writes one `<data-dir>/env` with everything a client needs, and stops both on
 /// Ctrl-C/SIGTERM.
 pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    crate::datadir::init(&globals.data_dir)?;
+    let mut authority_lock = crate::datadir::ServerLock::acquire(&globals.data_dir, "authority")?;
+    let mut gate_lock = crate::datadir::ServerLock::acquire(&globals.data_dir, "gate")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut options = entraflow_local::StackOptions::new(&globals.data_dir);
@@ -96,6 +99,11 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         let stack = entraflow_local::LocalStack::start(options)
             .await
             .context("starting the authority and the gate")?;
+        authority_lock.describe(&[
+            ("authority", &stack.authority_host),
+            ("imds", &stack.imds_endpoint),
+        ])?;
+        gate_lock.describe(&[("gate", &stack.blob_endpoint)])?;
         println!(
             "authority ready: {} tenant {}",
             stack.authority_host, stack.tenant_id
@@ -151,9 +159,11 @@ fn serve(args: ServeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         config.audit_log_id = format!("entraflow/gate/{name}");
     }
 
+    let mut lock = crate::datadir::ServerLock::acquire(&globals.data_dir, "gate")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let gate = Gate::bind(config).await?;
+        lock.describe(&[("gate", gate.endpoint())])?;
         let env_file = gate.write_env_file()?;
         println!("gate ready: {}", gate.endpoint());
         println!("client settings: source {}", env_file.display());

@@ -4,14 +4,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 mod ad;
 mod admin_log;
 mod audit;
 mod authority;
+mod datadir;
 mod demo;
 mod gate;
+mod output;
 mod role;
 mod sql;
 mod token;
@@ -36,15 +38,32 @@ struct Cli {
     data_dir: Option<PathBuf>,
 
     /// Output format of commands that print records.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = output::Format::Table)]
+    output: output::Format,
+
+    /// Only errors on stderr: no warnings, notes or log lines (as az's flag).
+    #[arg(long, global = true, conflicts_with_all = ["verbose", "debug"])]
+    only_show_errors: bool,
+
+    /// Log what the command does (info level) unless ENTRAFLOW_LOG/RUST_LOG say otherwise.
+    #[arg(long, global = true)]
+    verbose: bool,
+
+    /// Log in detail (debug level) unless ENTRAFLOW_LOG/RUST_LOG say otherwise.
+    #[arg(long, global = true)]
+    debug: bool,
+
+    /// JMESPath query applied to the record before it is printed (as az's --query).
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    query: Option<String>,
 
     #[command(subcommand)]
     command: Command,
 }
 
-/// How records are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Which printing path a command takes: its own table, or the structured
+/// record that `output::emit` formats (json, tsv, a queried table, nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Output {
     /// Aligned columns for people.
     Table,
@@ -68,6 +87,9 @@ enum Command {
     SqlGate(sql::SqlGateCommand),
     /// Map Entra principals to PostgreSQL roles (like pgaadauth_create_principal).
     Sql(sql::SqlArgs),
+    /// Create a data directory: its tenant and role store (`up` and `authority
+    /// serve` do this too; every other command needs an existing one).
+    Init,
     /// Run the authority and the gate together on one data directory; writes
     /// <data-dir>/env with everything a client needs.
     Up(gate::UpArgs),
@@ -86,13 +108,23 @@ enum Command {
 pub(crate) struct Globals {
     pub(crate) data_dir: PathBuf,
     pub(crate) output: Output,
+    pub(crate) format: output::Format,
+    pub(crate) query: Option<String>,
+    /// `--only-show-errors`: warnings and notes stay off stderr.
+    pub(crate) only_show_errors: bool,
 }
 
 fn main() -> ExitCode {
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     // The demo tells its own story; the servers it hosts only speak up about problems.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if cli.debug {
+        "debug"
+    } else if cli.verbose {
+        "info"
+    } else if cli.only_show_errors {
+        "error"
+    } else if matches!(cli.command, Command::Demo(_)) {
         "warn"
     } else {
         "info"
@@ -100,15 +132,31 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ENTRAFLOW_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(query) = &cli.query
+        && let Err(err) = output::compile(query)
+    {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let globals = Globals {
         data_dir: cli
             .data_dir
             .unwrap_or_else(entraflow_core::fsutil::default_data_dir),
-        output: cli.output,
+        output: if cli.output == output::Format::Table && cli.query.is_none() {
+            Output::Table
+        } else {
+            Output::Json
+        },
+        format: cli.output,
+        query: cli.query,
+        only_show_errors: cli.only_show_errors,
     };
     match run(cli.command, globals) {
         Ok(code) => code,
@@ -120,7 +168,34 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
+    // Only commands that create a data directory may run on one without a tenant.
+    match &command {
+        Command::Ad(_) => datadir::require_tenant(&globals.data_dir)?,
+        // A role store may serve a gate whose principals live in another
+        // directory; naming one by --assignee still needs a tenant here.
+        Command::Role(_) => datadir::require_dir(&globals.data_dir)?,
+        Command::Authority(args) if !args.serves() => datadir::require_tenant(&globals.data_dir)?,
+        Command::Gate(_) => datadir::require_dir(&globals.data_dir)?,
+        Command::Audit(_) => {
+            // Its reports print themselves; refuse what they would ignore.
+            if globals.query.is_some()
+                || !matches!(globals.format, output::Format::Json | output::Format::Table)
+            {
+                anyhow::bail!("audit commands print -o json or -o table, without --query");
+            }
+            datadir::require_dir(&globals.data_dir)?
+        }
+        _ => {}
+    }
     match command {
+        Command::Init => {
+            let tenant = datadir::init(&globals.data_dir)?;
+            println!(
+                "data directory {} ready: tenant {tenant}",
+                globals.data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Authority(args) => authority::run(args, &globals),
         Command::Ad(args) => ad::run(args, &globals),
         Command::Role(args) => role::run(args, &globals),

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use entraflow_authority::AdminChange;
+use entraflow_authority::{AdminChange, PrincipalKind, Store};
 use entraflow_rbac::{
-    AssignmentFilter, Error as RbacError, LintOptions, NewAssignment, PrincipalType, RbacStore,
-    RoleAssignment, RoleDefinition, Scope, Severity,
+    AssignmentFilter, DirectoryStatus, Error as RbacError, LintOptions, NewAssignment,
+    PrincipalType, RbacStore, RoleAssignment, RoleDefinition, Scope, Severity,
 };
 use time::OffsetDateTime;
 
@@ -37,7 +37,9 @@ enum RoleCommand {
     /// Flag assignments broader or longer-lived than needed: data roles at
     /// subscription or resource-group scope, wildcard custom roles, assignments
     /// without expiry older than --max-age-days, one principal shared by several
-    /// projects (containers). Exits 1 when there is a warning or worse.
+    /// projects (containers); and, where the data directory holds the directory,
+    /// assignments whose principal is gone, was given as an appId, or is an empty
+    /// group. Exits 1 when there is a warning or worse.
     Lint {
         /// Assignments without expiry older than this are flagged.
         #[arg(long, default_value_t = 90, value_name = "DAYS")]
@@ -48,13 +50,30 @@ enum RoleCommand {
 #[derive(Debug, Subcommand)]
 enum AssignmentCommand {
     /// Assign a role to a principal at a scope.
+    ///
+    /// --assignee is resolved as az resolves it (UPN, then service principal name
+    /// such as an appId, then object id) and must exist in the directory;
+    /// --assignee-object-id with --assignee-principal-type is stored as given (a
+    /// principal of a directory that is not this data directory's). The same
+    /// role at the same scope for the same principal again returns the existing
+    /// assignment (as az does) when nothing else differs, else is refused
+    /// (RoleAssignmentExists).
     Create {
-        /// Object id of the service principal, user, managed identity or group.
-        #[arg(long, visible_alias = "assignee-object-id", value_name = "OBJECT_ID")]
-        assignee: String,
-        /// What the assignee is: ServicePrincipal, User, Group or ManagedIdentity.
-        #[arg(long, default_value = "ServicePrincipal", value_name = "TYPE")]
-        assignee_principal_type: String,
+        /// UPN, service principal name (appId, identifier URI) or object id.
+        #[arg(
+            long,
+            required_unless_present = "assignee_object_id",
+            conflicts_with = "assignee_object_id"
+        )]
+        assignee: Option<String>,
+        /// Object id of the principal, used without looking it up when
+        /// --assignee-principal-type is given.
+        #[arg(long, value_name = "OBJECT_ID")]
+        assignee_object_id: Option<String>,
+        /// With --assignee-object-id: User, Group or ServicePrincipal (managed
+        /// identities are ServicePrincipal, as in Azure).
+        #[arg(long, requires = "assignee_object_id", value_name = "TYPE")]
+        assignee_principal_type: Option<String>,
         /// Role name (e.g. "Storage Blob Data Reader") or id.
         #[arg(long)]
         role: String,
@@ -76,8 +95,8 @@ enum AssignmentCommand {
     },
     /// List role assignments.
     List {
-        /// Only this principal's assignments (object id).
-        #[arg(long, value_name = "OBJECT_ID")]
+        /// Only this principal's assignments (UPN, service principal name or object id).
+        #[arg(long)]
         assignee: Option<String>,
         /// Only assignments at this scope.
         #[arg(long)]
@@ -89,11 +108,23 @@ enum AssignmentCommand {
         #[arg(long)]
         role: Option<String>,
     },
-    /// Delete role assignments by id (the ARM id or its final GUID).
+    /// Delete role assignments by id (the ARM id or its final GUID), or those
+    /// matching --assignee/--role/--scope. With --ids every id is tried and
+    /// reported on stdout; the exit status is 1 when any id failed.
     Delete {
         /// Assignment ids.
-        #[arg(long, required = true, num_args = 1..)]
+        #[arg(long, num_args = 1.., conflicts_with_all = ["assignee", "role", "scope"],
+              required_unless_present_any = ["assignee", "role", "scope"])]
         ids: Vec<String>,
+        /// Only this principal's assignments (UPN, service principal name or object id).
+        #[arg(long)]
+        assignee: Option<String>,
+        /// Only assignments of this role (name or id).
+        #[arg(long)]
+        role: Option<String>,
+        /// Only assignments at exactly this scope.
+        #[arg(long)]
+        scope: Option<String>,
     },
 }
 
@@ -105,6 +136,12 @@ enum DefinitionCommand {
         /// or the ARM shape (`roleName`, `permissions`, `assignableScopes`).
         #[arg(long, value_name = "JSON|@FILE")]
         role_definition: String,
+    },
+    /// Delete a custom role (refused while assignments use it).
+    Delete {
+        /// The role's name or id.
+        #[arg(long)]
+        name: String,
     },
     /// List role definitions.
     List {
@@ -124,10 +161,18 @@ pub(crate) fn run(args: RoleArgs, globals: &Globals) -> anyhow::Result<ExitCode>
         RoleCommand::Assignment { command } => assignment(command, &store, globals, now),
         RoleCommand::Definition { command } => definition(command, &store, globals),
         RoleCommand::Lint { max_age_days } => {
-            let findings =
+            let mut findings =
                 entraflow_rbac::lint(&store, now, LintOptions { max_age_days }).map_err(explain)?;
+            // Principals are checked where the data directory holds their directory.
+            if has_directory(globals) {
+                let assignments = store.assignments().map_err(explain)?;
+                let statuses = directory_statuses(&directory(globals)?, &assignments)?;
+                findings.extend(entraflow_rbac::lint_principals(&assignments, |p| {
+                    statuses.get(p).cloned().unwrap_or(DirectoryStatus::Present)
+                }));
+            }
             match globals.output {
-                Output::Json => print_json(&serde_json::to_value(&findings)?),
+                Output::Json => print_json(globals, &serde_json::to_value(&findings)?),
                 Output::Table if findings.is_empty() => println!("no findings"),
                 Output::Table => {
                     for f in &findings {
@@ -168,6 +213,7 @@ fn assignment(
     match command {
         AssignmentCommand::Create {
             assignee,
+            assignee_object_id,
             assignee_principal_type,
             role,
             scope,
@@ -176,17 +222,18 @@ fn assignment(
             expires,
             description,
         } => {
-            let principal_type = PrincipalType::parse(&assignee_principal_type).with_context(|| {
-                format!(
-                    "unknown --assignee-principal-type '{assignee_principal_type}'; use ServicePrincipal, User, Group or ManagedIdentity"
-                )
-            })?;
+            let (principal_id, principal_type) = resolve_assignee(
+                globals,
+                assignee.as_deref(),
+                assignee_object_id.as_deref(),
+                assignee_principal_type.as_deref(),
+            )?;
             let expires_at = expires
                 .map(|e| entraflow_rbac::parse_expiry(&e, now))
                 .transpose()
                 .map_err(explain)?;
             let new = NewAssignment {
-                principal_id: assignee,
+                principal_id,
                 principal_type,
                 role,
                 scope,
@@ -195,24 +242,44 @@ fn assignment(
                 expires_at,
                 description,
             };
+            let wanted = new.clone();
             let created = crate::admin_log::audited(
                 globals,
                 None,
                 "role assignment create",
-                || store.create_assignment(new, now).map_err(explain),
+                || match store.create_assignment(new, now) {
+                    Err(RbacError::DuplicateAssignment { existing })
+                        if same_request(&existing, &wanted) =>
+                    {
+                        // az answers RoleAssignmentExists with the existing assignment.
+                        if !globals.only_show_errors {
+                            eprintln!(
+                                "warning: RoleAssignmentExists: {} already grants this; nothing was created",
+                                existing.id()
+                            );
+                        }
+                        Ok((*existing, false))
+                    }
+                    Err(err @ RbacError::DuplicateAssignment { .. }) => Err(anyhow::anyhow!(
+                        "{err} It differs from this request (principal type, condition, description or expiry); delete it first to change those"
+                    )),
+                    other => other.map(|a| (a, true)).map_err(explain),
+                },
                 |created| {
                     Ok((
                         None,
                         created
                             .iter()
-                            .map(|a| change("role_assignment.create", a))
+                            .filter(|(_, new)| *new)
+                            .map(|(a, _)| change("role_assignment.create", a))
                             .collect(),
                     ))
                 },
-            )?;
+            )?
+            .0;
             let name = role_name(&created);
             match output {
-                Output::Json => print_json(&created.to_az_json(name.as_deref())),
+                Output::Json => print_json(globals, &created.to_az_json(name.as_deref())),
                 Output::Table => print_assignments(&[created], &role_name),
             }
         }
@@ -232,7 +299,9 @@ fn assignment(
                 .transpose()
                 .map_err(|e| explain(e.into()))?;
             let filter = AssignmentFilter {
-                principal_id: assignee,
+                principal_id: assignee
+                    .map(|a| principal_filter(globals, &a))
+                    .transpose()?,
                 scope,
                 include_inherited,
             };
@@ -247,50 +316,261 @@ fn assignment(
                 })
                 .collect();
             match output {
-                Output::Json => print_json(&serde_json::Value::Array(
-                    list.iter()
-                        .map(|a| a.to_az_json(role_name(a).as_deref()))
-                        .collect(),
-                )),
+                Output::Json => print_json(
+                    globals,
+                    &serde_json::Value::Array(
+                        list.iter()
+                            .map(|a| a.to_az_json(role_name(a).as_deref()))
+                            .collect(),
+                    ),
+                ),
                 Output::Table => print_assignments(&list, &role_name),
             }
         }
-        AssignmentCommand::Delete { ids } => {
-            let deleted = crate::admin_log::audited(
-                globals,
+        AssignmentCommand::Delete {
+            ids,
+            assignee,
+            role,
+            scope,
+        } if ids.is_empty() => {
+            let role_id = role
+                .map(|r| store.find_definition(&r))
+                .transpose()
+                .map_err(explain)?
+                .map(|d| d.id);
+            let filter = AssignmentFilter {
+                principal_id: assignee
+                    .map(|a| principal_filter(globals, &a))
+                    .transpose()?,
+                scope: scope
+                    .map(|s| Scope::parse(&s))
+                    .transpose()
+                    .map_err(|e| explain(e.into()))?,
+                include_inherited: false,
+            };
+            let matched: Vec<String> = store
+                .list_assignments(&filter)
+                .map_err(explain)?
+                .into_iter()
+                .filter(|a| {
+                    role_id
+                        .as_ref()
+                        .is_none_or(|id| a.role_definition_id.eq_ignore_ascii_case(id))
+                })
+                .map(|a| a.id())
+                .collect();
+            if matched.is_empty() {
+                anyhow::bail!("no matched assignments were found to delete");
+            }
+            return delete_assignments(store, globals, &matched, &role_name);
+        }
+        AssignmentCommand::Delete { ids, .. } => {
+            return delete_assignments(store, globals, &ids, &role_name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes each id, reporting per id on stdout (JSON: `[{id, deleted, error}]`);
+/// exit 1 when any failed, so a partial success is never reported as success.
+fn delete_assignments(
+    store: &RbacStore,
+    globals: &Globals,
+    ids: &[String],
+    role_name: &dyn Fn(&RoleAssignment) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let outcomes = crate::admin_log::audited(
+        globals,
+        None,
+        "role assignment delete",
+        || {
+            Ok(ids
+                .iter()
+                .map(|id| store.delete_assignment(id))
+                .collect::<Vec<_>>())
+        },
+        |outcomes| {
+            let deleted = outcomes.iter().flatten().filter_map(|o| o.as_ref().ok());
+            Ok((
                 None,
-                "role assignment delete",
-                || {
-                    ids.iter()
-                        .map(|id| store.delete_assignment(id).map_err(explain))
-                        .collect::<anyhow::Result<Vec<_>>>()
-                },
-                |deleted| {
-                    let deleted = deleted.iter().flatten();
-                    Ok((
-                        None,
-                        deleted
-                            .map(|a| change("role_assignment.delete", a))
-                            .collect(),
-                    ))
-                },
-            )?;
-            match output {
-                Output::Json => print_json(&serde_json::Value::Array(
-                    deleted
-                        .iter()
-                        .map(|a| a.to_az_json(role_name(a).as_deref()))
-                        .collect(),
-                )),
-                Output::Table => {
-                    for a in &deleted {
-                        println!("deleted {}", a.id());
-                    }
+                deleted
+                    .map(|a| change("role_assignment.delete", a))
+                    .collect(),
+            ))
+        },
+    )?;
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
+    match globals.output {
+        Output::Json => print_json(
+            globals,
+            &serde_json::Value::Array(
+                ids.iter()
+                    .zip(&outcomes)
+                    .map(|(id, o)| match o {
+                        Ok(a) => serde_json::json!({
+                            "id": id, "deleted": true, "error": null,
+                            "assignment": a.to_az_json(role_name(a).as_deref()),
+                        }),
+                        Err(e) => {
+                            serde_json::json!({"id": id, "deleted": false, "error": e.to_string()})
+                        }
+                    })
+                    .collect(),
+            ),
+        ),
+        Output::Table => {
+            for (id, o) in ids.iter().zip(&outcomes) {
+                match o {
+                    Ok(a) => println!("deleted  {}", a.id()),
+                    Err(e) => println!("failed   {id}: {e}"),
                 }
             }
         }
     }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} role assignment(s) could not be deleted",
+            ids.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether an existing assignment is exactly what was asked for (then az's
+/// answer, the existing assignment, is right; otherwise it is a conflict).
+fn same_request(existing: &RoleAssignment, wanted: &NewAssignment) -> bool {
+    existing.condition == wanted.condition
+        && existing.description == wanted.description
+        && (wanted.expires_at.is_none() || existing.expires_at == wanted.expires_at)
+        && existing.principal_type == wanted.principal_type
+}
+
+/// The directory of the data directory (the authority's), which must exist.
+fn directory(globals: &Globals) -> anyhow::Result<Store> {
+    crate::datadir::require_tenant(&globals.data_dir)?;
+    Store::open(&globals.data_dir).context("opening the authority's database")
+}
+
+/// What the directory says each assigned principal is.
+fn directory_statuses(
+    directory: &Store,
+    assignments: &[RoleAssignment],
+) -> anyhow::Result<std::collections::HashMap<String, DirectoryStatus>> {
+    let mut statuses = std::collections::HashMap::new();
+    for a in assignments {
+        if statuses.contains_key(&a.principal_id) {
+            continue;
+        }
+        let status = match directory.directory_object(&a.principal_id)? {
+            Some(o) if o.kind == PrincipalKind::Group => {
+                if directory.list_group_members(&o.id)?.is_empty() {
+                    DirectoryStatus::EmptyGroup
+                } else {
+                    DirectoryStatus::Present
+                }
+            }
+            Some(_) => DirectoryStatus::Present,
+            None if directory.resolve_app_id(&a.principal_id).is_ok() => DirectoryStatus::AppId(
+                directory
+                    .resolve_assignee(&a.principal_id)
+                    .ok()
+                    .map(|sp| sp.id),
+            ),
+            None => DirectoryStatus::Missing,
+        };
+        statuses.insert(a.principal_id.clone(), status);
+    }
+    Ok(statuses)
+}
+
+fn has_directory(globals: &Globals) -> bool {
+    crate::datadir::require_tenant(&globals.data_dir).is_ok()
+}
+
+/// `--assignee`, `--assignee-object-id`, `--assignee-principal-type` as az takes them.
+fn resolve_assignee(
+    globals: &Globals,
+    assignee: Option<&str>,
+    object_id: Option<&str>,
+    principal_type: Option<&str>,
+) -> anyhow::Result<(String, PrincipalType)> {
+    let kind = |k: PrincipalKind| match k {
+        PrincipalKind::User => PrincipalType::User,
+        PrincipalKind::Group => PrincipalType::Group,
+        PrincipalKind::ServicePrincipal => PrincipalType::ServicePrincipal,
+    };
+    if let Some(name) = assignee {
+        let found = directory(globals)?.resolve_assignee(name)?;
+        if found.matched_by == "servicePrincipalNames"
+            && !found.id.eq_ignore_ascii_case(name)
+            && !globals.only_show_errors
+        {
+            eprintln!(
+                "note: '{name}' names service principal {} ({}); the assignment is for that object id, which its tokens carry",
+                found.id, found.display_name
+            );
+        }
+        return Ok((found.id, kind(found.kind)));
+    }
+    let object_id = object_id.unwrap_or_default().trim().to_ascii_lowercase();
+    // With a type given and no directory here, nothing is looked up (as az).
+    let known = match (principal_type, has_directory(globals)) {
+        (Some(_), false) => None,
+        _ => directory(globals)?.directory_object(&object_id)?,
+    };
+    match (principal_type, known) {
+        (Some(given), known) => {
+            let given = match PrincipalType::parse(given) {
+                Some(PrincipalType::ManagedIdentity) => anyhow::bail!(
+                    "--assignee-principal-type ManagedIdentity is not an Azure principal type; Azure records managed identities as ServicePrincipal"
+                ),
+                Some(t) => t,
+                None => anyhow::bail!(
+                    "unknown --assignee-principal-type '{given}'; use User, Group or ServicePrincipal"
+                ),
+            };
+            if let Some(k) = known
+                && kind(k.kind) != given
+            {
+                anyhow::bail!(
+                    "object {object_id} is a {} in this directory, not a {given}",
+                    kind(k.kind)
+                );
+            }
+            Ok((object_id, given))
+        }
+        (None, Some(k)) => Ok((object_id, kind(k.kind))),
+        (None, None) => anyhow::bail!(
+            "object id '{object_id}' is not in the directory {}; give --assignee-principal-type too if it belongs to another directory",
+            globals.data_dir.display()
+        ),
+    }
+}
+
+/// The object id an `--assignee` filter means: resolved in the directory, or
+/// the GUID itself (az's fallback, which finds assignments of deleted principals).
+fn principal_filter(globals: &Globals, assignee: &str) -> anyhow::Result<String> {
+    if !has_directory(globals) && uuid_like(assignee) {
+        return Ok(assignee.trim().to_ascii_lowercase());
+    }
+    match directory(globals)?.resolve_assignee(assignee) {
+        Ok(found) => Ok(found.id),
+        Err(_) if uuid_like(assignee) => Ok(assignee.trim().to_ascii_lowercase()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    let s = s.trim();
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 fn definition(
@@ -319,8 +599,29 @@ fn definition(
                 },
             )?;
             match output {
-                Output::Json => print_json(&created.to_az_json()),
+                Output::Json => print_json(globals, &created.to_az_json()),
                 Output::Table => print_definitions(&[created]),
+            }
+        }
+        DefinitionCommand::Delete { name } => {
+            let deleted = crate::admin_log::audited(
+                globals,
+                None,
+                "role definition delete",
+                || store.delete_definition(&name).map_err(explain),
+                |deleted| {
+                    let changes = deleted.iter().map(|d| {
+                        AdminChange::new(
+                            "role_definition.delete",
+                            vec![("role_definition", d.id.clone()), ("name", d.name.clone())],
+                        )
+                    });
+                    Ok((None, changes.collect()))
+                },
+            )?;
+            match output {
+                Output::Json => print_json(globals, &deleted.to_az_json()),
+                Output::Table => println!("deleted {} ({})", deleted.name, deleted.id),
             }
         }
         DefinitionCommand::List {
@@ -335,9 +636,12 @@ fn definition(
                 .filter(|d| name.as_ref().is_none_or(|n| d.name.eq_ignore_ascii_case(n)))
                 .collect();
             match output {
-                Output::Json => print_json(&serde_json::Value::Array(
-                    defs.iter().map(RoleDefinition::to_az_json).collect(),
-                )),
+                Output::Json => print_json(
+                    globals,
+                    &serde_json::Value::Array(
+                        defs.iter().map(RoleDefinition::to_az_json).collect(),
+                    ),
+                ),
                 Output::Table => print_definitions(&defs),
             }
         }
@@ -374,11 +678,13 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+/// The structured record in the chosen format; a query that fails on this
+/// record (e.g. a function given the wrong type) fails the command.
+fn print_json(globals: &Globals, value: &serde_json::Value) {
+    if let Err(err) = crate::output::emit(globals, value, None) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
 }
 
 fn print_assignments(
@@ -500,6 +806,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("entraflow-role-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        crate::datadir::init(&dir).unwrap();
         dir
     }
 
@@ -509,6 +816,9 @@ mod tests {
         let globals = Globals {
             data_dir: dir.to_owned(),
             output: Output::Json,
+            format: crate::output::Format::Json,
+            query: None,
+            only_show_errors: false,
         };
         run(args, &globals)
     }
@@ -520,7 +830,8 @@ mod tests {
         role(
             &dir,
             &[
-                "assignment", "create", "--assignee", JOB, "--role", "Storage Blob Data Reader",
+                "assignment", "create", "--assignee-object-id", JOB,
+                "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Data Reader",
                 "--scope", &scope, "--condition",
                 "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith 'train/'",
                 "--condition-version", "2.0", "--expires", "30d",
@@ -564,8 +875,10 @@ mod tests {
             let mut args = vec![
                 "assignment",
                 "create",
-                "--assignee",
+                "--assignee-object-id",
                 JOB,
+                "--assignee-principal-type",
+                "User",
                 "--role",
                 role_name,
                 "--scope",

@@ -26,6 +26,9 @@ pub(crate) enum IdentityCommand {
     /// Sign in as a person with a device code; the refresh token is kept, readable
     /// only by you, in <data-dir>/token-cache.json for later commands and jobs.
     Login(LoginArgs),
+    /// Sign out: forget the sign-in `login` kept (<data-dir>/token-cache.json),
+    /// so later commands and jobs no longer get tokens as that person.
+    Logout,
     /// Show who the current credential is: tenant, object id, app id, roles, expiry
     /// (never the token).
     Whoami(ScopeArgs),
@@ -94,6 +97,7 @@ pub(crate) fn run(command: IdentityCommand, globals: &Globals) -> anyhow::Result
         match command {
             IdentityCommand::Token(args) => token(args, &vars, globals).await,
             IdentityCommand::Login(args) => login(args, &vars, globals).await,
+            IdentityCommand::Logout => logout(globals),
             IdentityCommand::Whoami(args) => whoami(args, &vars, globals).await,
             IdentityCommand::Doctor(args) => doctor(args, &vars, globals).await,
         }
@@ -163,7 +167,7 @@ async fn token(args: TokenArgs, vars: &Environment, globals: &Globals) -> anyhow
                 "tenant": tenant,
                 "tokenType": token.token_type,
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            crate::output::emit(globals, &json, None)?;
         }
         Output::Table if args.show => println!("{}", token.token.expose()),
         Output::Table => {
@@ -172,6 +176,24 @@ async fn token(args: TokenArgs, vars: &Environment, globals: &Globals) -> anyhow
             println!("tenant      {tenant}");
             println!("credential  {}", chain.chosen().unwrap_or("?"));
             eprintln!("(pass --show to print the token itself, or -o json)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logout(globals: &Globals) -> anyhow::Result<ExitCode> {
+    let cache = LoginCache::in_dir(&globals.data_dir);
+    match std::fs::remove_file(cache.path()) {
+        Ok(()) => eprintln!("signed out: removed {}", cache.path().display()),
+        // As `az logout` with nobody signed in: say so, and fail.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "nobody is signed in ({} does not exist)",
+                cache.path().display()
+            )
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing {}", cache.path().display()));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -206,13 +228,14 @@ async fn login(args: LoginArgs, vars: &Environment, globals: &Globals) -> anyhow
         .and_then(|c| c.upn.or(c.preferred_username).or(Some(c.oid)))
         .unwrap_or_default();
     match globals.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        Output::Json => crate::output::emit(
+            globals,
+            &serde_json::json!({
                 "user": who, "tenant": tenant, "clientId": client_id,
                 "cache": cache.path().display().to_string(),
-            }))?
-        ),
+            }),
+            None,
+        )?,
         Output::Table => println!(
             "Signed in as {who} (tenant {tenant}); the sign-in is kept in {}",
             cache.path().display()
@@ -231,9 +254,9 @@ async fn whoami(
     let claims = entraflow_credential::claims::decode_unverified(token.token.expose())?;
     let roles = claims.roles.clone().unwrap_or_default();
     match globals.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        Output::Json => crate::output::emit(
+            globals,
+            &serde_json::json!({
                 "credential": chain.chosen(),
                 "tenant": claims.tid,
                 "objectId": claims.oid,
@@ -244,8 +267,9 @@ async fn whoami(
                 "roles": roles,
                 "expires_on": token.expires_on,
                 "tokenFingerprint": token.fingerprint(),
-            }))?
-        ),
+            }),
+            None,
+        )?,
         Output::Table => {
             println!("credential  {}", chain.chosen().unwrap_or("?"));
             println!("tenant      {}", claims.tid);
@@ -313,7 +337,7 @@ async fn doctor(
                 "exitCode": report.diagnosis.exit_code(),
                 "explanation": report.diagnosis.explain(),
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            crate::output::emit(globals, &json, None)?;
         }
         Output::Table => {
             let check = |ok: bool| if ok { "ok  " } else { "FAIL" };

@@ -65,17 +65,9 @@ pub(crate) fn parse_target(raw_path: &str, account: &str) -> Result<Target, Stor
     Ok(Target::Blob(container.to_owned(), blob.to_owned()))
 }
 
-/// Azure's container rules: 3–63 characters, lowercase letters, digits and single
-/// hyphens, starting and ending with a letter or digit.
+/// Azure's container rules, shared with role assignment scopes.
 pub(crate) fn validate_container(name: &str) -> Result<(), StorageError> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if ok {
+    if entraflow_rbac::valid_container_name(name) {
         Ok(())
     } else {
         Err(StorageError::invalid_resource_name())

@@ -909,11 +909,12 @@ async fn admin_escalation_attempts_are_refused() {
         None,
     )
     .await;
-    // ARM scopes compare case-insensitively: this is the same scope, and the same assignment.
+    // Container names are lower case (refused), or, compared as ARM compares
+    // scopes, the same scope and so the same assignment: never a grant elsewhere.
     case(
         &mut suite,
         "owner of a assigns at its scope in upper case",
-        &[201, 409],
+        &[400, 409],
         s,
         &v,
     );

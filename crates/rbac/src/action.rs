@@ -55,6 +55,126 @@ pub const ROLE_DEFINITIONS_READ: &str = "Microsoft.Authorization/roleDefinitions
 /// Creating or changing a custom role definition.
 pub const ROLE_DEFINITIONS_WRITE: &str = "Microsoft.Authorization/roleDefinitions/write";
 
+/// The SQL gate's action (entraflow's own: Azure's flexible servers check only
+/// the role mapping).
+pub mod postgres {
+    /// Open a session on a database through the SQL gate.
+    pub const CONNECT: &str = "Microsoft.DBforPostgreSQL/flexibleServers/databases/connect/action";
+}
+
+/// Every data action the gate maps a request onto: what a custom role's
+/// `DataActions` and `NotDataActions` may name.
+pub const DATA_ACTIONS: &[&str] = &[
+    blob::READ,
+    blob::WRITE,
+    blob::DELETE,
+    blob::ADD,
+    blob::MOVE,
+    blob::TAGS_READ,
+    blob::TAGS_WRITE,
+    blob::FILTER,
+    postgres::CONNECT,
+];
+
+/// The control-plane actions of the blob service the gate checks, plus the
+/// authorization actions its admin API checks.
+pub const CONTROL_ACTIONS: &[&str] = &[
+    container::READ,
+    container::WRITE,
+    container::DELETE,
+    ROLE_ASSIGNMENTS_WRITE,
+    ROLE_ASSIGNMENTS_DELETE,
+    ROLE_ASSIGNMENTS_READ,
+    ROLE_DEFINITIONS_READ,
+    ROLE_DEFINITIONS_WRITE,
+    "Microsoft.Authorization/roleDefinitions/delete",
+];
+
+/// Control actions under these prefixes are checked against [`CONTROL_ACTIONS`];
+/// other providers' actions (Azure has thousands) are kept as given.
+const CHECKED_CONTROL_PREFIXES: &[&str] = &[
+    "microsoft.storage/storageaccounts/blobservices/",
+    "microsoft.authorization/",
+];
+
+/// Why an action of a custom role is refused: it names no operation the gate
+/// knows, so it would grant (or remove) nothing, silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAction {
+    /// The action as written.
+    pub action: String,
+    /// The closest known action.
+    pub suggestion: Option<&'static str>,
+}
+
+/// Checks a `DataActions`/`NotDataActions` (`data == true`) or
+/// `Actions`/`NotActions` entry: a pattern must match at least one known action.
+pub fn check_action(pattern: &str, data: bool) -> Result<(), UnknownAction> {
+    let compiled = ActionPattern::new(pattern);
+    let lower = pattern.trim().to_ascii_lowercase();
+    let catalog = if data { DATA_ACTIONS } else { CONTROL_ACTIONS };
+    if !data
+        && !CHECKED_CONTROL_PREFIXES
+            .iter()
+            .any(|p| lower.starts_with(p))
+        && !lower.contains('*')
+    {
+        return Ok(());
+    }
+    if !data
+        && lower.contains('*')
+        && !catalog
+            .iter()
+            .any(|a| compiled.matches_lower(&a.to_ascii_lowercase()))
+    {
+        // A wildcard over other providers (e.g. `*/read`, `Microsoft.Compute/*`).
+        return if CHECKED_CONTROL_PREFIXES
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
+            Err(unknown(pattern, catalog))
+        } else {
+            Ok(())
+        };
+    }
+    if catalog
+        .iter()
+        .any(|a| compiled.matches_lower(&a.to_ascii_lowercase()))
+    {
+        Ok(())
+    } else {
+        Err(unknown(pattern, catalog))
+    }
+}
+
+fn unknown(pattern: &str, catalog: &[&'static str]) -> UnknownAction {
+    let lower = pattern.trim().to_ascii_lowercase();
+    let suggestion = catalog
+        .iter()
+        .copied()
+        .min_by_key(|a| edit_distance(&lower, &a.to_ascii_lowercase()));
+    UnknownAction {
+        action: pattern.trim().to_owned(),
+        suggestion,
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// A compiled action pattern: lower-cased, split at `*`.
 #[derive(Debug, Clone)]
 pub(crate) struct ActionPattern {
@@ -117,6 +237,23 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_actions_are_refused_with_the_closest_known_one() {
+        let typo = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/raed";
+        let err = check_action(typo, true).unwrap_err();
+        assert_eq!(err.suggestion, Some(blob::READ));
+        for ok in ["*", "*/read", blob::WRITE, "Microsoft.Storage/*/blobs/*"] {
+            check_action(ok, true).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        }
+        assert!(check_action("Microsoft.Compute/*", true).is_err());
+        // Other providers' control actions are Azure's to judge; ours are checked.
+        check_action("Microsoft.Compute/virtualMachines/read", false).unwrap();
+        check_action("*/read", false).unwrap();
+        check_action("Microsoft.Authorization/*", false).unwrap();
+        let err = check_action("Microsoft.Authorization/roleAssignment/write", false).unwrap_err();
+        assert_eq!(err.suggestion, Some(ROLE_ASSIGNMENTS_WRITE));
+    }
 
     #[test]
     fn wildcards_match_as_azure_does() {

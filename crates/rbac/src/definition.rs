@@ -97,12 +97,50 @@ pub enum DefinitionError {
     /// The role id is not a GUID.
     #[error("role definition id '{0}' is not a GUID; omit 'Id' to have one generated")]
     BadId(String),
+    /// An action names no operation the gate knows.
+    #[error(
+        "role definition {field} entry '{action}' is not a known action{}; list the data actions the gate checks with `entraflow role definition list -o json`",
+        suggestion.map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default()
+    )]
+    UnknownAction {
+        /// `Actions`, `NotActions`, `DataActions` or `NotDataActions`.
+        field: &'static str,
+        /// The entry as written.
+        action: String,
+        /// The closest known action.
+        suggestion: Option<&'static str>,
+    },
     /// The role grants nothing.
     #[error("role definition '{0}' grants no Actions or DataActions")]
     Empty(String),
 }
 
 impl RoleDefinition {
+    /// Refuses actions that match no operation entraflow knows (a typo would
+    /// otherwise grant nothing, silently). Done when a role is created or
+    /// changed, not when stored roles are read.
+    pub fn check_actions(&self) -> Result<(), DefinitionError> {
+        for p in &self.permissions {
+            for (field, list, data) in [
+                ("Actions", &p.actions, false),
+                ("NotActions", &p.not_actions, false),
+                ("DataActions", &p.data_actions, true),
+                ("NotDataActions", &p.not_data_actions, true),
+            ] {
+                for action in list {
+                    crate::action::check_action(action, data).map_err(|e| {
+                        DefinitionError::UnknownAction {
+                            field,
+                            action: e.action,
+                            suggestion: e.suggestion,
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parses a role definition from `az role definition create --role-definition`'s
     /// file format (`Name`, `Actions`, `DataActions`, `AssignableScopes`, ...) or from
     /// the ARM shape (`roleName`, `permissions[]`, `assignableScopes`, optionally

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::assignment::RoleAssignment;
 use crate::condition::ConditionError;
 use crate::definition::DefinitionError;
 use crate::scope::ScopeError;
@@ -40,6 +41,14 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
         /// Which record and what is wrong.
+        detail: String,
+    },
+    /// The store's schema cannot be brought to this version's.
+    #[error("the role store {path}: {detail}")]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
         detail: String,
     },
     /// No role has that name, GUID or ARM id.
@@ -118,6 +127,29 @@ pub enum Error {
     AssignmentExists {
         /// The GUID.
         id: String,
+    },
+    /// The principal already holds the role at the scope (ARM's 409
+    /// `RoleAssignmentExists`); the existing assignment is returned.
+    #[error(
+        "RoleAssignmentExists: the role assignment already exists. The ID of the existing role assignment is {}.",
+        existing.name
+    )]
+    DuplicateAssignment {
+        /// The assignment that already grants it.
+        existing: Box<RoleAssignment>,
+    },
+    /// A custom role still used by assignments cannot be deleted (ARM refuses
+    /// with `RoleDefinitionHasAssignments`).
+    #[error(
+        "role '{name}' is used by {count} role assignment(s) ({ids}); delete them first with `entraflow role assignment delete --ids ...`"
+    )]
+    RoleInUse {
+        /// The role's name.
+        name: String,
+        /// How many assignments use it.
+        count: usize,
+        /// Their ids (the first few).
+        ids: String,
     },
     /// An assignment name that is not a GUID.
     #[error(

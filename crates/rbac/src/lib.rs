@@ -65,6 +65,9 @@ pub use definition::{
     role_definition_arm_id,
 };
 pub use error::Error;
-pub use lint::{Finding, LintOptions, LintRule, Severity, lint, lint_assignments};
-pub use scope::{Scope, ScopeError, ScopeLevel};
+pub use lint::{
+    DirectoryStatus, Finding, LintOptions, LintRule, Severity, lint, lint_assignments,
+    lint_principals,
+};
+pub use scope::{Scope, ScopeError, ScopeLevel, valid_account_name, valid_container_name};
 pub use store::{AssignmentFilter, DB_FILE, RbacStore};

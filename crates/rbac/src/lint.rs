@@ -52,6 +52,79 @@ pub enum LintRule {
     /// The stored condition does not pass validation (edited in by hand, or written
     /// before a limit existed): the assignment grants nothing.
     InvalidCondition,
+    /// The principal is gone from the directory (Azure shows "Identity not found").
+    OrphanedPrincipal,
+    /// The principal id is an application's appId: tokens carry its service
+    /// principal's object id, so the assignment grants nothing.
+    AppIdAssignee,
+    /// A group with no members: the assignment grants nothing today.
+    EmptyGroup,
+}
+
+/// What the directory says a principal id is, for [`lint_principals`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryStatus {
+    /// A user, service principal, or a group with members.
+    Present,
+    /// A group without members.
+    EmptyGroup,
+    /// An application's appId, with its service principal's object id if it has one.
+    AppId(Option<String>),
+    /// Not in the directory.
+    Missing,
+}
+
+/// Lints assignments against the directory their principals live in.
+pub fn lint_principals(
+    assignments: &[RoleAssignment],
+    lookup: impl Fn(&str) -> DirectoryStatus,
+) -> Vec<Finding> {
+    let mut by_principal: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for a in assignments {
+        by_principal
+            .entry(&a.principal_id)
+            .or_default()
+            .push(a.id());
+    }
+    let mut out = Vec::new();
+    for (principal, ids) in by_principal {
+        let (rule, severity, message) = match lookup(principal) {
+            DirectoryStatus::Present => continue,
+            DirectoryStatus::Missing => (
+                LintRule::OrphanedPrincipal,
+                Severity::Warning,
+                format!(
+                    "principal {principal} is not in the directory (deleted?); its {} assignment(s) grant nothing: delete them with `entraflow role assignment delete --assignee {principal}`",
+                    ids.len()
+                ),
+            ),
+            DirectoryStatus::AppId(sp) => (
+                LintRule::AppIdAssignee,
+                Severity::High,
+                match sp {
+                    Some(sp) => format!(
+                        "{principal} is an appId, but tokens carry the service principal's object id {sp}: assign to --assignee {principal} (resolved) or --assignee-object-id {sp} instead"
+                    ),
+                    None => format!(
+                        "{principal} is an appId without a service principal: create one with `entraflow ad sp create --id {principal}` and assign to it"
+                    ),
+                },
+            ),
+            DirectoryStatus::EmptyGroup => (
+                LintRule::EmptyGroup,
+                Severity::Info,
+                format!("group {principal} has no members; its assignments grant nobody anything"),
+            ),
+        };
+        out.push(Finding {
+            rule,
+            severity,
+            principal_id: Some(principal.to_owned()),
+            assignment_ids: ids,
+            message,
+        });
+    }
+    out
 }
 
 /// How bad a finding is.
@@ -250,6 +323,53 @@ pub fn lint_assignments(
 }
 
 #[cfg(test)]
+mod principal_tests {
+    use super::*;
+    use crate::assignment::NewAssignment;
+
+    #[test]
+    fn assignments_to_missing_principals_app_ids_and_empty_groups_are_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RbacStore::open(dir.path()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let scope = "/subscriptions/00000000-0000-0000-0000-000000000001";
+        let ids = [
+            "11111111-1111-1111-1111-111111111111",
+            "22222222-2222-2222-2222-222222222222",
+            "33333333-3333-3333-3333-333333333333",
+            "44444444-4444-4444-4444-444444444444",
+        ];
+        for id in ids {
+            store
+                .create_assignment(
+                    NewAssignment::new(id, "Storage Blob Data Reader", scope),
+                    now,
+                )
+                .unwrap();
+        }
+        let findings = lint_principals(&store.assignments().unwrap(), |p| match p {
+            p if p == ids[0] => DirectoryStatus::Present,
+            p if p == ids[1] => DirectoryStatus::Missing,
+            p if p == ids[2] => DirectoryStatus::AppId(Some("sp-oid".into())),
+            _ => DirectoryStatus::EmptyGroup,
+        });
+        let got: Vec<(LintRule, &str)> = findings
+            .iter()
+            .map(|f| (f.rule, f.principal_id.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (LintRule::OrphanedPrincipal, ids[1]),
+                (LintRule::AppIdAssignee, ids[2]),
+                (LintRule::EmptyGroup, ids[3]),
+            ]
+        );
+        assert!(findings[1].message.contains("sp-oid"));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::assignment::NewAssignment;
@@ -272,7 +392,7 @@ mod tests {
     fn flags_each_rule_and_nothing_for_a_tidy_assignment() {
         let dir = tempfile::tempdir().unwrap();
         let store = RbacStore::open(dir.path()).unwrap();
-        let account = Scope::storage_account("s", "ml", "data");
+        let account = Scope::storage_account("00000000-0000-0000-0000-000000000001", "ml", "data");
         let c = |n: &str| account.container(n).unwrap().to_string();
         let assign = |principal: &str,
                       role: &str,
@@ -290,7 +410,7 @@ mod tests {
         };
         let soon = Some(NOW + time::Duration::days(10));
         // Tidy: container scope, expires, young.
-        assign(SP2, "Storage Blob Data Reader", &c("a"), 1, soon);
+        assign(SP2, "Storage Blob Data Reader", &c("aaa"), 1, soon);
         assert!(
             lint(&store, NOW, LintOptions::default())
                 .unwrap()
@@ -300,24 +420,30 @@ mod tests {
         let broad = assign(
             SP,
             "Storage Blob Data Reader",
-            "/subscriptions/s/resourceGroups/ml",
+            "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml",
             1,
             soon,
         );
-        assign(SP, "Owner", "/subscriptions/s", 1, soon); // no data actions: not a broad data role
-        let old = assign(SP2, "Storage Blob Data Contributor", &c("b"), 200, None);
-        assign(GROUP, "Storage Blob Data Reader", &c("a"), 1, soon);
-        assign(GROUP, "Storage Blob Data Reader", &c("b"), 1, soon);
+        assign(
+            SP,
+            "Owner",
+            "/subscriptions/00000000-0000-0000-0000-000000000001",
+            1,
+            soon,
+        ); // no data actions: not a broad data role
+        let old = assign(SP2, "Storage Blob Data Contributor", &c("bbb"), 200, None);
+        assign(GROUP, "Storage Blob Data Reader", &c("aaa"), 1, soon);
+        assign(GROUP, "Storage Blob Data Reader", &c("bbb"), 1, soon);
         let wild = RoleDefinition::from_json(
             r#"{"Name":"Everything","DataActions":["*"],"AssignableScopes":["/"]}"#,
         )
         .unwrap();
         store.create_definition(wild).unwrap();
-        let wild_a = assign(SP, "Everything", &c("z"), 1, soon);
+        let wild_a = assign(SP, "Everything", &c("zzz"), 1, soon);
         assign(
             SP,
             "Storage Blob Data Reader",
-            &c("y"),
+            &c("yyy"),
             2,
             Some(NOW - time::Duration::days(1)),
         );

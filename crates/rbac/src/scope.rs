@@ -81,6 +81,18 @@ pub enum ScopeError {
         /// The keyword it should follow.
         after: &'static str,
     },
+    /// A name breaks Azure's naming rules for what it names.
+    #[error("scope '{scope}': {what} '{name}' is not valid: {rule}")]
+    InvalidName {
+        /// The scope as given.
+        scope: String,
+        /// What the name is.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Azure's rule.
+        rule: &'static str,
+    },
     /// More segments than a container or database scope has (blobs are not
     /// scopes in Azure).
     #[error(
@@ -90,6 +102,27 @@ pub enum ScopeError {
         /// The scope as given.
         scope: String,
     },
+}
+
+/// Azure Storage's account names: 3–24 lowercase letters and digits.
+pub fn valid_account_name(name: &str) -> bool {
+    (3..=24).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Azure's container names: 3–63 characters, lowercase letters, digits and
+/// single hyphens, starting and ending with a letter or digit (the service's
+/// own `$root` and `$logs` are not served, so not accepted either).
+pub fn valid_container_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
 }
 
 /// A parsed, normalised Azure scope. Cheap to clone.
@@ -253,6 +286,69 @@ impl Scope {
             });
         }
         Ok(Self::from_parts(out, level))
+    }
+
+    /// Checks the names against Azure's rules: a subscription is a GUID; a
+    /// resource group has 1–90 letters, digits, `_`, `-`, `.`, `(`, `)` and does
+    /// not end in `.`; a storage account and a container follow
+    /// [`valid_account_name`] and [`valid_container_name`]. Done before an
+    /// assignment is written, so it never names a resource that cannot exist.
+    pub fn check_names(&self) -> Result<(), ScopeError> {
+        let segments: Vec<&str> = self.text.split('/').skip(1).collect();
+        let bad = |what, name: &str, rule| ScopeError::InvalidName {
+            scope: self.text.to_string(),
+            what,
+            name: name.to_owned(),
+            rule,
+        };
+        let guid = |s: &str| {
+            s.len() == 36
+                && s.char_indices().all(|(i, c)| {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        c == '-'
+                    } else {
+                        c.is_ascii_hexdigit()
+                    }
+                })
+        };
+        if let Some(sub) = segments.get(1)
+            && !guid(sub)
+        {
+            return Err(bad("subscription", sub, "a subscription id is a GUID"));
+        }
+        if let Some(rg) = segments.get(3) {
+            let ok = (1..=90).contains(&rg.chars().count())
+                && rg
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "_-.()".contains(c))
+                && !rg.ends_with('.');
+            if !ok {
+                return Err(bad(
+                    "resource group",
+                    rg,
+                    "1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'",
+                ));
+            }
+        }
+        if let Some(account) = segments.get(7)
+            && !valid_account_name(account)
+        {
+            return Err(bad(
+                "storage account",
+                account,
+                "3-24 lowercase letters and digits",
+            ));
+        }
+        if let Some(container) = segments.get(11)
+            && !valid_container_name(container)
+        {
+            return Err(bad(
+                "container",
+                container,
+                "3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit",
+            ));
+        }
+        Ok(())
     }
 
     fn from_parts(segments: Vec<String>, level: ScopeLevel) -> Self {
@@ -461,6 +557,49 @@ mod tests {
             assert_eq!(s.level(), level, "{input}");
             assert_eq!(s.as_str(), text, "{input}");
         }
+    }
+
+    #[test]
+    fn names_that_azure_would_refuse_are_refused_before_an_assignment_is_written() {
+        let sub = "00000000-0000-0000-0000-000000000001";
+        let good = format!(
+            "/subscriptions/{sub}/resourceGroups/ml_rg.(1)/providers/Microsoft.Storage/storageAccounts/data01/blobServices/default/containers/train-2"
+        );
+        Scope::parse(&good).unwrap().check_names().unwrap();
+        let bad = [
+            ("/subscriptions/abc".to_owned(), "subscription 'abc'"),
+            (
+                format!("/subscriptions/{sub}/resourceGroups/rg."),
+                "resource group 'rg.'",
+            ),
+            (
+                format!(
+                    "/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/Data"
+                ),
+                "storage account 'Data'",
+            ),
+            (
+                format!(
+                    "/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/data/blobServices/default/containers/Bad_Name!"
+                ),
+                "container 'Bad_Name!'",
+            ),
+            (
+                format!(
+                    "/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/data/blobServices/default/containers/a--b"
+                ),
+                "container 'a--b'",
+            ),
+        ];
+        for (scope, expected) in bad {
+            let err = Scope::parse(&scope)
+                .unwrap()
+                .check_names()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{scope}: {err}");
+        }
+        assert!(valid_container_name("abc") && !valid_container_name("ab"));
     }
 
     #[test]

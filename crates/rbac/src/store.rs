@@ -54,6 +54,32 @@ CREATE TRIGGER IF NOT EXISTS gen_du AFTER UPDATE ON role_definitions
   BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
 ";
 
+/// `rbac.db`'s schema, one step per version (`PRAGMA user_version`, as `gate.db`
+/// does). A database written before versions existed has exactly step 1's
+/// tables, which step 1 leaves as they are. Append steps; never edit one.
+const MIGRATIONS: [&str; 1] = [SCHEMA];
+
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "it has schema version {version}, written by a newer entraflow (this one knows {}); use that version or move the file aside",
+            MIGRATIONS.len()
+        ));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", step as i64 + 1))
+            .and_then(|()| tx.commit())
+            .map_err(|e| format!("migrating to schema version {}: {e}", step + 1))?;
+    }
+    Ok(())
+}
+
 /// Which assignments `list_assignments` returns.
 #[derive(Debug, Clone, Default)]
 pub struct AssignmentFilter {
@@ -103,14 +129,17 @@ impl RbacStore {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open(path).map_err(storage)?;
+        let mut conn = Connection::open(path).map_err(storage)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(storage)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(storage)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(storage)?;
-        conn.execute_batch(SCHEMA).map_err(storage)?;
+        migrate(&mut conn).map_err(|detail| Error::Schema {
+            path: path.to_owned(),
+            detail,
+        })?;
         Ok(Self {
             path: path.to_owned(),
             conn: Mutex::new(conn),
@@ -188,6 +217,7 @@ impl RbacStore {
     /// Stores a custom role. Names and ids are unique, built-ins included.
     pub fn create_definition(&self, mut def: RoleDefinition) -> Result<RoleDefinition, Error> {
         def.role_type = RoleType::Custom;
+        def.check_actions()?;
         let conn = self.conn();
         let clash = self
             .definitions_in(&conn)?
@@ -219,6 +249,7 @@ impl RbacStore {
         mut def: RoleDefinition,
     ) -> Result<RoleDefinition, Error> {
         def.role_type = RoleType::Custom;
+        def.check_actions()?;
         let conn = self.conn();
         let defs = self.definitions_in(&conn)?;
         let existing = defs.iter().find(|d| d.id.eq_ignore_ascii_case(&def.id));
@@ -287,6 +318,7 @@ impl RbacStore {
             })?
             .to_string();
         let scope = Scope::parse(&new.scope)?;
+        scope.check_names()?;
         let (condition, condition_version) = match (new.condition, new.condition_version) {
             (None, None) => (None, None),
             (None, Some(_)) => return Err(Error::VersionWithoutCondition),
@@ -331,34 +363,46 @@ impl RbacStore {
             created_at: now,
             description: new.description,
         };
-        self.conn()
-            .execute(
-                "INSERT INTO role_assignments (name, principal_id, principal_type, role_definition_id,
+        let conn = self.conn();
+        // Checked under the same lock as the insert, so two creates cannot both pass.
+        if let Some(existing) = self.assignments_in(&conn)?.into_iter().find(|a| {
+            a.principal_id == assignment.principal_id
+                && a.role_definition_id
+                    .eq_ignore_ascii_case(&assignment.role_definition_id)
+                && a.scope == assignment.scope
+                && a.name != assignment.name
+        }) {
+            return Err(Error::DuplicateAssignment {
+                existing: Box::new(existing),
+            });
+        }
+        conn.execute(
+            "INSERT INTO role_assignments (name, principal_id, principal_type, role_definition_id,
                    scope, condition, condition_version, expires_at, created_at, description)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    assignment.name,
-                    assignment.principal_id,
-                    assignment.principal_type.as_str(),
-                    assignment.role_definition_id,
-                    assignment.scope.as_str(),
-                    assignment.condition,
-                    assignment.condition_version,
-                    assignment.expires_at.map(rfc3339),
-                    rfc3339(assignment.created_at),
-                    assignment.description,
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Error::AssignmentExists {
-                        id: assignment.name.clone(),
-                    }
+            params![
+                assignment.name,
+                assignment.principal_id,
+                assignment.principal_type.as_str(),
+                assignment.role_definition_id,
+                assignment.scope.as_str(),
+                assignment.condition,
+                assignment.condition_version,
+                assignment.expires_at.map(rfc3339),
+                rfc3339(assignment.created_at),
+                assignment.description,
+            ],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Error::AssignmentExists {
+                    id: assignment.name.clone(),
                 }
-                e => self.storage(e),
-            })?;
+            }
+            e => self.storage(e),
+        })?;
         tracing::info!(
             assignment = %assignment.name,
             principal = %assignment.principal_id,
@@ -367,6 +411,39 @@ impl RbacStore {
             "role assignment created"
         );
         Ok(assignment)
+    }
+
+    /// Deletes a custom role (`role definition delete --name`), refused while an
+    /// assignment uses it: ARM refuses too, and an assignment whose role is gone
+    /// would grant nothing without saying why.
+    pub fn delete_definition(&self, reference: &str) -> Result<RoleDefinition, Error> {
+        let conn = self.conn();
+        let defs = self.definitions_in(&conn)?;
+        let def = find_in(&defs, reference)
+            .cloned()
+            .ok_or_else(|| Error::UnknownRole {
+                reference: reference.to_owned(),
+            })?;
+        if def.role_type != RoleType::Custom {
+            return Err(Error::BuiltInRole { name: def.name });
+        }
+        let users: Vec<String> = self
+            .assignments_in(&conn)?
+            .into_iter()
+            .filter(|a| a.role_definition_id.eq_ignore_ascii_case(&def.id))
+            .map(|a| a.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::RoleInUse {
+                name: def.name,
+                count: users.len(),
+                ids: users.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        conn.execute("DELETE FROM role_definitions WHERE id = ?1", [&def.id])
+            .map_err(|e| self.storage(e))?;
+        tracing::info!(role = %def.name, id = %def.id, "custom role deleted");
+        Ok(def)
     }
 
     /// Deletes an assignment by ARM id or GUID, returning what was deleted.

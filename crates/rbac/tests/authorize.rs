@@ -104,34 +104,37 @@ fn deny_by_default_with_a_denial_that_says_what_to_assign() {
 fn scope_inheritance_account_grants_every_container_container_grants_only_itself() {
     let f = Fixture::new();
     f.assign(JOB, "Storage Blob Data Reader", &f.account);
-    f.assign(OTHER, "storage blob data reader", &f.container("a"));
+    f.assign(OTHER, "storage blob data reader", &f.container("aaa"));
     let job = Principal::new(JOB);
     let other = Principal::new(OTHER);
     for c in ["a", "b", "train-secret"] {
         assert!(f.decide(&job, &f.read(c, "x")).is_allowed(), "{c}");
     }
-    assert!(f.decide(&other, &f.read("a", "x")).is_allowed());
+    assert!(f.decide(&other, &f.read("aaa", "x")).is_allowed());
     assert!(!f.decide(&other, &f.read("b", "x")).is_allowed());
-    // Prefix of the name is not containment: container "a" does not reach "ab".
-    assert!(!f.decide(&other, &f.read("ab", "x")).is_allowed());
+    // Prefix of the name is not containment: container "aaa" does not reach "aaab".
+    assert!(!f.decide(&other, &f.read("aaab", "x")).is_allowed());
     // Another account under the same resource group is outside the account scope.
     let elsewhere = Scope::storage_account(SUB, "ml", "data2")
-        .container("a")
+        .container("aaa")
         .unwrap();
     assert!(
         !f.decide(&job, &Request::data(action::blob::READ, elsewhere))
             .is_allowed()
     );
     // Case does not matter, as in Azure.
-    let upper = Scope::parse(&f.container("A").as_str().to_uppercase()).unwrap();
+    let upper = Scope::parse(&f.container("AAA").as_str().to_uppercase()).unwrap();
     assert!(
         f.decide(&other, &Request::data(action::blob::READ, upper))
             .is_allowed()
     );
     // Reader does not write.
     assert!(
-        !f.decide(&job, &Request::data(action::blob::WRITE, f.container("a")))
-            .is_allowed()
+        !f.decide(
+            &job,
+            &Request::data(action::blob::WRITE, f.container("aaa"))
+        )
+        .is_allowed()
     );
 }
 
@@ -141,7 +144,7 @@ fn allow_names_the_assignment_role_and_scope() {
     let id = f.assign(JOB, builtin::STORAGE_BLOB_DATA_CONTRIBUTOR, &f.account);
     match f.decide(
         &Principal::new(JOB),
-        &Request::data(action::blob::DELETE, f.container("c")),
+        &Request::data(action::blob::DELETE, f.container("ccc")),
     ) {
         Decision::Allow {
             assignment_id,
@@ -171,7 +174,7 @@ fn not_data_actions_subtract_but_do_not_deny() {
     f.authz.store().create_definition(role).unwrap();
     f.assign(JOB, "Blob everything but delete", &f.account);
     let job = Principal::new(JOB);
-    let c = f.container("c");
+    let c = f.container("ccc");
     assert!(
         f.decide(&job, &Request::data(action::blob::WRITE, c.clone()))
             .is_allowed()
@@ -200,8 +203,11 @@ fn custom_role_wildcards_match_case_insensitively() {
     let job = Principal::new(JOB);
     assert!(f.decide(&job, &f.read("c", "x")).is_allowed());
     assert!(
-        !f.decide(&job, &Request::data(action::blob::WRITE, f.container("c")))
-            .is_allowed()
+        !f.decide(
+            &job,
+            &Request::data(action::blob::WRITE, f.container("ccc"))
+        )
+        .is_allowed()
     );
     // The custom role now shows up as a suggestion for reads.
     let Decision::Deny(d) = f.decide(&Principal::new(OTHER), &f.read("c", "x")) else {
@@ -268,11 +274,11 @@ fn group_assignments_grant_through_the_groups_claim() {
     let mut new = NewAssignment::new(
         GROUP,
         "Storage Blob Data Contributor",
-        f.container("c").as_str(),
+        f.container("ccc").as_str(),
     );
     new.principal_type = PrincipalType::Group;
     f.assign_with(new);
-    let write = Request::data(action::blob::WRITE, f.container("c"));
+    let write = Request::data(action::blob::WRITE, f.container("ccc"));
     assert!(!f.decide(&Principal::new(JOB), &write).is_allowed());
     let member = Principal::new(JOB).with_groups([OTHER, &GROUP.to_uppercase()]);
     match f.decide(&member, &write) {
@@ -286,10 +292,10 @@ fn can_manage_needs_role_assignments_write() {
     let f = Fixture::new();
     let admin = Principal::new(ADMIN);
     assert!(!f.authz.can_manage(&admin, &f.account, NOW).is_allowed());
-    f.assign(ADMIN, "User Access Administrator", &f.container("c"));
+    f.assign(ADMIN, "User Access Administrator", &f.container("ccc"));
     assert!(
         f.authz
-            .can_manage(&admin, &f.container("c"), NOW)
+            .can_manage(&admin, &f.container("ccc"), NOW)
             .is_allowed()
     );
     assert!(!f.authz.can_manage(&admin, &f.account, NOW).is_allowed());
@@ -321,7 +327,7 @@ fn changes_by_another_process_are_picked_up_without_restart() {
         .unwrap()
         .with_refresh_interval(Duration::from_millis(0));
     let account = Scope::storage_account(SUB, "ml", "data");
-    let req = Request::data(action::blob::READ, account.container("c").unwrap());
+    let req = Request::data(action::blob::READ, account.container("ccc").unwrap());
     let job = Principal::new(JOB);
     assert!(!gate.authorize(&job, &req, NOW).is_allowed());
     // A second connection to the same file stands in for the CLI process.
@@ -344,7 +350,7 @@ fn refresh_interval_bounds_how_often_the_store_is_read() {
         .unwrap()
         .with_refresh_interval(Duration::from_secs(3600));
     let account = Scope::storage_account(SUB, "ml", "data");
-    let req = Request::data(action::blob::READ, account.container("c").unwrap());
+    let req = Request::data(action::blob::READ, account.container("ccc").unwrap());
     let job = Principal::new(JOB);
     assert!(!gate.authorize(&job, &req, NOW).is_allowed());
     let cli = RbacStore::open(dir.path()).unwrap();
@@ -430,7 +436,7 @@ fn assignments_round_trip_through_the_store() {
     let mut new = NewAssignment::new(
         JOB.to_uppercase(),
         "Storage Blob Data Reader",
-        f.container("c").as_str(),
+        f.container("ccc").as_str(),
     );
     new.condition = Some(TRAIN_ONLY.into());
     new.expires_at = Some(datetime!(2026-12-31 0:00 UTC));
@@ -451,7 +457,7 @@ fn assignments_round_trip_through_the_store() {
     );
     assert_eq!(json["roleDefinitionName"], "Storage Blob Data Reader");
     assert_eq!(json["conditionVersion"], "2.0");
-    assert_eq!(json["scope"], f.container("c").as_str());
+    assert_eq!(json["scope"], f.container("ccc").as_str());
     assert_eq!(json["id"], created.id());
     // Delete by bare GUID works too.
     f.authz.store().delete_assignment(&created.name).unwrap();
@@ -485,7 +491,7 @@ fn a_background_refresher_picks_up_changes_off_the_request_path() {
     let gate = std::sync::Arc::new(Authorizer::open(dir.path()).unwrap());
     let refresher = gate.spawn_refresher(Duration::from_millis(5));
     let account = Scope::storage_account(SUB, "ml", "data");
-    let req = Request::data(action::blob::READ, account.container("c").unwrap());
+    let req = Request::data(action::blob::READ, account.container("ccc").unwrap());
     let job = Principal::new(JOB);
     assert!(!gate.authorize(&job, &req, NOW).is_allowed());
     RbacStore::open(dir.path())
@@ -503,4 +509,98 @@ fn a_background_refresher_picks_up_changes_off_the_request_path() {
     assert!(seen, "the refresher never loaded the new assignment");
     drop(gate);
     refresher.join().unwrap();
+}
+
+#[test]
+fn the_same_role_at_the_same_scope_twice_is_refused_naming_the_existing_assignment() {
+    let f = Fixture::new();
+    let first = f.assign(JOB, "Storage Blob Data Reader", &f.container("ccc"));
+    let again = NewAssignment::new(JOB, "Storage Blob Data Reader", f.container("ccc").as_str());
+    match f.authz.store().create_assignment(again, NOW) {
+        Err(e @ Error::DuplicateAssignment { .. }) => {
+            let Error::DuplicateAssignment { existing } = &e else {
+                unreachable!()
+            };
+            assert_eq!(existing.id(), first);
+            assert!(e.to_string().starts_with("RoleAssignmentExists"), "{e}");
+        }
+        other => panic!("expected RoleAssignmentExists, got {other:?}"),
+    }
+    // Another scope, role or principal is a different assignment.
+    f.assign(JOB, "Storage Blob Data Reader", &f.container("ddd"));
+    f.assign(JOB, "Storage Blob Data Contributor", &f.container("ccc"));
+    f.assign(OTHER, "Storage Blob Data Reader", &f.container("ccc"));
+    assert_eq!(f.authz.store().assignments().unwrap().len(), 4);
+}
+
+#[test]
+fn a_custom_role_is_deleted_only_when_no_assignment_uses_it() {
+    let f = Fixture::new();
+    let role = RoleDefinition::from_json(
+        r#"{"Name":"Lister","DataActions":["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],"AssignableScopes":["/"]}"#,
+    )
+    .unwrap();
+    f.authz.store().create_definition(role).unwrap();
+    let id = f.assign(JOB, "Lister", &f.container("ccc"));
+    let err = f.authz.store().delete_definition("Lister").unwrap_err();
+    assert!(matches!(err, Error::RoleInUse { count: 1, .. }), "{err}");
+    assert!(matches!(
+        f.authz
+            .store()
+            .delete_definition("Storage Blob Data Reader"),
+        Err(Error::BuiltInRole { .. })
+    ));
+    f.authz.store().delete_assignment(&id).unwrap();
+    f.authz.store().delete_definition("lister").unwrap();
+    assert!(matches!(
+        f.authz.store().find_definition("Lister"),
+        Err(Error::UnknownRole { .. })
+    ));
+}
+
+#[test]
+fn an_unversioned_store_keeps_its_assignments_and_a_newer_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(entraflow_rbac::DB_FILE);
+    {
+        // rbac.db as written before its schema carried a version.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO meta VALUES ('generation', 7);
+             CREATE TABLE role_definitions (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, definition TEXT NOT NULL);
+             CREATE TABLE role_assignments (name TEXT PRIMARY KEY, principal_id TEXT NOT NULL, principal_type TEXT NOT NULL,
+               role_definition_id TEXT NOT NULL, scope TEXT NOT NULL, condition TEXT, condition_version TEXT,
+               expires_at TEXT, created_at TEXT NOT NULL, description TEXT);
+             INSERT INTO role_assignments VALUES ('5f0c3a52-7a2b-4f0e-9d7c-1b2a3c4d5e6f', '{JOB}', 'ServicePrincipal',
+               '{}', '/subscriptions/{SUB}', NULL, NULL, NULL, '2026-01-01T00:00:00Z', NULL);",
+            builtin::STORAGE_BLOB_DATA_READER
+        ))
+        .unwrap();
+    }
+    let store = RbacStore::open(dir.path()).unwrap();
+    assert_eq!(store.assignments().unwrap()[0].principal_id, JOB);
+    let before = store.generation().unwrap();
+    // The triggers step 1 adds keep counting changes.
+    store
+        .create_assignment(
+            NewAssignment::new(
+                OTHER,
+                "Storage Blob Data Reader",
+                format!("/subscriptions/{SUB}"),
+            ),
+            NOW,
+        )
+        .unwrap();
+    assert!(store.generation().unwrap() > before);
+    drop(store);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 42)
+        .unwrap();
+    let err = RbacStore::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 42") && err.contains("newer"),
+        "{err}"
+    );
 }

@@ -78,7 +78,7 @@ fn conditions_longer_than_8_kb_are_refused_with_the_limit_named() {
 fn the_store_refuses_what_the_parser_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let store = RbacStore::open(dir.path()).unwrap();
-    let scope = Scope::storage_account("s", "ml", "data");
+    let scope = Scope::storage_account("00000000-0000-0000-0000-000000000001", "ml", "data");
     let mut new = NewAssignment::new(JOB, "Storage Blob Data Reader", scope.as_str());
     new.condition = Some(parens(5_000));
     let err = store
@@ -92,7 +92,7 @@ fn the_store_refuses_what_the_parser_refuses() {
 fn regression_a_stored_condition_past_the_limits_grants_nothing_and_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let store = RbacStore::open(dir.path()).unwrap();
-    let scope = Scope::storage_account("s", "ml", "data");
+    let scope = Scope::storage_account("00000000-0000-0000-0000-000000000001", "ml", "data");
     let mut new = NewAssignment::new(JOB, "Storage Blob Data Reader", scope.as_str());
     new.condition = Some(LEAF.into());
     let a = store

@@ -159,6 +159,17 @@ impl ArmError {
             E::AssignmentExists { .. } => {
                 Self::new(StatusCode::CONFLICT, "RoleAssignmentExists", text)
             }
+            E::DuplicateAssignment { existing } => Self::new(
+                StatusCode::CONFLICT,
+                "RoleAssignmentExists",
+                format!(
+                    "The role assignment already exists. The ID of the existing role assignment is {}.",
+                    existing.name
+                ),
+            ),
+            E::RoleInUse { .. } => {
+                Self::new(StatusCode::CONFLICT, "RoleDefinitionHasAssignments", text)
+            }
             E::InvalidAssignmentName { value } => invalid_assignment_id(&value),
             E::DuplicateRole { .. } => {
                 Self::new(StatusCode::CONFLICT, "RoleDefinitionWithSameNameExists", text)

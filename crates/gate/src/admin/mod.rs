@@ -473,21 +473,6 @@ impl Admin<'_, '_> {
                 ),
             ));
         }
-        if let Some(dup) = existing.iter().find(|a| {
-            a.scope == *scope
-                && a.principal_id == principal_id
-                && a.role_definition_id.eq_ignore_ascii_case(&role.id)
-        }) {
-            return Err(ArmError::new(
-                StatusCode::CONFLICT,
-                "RoleAssignmentExists",
-                format!(
-                    "The role assignment already exists. The ID of the existing role assignment is {}.",
-                    dup.name
-                ),
-            ));
-        }
-
         let new = NewAssignment {
             principal_id: principal_id.clone(),
             principal_type,

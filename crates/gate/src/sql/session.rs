@@ -25,8 +25,7 @@ use crate::guard::{Guard, Guarded, Wire};
 
 /// The data action a session needs at the database's scope (an entraflow action:
 /// Azure's flexible servers check only the role mapping).
-pub const CONNECT_ACTION: &str =
-    "Microsoft.DBforPostgreSQL/flexibleServers/databases/connect/action";
+pub const CONNECT_ACTION: &str = entraflow_rbac::action::postgres::CONNECT;
 /// Event type of an allowed session's start (durable before the client is told).
 pub const SESSION_START: &str = "sql.session.start";
 /// Event type of a session's end.
