@@ -7,53 +7,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{b64, jti, now, rsa_cert, sign_jwt};
+use common::{aadsts, b64, device_code, device_login, jti, now, rsa_cert, sign_jwt};
 use entraflow_authority::LockoutPolicy;
 use entraflow_core::{DEVICE_CODE_GRANT, JWT_BEARER_ASSERTION_TYPE as JWT_BEARER};
 use entraflow_testkit::report::{Doc, Suite};
 use entraflow_testkit::{Authority, STORAGE_SCOPE};
 use serde_json::{Value, json};
 
-/// The AADSTS code of an error body; 0 for a success.
-fn aadsts(body: &Value) -> u64 {
-    body["error_codes"][0].as_u64().unwrap_or_default()
-}
-
 const PASSWORD: &str = "correct horse battery";
 const RACERS: usize = 8;
+const OFFLINE: &str = "https://storage.azure.com/.default offline_access";
 
-async fn device_login(s: &Authority, user_code: &str, upn: &str, password: &str) -> String {
-    s.http
-        .post(s.url("/devicelogin"))
-        .form(&[
-            ("code", user_code),
-            ("upn", upn),
-            ("password", password),
-            ("action", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn device_code(s: &Authority, client_id: &str) -> (String, String) {
-    let (status, dc) = s
-        .post_form(
-            &format!("/{}/oauth2/v2.0/devicecode", s.tenant()),
-            &[
-                ("client_id", client_id),
-                ("scope", &format!("{STORAGE_SCOPE} offline_access")),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "{dc}");
-    (
-        dc["device_code"].as_str().unwrap().into(),
-        dc["user_code"].as_str().unwrap().into(),
-    )
+/// The device-login page's text after a submission.
+async fn page_of(s: &Authority, user_code: &str, upn: &str, password: &str) -> String {
+    device_login(s, user_code, upn, password).await.1
 }
 
 /// `(status, AADSTS code)` of each of `RACERS` concurrent token requests.
@@ -104,10 +71,10 @@ async fn authority_abuse_is_refused() {
     }
 
     // Password guessing on the device-login page.
-    let (_, user_code) = device_code(&s, &public.app_id).await;
+    let (_, user_code) = device_code(&s, &public.app_id, OFFLINE).await;
     let mut last = String::new();
     for i in 0..5 {
-        last = device_login(
+        last = page_of(
             &s,
             &user_code,
             "erin@entraflow.local",
@@ -125,7 +92,7 @@ async fn authority_abuse_is_refused() {
         },
         last.contains("is locked"),
     );
-    let page = device_login(&s, &user_code, "erin@entraflow.local", PASSWORD).await;
+    let page = page_of(&s, &user_code, "erin@entraflow.local", PASSWORD).await;
     suite.check(
         "device login: the right password while locked",
         "refused (locked)",
@@ -136,7 +103,7 @@ async fn authority_abuse_is_refused() {
         },
         page.contains("is locked"),
     );
-    let page = device_login(&s, &user_code, "frank@entraflow.local", PASSWORD).await;
+    let page = page_of(&s, &user_code, "frank@entraflow.local", PASSWORD).await;
     suite.check(
         "device login: another account from the same source",
         "signed in",
@@ -149,10 +116,10 @@ async fn authority_abuse_is_refused() {
     );
 
     // Spraying one password over many (unknown) accounts from one source.
-    let (_, user_code) = device_code(&s, &public.app_id).await;
+    let (_, user_code) = device_code(&s, &public.app_id, OFFLINE).await;
     let mut locked_at = None;
     for i in 0..12 {
-        let page = device_login(
+        let page = page_of(
             &s,
             &user_code,
             &format!("user{i}@entraflow.local"),
@@ -310,7 +277,7 @@ async fn authority_abuse_is_refused() {
     );
 
     // Single-use grants redeemed by many callers at once.
-    let (device, user_code) = device_code(&s, &public.app_id).await;
+    let (device, user_code) = device_code(&s, &public.app_id, OFFLINE).await;
     s.store()
         .approve_device_code(&user_code, "frank@entraflow.local", false)
         .unwrap();
@@ -345,7 +312,7 @@ async fn authority_abuse_is_refused() {
         redeemed.len() == 1,
     );
 
-    let (device, user_code) = device_code(&s, &public.app_id).await;
+    let (device, user_code) = device_code(&s, &public.app_id, OFFLINE).await;
     s.store()
         .approve_device_code(&user_code, "frank@entraflow.local", false)
         .unwrap();
@@ -372,7 +339,7 @@ async fn authority_abuse_is_refused() {
         (status, aadsts(&body)) == (400, 700082),
     );
     // The refused attempt spent it (single use), so race a fresh one.
-    let (device, user_code) = device_code(&s, &public.app_id).await;
+    let (device, user_code) = device_code(&s, &public.app_id, OFFLINE).await;
     s.store()
         .approve_device_code(&user_code, "frank@entraflow.local", false)
         .unwrap();

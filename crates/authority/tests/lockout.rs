@@ -4,8 +4,11 @@
 //! guessing over many accounts is locked on its own, each refusal is an audit
 //! record, and the lockout ends by itself.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{aadsts, device_code, device_login};
 use entraflow_audit::{EventType, Record};
 use entraflow_authority::{AUDIT_LOG_ID, LockoutPolicy};
 use entraflow_core::DEVICE_CODE_GRANT;
@@ -23,43 +26,6 @@ async fn start(threshold: u32, source_threshold: u32) -> Authority {
         }
     })
     .await
-}
-
-/// The AADSTS code of a token endpoint error body.
-fn aadsts(body: &serde_json::Value) -> u64 {
-    body["error_codes"][0].as_u64().unwrap_or_default()
-}
-
-/// Starts a device-code sign-in and returns `(device_code, user_code)`.
-async fn device_code(s: &Authority, client_id: &str) -> (String, String) {
-    let (status, dc) = s
-        .post_form(
-            &format!("/{}/oauth2/v2.0/devicecode", s.tenant()),
-            &[("client_id", client_id), ("scope", STORAGE_SCOPE)],
-        )
-        .await;
-    assert_eq!(status, 200, "{dc}");
-    (
-        dc["device_code"].as_str().unwrap().to_owned(),
-        dc["user_code"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// Submits the device-login page: its status and text.
-async fn device_login(s: &Authority, user_code: &str, upn: &str, password: &str) -> (u16, String) {
-    let resp = s
-        .http
-        .post(s.url("/devicelogin"))
-        .form(&[
-            ("code", user_code),
-            ("upn", upn),
-            ("password", password),
-            ("action", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 fn refusals(records: &[Record], code: &str) -> usize {
@@ -81,7 +47,7 @@ async fn wrong_passwords_lock_the_account_until_the_lockout_ends() {
     let app = s.public_app("notebook");
     let upn = "dana@entraflow.local";
     s.store().create_user(upn, "Dana", Some(PASSWORD)).unwrap();
-    let (device, user_code) = device_code(&s, &app.app_id).await;
+    let (device, user_code) = device_code(&s, &app.app_id, STORAGE_SCOPE).await;
 
     let (status, page) = device_login(&s, &user_code, upn, "guess one").await;
     assert_eq!(status, 400);
@@ -181,7 +147,7 @@ async fn one_source_guessing_over_many_accounts_is_locked() {
             .create_user(&format!("user{i}@entraflow.local"), "User", Some(PASSWORD))
             .unwrap();
     }
-    let (_, user_code) = device_code(&s, &app.app_id).await;
+    let (_, user_code) = device_code(&s, &app.app_id, STORAGE_SCOPE).await;
     // The same password sprayed over accounts: one try each.
     for i in 0..3 {
         let upn = format!("user{i}@entraflow.local");

@@ -1,8 +1,14 @@
 //! Helpers of the authority tests beyond the shared set-up (`entraflow_testkit`):
-//! Entra error bodies, client certificates and signed assertions.
+//! Entra error bodies, client certificates, signed assertions, and the device-code
+//! sign-in steps a person takes.
 #![allow(dead_code, unreachable_pub)]
 
 use serde_json::Value;
+
+/// The AADSTS code of a token endpoint answer; 0 for a success.
+pub fn aadsts(body: &Value) -> u64 {
+    body["error_codes"][0].as_u64().unwrap_or_default()
+}
 
 /// The AADSTS code of an error body.
 pub fn code(body: &Value) -> u64 {
@@ -87,4 +93,45 @@ pub fn now() -> i64 {
 
 pub fn jti() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Starts a device-code sign-in for `scope`: `(device_code, user_code)`.
+pub async fn device_code(
+    s: &entraflow_testkit::Authority,
+    client_id: &str,
+    scope: &str,
+) -> (String, String) {
+    let (status, dc) = s
+        .post_form(
+            &format!("/{}/oauth2/v2.0/devicecode", s.tenant()),
+            &[("client_id", client_id), ("scope", scope)],
+        )
+        .await;
+    assert_eq!(status, 200, "{dc}");
+    (
+        dc["device_code"].as_str().unwrap().to_owned(),
+        dc["user_code"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Submits the device-login page as a person would: its status and text.
+pub async fn device_login(
+    s: &entraflow_testkit::Authority,
+    user_code: &str,
+    upn: &str,
+    password: &str,
+) -> (u16, String) {
+    let resp = s
+        .http
+        .post(s.url("/devicelogin"))
+        .form(&[
+            ("code", user_code),
+            ("upn", upn),
+            ("password", password),
+            ("action", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }
