@@ -56,16 +56,21 @@ fn invalid(reason: &str) -> StorageError {
     .detail("Reason", reason)
 }
 
-/// Splits a batch body into its sub-requests.
+/// Splits a batch body into its sub-requests. A delimiter counts only at the start
+/// of a line (RFC 2046 §5.1.1): `--<boundary>` may appear inside a part (a bearer
+/// token is base64url, so `--b` can occur in one) without ending it.
 pub(crate) fn parse(body: &[u8], boundary: &str) -> Result<Vec<SubRequest>, StorageError> {
-    let delimiter = format!("--{boundary}");
-    let text = body;
+    let delimiter = format!("\r\n--{boundary}");
     let mut parts = Vec::new();
-    let mut rest = text;
-    // Skip any preamble up to the first delimiter.
-    let first = find(rest, delimiter.as_bytes())
-        .ok_or_else(|| invalid("the body has no multipart boundary"))?;
-    rest = &rest[first + delimiter.len()..];
+    // Skip any preamble up to the first delimiter (which may open the body).
+    let first = if body.starts_with(&delimiter.as_bytes()[2..]) {
+        delimiter.len() - 2
+    } else {
+        find(body, delimiter.as_bytes())
+            .map(|at| at + delimiter.len())
+            .ok_or_else(|| invalid("the body has no multipart boundary"))?
+    };
+    let mut rest = &body[first..];
     loop {
         if rest.starts_with(b"--") {
             break;
@@ -176,6 +181,16 @@ mod tests {
         assert_eq!(subs[1].headers["authorization"], "Bearer t");
         assert!(parse(b"garbage", "batch_x").is_err());
         assert!(boundary(Some("application/xml")).is_err());
+    }
+
+    /// Regression: a bearer token holding `--b` (base64url has `-`) ended its part
+    /// early and the whole batch was refused as malformed.
+    #[test]
+    fn a_boundary_inside_a_line_does_not_end_the_part() {
+        let body = b"--b\r\nContent-Type: application/http\r\nContent-ID: 0\r\n\r\nDELETE /acct/c/x HTTP/1.1\r\nAuthorization: Bearer eyJ--b--x.y-z\r\n\r\n\r\n--b--\r\n";
+        let subs = parse(body, "b").unwrap();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].headers["authorization"], "Bearer eyJ--b--x.y-z");
     }
 
     #[test]
