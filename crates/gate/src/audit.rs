@@ -11,6 +11,24 @@ use entraflow_audit::{Event, EventType};
 use futures::{Stream, StreamExt};
 
 /// A future returned by [`AuditSink::append`].
+/// Opens the audit log a gate writes: its chain `log_id` in `store`, checkpoints
+/// signed with the data directory's key. The Blob and SQL gates start the same way.
+pub(crate) async fn open_log(
+    data_dir: &std::path::Path,
+    store: entraflow_audit::StoreUrl,
+    log_id: &str,
+) -> Result<entraflow_audit::AuditLog, String> {
+    let signer = entraflow_audit::CheckpointSigner::load_or_create(data_dir, log_id)
+        .map_err(|e| e.to_string())?;
+    entraflow_audit::AuditLog::open(
+        store,
+        signer,
+        entraflow_audit::AuditOptions::new(log_id.to_owned()),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
 pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// Receives one event per request. `append` returns once the event is durable;

@@ -85,7 +85,7 @@ impl GateConfig {
                 .collect(),
             leeway: Duration::from_secs(300),
             jwks_refresh_interval: crate::verify::UNKNOWN_KID_REFETCH,
-            group_staleness: Duration::from_secs(30),
+            group_staleness: crate::groups::DEFAULT_STALENESS,
             audit_log_id: "entraflow/gate".to_owned(),
             audit_store: entraflow_audit::StoreUrl::default_for(&data_dir),
             data_dir,

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
+/// How stale a principal's groups may be unless configured otherwise.
+pub(crate) const DEFAULT_STALENESS: Duration = Duration::from_secs(30);
+
 /// The authority's database in a data directory (`entraflow_authority::DB_FILE`).
 const DIRECTORY_FILE: &str = "authority.db";
 /// Cached principals at most; beyond it the cache starts again (each entry is

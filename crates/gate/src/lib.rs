@@ -248,18 +248,13 @@ impl Gate {
             entraflow_rbac::Authorizer::open(&config.data_dir)
                 .map_err(|e| GateError::Rbac(e.to_string()))?,
         );
-        let signer = entraflow_audit::CheckpointSigner::load_or_create(
+        let audit_log = audit::open_log(
             &config.data_dir,
+            config.audit_store.clone(),
             &config.audit_log_id,
         )
-        .map_err(|e| GateError::Audit(e.to_string()))?;
-        let audit_log = entraflow_audit::AuditLog::open(
-            config.audit_store.clone(),
-            signer,
-            entraflow_audit::AuditOptions::new(config.audit_log_id.clone()),
-        )
         .await
-        .map_err(|e| GateError::Audit(e.to_string()))?;
+        .map_err(GateError::Audit)?;
 
         let tenant = &config.tenants[0];
         let challenge = format!(

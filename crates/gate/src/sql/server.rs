@@ -74,18 +74,13 @@ impl SqlGate {
             entraflow_rbac::Authorizer::open(&config.data_dir)
                 .map_err(|e| SqlGateError::Rbac(e.to_string()))?,
         );
-        let signer = entraflow_audit::CheckpointSigner::load_or_create(
+        let audit_log = crate::audit::open_log(
             &config.data_dir,
+            config.audit_store.clone(),
             &config.audit_log_id,
         )
-        .map_err(|e| SqlGateError::Audit(e.to_string()))?;
-        let audit_log = entraflow_audit::AuditLog::open(
-            config.audit_store.clone(),
-            signer,
-            entraflow_audit::AuditOptions::new(config.audit_log_id.clone()),
-        )
         .await
-        .map_err(|e| SqlGateError::Audit(e.to_string()))?;
+        .map_err(SqlGateError::Audit)?;
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| SqlGateError::Io {
@@ -110,7 +105,7 @@ impl SqlGate {
                 expiry_grace: config.expiry_grace,
                 groups: crate::groups::GroupDirectory::open(
                     &config.data_dir,
-                    std::time::Duration::from_secs(30),
+                    crate::groups::DEFAULT_STALENESS,
                 ),
             },
         ));
