@@ -59,10 +59,10 @@ class Up:
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout) if out.stdout.strip() else {}
 
-    def token(self, app: dict, secret: str) -> str:
+    def token(self, app: dict, secret: str, scope: str = STORAGE_SCOPE) -> str:
         r = requests.post(f"{self.env['AZURE_AUTHORITY_HOST']}/{self.env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
                           data={"grant_type": "client_credentials", "client_id": app["appId"],
-                                "client_secret": secret, "scope": STORAGE_SCOPE}, verify=self.ca, timeout=30)
+                                "client_secret": secret, "scope": scope}, verify=self.ca, timeout=30)
         r.raise_for_status()
         return r.json()["access_token"]
 
@@ -81,12 +81,14 @@ class Up:
         self.log.close()
 
 
-def writer(up: Up) -> tuple[dict, str]:
+def writer(up: Up, *extra_roles: str) -> tuple[dict, str]:
     app = up.cli("ad", "app", "create", "--display-name", f"faults-{uuid.uuid4().hex[:6]}")
     sp = up.cli("ad", "sp", "create", "--id", app["appId"])
     secret = up.cli("ad", "app", "credential", "reset", "--id", app["appId"])["password"]
-    up.cli("role", "assignment", "create", "--assignee", sp["id"], "--role", "Storage Blob Data Contributor",
-           "--scope", up.env["ENTRAFLOW_STORAGE_SCOPE"])
+    for role in ("Storage Blob Data Contributor", *extra_roles):
+        up.cli("role", "assignment", "create", "--assignee", sp["id"], "--role", role,
+               "--scope", up.env["ENTRAFLOW_STORAGE_SCOPE"])
+    app["spObjectId"] = sp["id"]
     return app, secret
 
 
@@ -205,11 +207,11 @@ def test_no_room_is_a_clear_error_nothing_is_corrupted_and_room_returning_recove
     report.finish()
 
 
-def test_an_audit_log_without_room_refuses_then_recovers_on_its_own(tmp_path):
+def test_an_audit_log_without_room_refuses_changes_untouched_then_recovers_on_its_own(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     up = Up(data)
-    app, secret = writer(up)
+    app, secret = writer(up, "Owner")
     up.stop()
     # Every file the server writes may grow to 2 MiB: the audit log's write-ahead
     # file reaches it after some hundreds of requests.
@@ -218,20 +220,36 @@ def test_an_audit_log_without_room_refuses_then_recovers_on_its_own(tmp_path):
     acked = {}
     try:
         token = up.token(app, secret)
+        arm_token = up.token(app, secret, "https://management.azure.com/.default")
         wait_allowed(up, token, "audited")
-        refused = None
+        refused = refused_name = None
         for i in range(5000):
             body = os.urandom(512)
             r = up.request("PUT", f"/audited/b{i}", token, body, **{"x-ms-blob-type": "BlockBlob"})
             if r.status_code == 201:
                 acked[f"b{i}"] = body
                 continue
-            refused = r
+            refused, refused_name = r, f"b{i}"
             break
         report.check("writes until the audit log has no room", "then 503 naming the audit log",
                      "never refused" if refused is None else
                      f"{refused.status_code} after {len(acked)} writes: {refused.headers.get('x-ms-error-code')}",
                      refused is not None and refused.status_code == 503 and "audit" in refused.text)
+        # Changes of every kind are refused, and refused before anything changes: no
+        # change is ever made that the audit log does not hold a decision for.
+        victim = next(iter(acked), None)
+        deleted = up.request("DELETE", f"/audited/{victim}", token)
+        assignment = str(uuid.uuid4())
+        scope = up.env["ENTRAFLOW_STORAGE_SCOPE"]
+        arm = (f"{up.env['ENTRAFLOW_ADMIN_ENDPOINT']}{scope}/providers/Microsoft.Authorization/"
+               f"roleAssignments/{assignment}?api-version=2022-04-01")
+        granted = requests.put(arm, headers={"Authorization": f"Bearer {arm_token}"}, verify=up.ca, timeout=30, json={
+            "properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/"
+                                               "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+                           "principalId": app["spObjectId"], "principalType": "ServicePrincipal"}})
+        report.check("a delete and a role assignment while there is no room", "both 503",
+                     f"{deleted.status_code}, {granted.status_code}",
+                     deleted.status_code == 503 and granted.status_code == 503)
         resource.prlimit(up.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         deadline = time.monotonic() + 10
         while (r := up.request("PUT", "/audited/after", token, b"after", **{"x-ms-blob-type": "BlockBlob"})).status_code != 201:
@@ -242,8 +260,13 @@ def test_an_audit_log_without_room_refuses_then_recovers_on_its_own(tmp_path):
                      r.status_code == 201)
         intact = sum(1 for name, body in acked.items()
                      if (g := up.request("GET", f"/audited/{name}", token)).status_code == 200 and g.content == body)
-        report.check("every acknowledged write is intact", f"{len(acked)} of {len(acked)}", f"{intact} of {len(acked)}",
-                     intact == len(acked))
+        report.check("every acknowledged write is intact (the refused delete too)", f"{len(acked)} of {len(acked)}",
+                     f"{intact} of {len(acked)}", intact == len(acked) and victim is not None)
+        left = up.request("GET", f"/audited/{refused_name}", token).status_code if refused_name else None
+        report.check("the refused write left nothing behind", "404", str(left), left == 404)
+        found = requests.get(arm, headers={"Authorization": f"Bearer {arm_token}"}, verify=up.ca, timeout=30)
+        report.check("the refused role assignment does not exist", "404", str(found.status_code),
+                     found.status_code == 404)
     finally:
         up.stop()
     ok, summary = verify_audit(data)
