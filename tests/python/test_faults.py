@@ -31,7 +31,7 @@ VERSION = "2025-01-05"
 
 
 class Up:
-    def __init__(self, data: Path, fsize: int | None = None):
+    def __init__(self, data: Path, fsize: int | None = None, env: dict | None = None):
         self.data = data
         for f in ("env", "gate.env"):
             (data / f).unlink(missing_ok=True)
@@ -44,7 +44,8 @@ class Up:
         self.log = open(data.parent / f"up-{uuid.uuid4().hex[:6]}.log", "w")
         self.proc = subprocess.Popen([BIN, "--data-dir", str(data), "up", "--authority-port", "0", "--imds-port", "0",
                                       "--gate-port", "0"], stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=limits)
+                                     preexec_fn=limits, env={**os.environ, **(env or {})})
+        self.extra_env = env or {}
         deadline = time.monotonic() + 60
         while not (data / "gate.env").exists():
             assert self.proc.poll() is None, Path(self.log.name).read_text()[-3000:]
@@ -55,7 +56,8 @@ class Up:
         self.blob = self.env["ENTRAFLOW_BLOB_ENDPOINT"]
 
     def cli(self, *args: str) -> dict:
-        out = subprocess.run([BIN, "--data-dir", str(self.data), *args, "-o", "json"], capture_output=True, text=True)
+        out = subprocess.run([BIN, "--data-dir", str(self.data), *args, "-o", "json"], capture_output=True, text=True,
+                             env={**os.environ, **self.extra_env})
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout) if out.stdout.strip() else {}
 
@@ -100,8 +102,9 @@ def wait_allowed(up: Up, token: str, container: str) -> None:
     assert r.status_code in (201, 409), r.text
 
 
-def verify_audit(data: Path) -> tuple[bool, str]:
-    out = subprocess.run([BIN, "--data-dir", str(data), "audit", "verify"], capture_output=True, text=True)
+def verify_audit(data: Path, env: dict | None = None) -> tuple[bool, str]:
+    out = subprocess.run([BIN, "--data-dir", str(data), "audit", "verify"], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
     verdict = [l for l in out.stdout.splitlines() if l.startswith(("OK", "FAIL", "PROBLEM"))] or [out.stderr.strip()]
     return out.returncode == 0, verdict[0][:60]
 
@@ -271,4 +274,79 @@ def test_an_audit_log_without_room_refuses_changes_untouched_then_recovers_on_it
         up.stop()
     ok, summary = verify_audit(data)
     report.check("audit verify afterwards", "passes", summary, ok)
+    report.finish()
+
+
+def fresh_postgres_database() -> str | None:
+    """A new database on the test PostgreSQL, for an audit store no other test shares."""
+    url = os.environ.get("ENTRAFLOW_TEST_POSTGRES_URL")
+    if not url:
+        return None
+    import psycopg
+
+    name = f"faults_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def test_no_room_for_the_blob_metadata_database_is_a_clear_error_and_recovers(tmp_path):
+    # The audit log lives in PostgreSQL here, so the first file to run out of room is
+    # the gate's own gate.db (blob properties and metadata), not audit.db.
+    store = fresh_postgres_database()
+    if store is None:
+        if os.environ.get("ENTRAFLOW_REQUIRE_POSTGRES") == "1":
+            raise RuntimeError("ENTRAFLOW_REQUIRE_POSTGRES=1 but ENTRAFLOW_TEST_POSTGRES_URL is not set")
+        import pytest
+
+        pytest.skip("ENTRAFLOW_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)")
+    env = {"ENTRAFLOW_AUDIT_STORE": store}
+    data = tmp_path / "data"
+    data.mkdir()
+    up = Up(data, env=env)
+    app, secret = writer(up)
+    up.stop()
+    up = Up(data, fsize=2 << 20, env=env)
+    report = Report("reliability", "No room for the gate's metadata (gate.db)")
+    acked = {}
+    # Azure allows 8 KiB of metadata per blob: each write grows gate.db by about that.
+    meta = {f"x-ms-meta-k{i}": "v" * 700 for i in range(10)}
+    try:
+        token = up.token(app, secret)
+        wait_allowed(up, token, "meta")
+        refused = refused_name = None
+        for i in range(2000):
+            body = os.urandom(256)
+            r = up.request("PUT", f"/meta/b{i}", token, body, **{"x-ms-blob-type": "BlockBlob"}, **meta)
+            if r.status_code == 201:
+                acked[f"b{i}"] = body
+                continue
+            refused, refused_name = r, f"b{i}"
+            break
+        report.check("writes until gate.db has no room", "then 5xx naming the cause",
+                     "never refused" if refused is None else
+                     f"{refused.status_code} after {len(acked)} writes: {refused.text[:160]!r}",
+                     refused is not None and refused.status_code >= 500
+                     and ("room" in refused.text.lower() or "space" in refused.text.lower()))
+        left = up.request("GET", f"/meta/{refused_name}", token).status_code if refused_name else None
+        report.check("the refused write left no blob", "404", str(left), left == 404)
+        over = up.request("PUT", "/meta/b0", token, b"new bytes", **{"x-ms-blob-type": "BlockBlob"},
+                          **{**meta, "x-ms-meta-k9": "changed"})
+        report.check("an overwrite while there is no room", "503, the old blob kept (checked below)",
+                     str(over.status_code), over.status_code == 503)
+        resource.prlimit(up.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        r = up.request("PUT", "/meta/after", token, b"after", **{"x-ms-blob-type": "BlockBlob"}, **meta)
+        report.check("room returns: the same write succeeds, no restart", "201", str(r.status_code),
+                     r.status_code == 201)
+        intact = 0
+        for name, body in acked.items():
+            g = up.request("GET", f"/meta/{name}", token)
+            intact += g.status_code == 200 and g.content == body and g.headers.get("x-ms-meta-k9") == "v" * 700
+        report.check("every acknowledged blob and its metadata intact (the overwritten one too)",
+                     f"{len(acked)} of {len(acked)}",
+                     f"{intact} of {len(acked)}", intact == len(acked) and len(acked) > 0)
+    finally:
+        up.stop()
+    ok, summary = verify_audit(data, env)
+    report.check("audit verify afterwards (PostgreSQL store)", "passes", summary, ok)
     report.finish()

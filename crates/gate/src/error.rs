@@ -285,7 +285,7 @@ impl StorageError {
             return Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServerBusy",
-                "The gate's data directory has no room for this write; nothing was stored. Free space there and retry.",
+                "The gate's data directory has no room for this write (full, or over a size limit); nothing was stored. Free space there and retry.",
             )
             .detail("Reason", cause);
         }
@@ -309,10 +309,18 @@ fn no_room(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         {
             return Some(io.kind().to_string());
         }
-        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>()
-            && f.code == rusqlite::ErrorCode::DiskFull
-        {
-            return Some("the gate's database is full".into());
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>() {
+            if f.code == rusqlite::ErrorCode::DiskFull {
+                return Some("gate.db: the disk is full".into());
+            }
+            // SQLite reports a write refused outright (EFBIG past a file-size limit,
+            // EDQUOT) as a write error, only a short write as SQLITE_FULL.
+            if f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE {
+                return Some(
+                    "gate.db: a write to disk failed (no room, a size limit or a failing disk)"
+                        .into(),
+                );
+            }
         }
         current = e.source();
     }
