@@ -350,3 +350,64 @@ def test_no_room_for_the_blob_metadata_database_is_a_clear_error_and_recovers(tm
     ok, summary = verify_audit(data, env)
     report.check("audit verify afterwards (PostgreSQL store)", "passes", summary, ok)
     report.finish()
+
+
+def test_no_room_for_the_authority_database_is_a_clear_error_and_recovers(tmp_path):
+    # Audit on PostgreSQL again: the file that fills is authority.db, where device
+    # codes (and refresh tokens) live.
+    store = fresh_postgres_database()
+    if store is None:
+        if os.environ.get("ENTRAFLOW_REQUIRE_POSTGRES") == "1":
+            raise RuntimeError("ENTRAFLOW_REQUIRE_POSTGRES=1 but ENTRAFLOW_TEST_POSTGRES_URL is not set")
+        import pytest
+
+        pytest.skip("ENTRAFLOW_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)")
+    env = {"ENTRAFLOW_AUDIT_STORE": store}
+    data = tmp_path / "data"
+    data.mkdir()
+    up = Up(data, env=env)
+    app, secret = writer(up)
+    public = up.cli("ad", "app", "create", "--display-name", "faults-notebook", "--public-client")
+    up.stop()
+    up = Up(data, fsize=1 << 20, env=env)
+    report = Report("reliability", "No room for the authority's database (authority.db)")
+    host, tenant = up.env["AZURE_AUTHORITY_HOST"], up.env["AZURE_TENANT_ID"]
+
+    def device_code() -> requests.Response:
+        return requests.post(f"{host}/{tenant}/oauth2/v2.0/devicecode", verify=up.ca, timeout=30,
+                             data={"client_id": public["appId"], "scope": f"{STORAGE_SCOPE} offline_access"})
+
+    try:
+        issued = 0
+        refused = None
+        for _ in range(5000):
+            r = device_code()
+            if r.status_code == 200:
+                issued += 1
+                continue
+            refused = r
+            break
+        body = {} if refused is None else (refused.json() if refused.headers.get("content-type", "").startswith(
+            "application/json") else {"error": refused.text[:80]})
+        described = f"{body.get('error')}: {str(body.get('error_description', ''))[:100]}"
+        report.check("device codes until authority.db has no room", "then 503 temporarily_unavailable naming the cause",
+                     "never refused" if refused is None else f"{refused.status_code} after {issued}: {described}",
+                     refused is not None and refused.status_code == 503
+                     and body.get("error") == "temporarily_unavailable"
+                     and "room" in str(body.get("error_description", "")).lower())
+        # A token that needs nothing stored still comes: the authority is degraded, not down.
+        try:
+            up.token(app, secret)
+            still = "issued"
+        except requests.HTTPError as e:
+            still = f"{e.response.status_code}"
+        report.check("client_credentials while there is no room", "issued (nothing to store but the audit record)",
+                     still, still == "issued")
+        resource.prlimit(up.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        r = device_code()
+        report.check("room returns: device codes again, no restart", "200", str(r.status_code), r.status_code == 200)
+    finally:
+        up.stop()
+    ok, summary = verify_audit(data, env)
+    report.check("audit verify afterwards (PostgreSQL store)", "passes", summary, ok)
+    report.finish()

@@ -280,7 +280,7 @@ impl StorageError {
     /// or, when the cause is a full disk (or a file-size limit or quota), 503
     /// `ServerBusy` saying so: the client can act on that, and retry once there is room.
     pub fn internal<E: std::error::Error + 'static>(err: E) -> Self {
-        if let Some(cause) = no_room(&err) {
+        if let Some(cause) = entraflow_core::fsutil::no_room(&err) {
             tracing::error!(error = %err, "no room on the gate's data directory");
             return Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -296,35 +296,6 @@ impl StorageError {
             "Server encountered an internal error. Please try again after some time.",
         )
     }
-}
-
-/// The cause, if `err` or an error it wraps is a full disk, a file-size limit or
-/// a quota (from the file system, or SQLite's `SQLITE_FULL`).
-fn no_room(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(io.kind(), StorageFull | FileTooLarge | QuotaExceeded)
-        {
-            return Some(io.kind().to_string());
-        }
-        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>() {
-            if f.code == rusqlite::ErrorCode::DiskFull {
-                return Some("gate.db: the disk is full".into());
-            }
-            // SQLite reports a write refused outright (EFBIG past a file-size limit,
-            // EDQUOT) as a write error, only a short write as SQLITE_FULL.
-            if f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE {
-                return Some(
-                    "gate.db: a write to disk failed (no room, a size limit or a failing disk)"
-                        .into(),
-                );
-            }
-        }
-        current = e.source();
-    }
-    None
 }
 
 impl From<object_store::Error> for StorageError {
