@@ -411,3 +411,70 @@ def test_no_room_for_the_authority_database_is_a_clear_error_and_recovers(tmp_pa
     ok, summary = verify_audit(data, env)
     report.check("audit verify afterwards (PostgreSQL store)", "passes", summary, ok)
     report.finish()
+
+
+def test_no_room_for_the_role_store_is_a_clear_error_and_recovers(tmp_path):
+    # Audit on PostgreSQL: the file that fills is rbac.db, written by the admin API.
+    store = fresh_postgres_database()
+    if store is None:
+        if os.environ.get("ENTRAFLOW_REQUIRE_POSTGRES") == "1":
+            raise RuntimeError("ENTRAFLOW_REQUIRE_POSTGRES=1 but ENTRAFLOW_TEST_POSTGRES_URL is not set")
+        import pytest
+
+        pytest.skip("ENTRAFLOW_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)")
+    env = {"ENTRAFLOW_AUDIT_STORE": store}
+    data = tmp_path / "data"
+    data.mkdir()
+    up = Up(data, env=env)
+    app, secret = writer(up, "Owner")
+    up.stop()
+    up = Up(data, fsize=1 << 20, env=env)
+    report = Report("reliability", "No room for the role store (rbac.db)")
+    scope = up.env["ENTRAFLOW_STORAGE_SCOPE"]
+    reader = "/providers/Microsoft.Authorization/roleDefinitions/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+
+    def assignment_url(name: str) -> str:
+        return (f"{up.env['ENTRAFLOW_ADMIN_ENDPOINT']}{scope}/providers/Microsoft.Authorization/"
+                f"roleAssignments/{name}?api-version=2022-04-01")
+
+    try:
+        arm = {"Authorization": f"Bearer {up.token(app, secret, 'https://management.azure.com/.default')}"}
+
+        def grant(name: str) -> requests.Response:
+            # A long description makes each assignment a few KiB of rbac.db.
+            return requests.put(assignment_url(name), headers=arm, verify=up.ca, timeout=30, json={
+                "properties": {"roleDefinitionId": reader, "principalId": str(uuid.uuid4()),
+                               "principalType": "ServicePrincipal", "description": "d" * 2000}})
+
+        made, refused, refused_name = [], None, None
+        for _ in range(3000):
+            name = str(uuid.uuid4())
+            r = grant(name)
+            if r.status_code == 201:
+                made.append(name)
+                continue
+            refused, refused_name = r, name
+            break
+        code = (refused.json().get("error", {}).get("code") if refused is not None else None)
+        report.check("role assignments until rbac.db has no room", "then 503 ServiceUnavailable naming the cause",
+                     "never refused" if refused is None else f"{refused.status_code} {code} after {len(made)}",
+                     refused is not None and refused.status_code == 503 and "room" in refused.text)
+        # Blob reads only read rbac.db: they keep working.
+        token = up.token(app, secret)
+        r = up.request("GET", "/?comp=list", token)
+        report.check("Blob requests while rbac.db has no room", "200", str(r.status_code), r.status_code == 200)
+        resource.prlimit(up.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        left = requests.get(assignment_url(refused_name), headers=arm, verify=up.ca, timeout=30).status_code \
+            if refused_name else None
+        report.check("the refused assignment does not exist", "404", str(left), left == 404)
+        kept = sum(requests.get(assignment_url(n), headers=arm, verify=up.ca, timeout=30).status_code == 200
+                   for n in made)
+        report.check("every acknowledged assignment is there", f"{len(made)} of {len(made)}", f"{kept} of {len(made)}",
+                     kept == len(made) and len(made) > 0)
+        r = grant(str(uuid.uuid4()))
+        report.check("room returns: assignments again, no restart", "201", str(r.status_code), r.status_code == 201)
+    finally:
+        up.stop()
+    ok, summary = verify_audit(data, env)
+    report.check("audit verify afterwards (PostgreSQL store)", "passes", summary, ok)
+    report.finish()
