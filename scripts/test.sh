@@ -26,5 +26,8 @@ cargo nextest run --workspace --locked --no-fail-fast
 step "Python tests against the real binary"
 ENTRAFLOW_BIN="$PWD/target/debug/entraflow" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
 
+step "The SQL gate's benchmark still runs (quick mode: correctness checked, figures not asserted)"
+bash benches/sql_gate.sh --quick
+
 step "SECURITY.md and RELIABILITY.md from the suites' cases"
 python3 scripts/reports.py
