@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 apt_install pgbouncer postgresql-client openssl
-start_test_postgres >/dev/null
+start_local_postgres >/dev/null
 ensure_venv
 # Figures come from a release build; the quick mode only proves the bench still
 # runs (and the gate still answers correctly), so the debug build does.

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 step "PostgreSQL for the shared audit store"
-start_test_postgres
+start_local_postgres
 
 step "Python environment (pinned real clients) and the entraflow package"
 ensure_venv
