@@ -141,8 +141,10 @@ enum AppCommand {
         /// Token version the app accepts as a resource (Entra's default, null, means 1).
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..=2))]
         token_version: Option<i64>,
-        /// Allow public-client flows (device code without a secret).
-        #[arg(long)]
+        /// Allow public-client flows (device code without a secret). az's
+        /// `--is-fallback-public-client true|false` is the same setting.
+        #[arg(long, visible_alias = "is-fallback-public-client", num_args = 0..=1,
+              default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
         public_client: bool,
         /// Application id URIs, e.g. api://trainer.
         #[arg(long, num_args = 1.., value_name = "URI")]
@@ -230,6 +232,42 @@ enum CredentialCommand {
     },
 }
 
+/// `federated-credential create --parameters`, in az's shape (Microsoft Graph's
+/// federatedIdentityCredential: `description` is accepted and not kept).
+#[derive(Debug)]
+struct FederatedParameters {
+    name: String,
+    issuer: String,
+    subject: String,
+    audiences: Vec<String>,
+}
+
+impl FederatedParameters {
+    fn parse(argument: &str) -> anyhow::Result<Self> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Graph {
+            name: String,
+            issuer: String,
+            subject: String,
+            #[serde(default)]
+            audiences: Vec<String>,
+            #[serde(default, rename = "description")]
+            _description: Option<String>,
+        }
+        let text = crate::role::read_json_argument(argument)?;
+        let g: Graph = serde_json::from_str(&text).context(
+            "--parameters: expected {\"name\", \"issuer\", \"subject\", \"audiences\": [...], \"description\"}",
+        )?;
+        Ok(Self {
+            name: g.name,
+            issuer: g.issuer,
+            subject: g.subject,
+            audiences: g.audiences,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum FederatedCommand {
     /// Trust tokens from an external issuer for a subject (exact match).
@@ -238,17 +276,21 @@ enum FederatedCommand {
         #[arg(long)]
         id: String,
         /// Credential name, unique per app.
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "parameters")]
+        name: Option<String>,
         /// Issuer exactly as in the token's `iss` (a trailing '/' matters).
-        #[arg(long)]
-        issuer: String,
+        #[arg(long, required_unless_present = "parameters")]
+        issuer: Option<String>,
         /// Subject exactly as in `sub`, e.g. system:serviceaccount:ns:sa.
+        #[arg(long, required_unless_present = "parameters")]
+        subject: Option<String>,
+        /// Accepted audiences (default api://AzureADTokenExchange).
         #[arg(long)]
-        subject: String,
-        /// Accepted audiences.
-        #[arg(long, default_value = "api://AzureADTokenExchange")]
         audience: Vec<String>,
+        /// All of it as az takes it: JSON (inline, @file or a file path) with
+        /// `name`, `issuer`, `subject` and optionally `audiences`, `description`.
+        #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["name", "issuer", "subject", "audience"])]
+        parameters: Option<String>,
     },
     /// List an app's federated identity credentials.
     List {
@@ -533,11 +575,34 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                         issuer,
                         subject,
                         audience,
+                        parameters,
                     },
-            } => print(
-                globals,
-                &store.create_federated_credential(&id, &name, &issuer, &subject, &audience)?,
-            )?,
+            } => {
+                let fic = match parameters {
+                    Some(p) => FederatedParameters::parse(&p)?,
+                    None => FederatedParameters {
+                        name: name.unwrap_or_default(),
+                        issuer: issuer.unwrap_or_default(),
+                        subject: subject.unwrap_or_default(),
+                        audiences: audience,
+                    },
+                };
+                let audiences = if fic.audiences.is_empty() {
+                    vec![entraflow_core::FEDERATION_AUDIENCE.to_owned()]
+                } else {
+                    fic.audiences
+                };
+                print(
+                    globals,
+                    &store.create_federated_credential(
+                        &id,
+                        &fic.name,
+                        &fic.issuer,
+                        &fic.subject,
+                        &audiences,
+                    )?,
+                )?
+            }
             AppCommand::FederatedCredential {
                 command: FederatedCommand::List { id },
             } => print(
