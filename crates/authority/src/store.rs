@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use entraflow_core::sqlite::{Migration, migrate};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::AuthorityError;
@@ -86,7 +87,10 @@ CREATE TABLE IF NOT EXISTS authorization_codes (
 /// `authority.db`'s schema, one step per version (`PRAGMA user_version`, as
 /// `gate.db` does): a database is brought forward step by step on open, and
 /// one from a newer entraflow is refused. Append steps; never edit one.
-const MIGRATIONS: [&str; 1] = [SCHEMA];
+const MIGRATIONS: [Migration; 1] = [Migration {
+    sql: SCHEMA,
+    fixup: Some(add_unversioned_columns),
+}];
 
 /// Columns added before the schema was versioned: a version-0 database may
 /// lack them (its tables predate them), so the first step adds what is missing.
@@ -99,39 +103,16 @@ const UNVERSIONED_COLUMNS: [(&str, &str, &str); 2] = [
     ),
 ];
 
-fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(format!(
-            "it has schema version {version}, written by a newer entraflow (this one knows {}); use that version or move the file aside",
-            MIGRATIONS.len()
-        ));
-    }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
-        let applied = tx.execute_batch(sql).and_then(|()| {
-            if step > 0 {
-                return Ok(());
-            }
-            for (table, column, decl) in UNVERSIONED_COLUMNS {
-                let has: bool = tx
-                    .prepare(&format!(
-                        "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
-                    ))?
-                    .exists([])?;
-                if !has {
-                    tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
-                }
-            }
-            Ok(())
-        });
-        applied
-            .and_then(|()| tx.pragma_update(None, "user_version", step as i64 + 1))
-            .and_then(|()| tx.commit())
-            .map_err(|e| format!("migrating to schema version {}: {e}", step + 1))?;
+fn add_unversioned_columns(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    for (table, column, decl) in UNVERSIONED_COLUMNS {
+        let has: bool = tx
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+            ))?
+            .exists([])?;
+        if !has {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
     }
     Ok(())
 }
@@ -220,7 +201,7 @@ impl Store {
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
-        migrate(&mut conn).map_err(|reason| AuthorityError::Schema {
+        migrate(&mut conn, &MIGRATIONS).map_err(|reason| AuthorityError::Schema {
             path: path.clone(),
             reason,
         })?;
