@@ -370,16 +370,7 @@ async fn story(
     let sql_denial = if manifest {
         // First the manifest in PostgreSQL: connecting is allowed, reading is not.
         let command = cluster.python(&intruder, &script, &train_args(&intruder_out, None, true));
-        let (status, stderr) = blocking(
-            move |python| run_capturing_stderr("project B's job", &python, command),
-            &options.python,
-        )
-        .await?;
-        let denial = stderr
-            .lines()
-            .find(|l| l.starts_with("permission denied"))
-            .unwrap_or_default()
-            .to_owned();
+        let (status, denial) = run_refused(options, command).await?;
         if status.code() != Some(EXIT_PERMISSION_DENIED) || !denial.contains("shards") {
             return Err(LocalError::Check(format!(
                 "project B's job should have been refused the manifest by PostgreSQL ({MANIFEST}); it exited {status}"
@@ -394,16 +385,7 @@ async fn story(
     };
     // Then the shards themselves in Blob storage.
     let command = cluster.python(&intruder, &script, &train_args(&intruder_out, None, false));
-    let (status, stderr) = blocking(
-        move |python| run_capturing_stderr("project B's job", &python, command),
-        &options.python,
-    )
-    .await?;
-    let denial = stderr
-        .lines()
-        .find(|l| l.starts_with("permission denied"))
-        .unwrap_or_default()
-        .to_owned();
+    let (status, denial) = run_refused(options, command).await?;
     if status.code() != Some(EXIT_PERMISSION_DENIED) || !denial.contains("Storage Blob Data Reader")
     {
         return Err(LocalError::Check(format!(
@@ -481,6 +463,25 @@ async fn story(
         events,
         tenant,
     })
+}
+
+/// Runs project B's job, which should be refused: its exit status and the
+/// "permission denied" line it printed (empty if none).
+async fn run_refused(
+    options: &DemoOptions,
+    command: Command,
+) -> Result<(std::process::ExitStatus, String), LocalError> {
+    let (status, stderr) = blocking(
+        move |python| run_capturing_stderr("project B's job", &python, command),
+        &options.python,
+    )
+    .await?;
+    let denial = stderr
+        .lines()
+        .find(|l| l.starts_with("permission denied"))
+        .unwrap_or_default()
+        .to_owned();
+    Ok((status, denial))
 }
 
 /// Reuses an authority and gate already serving this data directory, else starts
