@@ -163,6 +163,16 @@ pub struct Tenant {
     pub lifetime_max: i64,
 }
 
+/// What a redeemed refresh token was issued for.
+#[derive(Debug)]
+pub(crate) struct SpentRefreshToken {
+    pub(crate) client_id: String,
+    pub(crate) user_id: String,
+    pub(crate) scope: String,
+    pub(crate) expires_at: i64,
+    pub(crate) confidential: bool,
+}
+
 impl Store {
     /// Opens (creating if needed) `<data_dir>/authority.db`, creating the data
     /// directory 0700, the database 0600, and the default tenant.
@@ -217,6 +227,38 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Spends a refresh token: one statement deletes it and returns what it was
+    /// issued for, so two redemptions of the same token (in any process) can never
+    /// both find it. Expired tokens are swept on the way.
+    pub(crate) fn take_refresh_token(
+        &self,
+        sha256: &[u8],
+        tenant_id: &str,
+    ) -> Result<Option<SpentRefreshToken>, AuthorityError> {
+        let conn = self.conn();
+        let spent = conn
+            .query_row(
+                "DELETE FROM refresh_tokens WHERE sha256 = ?1 AND tenant_id = ?2
+                 RETURNING client_id, user_id, scope, expires_at, confidential",
+                params![sha256, tenant_id],
+                |r| {
+                    Ok(SpentRefreshToken {
+                        client_id: r.get(0)?,
+                        user_id: r.get(1)?,
+                        scope: r.get(2)?,
+                        expires_at: r.get(3)?,
+                        confidential: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?;
+        conn.execute(
+            "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+            params![now()],
+        )?;
+        Ok(spent)
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
