@@ -487,3 +487,21 @@ def test_a_port_in_use_is_reported_as_a_port_in_use(tmp_path):
             assert f"127.0.0.1:{port} is already in use" in last, last
             assert "directory" not in last and "TLS" not in last, last
             assert last.count("already in use") == 1, f"said twice: {last}"
+
+
+def test_a_federated_issuer_that_its_discovery_document_contradicts_is_warned_about(up):
+    app, _ = up.app("fic-issuer")
+    issuer = f"{up.host}/{up.tenant}/v2.0"  # a reachable OIDC issuer: the local authority's own
+    slash = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--name", "slash",
+                   "--issuer", issuer + "/", "--subject", "s1")
+    assert f"says its tokens carry iss '{issuer}', not '{issuer}/'" in slash.stderr, slash.stderr
+    exact = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--name", "exact",
+                   "--issuer", issuer, "--subject", "s2")
+    assert "warning" not in exact.stderr, exact.stderr
+    # An issuer that cannot be reached is taken as given, without a warning (offline clusters).
+    offline = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--name", "offline",
+                     "--issuer", "https://127.0.0.1:9/issuer", "--subject", "s3")
+    assert "warning" not in offline.stderr, offline.stderr
+    # The credential is stored byte for byte either way: the warning changes nothing.
+    issuers = {f["name"]: f["issuer"] for f in up.json("ad", "app", "federated-credential", "list", "--id", app["appId"])}
+    assert issuers == {"slash": issuer + "/", "exact": issuer, "offline": "https://127.0.0.1:9/issuer"}

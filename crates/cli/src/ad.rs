@@ -232,6 +232,42 @@ enum CredentialCommand {
     },
 }
 
+/// What the issuer's own discovery document says its `iss` is, when that differs
+/// from `issuer` (a trailing `/` is the classic mismatch: tokens then never
+/// match the credential). `None` when they agree or the issuer cannot be reached
+/// within two seconds (offline issuers, or ones without discovery, are fine).
+fn issuer_mismatch(data_dir: &std::path::Path, issuer: &str) -> Option<String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let ca = std::fs::read_to_string(data_dir.join("ca.pem")).ok();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let published: String = runtime.block_on(async {
+        let client = entraflow_tls::https_client(ca.as_deref()).ok()?;
+        let doc: serde_json::Value = client
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        doc.get("issuer")?.as_str().map(str::to_owned)
+    })?;
+    (published != issuer).then(|| {
+        format!(
+            "the issuer's discovery document ({url}) says its tokens carry iss '{published}', not '{issuer}'; the match is exact, so tokens from it will not be accepted. Use --issuer '{published}'."
+        )
+    })
+}
+
 /// `federated-credential create --parameters`, in az's shape (Microsoft Graph's
 /// federatedIdentityCredential: `description` is accepted and not kept).
 #[derive(Debug)]
@@ -587,6 +623,11 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                         audiences: audience,
                     },
                 };
+                if !globals.only_show_errors
+                    && let Some(warning) = issuer_mismatch(&globals.data_dir, &fic.issuer)
+                {
+                    eprintln!("warning: {warning}");
+                }
                 let audiences = if fic.audiences.is_empty() {
                     vec![entraflow_core::FEDERATION_AUDIENCE.to_owned()]
                 } else {
