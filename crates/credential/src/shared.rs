@@ -85,15 +85,13 @@ impl SharedTokenStore {
     }
 
     /// `$XDG_RUNTIME_DIR/entraflow/tokens` (per user, in memory), else
-    /// `<temp dir>/entraflow-tokens-<user>`.
+    /// `<temp dir>/entraflow-tokens-<uid>`. (Another user's directory of that name is
+    /// refused by [`Self::open`], so a squatter only costs the sharing.)
     pub fn default_dir() -> PathBuf {
         if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
             return PathBuf::from(runtime).join("entraflow").join("tokens");
         }
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "user".into());
-        std::env::temp_dir().join(format!("entraflow-tokens-{user}"))
+        std::env::temp_dir().join(format!("entraflow-tokens-{}", current_user()))
     }
 
     /// Opens (creating, 0700) `dir`; refuses one that is a symlink, is not owned by
@@ -189,6 +187,20 @@ impl SharedTokenStore {
     fn entry_path(&self, key: &CacheKey) -> PathBuf {
         self.dir.join(format!("{}.json", key_hash(key)))
     }
+}
+
+/// This process's uid (Linux: the owner of `/proc/self`), else the login name.
+fn current_user() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return meta.uid().to_string();
+        }
+    }
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "user".into())
 }
 
 /// A file name for `key` that reveals nothing about it.

@@ -257,8 +257,8 @@ fn default_credential(data_dir: Option<PathBuf>, exclude: Vec<String>) -> PyResu
 /// The directory of the node's shared token cache this process uses, or None
 /// (`ENTRAFLOW_SHARED_TOKEN_CACHE` unset or the directory unusable).
 #[pyfunction]
-fn shared_token_cache_dir() -> Option<PathBuf> {
-    SharedTokenStore::from_process_env().map(|store| store.dir().to_owned())
+fn shared_token_cache_dir() -> Option<String> {
+    SharedTokenStore::from_process_env().map(|store| store.dir().to_string_lossy().into_owned())
 }
 
 #[pymodule]
