@@ -266,6 +266,7 @@ class EntraflowFileSystem(AbstractFileSystem):
         self._native.delete_dir(self._uri(self._strip_protocol(path)))
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """Copies one blob server-side (Copy Blob): the data does not pass through here."""
         self._native.copy_file(self._uri(self._strip_protocol(path1)), self._uri(self._strip_protocol(path2)))
 
     def mv(self, path1, path2, recursive: bool = False, maxdepth: Optional[int] = None, **kwargs: Any) -> None:
