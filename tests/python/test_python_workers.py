@@ -19,6 +19,7 @@ from entraflow.identity import (
     CertificateCredential,
     ClientSecretCredential,
     DefaultCredential,
+    DeviceCodeCredential,
     ManagedIdentityCredential,
     WorkloadIdentityCredential,
     aio,
@@ -140,6 +141,7 @@ def test_every_credential_type_round_trips_through_pickle(tmp_path):
         ManagedIdentityCredential(client_id="mi-client"),
         ManagedIdentityCredential(identity_config={"resource_id": "/subscriptions/s/rg/id"}),
         DefaultCredential(data_dir=str(tmp_path), exclude_managed_identity_credential=True),
+        DeviceCodeCredential(tenant_id="t", cache_dir=str(tmp_path)),
         aio.WorkloadIdentityCredential(tenant_id="t", client_id="c", token_file_path=str(token_file)),
         aio.DefaultCredential(data_dir=str(tmp_path)),
     ]

@@ -27,6 +27,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use entraflow_core::{Secret, env, fsutil};
 use serde::{Deserialize, Serialize};
@@ -67,8 +68,23 @@ impl SharedTokenStore {
     /// The store `ENTRAFLOW_SHARED_TOKEN_CACHE` asks for: unset, empty, `0`, `off` or
     /// `false` mean none; `1`, `on` or `true` mean [`Self::default_dir`]; anything
     /// else is a directory. A directory that cannot be used is logged and ignored.
+    /// The outcome is remembered per value, so the credentials a process builds do
+    /// not each re-check the directory (or log the same warning).
     pub fn from_process_env() -> Option<Self> {
-        let value = std::env::var(env::ENTRAFLOW_SHARED_TOKEN_CACHE).ok()?;
+        static OPENED: Mutex<Option<(String, Option<SharedTokenStore>)>> = Mutex::new(None);
+        let value = std::env::var(env::ENTRAFLOW_SHARED_TOKEN_CACHE).unwrap_or_default();
+        let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, store)) = opened.as_ref()
+            && *seen == value
+        {
+            return store.clone();
+        }
+        let store = Self::from_setting(&value);
+        *opened = Some((value, store.clone()));
+        store
+    }
+
+    fn from_setting(value: &str) -> Option<Self> {
         let dir = match value.trim().to_ascii_lowercase().as_str() {
             "" | "0" | "off" | "false" | "no" => return None,
             "1" | "on" | "true" | "yes" => Self::default_dir(),
