@@ -315,17 +315,14 @@ impl<C: Clock> Inner<C> {
             return Ok(cached);
         }
         let (store, locked_key) = (shared.clone(), key.clone());
-        let lock = match tokio::task::spawn_blocking(move || store.lock(&locked_key)).await {
-            Ok(Ok(lock)) => Some(lock),
-            Ok(Err(e)) => {
+        let locked = tokio::task::spawn_blocking(move || store.lock(&locked_key))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let lock = locked
+            .inspect_err(|e| {
                 tracing::warn!(error = %e, "cannot lock the shared token cache; fetching on our own");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot lock the shared token cache; fetching on our own");
-                None
-            }
-        };
+            })
+            .ok();
         if lock.is_some()
             && let Some(cached) = self.shared_fresh(shared, key)
         {
