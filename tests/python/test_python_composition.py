@@ -57,9 +57,10 @@ class Spy:
 def test_an_unavailable_entraflow_credential_lets_azure_identitys_chain_move_on(
         authority, service_principal, no_identity_environment, monkeypatch):
     app, secret = service_principal
-    # This host's IMDS answers, but no identity is assigned to it: the credential does not apply.
+    # This host's IMDS answers, but the identity asked for is not assigned to it: the
+    # credential does not apply. (Other tests assign identities to this host.)
     monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", authority.imds)
-    no_imds = ManagedIdentityCredential()
+    no_imds = ManagedIdentityCredential(client_id=str(uuid.uuid4()))
     with pytest.raises(AzureCredentialUnavailableError):
         no_imds.get_token(STORAGE_SCOPE)
     chain = ChainedTokenCredential(
