@@ -358,6 +358,9 @@ fn env_file(host: &str, tenant: &str, ca: &Path, data_dir: &Path, imds: &str) ->
         (vars::ENTRAFLOW_DATA_DIR, &data),
         ("ENTRAFLOW_AUTHORITY_URL", host),
         ("ENTRAFLOW_IMDS_ENDPOINT", imds),
+        // Every process that sources this file shares one token refresh per identity
+        // on this host (the node's shared token cache), instead of one per process.
+        (vars::ENTRAFLOW_SHARED_TOKEN_CACHE, "1"),
     ]
     .iter()
     .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
