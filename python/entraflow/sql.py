@@ -54,6 +54,7 @@ class EntraConnection(psycopg.Connection):
 
     @classmethod
     def connect(cls, conninfo: str = "", *, credential: Any = None, **kwargs: Any) -> "EntraConnection":
+        """Connects with a current token from ``credential`` as the password."""
         if "password" in kwargs:
             raise TypeError("connect() takes no password: the password is the credential's token")
         params = psycopg.conninfo.conninfo_to_dict(conninfo, **kwargs)

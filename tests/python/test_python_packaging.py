@@ -25,7 +25,7 @@ from entraflow import _native
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC_MODULES = ["entraflow", "entraflow.identity", "entraflow.identity.aio", "entraflow.fsspec",
-                  "entraflow.tensorflow"]
+                  "entraflow.tensorflow", "entraflow.sql"]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,10 @@ def test_the_wheel_is_abi3_manylinux_typed_and_declares_its_extras(wheel):
         assert {"entraflow/py.typed", "entraflow/_native.pyi", "entraflow/identity/aio/__init__.py"} <= names
         [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
         meta = email.parser.Parser().parsestr(archive.read(metadata).decode())
-    assert set(meta.get_all("Provides-Extra")) >= {"azure", "fsspec", "tensorflow"}
+    assert set(meta.get_all("Provides-Extra")) >= {"azure", "fsspec", "tensorflow", "postgres"}
     requires = meta.get_all("Requires-Dist")
     for extra, package in (("azure", "azure-identity"), ("azure", "azure-core"), ("fsspec", "fsspec"),
-                           ("tensorflow", "tensorflow")):
+                           ("tensorflow", "tensorflow"), ("postgres", "psycopg")):
         assert any(r.startswith(package) and re.search(f"extra == [\"']{extra}[\"']", r) for r in requires), requires
     assert not [r for r in requires if "extra ==" not in r], "the core package needs nothing"
 
