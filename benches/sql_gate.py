@@ -294,7 +294,8 @@ def render(rounds: list[dict], args, recorded: int, statements: int) -> str:
         SECTION_BEGIN,
         "## SQL gate: PostgreSQL wire, token as password",
         "",
-        f"`bash benches/sql_gate.sh` at commit `{commit}`, {time.strftime('%Y-%m-%d')}, release build; "
+        f"`bash benches/sql_gate.sh{' --quick' if args.quick else ''}` at commit `{commit}`, "
+        f"{time.strftime('%Y-%m-%d')}, {'debug build (quick mode: figures not meaningful)' if args.quick else 'release build'}; "
         f"{args.rounds} interleaved rounds on this machine's 2 cores, clients on the same cores. "
         f"Bulk: `psql -c 'SELECT * FROM bench_rows'` ({args.rows:,} rows of int8, int4, float8, 32-char text). "
         f"Point: `pgbench -n -S -M extended -c {CLIENTS} -j 2 -T {args.seconds}`. TLS to every client "
