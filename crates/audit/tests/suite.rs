@@ -570,6 +570,18 @@ async fn regression_a_deleted_head_row_does_not_hide_a_chain(f: &Fixture) {
     let chains: Vec<&str> = report.chains.iter().map(|c| c.log_id.as_str()).collect();
     assert_eq!(chains, [LOG, "entraflow/gate/test-2"]);
     assert_eq!(report.chains[0].size, 10);
+
+    // An export holds the headless chain too, and verifying it fails as well.
+    let store = AnyStore::open(&f.url).await.unwrap();
+    let path = f.dir.path().join("headless.jsonl");
+    let mut file = std::fs::File::create(&path).unwrap();
+    assert_eq!(
+        export_jsonl(&store, Some(LOG), &mut file).await.unwrap(),
+        10
+    );
+    drop(file);
+    let report = verify_jsonl(&path, &f.verify_options()).unwrap();
+    assert!(!report.is_ok(), "{report:?}");
 }
 
 async fn regression_a_chain_with_only_checkpoints_left_is_reported(f: &Fixture) {

@@ -146,14 +146,25 @@ impl IntoResponse for OAuthError {
     }
 }
 
-/// Store failures inside a token request are the server's fault; the client gets
-/// a generic refusal and the operator gets the log line.
+/// Store failures inside a token request are the server's fault, and passing:
+/// the client gets `temporarily_unavailable` (which MSAL and azure-identity retry),
+/// 503 naming the cause when the data directory has no room, else 500; the
+/// operator gets the details in the log.
 impl From<AuthorityError> for OAuthError {
     fn from(err: AuthorityError) -> Self {
         tracing::error!(error = %err, "token request failed inside the authority");
+        if let Some(cause) = entraflow_core::fsutil::no_room(&err) {
+            return OAuthError {
+                code: Aadsts::TemporarilyUnavailable,
+                description: format!(
+                    "The authority's data directory has no room to store this request ({cause}); nothing was stored. Free space there and retry."
+                ),
+                status: Some(503),
+            };
+        }
         OAuthError {
-            code: Aadsts::MalformedRequest,
-            description: "The authority could not process the request; see its log.".into(),
+            code: Aadsts::TemporarilyUnavailable,
+            description: "The authority could not process the request because of an internal failure; retry shortly. The authority's log says why.".into(),
             status: Some(500),
         }
     }

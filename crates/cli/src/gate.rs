@@ -78,6 +78,10 @@ pub(crate) struct UpArgs {
     /// SQL gate port (0 picks a free one).
     #[arg(long, default_value_t = 15432)]
     sql_port: u16,
+    /// The audit store all three servers record to: sqlite:///path/audit.db
+    /// (default <data-dir>/audit.db) or postgres://user@host:port/db.
+    #[arg(long, value_name = "URL", env = "ENTRAFLOW_AUDIT_STORE")]
+    audit_store: Option<String>,
 }
 
 /// Starts the authority, then the gate trusting it (`entraflow_local::LocalStack`),
@@ -96,6 +100,7 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         options.account = args.account;
         options.sql_backend = args.sql_backend;
         options.sql_port = args.sql_port;
+        options.audit_store = crate::authority::audit_store(args.audit_store.as_deref())?;
         let stack = entraflow_local::LocalStack::start(options)
             .await
             .context("starting the authority and the gate")?;

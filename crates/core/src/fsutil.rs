@@ -88,3 +88,33 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), b"secret");
     }
 }
+
+/// Why `err` (or an error it wraps) means there is no room to write: a full disk,
+/// a file-size limit or a quota, from the file system or from SQLite. `None` for
+/// every other failure. Servers turn this into a 503 that says so, since the
+/// client (or its operator) can act on it.
+pub fn no_room(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), StorageFull | FileTooLarge | QuotaExceeded)
+        {
+            return Some(io.kind().to_string());
+        }
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>() {
+            if f.code == rusqlite::ErrorCode::DiskFull {
+                return Some("the database's disk is full".into());
+            }
+            // SQLite reports a write refused outright (EFBIG past a file-size limit,
+            // EDQUOT) as a write error, only a short write as SQLITE_FULL.
+            if f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE {
+                return Some(
+                    "a database write failed (no room, a size limit or a failing disk)".into(),
+                );
+            }
+        }
+        current = e.source();
+    }
+    None
+}

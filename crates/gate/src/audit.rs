@@ -44,6 +44,11 @@ pub trait AuditSink: Send + Sync + 'static {
     }
 }
 
+/// A change's decision record (durable before the change is made) has its
+/// operation's event type with this suffix (`blob.write.authorized`); the outcome's
+/// record, with status and bytes, follows under the same request id.
+pub const AUTHORIZED_SUFFIX: &str = ".authorized";
+
 /// Event type of the record written when a streamed read ends: it carries the
 /// bytes actually sent, under the same request id as the decision record.
 pub const READ_COMPLETED: &str = "blob.read.completed";

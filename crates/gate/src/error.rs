@@ -280,12 +280,12 @@ impl StorageError {
     /// or, when the cause is a full disk (or a file-size limit or quota), 503
     /// `ServerBusy` saying so: the client can act on that, and retry once there is room.
     pub fn internal<E: std::error::Error + 'static>(err: E) -> Self {
-        if let Some(cause) = no_room(&err) {
+        if let Some(cause) = entraflow_core::fsutil::no_room(&err) {
             tracing::error!(error = %err, "no room on the gate's data directory");
             return Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServerBusy",
-                "The gate's data directory has no room for this write; nothing was stored. Free space there and retry.",
+                "The gate's data directory has no room for this write (full, or over a size limit); nothing was stored. Free space there and retry.",
             )
             .detail("Reason", cause);
         }
@@ -296,27 +296,6 @@ impl StorageError {
             "Server encountered an internal error. Please try again after some time.",
         )
     }
-}
-
-/// The cause, if `err` or an error it wraps is a full disk, a file-size limit or
-/// a quota (from the file system, or SQLite's `SQLITE_FULL`).
-fn no_room(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(io.kind(), StorageFull | FileTooLarge | QuotaExceeded)
-        {
-            return Some(io.kind().to_string());
-        }
-        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>()
-            && f.code == rusqlite::ErrorCode::DiskFull
-        {
-            return Some("the gate's database is full".into());
-        }
-        current = e.source();
-    }
-    None
 }
 
 impl From<object_store::Error> for StorageError {

@@ -36,7 +36,7 @@ use entraflow_rbac::{Decision, Denial, Principal, Request as RbacRequest, Scope}
 use futures::Stream;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditSink, count_and_audit};
+use crate::audit::{AUTHORIZED_SUFFIX, AuditSink, count_and_audit};
 use crate::store::BlobStore;
 use crate::verify::{AuthError, TokenVerifier, VerifiedToken};
 
@@ -164,6 +164,8 @@ pub(crate) struct Guard<S = GateState> {
     token: Option<Arc<VerifiedToken>>,
     /// Set once a streamed body carries the record (see [`Access::stream`]).
     streamed: bool,
+    /// Set once a change's decision record is durable (see [`Access::record_decision`]).
+    decided: bool,
 }
 
 impl Guard {
@@ -181,7 +183,9 @@ impl Guard {
 
     /// Ends the request: the audit record is made durable (unless a streamed body
     /// carries it), then the wire's common headers are set. A request whose record
-    /// cannot be written is answered with the wire's "unavailable", never as done.
+    /// cannot be written is answered with the wire's "unavailable", never as done
+    /// (a change is only made once its decision record is durable: see
+    /// [`Access::record_decision`]).
     pub(crate) async fn finish<W: HttpWire>(
         mut self,
         result: Result<Response, W>,
@@ -205,10 +209,17 @@ impl Guard {
     }
 
     /// Appends the record with its final status (for wires that render their own
-    /// answers, like batch parts).
+    /// answers, like batch parts). An error means the answer must be the wire's
+    /// "unavailable", unless the request's change was already decided on the record
+    /// (then the answer tells what happened; only the outcome record is missing).
     pub(crate) async fn complete(&mut self, status: StatusCode) -> Result<(), ()> {
         self.event.status = Some(status.as_u16());
-        self.append().await
+        let appended = self.append().await;
+        if appended.is_err() && self.decided {
+            tracing::error!(request_id = %self.request_id, "the change was made and its decision record is durable, but its outcome record was lost");
+            return Ok(());
+        }
+        appended
     }
 }
 
@@ -225,6 +236,7 @@ impl<S: Guarded> Guard<S> {
             event,
             token: None,
             streamed: false,
+            decided: false,
         }
     }
 
@@ -355,6 +367,31 @@ impl<S: Guarded> Access<'_, S> {
     /// The front end's state.
     pub(crate) fn state(&self) -> &S {
         &self.guard.state
+    }
+
+    /// Makes the decision durable before a change is made: a copy of the record as
+    /// it stands (principal, action, resource, granting assignment and role; `intent`
+    /// as its detail) under the event type with [`AUTHORIZED_SUFFIX`]. Nothing may
+    /// change before this returns `Ok`; afterwards the answer tells the outcome even
+    /// if the outcome's own record (same request id) cannot be written.
+    pub(crate) async fn record_decision<W: Wire<S>>(
+        &mut self,
+        intent: Option<String>,
+    ) -> Result<(), W> {
+        let guard = &mut *self.guard;
+        let mut record = guard.event.clone();
+        record.event_type =
+            EventType::Other(format!("{}{AUTHORIZED_SUFFIX}", record.event_type.as_str()));
+        if intent.is_some() {
+            record.detail = intent;
+        }
+        record.duration_ms = Some(guard.started.elapsed().as_millis() as u64);
+        guard.state.audit().append(record).await.map_err(|e| {
+            tracing::error!(error = %e, request_id = %guard.request_id, "audit log append failed; the change is not made");
+            W::audit_unavailable()
+        })?;
+        guard.decided = true;
+        Ok(())
     }
 }
 

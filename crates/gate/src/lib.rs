@@ -29,7 +29,10 @@
 //!
 //! Auditing: a non-streamed request's event (with final status and bytes) is
 //! durable before its response is sent; if the audit log cannot take it the
-//! client gets 503 `ServerBusy`. A Get Blob's event (decision + requested range)
+//! client gets 503 `ServerBusy`. A change (write, delete, container, lease, tags,
+//! admin) is made only once its decision record (`<type>.authorized`, see
+//! [`AUTHORIZED_SUFFIX`]) is durable; its answer then tells the outcome even if the
+//! outcome's record cannot be written. A Get Blob's event (decision + requested range)
 //! is durable before the first body byte; when the body ends, or the client goes
 //! away, a `blob.read.completed` record with the same request id carries the bytes
 //! actually sent. The run id comes from `x-ms-entraflow-run-id`, else from the part
@@ -94,7 +97,7 @@ mod fuzz;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use audit::{AppendFuture, AuditSink, READ_COMPLETED};
+pub use audit::{AUTHORIZED_SUFFIX, AppendFuture, AuditSink, READ_COMPLETED};
 pub use blob::{DENIAL_HEADER, SERVICE_VERSION};
 pub use config::{
     AUTHORITY_ENV_FILE, Backend, DEFAULT_ACCOUNT, DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION,

@@ -219,6 +219,12 @@ impl Operation {
         (self == Operation::ListBlobs).then_some(action::blob::SUB_OPERATION_LIST)
     }
 
+    /// Whether it changes anything (a blob, a container, a lease, tags): its
+    /// decision is then made durable before the change.
+    pub fn mutates(self) -> bool {
+        self.event_type().is_data_write()
+    }
+
     /// What the audit log calls it when allowed.
     pub fn event_type(self) -> entraflow_audit::EventType {
         use entraflow_audit::EventType as E;

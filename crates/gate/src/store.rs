@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutResult, WriteMultipart,
-};
+use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
@@ -725,8 +723,8 @@ impl BlobStore {
     {
         let path = self.layout.blob_path(container, blob);
         let mut digests = Digests::default();
-        let (_, written) = self
-            .stream_to(&path, body, Some((&mut digests, expected)))
+        let (upload, written) = self
+            .stage(&path, body, Some((&mut digests, expected)))
             .await?;
         let sums = digests.sums();
         let mut properties = props.clone();
@@ -737,7 +735,8 @@ impl BlobStore {
             properties,
             ..BlobRecord::default()
         };
-        self.save_record(container, blob, &record, &[])?;
+        self.publish((container, blob), &record, &[], finish(upload))
+            .await?;
         let meta = self.backend.head(&path).await?;
         Ok((self.info_from_meta(container, blob, &meta), written, sums))
     }
@@ -757,9 +756,10 @@ impl BlobStore {
     {
         let path = names::staged_block_path(container, blob, block_id);
         let mut digests = Digests::default();
-        let (_, written) = self
-            .stream_to(&path, body, Some((&mut digests, expected)))
+        let (upload, written) = self
+            .stage(&path, body, Some((&mut digests, expected)))
             .await?;
+        finish(upload).await?;
         Ok((written, digests.sums()))
     }
 
@@ -884,12 +884,13 @@ impl BlobStore {
             .try_flatten()
             .map_err(StorageError::from)
             .boxed();
-        self.stream_to(&dest, body, None).await?;
+        let (upload, _) = self.stage(&dest, body, None).await?;
         let record = BlobRecord {
             properties: props.clone(),
             ..BlobRecord::default()
         };
-        self.save_record(container, blob, &record, &blocks)?;
+        self.publish((container, blob), &record, &blocks, finish(upload))
+            .await?;
         self.discard_staged(container, blob).await;
         let meta = self.backend.head(&dest).await?;
         Ok(self.info_from_meta(container, blob, &meta))
@@ -957,7 +958,6 @@ impl BlobStore {
             }
             other => other.into(),
         })?;
-        self.backend.copy(&src, &dest).await?;
         let mut properties = self.record(from.0, from.1)?.properties;
         if let Some(metadata) = metadata {
             properties.metadata = metadata;
@@ -972,7 +972,8 @@ impl BlobStore {
             }),
             ..BlobRecord::default()
         };
-        self.save_record(to.0, to.1, &record, &[])?;
+        let copied = async { Ok(self.backend.copy(&src, &dest).await?) };
+        self.publish(to, &record, &[], copied).await?;
         let meta = self.backend.head(&dest).await?;
         Ok(self.info_from_meta(to.0, to.1, &meta))
     }
@@ -1011,12 +1012,12 @@ impl BlobStore {
     /// Streams `body` to `path` through a multipart upload: the object appears
     /// only when the upload completes, and is aborted (nothing appears) on error or,
     /// with `check`, when the body's checksums differ from the client's.
-    async fn stream_to<S>(
+    async fn stage<S>(
         &self,
         path: &Path,
         mut body: S,
         mut check: Option<(&mut Digests, &Expected)>,
-    ) -> Result<(PutResult, u64), StorageError>
+    ) -> Result<(WriteMultipart, u64), StorageError>
     where
         S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
@@ -1046,9 +1047,65 @@ impl BlobStore {
             let _ = writer.abort().await;
             return Err(e);
         }
-        let result = writer.finish().await?;
-        Ok((result, written))
+        Ok((writer, written))
     }
+
+    /// Makes new content visible together with its record. The record is committed
+    /// first, so a `gate.db` that cannot take it fails the request before anything
+    /// changed; then `place` puts the bytes in (a finished upload, a copy), and if
+    /// that fails the blob's earlier record is put back. Either way the bytes and
+    /// the record agree.
+    async fn publish<T>(
+        &self,
+        (container, blob): (&str, &str),
+        record: &BlobRecord,
+        blocks: &[CommittedBlock],
+        place: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let prior = self.saved_record(container, blob)?;
+        self.save_record(container, blob, record, blocks)?;
+        let placed = place.await;
+        if placed.is_err() {
+            let restored = match &prior {
+                Some((record, blocks)) => self.save_record(container, blob, record, blocks),
+                None => self.forget(container, blob),
+            };
+            if let Err(e) = restored {
+                tracing::error!(container, blob, error = %e.message, "could not put back the record of a blob whose new content failed");
+            }
+        }
+        placed
+    }
+
+    /// The record and committed block list `gate.db` holds for a blob, if any.
+    fn saved_record(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<Option<(BlobRecord, Vec<CommittedBlock>)>, StorageError> {
+        let exists: Option<i64> = self
+            .db()
+            .query_row(
+                "SELECT 1 FROM blob_properties WHERE container = ?1 AND name = ?2",
+                params![container, blob],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StorageError::internal)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((
+            self.record(container, blob)?,
+            self.committed_blocks(container, blob)?,
+        )))
+    }
+}
+
+/// Completes a staged upload: the new content becomes visible at once.
+async fn finish(upload: WriteMultipart) -> Result<(), StorageError> {
+    upload.finish().await?;
+    Ok(())
 }
 
 /// The body of a Get: local files are read in [`READ_CHUNK`] steps on the blocking

@@ -4,6 +4,7 @@
 //! its request id, plus the Copy Blob whose destination write is denied after its
 //! source read was allowed.
 
+use entraflow_gate::AUTHORIZED_SUFFIX;
 use entraflow_testkit::{STORAGE_SCOPE, Stack};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -34,14 +35,35 @@ async fn records_with_id(env: &Stack, id: &str) -> Vec<Value> {
     found
 }
 
-/// The decision record: allowed with the named action and a granting assignment.
+/// Allowed with the named action and a granting assignment. A change has two
+/// records: its decision (`<type>.authorized`, durable before anything changed,
+/// no status yet) and its outcome; a read's first record is its decision.
 fn assert_allowed(records: &[Value], event_type: &str, action: &str) {
-    let r = &records[0];
-    assert_eq!(r["event_type"], event_type, "{r}");
-    assert_eq!(r["action"], action, "{r}");
-    assert_eq!(r["decision"], "allow", "{r}");
-    assert!(r["assignment_id"].is_string(), "{r}");
-    assert!(r["role_name"].is_string(), "{r}");
+    let change = matches!(
+        event_type,
+        "blob.write" | "blob.delete" | "container.create" | "container.delete"
+    );
+    let mut expected = vec![event_type.to_owned()];
+    if change {
+        expected.insert(0, format!("{event_type}{AUTHORIZED_SUFFIX}"));
+    }
+    assert!(records.len() >= expected.len(), "{records:?}");
+    for (r, t) in records.iter().zip(&expected) {
+        assert_eq!(r["event_type"], t.as_str(), "{r}");
+        assert_eq!(r["action"], action, "{r}");
+        assert_eq!(r["decision"], "allow", "{r}");
+        assert!(r["assignment_id"].is_string(), "{r}");
+        assert!(r["role_name"].is_string(), "{r}");
+    }
+    if change {
+        assert!(
+            records[0]["status"].is_null(),
+            "decided before the outcome: {:?}",
+            records[0]
+        );
+        assert_eq!(records[0]["assignment_id"], records[1]["assignment_id"]);
+        assert!(records[1]["status"].is_u64(), "{:?}", records[1]);
+    }
 }
 
 fn assert_denied(records: &[Value], action: &str) {
@@ -146,7 +168,7 @@ async fn each_operation_family_records_its_action_and_decision() {
     assert_eq!(resp.status(), 201);
     let records = records_of(&env, &resp).await;
     assert_allowed(&records, "blob.write", WRITE);
-    assert_eq!(records[0]["bytes"], 3);
+    assert_eq!(records[1]["bytes"], 3);
 
     let resp = env
         .request(
@@ -404,7 +426,8 @@ async fn properties_leases_tags_and_block_lists_record_their_action_and_decision
                 assert_eq!(resp.status(), 404, "{method} {path}");
                 assert_eq!(records[0]["action"], action, "{method} {path}");
                 assert_eq!(records[0]["decision"], "allow", "{method} {path}");
-                assert_eq!(records[0]["status"], 404, "{method} {path}");
+                let outcome = records.last().unwrap();
+                assert_eq!(outcome["status"], 404, "{method} {path}");
             } else {
                 assert_eq!(resp.status().as_u16(), status, "{method} {path}");
                 assert_allowed(&records, event_type, action);

@@ -764,7 +764,7 @@ async fn every_request_is_audited_with_its_run_id() {
             .into_iter()
             .filter(|r| r["run_id"] == run)
             .collect();
-        if records.len() >= 5 {
+        if records.len() >= 6 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -776,6 +776,7 @@ async fn every_request_is_audited_with_its_run_id() {
     assert_eq!(
         types,
         [
+            "blob.write.authorized",
             "blob.write",
             "blob.read",
             "blob.read.completed",
@@ -784,7 +785,8 @@ async fn every_request_is_audited_with_its_run_id() {
         ],
         "{records:#?}"
     );
-    let write = &records[0];
+    assert!(records[0]["status"].is_null(), "decided before the write");
+    let write = &records[1];
     assert_eq!(write["decision"], "allow");
     assert_eq!(write["bytes"], 5000);
     assert_eq!(write["status"], 201);
@@ -797,23 +799,23 @@ async fn every_request_is_audited_with_its_run_id() {
             .ends_with("/blobServices/default/containers/data/blobs/x.rec")
     );
     assert!(write["token_uti"].is_string() && write["client_addr"].is_string());
-    let read = &records[1];
+    let read = &records[2];
     assert_eq!(read["request_id"], read_request_id.as_str());
     assert_eq!(read["detail"], "range bytes=0-999");
-    assert_eq!(records[2]["request_id"], read_request_id.as_str());
-    assert_eq!(records[2]["bytes"], 1000);
+    assert_eq!(records[3]["request_id"], read_request_id.as_str());
+    assert_eq!(records[3]["bytes"], 1000);
     // Every byte went out: a complete read is never reported as a disconnect.
     assert!(
-        records[2]["detail"]
+        records[3]["detail"]
             .as_str()
             .unwrap()
             .ends_with("body complete"),
         "{:?}",
-        records[2]["detail"]
+        records[3]["detail"]
     );
-    assert_eq!(records[3]["decision"], "deny");
-    assert_eq!(records[3]["principal"]["oid"], stranger.oid.as_str());
-    assert_eq!(records[4]["status"], 401);
+    assert_eq!(records[4]["decision"], "deny");
+    assert_eq!(records[4]["principal"]["oid"], stranger.oid.as_str());
+    assert_eq!(records[5]["status"], 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub sql_backend: Option<String>,
     /// The SQL gate's port.
     pub sql_port: u16,
+    /// Where all three servers record: `<data-dir>/audit.db` when `None`.
+    pub audit_store: Option<entraflow_audit::StoreUrl>,
 }
 
 impl StackOptions {
@@ -41,6 +43,7 @@ impl StackOptions {
             account: entraflow_gate::DEFAULT_ACCOUNT.to_owned(),
             sql_backend: None,
             sql_port: 15432,
+            audit_store: None,
         }
     }
 }
@@ -90,6 +93,7 @@ impl LocalStack {
         let mut authority_config = ServerConfig::new(&options.data_dir);
         authority_config.port = options.authority_port;
         authority_config.imds_port = options.imds_port;
+        authority_config.audit_store = options.audit_store.clone();
         let authority = entraflow_authority::serve(authority_config, stopped(rx.clone())).await?;
 
         let mut config = GateConfig::new(&options.data_dir);
@@ -97,6 +101,9 @@ impl LocalStack {
         config.account = options.account;
         config.authority_host = authority.authority_host.clone();
         config.tenants = vec![authority.tenant_id.clone()];
+        if let Some(store) = &options.audit_store {
+            config.audit_store = store.clone();
+        }
         let gate = Gate::bind(config).await?;
         // env first: gate.env appearing means env is complete too.
         let env_file = options.data_dir.join(AUTHORITY_ENV_FILE);
@@ -111,6 +118,9 @@ impl LocalStack {
                 sql_config.backend = backend;
                 sql_config.authority_host = authority.authority_host.clone();
                 sql_config.tenants = vec![authority.tenant_id.clone()];
+                if let Some(store) = &options.audit_store {
+                    sql_config.audit_store = store.clone();
+                }
                 let sql_gate = SqlGate::bind(sql_config).await?;
                 sql_gate.write_env_file()?;
                 Some(sql_gate)

@@ -181,6 +181,14 @@ impl ArmError {
             E::InvalidDefinition(e) => Self::bad_request("InvalidRoleDefinition", e.to_string()),
             other => {
                 tracing::error!(error = %other, "role store failed");
+                if let Some(cause) = entraflow_core::fsutil::no_room(&other) {
+                    // ARM's shape for a passing server-side failure; the client retries.
+                    return Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ServiceUnavailable",
+                        format!("The role store (rbac.db) has no room for this change ({cause}); nothing was changed. Free space in the gate's data directory and retry."),
+                    );
+                }
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "InternalServerError",

@@ -260,15 +260,17 @@ async fn process(guard: &mut Guard, parts: &Parts, body: Body) -> Result<Respons
         }
         (&Method::GET, Collection::Assignments, Some(name), _) => admin.get_assignment(name),
         (&Method::PUT, Collection::Assignments, Some(name), Some(body)) => {
-            admin.put_assignment(name, &body)
+            admin.put_assignment(name, &body).await
         }
-        (&Method::DELETE, Collection::Assignments, Some(name), _) => admin.delete_assignment(name),
+        (&Method::DELETE, Collection::Assignments, Some(name), _) => {
+            admin.delete_assignment(name).await
+        }
         (&Method::GET, Collection::Definitions, None, _) => {
             admin.list_definitions(query.get("$filter"))
         }
         (&Method::GET, Collection::Definitions, Some(name), _) => admin.get_definition(name),
         (&Method::PUT, Collection::Definitions, Some(name), Some(body)) => {
-            admin.put_definition(name, &body)
+            admin.put_definition(name, &body).await
         }
         (method, ..) => Err(ArmError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -358,6 +360,12 @@ impl Admin<'_, '_> {
         self.access.event()
     }
 
+    /// Makes the decision durable, saying what is about to change, before the store
+    /// is touched.
+    async fn decide(&mut self, intent: String) -> Result<(), ArmError> {
+        self.access.record_decision::<ArmError>(Some(intent)).await
+    }
+
     fn all_assignments(&self) -> Result<Vec<entraflow_rbac::RoleAssignment>, ArmError> {
         self.store().assignments().map_err(ArmError::from_rbac)
     }
@@ -409,7 +417,7 @@ impl Admin<'_, '_> {
         }
     }
 
-    fn put_assignment(&mut self, name: &str, body: &[u8]) -> Result<Response, ArmError> {
+    async fn put_assignment(&mut self, name: &str, body: &[u8]) -> Result<Response, ArmError> {
         let name = guid(name).ok_or_else(|| invalid_assignment_id(name))?;
         let PutAssignment { properties: p } = parse_json(body)?;
         let role_guid = p
@@ -473,6 +481,11 @@ impl Admin<'_, '_> {
                 ),
             ));
         }
+        self.decide(format!(
+            "creating role assignment {name}: role '{}' ({}) for {principal_type} {principal_id} at {scope}",
+            role.name, role.id
+        ))
+        .await?;
         let new = NewAssignment {
             principal_id: principal_id.clone(),
             principal_type,
@@ -508,7 +521,7 @@ impl Admin<'_, '_> {
         Ok(json(StatusCode::CREATED, &shape::assignment(&created)))
     }
 
-    fn delete_assignment(&mut self, name: &str) -> Result<Response, ArmError> {
+    async fn delete_assignment(&mut self, name: &str) -> Result<Response, ArmError> {
         let Some(found) = self.find_assignment(name)? else {
             // As ARM: deleting what is not there is 204, not an error.
             self.event().detail = Some(format!(
@@ -518,6 +531,15 @@ impl Admin<'_, '_> {
             *response.status_mut() = StatusCode::NO_CONTENT;
             return Ok(response);
         };
+        self.decide(format!(
+            "deleting role assignment {}: role {} for {} {} at {}",
+            found.name,
+            found.role_definition_id,
+            found.principal_type,
+            found.principal_id,
+            found.scope
+        ))
+        .await?;
         let deleted = self
             .store()
             .delete_assignment(&found.id())
@@ -572,7 +594,7 @@ impl Admin<'_, '_> {
         ))
     }
 
-    fn put_definition(&mut self, name: &str, body: &[u8]) -> Result<Response, ArmError> {
+    async fn put_definition(&mut self, name: &str, body: &[u8]) -> Result<Response, ArmError> {
         let id = guid(name).ok_or_else(|| {
             ArmError::bad_request(
                 "InvalidRoleDefinitionId",
@@ -629,6 +651,13 @@ impl Admin<'_, '_> {
                 scope.clone(),
             ))?;
         }
+        let verb = if prior.is_some() {
+            "updating"
+        } else {
+            "creating"
+        };
+        self.decide(format!("{verb} custom role '{}' ({})", def.name, def.id))
+            .await?;
         let (status, stored, verb) = if let Some(prior) = &prior {
             (
                 StatusCode::OK,

@@ -77,7 +77,8 @@ async fn delete(
         .authenticate::<StorageError>(header(&sub.headers, "authorization"))
         .await?;
     let request = super::rbac_request(state, Operation::DeleteBlob, &target, &Query::default())?;
-    let access = guard.authorize::<StorageError>(request)?;
+    let mut access = guard.authorize::<StorageError>(request)?;
+    access.record_decision::<StorageError>(None).await?;
     super::object::remove(&access, c, b, &sub.headers).await
 }
 

@@ -183,7 +183,10 @@ async fn serve(
             .with_sub_operation(entraflow_rbac::action::blob::SUB_OPERATION_WITH_TAG_HEADERS)
             .with_request_tags(tags);
     }
-    let access = guard.authorize::<StorageError>(request)?;
+    let mut access = guard.authorize::<StorageError>(request)?;
+    if op.mutates() {
+        access.record_decision::<StorageError>(None).await?;
+    }
 
     match (op, &target) {
         (Operation::ListContainers, _) => list::containers(access, &query),
