@@ -59,16 +59,26 @@ def check(cond: bool, what: str) -> None:
 # ---------------------------------------------------------------- HTTPS helpers
 
 class Https:
-    """urllib over TLS trusting the run's CA bundle (both CAs: the peers' and entraflow's)."""
+    """urllib over TLS: each entraflow stack's servers are checked against that
+    stack's CA (two stacks' CAs share a subject name), everything else against the
+    peers' CA."""
 
-    def __init__(self, bundle: Path):
-        self.ctx = ssl.create_default_context(cafile=str(bundle))
+    def __init__(self, peer_ca: Path):
+        self.default = ssl.create_default_context(cafile=str(peer_ca))
+        self.by_origin: dict[str, ssl.SSLContext] = {}
+
+    def trust(self, origin: str, ca: str) -> None:
+        self.by_origin[origin] = ssl.create_default_context(cafile=ca)
+
+    def ctx(self, url: str) -> ssl.SSLContext:
+        origin = "/".join(url.split("/")[:3])
+        return self.by_origin.get(origin, self.default)
 
     def call(self, method: str, url: str, headers: dict[str, str] | None = None,
              body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=60) as r:
+            with urllib.request.urlopen(req, context=self.ctx(url), timeout=60) as r:
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
@@ -471,9 +481,10 @@ def run_all(args, work: Path, binary: str, want) -> Bench:
     stacks = [Entraflow("gate", binary, work)]
     if args.before_bin:
         stacks.append(Entraflow("gate (before)", args.before_bin, work))
-    bundle = work / "bundle.pem"
-    bundle.write_text(ca.read_text() + "".join(Path(s.env["SSL_CERT_FILE"]).read_text() for s in stacks))
-    https = Https(bundle)
+    https = Https(ca)
+    for s in stacks:
+        for url in (s.host, s.env["ENTRAFLOW_BLOB_ENDPOINT"]):
+            https.trust("/".join(url.split("/")[:3]), s.env["SSL_CERT_FILE"])
 
     container = "bench"
     small, big = os.urandom(4 * KIB), os.urandom(64 * MIB)
@@ -598,7 +609,7 @@ def tfdata_case(bench: Bench, args, binary: str) -> None:
     bench.cases.append(case)
 
 
-def upload_many(side: BlobSide, bundle_ctx: ssl.SSLContext, names: list[str], data: bytes, threads: int = 8) -> None:
+def upload_many(side: BlobSide, ctx: ssl.SSLContext, names: list[str], data: bytes, threads: int = 8) -> None:
     """Put Blob of every name, over `threads` kept-alive connections (setup, untimed)."""
     import http.client
     import threading
@@ -608,7 +619,7 @@ def upload_many(side: BlobSide, bundle_ctx: ssl.SSLContext, names: list[str], da
     errors: list[str] = []
 
     def worker(chunk: list[str]) -> None:
-        conn = http.client.HTTPSConnection(base.hostname, base.port, context=bundle_ctx, timeout=60)
+        conn = http.client.HTTPSConnection(base.hostname, base.port, context=ctx, timeout=60)
         for name in chunk:
             conn.request("PUT", f"{base.path}/{name}", body=data,
                          headers={**side.headers, "x-ms-blob-type": "BlockBlob"})
@@ -633,7 +644,7 @@ def many_case(bench: Bench, args, work: Path, https: Https, blob_sides: list[Blo
     data = os.urandom(16 * KIB)
     names = [f"img/{i:05d}.jpg" for i in range(count)]
     for side in blob_sides:
-        upload_many(side, https.ctx, names, data)
+        upload_many(side, https.ctx(side.base), names, data)
     (work / "nginx" / "www" / "bench" / "img").mkdir()
     for name in names:
         (work / "nginx" / "www" / "bench" / name).write_bytes(data)
@@ -689,8 +700,7 @@ def token_case(bench: Bench, args, work: Path, stacks: list[Entraflow], https: H
         with scripts[name].open("a") as fh:
             fh.write(f'wrk.body = "{f}"\n')
     floor = rs256_floor(args)
-    goal = "≥ 1.5x oauth2-mock-server; ≥ 85 % of bare RS256 signing" + (
-        f" ({floor:,.0f} signatures/s on {os.cpu_count()} cores)" if floor else "")
+    goal = "≥ 1.5x oauth2-mock-server; ≥ 85 % of bare RS256 signing on the same cores"
     case = bench.rounds("client_credentials tokens, 16 connections (wrk)", "tokens/s",
                         [(n, p, t) for n, p, t in sides],
                         lambda t, secs: wrk(t[0], scripts[next(n for n, _, tt in sides if tt is t)], 16, secs),
@@ -698,14 +708,16 @@ def token_case(bench: Bench, args, work: Path, stacks: list[Entraflow], https: H
     case.floor = floor
 
 
-def rs256_floor(args) -> float | None:
-    """Bare RS256 signatures/s with the authority's own key code on every core
-    (the physical floor for issuance), from the `rs256_rate` example."""
+def rs256_floor(args) -> dict | None:
+    """Bare RS256 signatures with the authority's own crypto on every core (the
+    physical floor for issuance), per second and per CPU second, from the
+    `rs256_rate` example."""
     exe = Path(os.environ.get("ENTRAFLOW_BIN", "")).with_name("examples") / "rs256_rate"
     if not exe.exists():
+        print(f"  no {exe}: the token case has no RS256 floor")
         return None
     out = subprocess.run([str(exe), str(max(1.0, args.seconds / 2))], capture_output=True, text=True, check=True)
-    return float(json.loads(out.stdout)["signatures_per_s"])
+    return json.loads(out.stdout)
 
 
 if __name__ == "__main__":
