@@ -37,13 +37,16 @@ if [ -z "${ENTRAFLOW_BIN:-}" ]; then
     cargo build --locked -p entraflow-cli
     ENTRAFLOW_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/entraflow"
   else
-    cargo build --locked --release -p entraflow-cli
+    # One invocation for the binary and the plugin: one feature set, built once.
+    cargo build --locked --release -p entraflow-cli -p entraflow-tfplugin
     # The bare RS256 signing rate, the floor the token case is compared against.
     cargo build --locked --release -p entraflow-authority --example rs256_rate
-    # tf.data through the plugin, and get_token from Python, both release builds.
-    cargo build --locked --release -p entraflow-tfplugin
+    # get_token from Python, through the release extension.
     ensure_venv
-    (cd python && VIRTUAL_ENV="$PWD/../.venv" ../.venv/bin/maturin develop --release --quiet)
+    # maturin's build flags differ from cargo's: in the same target directory each
+    # would rebuild what the other built, so the extension has its own.
+    (cd python && VIRTUAL_ENV="$PWD/../.venv" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/../target}/python-release" \
+      ../.venv/bin/maturin develop --release --quiet)
     ENTRAFLOW_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/entraflow"
   fi
 fi
