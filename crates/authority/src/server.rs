@@ -587,12 +587,13 @@ async fn devicecode_v1(
     devicecode(a, t, EndpointVersion::V1, h, body).await
 }
 
+/// A loopback listener whose accepted connections get `TCP_NODELAY`.
+type ImdsListener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
 /// The managed-identity endpoint's listener: plain HTTP on loopback, with
 /// `TCP_NODELAY` on each accepted connection (a token answer is one small write
 /// that must not wait for the client's delayed ACK), as the HTTPS listeners have.
-fn imds_listener_of(
-    listener: std::net::TcpListener,
-) -> std::io::Result<axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>> {
+fn imds_listener_of(listener: std::net::TcpListener) -> std::io::Result<ImdsListener> {
     use axum::serve::ListenerExt as _;
     fn nodelay(tcp: &mut tokio::net::TcpStream) {
         if let Err(e) = tcp.set_nodelay(true) {
