@@ -3,7 +3,9 @@
 The job carries no secret: its identity is the pod's workload identity
 (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST, AZURE_FEDERATED_TOKEN_FILE),
 exchanged for short-lived Entra tokens by entraflow and refreshed as they expire.
-The only entraflow line is the import that registers the az:// filesystem.
+The only entraflow line is the import that registers the az:// filesystem. With
+``--manifest`` the shards are looked up in PostgreSQL (``demo.shards``) through the
+SQL gate, signed in with the same identity, instead of listed by glob.
 
     python examples/train.py --data 'az://entraflowlocal/project-a/digits/train-*' \
         --out az://entraflowlocal/project-a/models/run-1 --epochs 5
@@ -20,9 +22,8 @@ import os
 import sys
 import tempfile
 
-import tensorflow as tf
-
 import entraflow.tensorflow  # noqa: F401  registers az:// with this process's identity
+import tensorflow as tf
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([64], tf.float32),
@@ -35,8 +36,23 @@ def parse(record):
     return example["image"] / 16.0, example["label"]
 
 
-def dataset(pattern: str, batch_size: int) -> tf.data.Dataset:
-    files = tf.io.gfile.glob(pattern)
+def manifest() -> list[str]:
+    """This run's shards, as the staging job listed them in PostgreSQL."""
+    import psycopg
+
+    from entraflow.sql import connect
+
+    try:
+        with connect() as conn:
+            rows = conn.execute("SELECT path FROM demo.shards WHERE run_id = %s ORDER BY path",
+                                (os.environ["ENTRAFLOW_RUN_ID"],)).fetchall()
+    except psycopg.errors.InsufficientPrivilege as denied:  # a missing GRANT, named by PostgreSQL
+        raise PermissionError(str(denied).strip()) from None
+    return [path for (path,) in rows]
+
+
+def dataset(pattern: str, batch_size: int, from_manifest: bool) -> tf.data.Dataset:
+    files = manifest() if from_manifest else tf.io.gfile.glob(pattern)
     if not files:
         sys.exit(f"no training shards match {pattern}")
     return (
@@ -77,6 +93,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--metrics", help="local JSON file for the training curve")
+    parser.add_argument("--manifest", action="store_true",
+                        help="take the shard list from PostgreSQL's demo.shards (PG* variables say where)")
     args = parser.parse_args()
 
     distributed = "TF_CONFIG" in os.environ
@@ -86,7 +104,7 @@ def main() -> int:
     try:
         with strategy.scope():
             model = build_model()
-        data = dataset(args.data, args.batch_size * strategy.num_replicas_in_sync)
+        data = dataset(args.data, args.batch_size * strategy.num_replicas_in_sync, args.manifest)
         # Saving is collective: every worker saves, only the chief's copy is kept.
         out = args.out if chief else tempfile.mkdtemp(prefix="worker-")
         manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), f"{out}/checkpoints", max_to_keep=2)
@@ -94,6 +112,9 @@ def main() -> int:
         model.save(f"{out}/model.keras")
     except tf.errors.PermissionDeniedError as denied:
         print(f"permission denied: {denied.message}", file=sys.stderr)
+        return 3
+    except PermissionError as denied:  # PostgreSQL's 42501, through the SQL gate
+        print(f"permission denied: {denied}", file=sys.stderr)
         return 3
     except tf.errors.UnauthenticatedError as unauthenticated:
         print(f"not authenticated: {unauthenticated.message}", file=sys.stderr)

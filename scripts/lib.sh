@@ -28,9 +28,9 @@ install_python_package() {
   (cd python && VIRTUAL_ENV="$PWD/../.venv" ../.venv/bin/maturin develop --quiet)
 }
 
-# Starts a throwaway PostgreSQL on a free loopback port for the audit store's tests,
-# and exports ENTRAFLOW_TEST_POSTGRES_URL. Uses Debian's server; installs it if absent.
-start_test_postgres() {
+# Starts a throwaway PostgreSQL on a free loopback port (the tests, the demo, the
+# SQL benchmark), and exports ENTRAFLOW_TEST_POSTGRES_URL. Uses Debian's server; installs it if absent.
+start_local_postgres() {
   local bindir
   bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
   if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
@@ -51,13 +51,13 @@ start_test_postgres() {
   "${run_as[@]}" "$bindir/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c fsync=on" start >/dev/null
   PG_STOP=("${run_as[@]}" "$bindir/pg_ctl" -D "$PG_DIR/data" -m fast stop)
-  trap 'stop_test_postgres' EXIT
+  trap 'stop_local_postgres' EXIT
   export ENTRAFLOW_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   export ENTRAFLOW_REQUIRE_POSTGRES=1
   echo "PostgreSQL on 127.0.0.1:$port"
 }
 
-stop_test_postgres() {
+stop_local_postgres() {
   [ -n "${PG_STOP+x}" ] && "${PG_STOP[@]}" >/dev/null 2>&1 || true
   [ -n "${PG_DIR:-}" ] && rm -rf "$PG_DIR"
 }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 step "PostgreSQL for the shared audit store"
-start_test_postgres
+start_local_postgres
 
 step "Python environment (pinned real clients) and the entraflow package"
 ensure_venv
@@ -25,6 +25,9 @@ cargo nextest run --workspace --locked --no-fail-fast
 
 step "Python tests against the real binary"
 ENTRAFLOW_BIN="$PWD/target/debug/entraflow" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
+
+step "The SQL gate's benchmark still runs (quick mode: correctness checked, figures not asserted)"
+bash benches/sql_gate.sh --quick
 
 step "SECURITY.md and RELIABILITY.md from the suites' cases"
 python3 scripts/reports.py

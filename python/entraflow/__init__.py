@@ -16,10 +16,12 @@ from entraflow.identity import (
     ClientSecretCredential,
     CredentialError,
     CredentialUnavailableError,
+    DefaultAzureCredential,
     DefaultCredential,
     DeviceCodeCredential,
     ManagedIdentityCredential,
     WorkloadIdentityCredential,
+    login,
 )
 
 __all__ = [
@@ -28,8 +30,10 @@ __all__ = [
     "ClientSecretCredential",
     "CredentialError",
     "CredentialUnavailableError",
+    "DefaultAzureCredential",
     "DefaultCredential",
     "DeviceCodeCredential",
     "ManagedIdentityCredential",
     "WorkloadIdentityCredential",
+    "login",
 ]

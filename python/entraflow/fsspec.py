@@ -138,8 +138,10 @@ class EntraflowWriteFile(io.BufferedIOBase):
 class EntraflowFileSystem(AbstractFileSystem):
     """Azure Blob storage through entraflow's Rust client, with Entra ID identity.
 
-    ``credential``: an ``entraflow.identity`` credential; without it, the environment
-    decides (the same chain as ``entraflow.identity.DefaultCredential``).
+    ``credential``: an ``entraflow.identity`` credential (sync or ``aio``); without it,
+    the environment decides (the same chain as ``entraflow.identity.DefaultCredential``).
+    The filesystem pickles to its arguments (fsspec's rule), so the credential's
+    configuration, never a token, travels to worker processes.
     """
 
     protocol = ("entraflow", "azent")
@@ -149,7 +151,8 @@ class EntraflowFileSystem(AbstractFileSystem):
         super().__init__(**kwargs)
         native_credential = None
         if credential is not None:
-            native_credential = getattr(credential, "_native", None)
+            # A sync credential, or an async one (entraflow.identity.aio) over its sync twin.
+            native_credential = getattr(getattr(credential, "_sync", credential), "_native", None)
             if not isinstance(native_credential, _native.Credential):
                 raise TypeError(
                     f"credential must be an entraflow.identity credential (e.g. DefaultCredential, "
@@ -263,6 +266,7 @@ class EntraflowFileSystem(AbstractFileSystem):
         self._native.delete_dir(self._uri(self._strip_protocol(path)))
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """Copies one blob server-side (Copy Blob): the data does not pass through here."""
         self._native.copy_file(self._uri(self._strip_protocol(path1)), self._uri(self._strip_protocol(path2)))
 
     def mv(self, path1, path2, recursive: bool = False, maxdepth: Optional[int] = None, **kwargs: Any) -> None:

@@ -428,3 +428,80 @@ def test_lint_flags_app_id_assignees_orphans_and_empty_groups(up):
     assert sp["id"] in found[("app-id-assignee", app["appId"])]["message"]
     assert ("orphaned-principal", user["id"]) in found
     assert ("empty-group", group["id"]) in found
+
+
+def test_yaml_output_and_az_flag_names(up, tmp_path):
+    name = f"Bob: builder {uuid.uuid4().hex[:4]}"
+    upn = f"bob-{uuid.uuid4().hex[:6]}@entraflow.local"
+    # az's flag name for the UPN, and YAML as az prints it (a value with ': ' quoted).
+    out = up.run("ad", "user", "create", "--user-principal-name", upn, "--display-name", name, "-o", "yaml").stdout
+    lines = out.splitlines()
+    assert f"displayName: '{name}'" in lines and f"userPrincipalName: {upn}" in lines, out
+    assert up.run("ad", "user", "list", "--query", f"[?userPrincipalName=='{upn}'].userPrincipalName",
+                  "-o", "yaml").stdout == f"- {upn}\n"
+
+    # --is-fallback-public-client takes az's true/false; --public-client is the same setting.
+    # (A bare boolean in TSV is lower-case, as knack writes it.)
+    for flag, expected in [(["--is-fallback-public-client", "true"], "true"),
+                           (["--is-fallback-public-client", "false"], "false"), (["--public-client"], "true"),
+                           ([], "false")]:
+        got = up.run("ad", "app", "create", "--display-name", f"pc-{uuid.uuid4().hex[:6]}", *flag,
+                     "--query", "isFallbackPublicClient", "-o", "tsv").stdout.strip()
+        assert got == expected, (flag, got)
+
+    # federated-credential create --parameters @file.json, in Microsoft Graph's shape.
+    app, _ = up.app("fic-params")
+    params = tmp_path / "fic.json"
+    params.write_text(json.dumps({"name": "github-main", "issuer": "https://token.actions.githubusercontent.com",
+                                  "subject": "repo:org/repo:ref:refs/heads/main",
+                                  "audiences": ["api://AzureADTokenExchange"], "description": "CI on main"}))
+    made = up.json("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters", f"@{params}")
+    assert (made["name"], made["subject"]) == ("github-main", "repo:org/repo:ref:refs/heads/main")
+    listed = up.json("ad", "app", "federated-credential", "list", "--id", app["appId"])
+    assert [f["issuer"] for f in listed] == ["https://token.actions.githubusercontent.com"]
+    bad = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters",
+                 '{"name": "x", "issuer": "https://a.example", "subject": "s", "audience": ["typo"]}', check=False)
+    assert bad.returncode != 0 and "unknown field `audience`" in bad.stderr, bad.stderr
+    both = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters", f"@{params}",
+                  "--name", "x", check=False)
+    assert both.returncode != 0 and "cannot be used with" in both.stderr, both.stderr
+    assert len(up.json("ad", "app", "federated-credential", "list", "--id", app["appId"])) == 1
+
+    # az login --use-device-code: accepted (entraflow signs in with a device code anyway).
+    assert "--use-device-code" in up.run("login", "--help").stdout
+
+
+def test_a_port_in_use_is_reported_as_a_port_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args in (["up", "--authority-port", "0", "--imds-port", "0", "--gate-port", str(port)],
+                     ["up", "--authority-port", str(port), "--imds-port", "0", "--gate-port", "0"]):
+            data = tmp_path / f"d-{uuid.uuid4().hex[:6]}"
+            out = subprocess.run([BIN, "--data-dir", str(data), *args], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 1
+            last = out.stderr.strip().splitlines()[-1]
+            assert f"127.0.0.1:{port} is already in use" in last, last
+            assert "directory" not in last and "TLS" not in last, last
+            assert last.count("already in use") == 1, f"said twice: {last}"
+
+
+def test_a_federated_issuer_that_its_discovery_document_contradicts_is_warned_about(up):
+    app, _ = up.app("fic-issuer")
+    issuer = f"{up.host}/{up.tenant}/v2.0"  # a reachable OIDC issuer: the local authority's own
+    slash = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--name", "slash",
+                   "--issuer", issuer + "/", "--subject", "s1")
+    assert f"says its tokens carry iss '{issuer}', not '{issuer}/'" in slash.stderr, slash.stderr
+    exact = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--name", "exact",
+                   "--issuer", issuer, "--subject", "s2")
+    assert "warning" not in exact.stderr, exact.stderr
+    # An issuer that cannot be reached is taken as given, without a warning (offline clusters).
+    offline = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--name", "offline",
+                     "--issuer", "https://127.0.0.1:9/issuer", "--subject", "s3")
+    assert "warning" not in offline.stderr, offline.stderr
+    # The credential is stored byte for byte either way: the warning changes nothing.
+    issuers = {f["name"]: f["issuer"] for f in up.json("ad", "app", "federated-credential", "list", "--id", app["appId"])}
+    assert issuers == {"slash": issuer + "/", "exact": issuer, "offline": "https://127.0.0.1:9/issuer"}

@@ -18,9 +18,12 @@ def test_demo_trains_denies_and_audits(tmp_path):
     env = {**os.environ, "VIRTUAL_ENV": str(REPO / ".venv")}
     env.pop("SSL_CERT_FILE", None)
     env.pop("REQUESTS_CA_BUNDLE", None)
+    # The SQL side too, when scripts/test.sh started PostgreSQL (it always does).
+    backend = os.environ.get("ENTRAFLOW_TEST_POSTGRES_URL")
+    sql = ["--sql-backend", backend] if backend else []
     result = subprocess.run(
         [BIN, "--data-dir", str(data_dir), "demo", "--epochs", "2", "--shards", "4", "--limit", "600",
-         "--python", sys.executable],
+         "--python", sys.executable, *sql],
         capture_output=True, text=True, env=env, timeout=600,
     )
     output = result.stdout + result.stderr
@@ -49,6 +52,16 @@ def test_demo_trains_denies_and_audits(tmp_path):
 
     assert "permission denied" in result.stderr and "Storage Blob Data Reader" in result.stderr
     assert "network" not in re.search(r"permission denied.*", result.stderr).group(0).lower()
+    if backend:
+        # The shard list went through the SQL gate: the stager wrote it, the trainer read
+        # it, and project B was refused by PostgreSQL's own GRANTs, naming the table.
+        statements = [e for e in events if e.get("event_type") == "sql.statement"]
+        writers = {e["principal"]["oid"] for e in statements if e.get("statement", "").startswith("INSERT INTO demo.shards")}
+        readers_sql = {e["principal"]["oid"] for e in statements if "FROM demo.shards" in e.get("statement", "")}
+        assert writers and readers & readers_sql, "the manifest was not written and read through the SQL gate"
+        assert "permission denied for table shards" in result.stderr
+        assert intruders & readers_sql, "project B's refused query is not in the audit log"
+        assert "SQL   database" in result.stdout, "the security team's summary shows no SQL access"
     report = data_dir / "runs" / run_id / "report.md"
     assert report.exists() and "Storage Blob Data Reader" in report.read_text()
     verify = subprocess.run([BIN, "--data-dir", str(data_dir), "audit", "verify"], capture_output=True, text=True)

@@ -277,30 +277,28 @@ def test_an_audit_log_without_room_refuses_changes_untouched_then_recovers_on_it
     report.finish()
 
 
-def fresh_postgres_database() -> str | None:
-    """A new database on the test PostgreSQL, for an audit store no other test shares."""
+def postgres_audit_store() -> dict:
+    """The environment for an audit store on a new database of the test PostgreSQL
+    (no other test shares it), so the audit log is not the file that fills."""
     url = os.environ.get("ENTRAFLOW_TEST_POSTGRES_URL")
     if not url:
-        return None
-    import psycopg
-
-    name = f"faults_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
-def test_no_room_for_the_blob_metadata_database_is_a_clear_error_and_recovers(tmp_path):
-    # The audit log lives in PostgreSQL here, so the first file to run out of room is
-    # the gate's own gate.db (blob properties and metadata), not audit.db.
-    store = fresh_postgres_database()
-    if store is None:
         if os.environ.get("ENTRAFLOW_REQUIRE_POSTGRES") == "1":
             raise RuntimeError("ENTRAFLOW_REQUIRE_POSTGRES=1 but ENTRAFLOW_TEST_POSTGRES_URL is not set")
         import pytest
 
         pytest.skip("ENTRAFLOW_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)")
-    env = {"ENTRAFLOW_AUDIT_STORE": store}
+    import psycopg
+
+    name = f"faults_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return {"ENTRAFLOW_AUDIT_STORE": url.rsplit("/", 1)[0] + "/" + name}
+
+
+def test_no_room_for_the_blob_metadata_database_is_a_clear_error_and_recovers(tmp_path):
+    # The audit log lives in PostgreSQL here, so the first file to run out of room is
+    # the gate's own gate.db (blob properties and metadata), not audit.db.
+    env = postgres_audit_store()
     data = tmp_path / "data"
     data.mkdir()
     up = Up(data, env=env)
@@ -355,14 +353,7 @@ def test_no_room_for_the_blob_metadata_database_is_a_clear_error_and_recovers(tm
 def test_no_room_for_the_authority_database_is_a_clear_error_and_recovers(tmp_path):
     # Audit on PostgreSQL again: the file that fills is authority.db, where device
     # codes (and refresh tokens) live.
-    store = fresh_postgres_database()
-    if store is None:
-        if os.environ.get("ENTRAFLOW_REQUIRE_POSTGRES") == "1":
-            raise RuntimeError("ENTRAFLOW_REQUIRE_POSTGRES=1 but ENTRAFLOW_TEST_POSTGRES_URL is not set")
-        import pytest
-
-        pytest.skip("ENTRAFLOW_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)")
-    env = {"ENTRAFLOW_AUDIT_STORE": store}
+    env = postgres_audit_store()
     data = tmp_path / "data"
     data.mkdir()
     up = Up(data, env=env)
@@ -415,14 +406,7 @@ def test_no_room_for_the_authority_database_is_a_clear_error_and_recovers(tmp_pa
 
 def test_no_room_for_the_role_store_is_a_clear_error_and_recovers(tmp_path):
     # Audit on PostgreSQL: the file that fills is rbac.db, written by the admin API.
-    store = fresh_postgres_database()
-    if store is None:
-        if os.environ.get("ENTRAFLOW_REQUIRE_POSTGRES") == "1":
-            raise RuntimeError("ENTRAFLOW_REQUIRE_POSTGRES=1 but ENTRAFLOW_TEST_POSTGRES_URL is not set")
-        import pytest
-
-        pytest.skip("ENTRAFLOW_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)")
-    env = {"ENTRAFLOW_AUDIT_STORE": store}
+    env = postgres_audit_store()
     data = tmp_path / "data"
     data.mkdir()
     up = Up(data, env=env)

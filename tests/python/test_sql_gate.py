@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 
@@ -186,3 +187,80 @@ def test_statements_are_audited_redacted_and_verified_and_no_literal_is_logged(a
     for log in authority.data_dir.glob("*.log"):
         assert secret not in log.read_text(errors="replace"), f"{log.name} logged a literal"
         assert token not in log.read_text(errors="replace"), f"{log.name} logged a token"
+
+
+def test_entraflow_sql_connect_signs_in_with_the_credential_and_tags_the_run(authority, sql_gate, monkeypatch):
+    from entraflow.sql import connect
+
+    p = sql_gate.principal("py-connect")
+    wait_for_policy()
+    settings = {k: v for k, v in sql_gate.conninfo(p["name"], "unused").items() if k != "password"}
+    settings.pop("application_name")
+    run = f"run-sql-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("ENTRAFLOW_RUN_ID", run)
+    with connect(credential=p["credential"], **settings) as conn:
+        assert conn.execute("SELECT current_user, current_setting('application_name')").fetchone() == (p["name"], run)
+    with pytest.raises(TypeError, match="the password is the credential's token"):
+        connect(credential=p["credential"], password="x", **settings)
+    with pytest.raises(TypeError, match="needs user="):
+        monkeypatch.delenv("PGUSER", raising=False)
+        connect(credential=p["credential"], **{k: v for k, v in settings.items() if k != "user"})
+    time.sleep(0.5)
+    out = authority.cli("audit", "query", "--run-id", run, "-o", "json").stdout
+    types = [json.loads(line)["event"]["event_type"] if "event" in json.loads(line) else json.loads(line)["event_type"]
+             for line in out.splitlines() if line.strip()]
+    assert "sql.session.start" in types, f"the session is in the audit log under the run id: {types}"
+
+
+DATASET_JOB = r"""
+import json, resource, sys
+import entraflow.tensorflow as etf
+
+table = sys.argv[1]
+ds = etf.sql_dataset(f"SELECT id, label, weight, note FROM {table} WHERE id > %s", (0,), batch_size=10000)
+rows = ids = labels = 0
+base = None
+for i, batch in enumerate(ds):
+    rows += int(batch["id"].shape[0])
+    ids += int(batch["id"].numpy().sum())
+    labels += int(batch["label"].numpy().sum())
+    assert batch["note"].dtype.name == "string" and batch["weight"].dtype.name == "float64"
+    if i == 3:  # TensorFlow and the first batches are in memory: measure growth from here
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "ids": ids, "labels": labels, "growth_kib": peak - base}))
+"""
+
+
+def test_sql_dataset_streams_a_million_rows_through_the_gate_in_flat_memory(authority, sql_gate, tmp_path):
+    p = sql_gate.principal("tf-sql")
+    table = f"features_{uuid.uuid4().hex[:8]}"
+    n = 1_000_000
+    with psycopg.connect(BACKEND, autocommit=True) as conn:
+        # ~120 MB of values: held whole, the job's memory would grow far past the bound below.
+        conn.execute(f"CREATE TABLE {table} AS SELECT g AS id, g % 10 AS label, g / 7.0::float8 AS weight,"
+                     f" repeat(md5(g::text), 3) AS note FROM generate_series(1, {n}) g")
+        conn.execute(f'GRANT SELECT ON {table} TO "{p["name"]}"')
+    wait_for_policy()
+    script = tmp_path / "job.py"
+    script.write_text(DATASET_JOB)
+    env = {**os.environ, **sql_gate.env, "PGUSER": p["name"], "PGDATABASE": "postgres",
+           "AZURE_TENANT_ID": authority.tenant, "AZURE_CLIENT_ID": p["app_id"], "AZURE_CLIENT_SECRET": p["secret"],
+           "AZURE_AUTHORITY_HOST": authority.host, "SSL_CERT_FILE": authority.ca, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "ENTRAFLOW_RUN_ID": f"run-tf-sql-{uuid.uuid4().hex[:6]}"}
+    out = subprocess.run([sys.executable, str(script), table], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["rows"] == n
+    assert result["ids"] == n * (n + 1) // 2
+    assert result["labels"] == sum(g % 10 for g in range(1, n + 1))
+    assert result["growth_kib"] < 64 * 1024, f"memory grew {result['growth_kib']} KiB while streaming"
+
+
+def test_entraflow_sql_after_tensorflow_is_refused_with_the_fix_not_a_crash():
+    # libpq loaded after TensorFlow aborts the process on its first TLS connection.
+    code = "import tensorflow, sys\ntry:\n    import entraflow.sql\nexcept ImportError as e:\n    print(e)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "before tensorflow" in out.stdout

@@ -1,5 +1,6 @@
 //! The security team's view after a training run: per principal, which containers
-//! and prefixes it read and wrote, how many bytes, when, and what it was denied.
+//! and prefixes it read and wrote, how many bytes, which databases it queried
+//! through the SQL gate, when, and what it was denied.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,20 @@ pub struct Access {
     pub bytes: u64,
 }
 
+/// Statements through the SQL gate on one database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Queries {
+    /// Statements run.
+    pub statements: u64,
+    /// Rows they returned or changed.
+    pub rows: u64,
+}
+
+/// Event types of the SQL gate that the summary counts (the gate's `sql` module
+/// writes them).
+const SQL_STATEMENT: &str = "sql.statement";
+const SQL_STATEMENT_COMPLETED: &str = "sql.statement.completed";
+
 /// Everything one principal did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PrincipalSummary {
@@ -31,6 +46,9 @@ pub struct PrincipalSummary {
     pub read: BTreeMap<String, Access>,
     /// Same for writes (and deletes).
     pub written: BTreeMap<String, Access>,
+    /// Database name → statements through the SQL gate.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub queried: BTreeMap<String, Queries>,
     /// Bytes read in all.
     pub bytes_read: u64,
     /// Bytes written in all.
@@ -83,6 +101,7 @@ impl Summarizer {
                 name: principal.name.clone(),
                 read: BTreeMap::new(),
                 written: BTreeMap::new(),
+                queried: BTreeMap::new(),
                 bytes_read: 0,
                 bytes_written: 0,
                 denials: 0,
@@ -100,6 +119,22 @@ impl Summarizer {
             );
         if denied {
             entry.denials += 1;
+            return;
+        }
+        if let EventType::Other(kind) = &event.event_type
+            && (kind == SQL_STATEMENT || kind == SQL_STATEMENT_COMPLETED)
+        {
+            let database = event
+                .resource
+                .as_deref()
+                .and_then(|r| r.rsplit_once("/databases/"))
+                .map_or("?", |(_, db)| db);
+            let queries = entry.queried.entry(database.to_owned()).or_default();
+            if kind == SQL_STATEMENT {
+                queries.statements += 1;
+            } else {
+                queries.rows += event.rows.unwrap_or(0);
+            }
             return;
         }
         let Some(prefix) = event.resource.as_deref().and_then(prefix_of) else {
@@ -213,5 +248,46 @@ mod tests {
             (150, 7, 1, 4)
         );
         assert!(!job.read.contains_key("secret/"));
+    }
+
+    #[test]
+    fn sql_statements_count_per_database_with_their_rows() {
+        let db = "/subscriptions/s/resourceGroups/r/providers/Microsoft.DBforPostgreSQL/flexibleServers/f/databases/labels";
+        let mut s = Summarizer::new();
+        for _ in 0..2 {
+            s.add(&record(
+                EventType::Other(SQL_STATEMENT.into()),
+                "job",
+                db,
+                0,
+                Decision::Allow,
+            ));
+            let mut done = record(
+                EventType::Other(SQL_STATEMENT_COMPLETED.into()),
+                "job",
+                db,
+                0,
+                Decision::Allow,
+            );
+            done.event.rows = Some(40);
+            s.add(&done);
+        }
+        s.add(&record(
+            EventType::Other(SQL_STATEMENT.into()),
+            "job",
+            db,
+            0,
+            Decision::Deny,
+        ));
+        let job = &s.finish()[0];
+        assert_eq!(
+            job.queried["labels"],
+            Queries {
+                statements: 2,
+                rows: 80
+            }
+        );
+        assert_eq!(job.denials, 1);
+        assert!(job.read.is_empty() && job.written.is_empty());
     }
 }

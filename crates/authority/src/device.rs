@@ -16,7 +16,7 @@ use crate::authority::{Authority, TokenRequest};
 use crate::decision::Decision;
 use crate::error::{AuthorityError, OAuthError};
 use crate::issue::{self, EndpointVersion, Principal, SignIn};
-use crate::store::{Tenant, now};
+use crate::store::{SpentRefreshToken, Tenant, now};
 
 /// How long a device code lives.
 pub(crate) const DEVICE_CODE_LIFETIME: i64 = 900;
@@ -273,31 +273,21 @@ impl Authority {
         let token = req.require("refresh_token")?;
         let client_id = req.client_id()?.to_ascii_lowercase();
         let hash = sha256(token);
-        let row: Option<(String, String, String, i64, bool)> = {
-            let conn = self.store.conn();
-            let row = conn
-                .query_row(
-                    "SELECT client_id, user_id, scope, expires_at, confidential FROM refresh_tokens WHERE sha256 = ?1 AND tenant_id = ?2",
-                    params![hash, tenant.id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()
-                .map_err(AuthorityError::from)?;
-            // Single use: a refresh token is spent whether or not the rest succeeds.
-            conn.execute(
-                "DELETE FROM refresh_tokens WHERE sha256 = ?1 OR expires_at < ?2",
-                params![hash, now()],
-            )
-            .map_err(AuthorityError::from)?;
-            row
-        };
+        // Single use: a refresh token is spent whether or not the rest succeeds.
+        let row = self.store.take_refresh_token(&hash, &tenant.id)?;
         let expired = || {
             OAuthError::new(
                 Aadsts::RefreshTokenExpired,
                 "The refresh token has expired, was already used, or was revoked. Sign in again.",
             )
         };
-        let (owner, user_id, scope, expires_at, confidential) = row.ok_or_else(expired)?;
+        let SpentRefreshToken {
+            client_id: owner,
+            user_id,
+            scope,
+            expires_at,
+            confidential,
+        } = row.ok_or_else(expired)?;
         if owner != client_id || expires_at <= now() {
             return Err(expired());
         }

@@ -28,6 +28,9 @@ pub enum AuthorityError {
         /// What is wrong.
         reason: String,
     },
+    /// A port could not be bound.
+    #[error(transparent)]
+    Bind(#[from] entraflow_tls::BindError),
     /// A query failed on an already-open database.
     #[error("authority database query failed: {0}")]
     Query(#[from] rusqlite::Error),

@@ -153,16 +153,10 @@ pub async fn serve(
         .map_err(|e| AuthorityError::Tls(e.to_string()))?;
 
     let bind = |port: u16, what: &'static str| {
-        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| {
-            AuthorityError::Io {
-                what,
-                path: PathBuf::from(format!("127.0.0.1:{port}")),
-                source,
-            }
-        })
+        entraflow_tls::bind(what, (Ipv4Addr::LOCALHOST, port).into())
     };
-    let https_listener = bind(config.port, "binding the HTTPS port")?;
-    let imds_listener = bind(config.imds_port, "binding the managed-identity port")?;
+    let https_listener = bind(config.port, "the authority's HTTPS port")?;
+    let imds_listener = bind(config.imds_port, "the managed-identity (IMDS) port")?;
     imds_listener
         .set_nonblocking(true)
         .map_err(io_err("configuring listener", &data_dir))?;
@@ -364,6 +358,9 @@ fn env_file(host: &str, tenant: &str, ca: &Path, data_dir: &Path, imds: &str) ->
         (vars::ENTRAFLOW_DATA_DIR, &data),
         ("ENTRAFLOW_AUTHORITY_URL", host),
         ("ENTRAFLOW_IMDS_ENDPOINT", imds),
+        // Every process that sources this file shares one token refresh per identity
+        // on this host (the node's shared token cache), instead of one per process.
+        (vars::ENTRAFLOW_SHARED_TOKEN_CACHE, "1"),
     ]
     .iter()
     .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use entraflow_core::sqlite::{Migration, migrate};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::AuthorityError;
@@ -86,7 +87,10 @@ CREATE TABLE IF NOT EXISTS authorization_codes (
 /// `authority.db`'s schema, one step per version (`PRAGMA user_version`, as
 /// `gate.db` does): a database is brought forward step by step on open, and
 /// one from a newer entraflow is refused. Append steps; never edit one.
-const MIGRATIONS: [&str; 1] = [SCHEMA];
+const MIGRATIONS: [Migration; 1] = [Migration {
+    sql: SCHEMA,
+    fixup: Some(add_unversioned_columns),
+}];
 
 /// Columns added before the schema was versioned: a version-0 database may
 /// lack them (its tables predate them), so the first step adds what is missing.
@@ -99,39 +103,16 @@ const UNVERSIONED_COLUMNS: [(&str, &str, &str); 2] = [
     ),
 ];
 
-fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(format!(
-            "it has schema version {version}, written by a newer entraflow (this one knows {}); use that version or move the file aside",
-            MIGRATIONS.len()
-        ));
-    }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
-        let applied = tx.execute_batch(sql).and_then(|()| {
-            if step > 0 {
-                return Ok(());
-            }
-            for (table, column, decl) in UNVERSIONED_COLUMNS {
-                let has: bool = tx
-                    .prepare(&format!(
-                        "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
-                    ))?
-                    .exists([])?;
-                if !has {
-                    tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
-                }
-            }
-            Ok(())
-        });
-        applied
-            .and_then(|()| tx.pragma_update(None, "user_version", step as i64 + 1))
-            .and_then(|()| tx.commit())
-            .map_err(|e| format!("migrating to schema version {}: {e}", step + 1))?;
+fn add_unversioned_columns(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    for (table, column, decl) in UNVERSIONED_COLUMNS {
+        let has: bool = tx
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+            ))?
+            .exists([])?;
+        if !has {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
     }
     Ok(())
 }
@@ -182,6 +163,16 @@ pub struct Tenant {
     pub lifetime_max: i64,
 }
 
+/// What a redeemed refresh token was issued for.
+#[derive(Debug)]
+pub(crate) struct SpentRefreshToken {
+    pub(crate) client_id: String,
+    pub(crate) user_id: String,
+    pub(crate) scope: String,
+    pub(crate) expires_at: i64,
+    pub(crate) confidential: bool,
+}
+
 impl Store {
     /// Opens (creating if needed) `<data_dir>/authority.db`, creating the data
     /// directory 0700, the database 0600, and the default tenant.
@@ -220,7 +211,7 @@ impl Store {
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
-        migrate(&mut conn).map_err(|reason| AuthorityError::Schema {
+        migrate(&mut conn, &MIGRATIONS).map_err(|reason| AuthorityError::Schema {
             path: path.clone(),
             reason,
         })?;
@@ -236,6 +227,38 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Spends a refresh token: one statement deletes it and returns what it was
+    /// issued for, so two redemptions of the same token (in any process) can never
+    /// both find it. Expired tokens are swept on the way.
+    pub(crate) fn take_refresh_token(
+        &self,
+        sha256: &[u8],
+        tenant_id: &str,
+    ) -> Result<Option<SpentRefreshToken>, AuthorityError> {
+        let conn = self.conn();
+        let spent = conn
+            .query_row(
+                "DELETE FROM refresh_tokens WHERE sha256 = ?1 AND tenant_id = ?2
+                 RETURNING client_id, user_id, scope, expires_at, confidential",
+                params![sha256, tenant_id],
+                |r| {
+                    Ok(SpentRefreshToken {
+                        client_id: r.get(0)?,
+                        user_id: r.get(1)?,
+                        scope: r.get(2)?,
+                        expires_at: r.get(3)?,
+                        confidential: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?;
+        conn.execute(
+            "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+            params![now()],
+        )?;
+        Ok(spent)
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {

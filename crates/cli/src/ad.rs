@@ -141,8 +141,10 @@ enum AppCommand {
         /// Token version the app accepts as a resource (Entra's default, null, means 1).
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..=2))]
         token_version: Option<i64>,
-        /// Allow public-client flows (device code without a secret).
-        #[arg(long)]
+        /// Allow public-client flows (device code without a secret). az's
+        /// `--is-fallback-public-client true|false` is the same setting.
+        #[arg(long, visible_alias = "is-fallback-public-client", num_args = 0..=1,
+              default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
         public_client: bool,
         /// Application id URIs, e.g. api://trainer.
         #[arg(long, num_args = 1.., value_name = "URI")]
@@ -230,6 +232,78 @@ enum CredentialCommand {
     },
 }
 
+/// What the issuer's own discovery document says its `iss` is, when that differs
+/// from `issuer` (a trailing `/` is the classic mismatch: tokens then never
+/// match the credential). `None` when they agree or the issuer cannot be reached
+/// within two seconds (offline issuers, or ones without discovery, are fine).
+fn issuer_mismatch(data_dir: &std::path::Path, issuer: &str) -> Option<String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let ca = std::fs::read_to_string(data_dir.join("ca.pem")).ok();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let published: String = runtime.block_on(async {
+        let client = entraflow_tls::https_client(ca.as_deref()).ok()?;
+        let doc: serde_json::Value = client
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        doc.get("issuer")?.as_str().map(str::to_owned)
+    })?;
+    (published != issuer).then(|| {
+        format!(
+            "the issuer's discovery document ({url}) says its tokens carry iss '{published}', not '{issuer}'; the match is exact, so tokens from it will not be accepted. Use --issuer '{published}'."
+        )
+    })
+}
+
+/// `federated-credential create --parameters`, in az's shape (Microsoft Graph's
+/// federatedIdentityCredential: `description` is accepted and not kept).
+#[derive(Debug)]
+struct FederatedParameters {
+    name: String,
+    issuer: String,
+    subject: String,
+    audiences: Vec<String>,
+}
+
+impl FederatedParameters {
+    fn parse(argument: &str) -> anyhow::Result<Self> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Graph {
+            name: String,
+            issuer: String,
+            subject: String,
+            #[serde(default)]
+            audiences: Vec<String>,
+            #[serde(default, rename = "description")]
+            _description: Option<String>,
+        }
+        let text = crate::role::read_json_argument(argument)?;
+        let g: Graph = serde_json::from_str(&text).context(
+            "--parameters: expected {\"name\", \"issuer\", \"subject\", \"audiences\": [...], \"description\"}",
+        )?;
+        Ok(Self {
+            name: g.name,
+            issuer: g.issuer,
+            subject: g.subject,
+            audiences: g.audiences,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum FederatedCommand {
     /// Trust tokens from an external issuer for a subject (exact match).
@@ -238,17 +312,21 @@ enum FederatedCommand {
         #[arg(long)]
         id: String,
         /// Credential name, unique per app.
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "parameters")]
+        name: Option<String>,
         /// Issuer exactly as in the token's `iss` (a trailing '/' matters).
-        #[arg(long)]
-        issuer: String,
+        #[arg(long, required_unless_present = "parameters")]
+        issuer: Option<String>,
         /// Subject exactly as in `sub`, e.g. system:serviceaccount:ns:sa.
+        #[arg(long, required_unless_present = "parameters")]
+        subject: Option<String>,
+        /// Accepted audiences (default api://AzureADTokenExchange).
         #[arg(long)]
-        subject: String,
-        /// Accepted audiences.
-        #[arg(long, default_value = "api://AzureADTokenExchange")]
         audience: Vec<String>,
+        /// All of it as az takes it: JSON (inline, @file or a file path) with
+        /// `name`, `issuer`, `subject` and optionally `audiences`, `description`.
+        #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["name", "issuer", "subject", "audience"])]
+        parameters: Option<String>,
     },
     /// List an app's federated identity credentials.
     List {
@@ -533,11 +611,39 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                         issuer,
                         subject,
                         audience,
+                        parameters,
                     },
-            } => print(
-                globals,
-                &store.create_federated_credential(&id, &name, &issuer, &subject, &audience)?,
-            )?,
+            } => {
+                let fic = match parameters {
+                    Some(p) => FederatedParameters::parse(&p)?,
+                    None => FederatedParameters {
+                        name: name.unwrap_or_default(),
+                        issuer: issuer.unwrap_or_default(),
+                        subject: subject.unwrap_or_default(),
+                        audiences: audience,
+                    },
+                };
+                if !globals.only_show_errors
+                    && let Some(warning) = issuer_mismatch(&globals.data_dir, &fic.issuer)
+                {
+                    eprintln!("warning: {warning}");
+                }
+                let audiences = if fic.audiences.is_empty() {
+                    vec![entraflow_core::FEDERATION_AUDIENCE.to_owned()]
+                } else {
+                    fic.audiences
+                };
+                print(
+                    globals,
+                    &store.create_federated_credential(
+                        &id,
+                        &fic.name,
+                        &fic.issuer,
+                        &fic.subject,
+                        &audiences,
+                    )?,
+                )?
+            }
             AppCommand::FederatedCredential {
                 command: FederatedCommand::List { id },
             } => print(

@@ -599,6 +599,14 @@ async fn summary(store: &AnyStore, filter: Filter, output: Output) -> anyhow::Re
                 );
             }
         }
+        for (database, q) in &s.queried {
+            out!(
+                "    SQL   {:<40} {:>8} statements {:>12} rows",
+                format!("database {database}"),
+                q.statements,
+                q.rows
+            );
+        }
     }
     Ok(())
 }

@@ -34,6 +34,10 @@ pub(crate) struct DemoArgs {
     /// Directory holding train.py and stage_digits.py (default: the repository's examples/).
     #[arg(long, value_name = "DIR")]
     examples: Option<PathBuf>,
+    /// PostgreSQL (an admin login URL, postgres://user@host:port/db) for the shard
+    /// manifest, reached by the jobs through the SQL gate; without it, Blob only.
+    #[arg(long, value_name = "URL", env = "ENTRAFLOW_SQL_BACKEND")]
+    sql_backend: Option<String>,
 }
 
 /// The repository this binary was built from, for its `.venv` and `examples/`.
@@ -59,6 +63,7 @@ pub(crate) fn run_demo(args: DemoArgs, globals: &Globals) -> anyhow::Result<Exit
             .examples
             .unwrap_or_else(|| repository().join("examples")),
         entraflow: std::env::current_exe().context("cannot find the entraflow binary")?,
+        sql_backend: args.sql_backend,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcome = runtime.block_on(run(options))?;

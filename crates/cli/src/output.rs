@@ -18,6 +18,8 @@ pub(crate) enum Format {
     /// Tab-separated values, as az writes them: one line per record, fields of
     /// an object in key order, a nested list as its length, a nested object empty.
     Tsv,
+    /// YAML, as az writes it.
+    Yaml,
     /// Nothing (errors still go to stderr).
     None,
 }
@@ -51,6 +53,7 @@ pub(crate) fn emit(
     match globals.format {
         Format::Json | Format::Jsonc => println!("{}", serde_json::to_string_pretty(&shaped)?),
         Format::Tsv => print!("{}", tsv(&shaped)),
+        Format::Yaml => print!("{}", serde_norway::to_string(&shaped)?),
         Format::None => {}
         Format::Table => match table {
             Some(table) if globals.query.is_none() => table(),

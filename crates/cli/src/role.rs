@@ -650,7 +650,7 @@ fn definition(
 }
 
 /// `@file`, a path to an existing file, or inline JSON, as az accepts.
-fn read_json_argument(value: &str) -> anyhow::Result<String> {
+pub(crate) fn read_json_argument(value: &str) -> anyhow::Result<String> {
     let path = match value.strip_prefix('@') {
         Some(path) => Some(path),
         None if !value.trim_start().starts_with('{') => Some(value),
@@ -658,7 +658,7 @@ fn read_json_argument(value: &str) -> anyhow::Result<String> {
     };
     match path {
         Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the role definition file '{path}'")),
+            .with_context(|| format!("cannot read the JSON file '{path}'")),
         None => Ok(value.to_owned()),
     }
 }

@@ -75,6 +75,10 @@ pub(crate) struct LoginArgs {
     /// Scope of the first token.
     #[arg(long, default_value = "https://storage.azure.com/.default")]
     scope: String,
+    /// az's choice of the device code over a browser; entraflow always signs in
+    /// with a device code, so the flag changes nothing.
+    #[arg(long = "use-device-code")]
+    _use_device_code: bool,
 }
 
 #[derive(Debug, Args)]

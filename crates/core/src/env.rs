@@ -34,6 +34,10 @@ pub const ENTRAFLOW_STORAGE_SCOPE: &str = "ENTRAFLOW_STORAGE_SCOPE";
 pub const ENTRAFLOW_ADMIN_ENDPOINT: &str = "ENTRAFLOW_ADMIN_ENDPOINT";
 /// Training run id sent with every data request.
 pub const ENTRAFLOW_RUN_ID: &str = "ENTRAFLOW_RUN_ID";
+/// Opts a process into the node-local shared token cache: `1` (the default directory
+/// for this user) or a directory. Every process of one user that sets it shares one
+/// refresh per (tenant, client, scopes, claims); see `entraflow_credential::SharedTokenStore`.
+pub const ENTRAFLOW_SHARED_TOKEN_CACHE: &str = "ENTRAFLOW_SHARED_TOKEN_CACHE";
 /// CA bundle file honoured by rustls-native-certs and OpenSSL.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// CA bundle file honoured by Python requests.

@@ -10,6 +10,7 @@
 //! - [`fsutil`]: files and directories only their owner can read.
 //! - [`env`]: the environment variable names azure-identity and entraflow read.
 //! - [`retry`]: the one retry policy (backoff with full jitter, server waits honoured).
+//! - [`sqlite`]: versioned schemas, the one migration runner every database uses.
 //!
 //! ```
 //! use entraflow_core::scope::resource_of_scope;
@@ -24,6 +25,7 @@ pub mod fsutil;
 pub mod retry;
 pub mod scope;
 pub mod secret;
+pub mod sqlite;
 
 pub use aadsts::{Aadsts, ErrorResponse};
 pub use claims::AccessTokenClaims;

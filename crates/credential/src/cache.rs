@@ -19,6 +19,9 @@
 //!   hides a failure behind a stale token.
 //! - After `fork()`, a fetch that was in flight in the parent is ignored in the child
 //!   (it would never finish there): the child starts its own.
+//! - With a [`SharedTokenStore`] (the node's shared cache), a fetch first adopts a
+//!   token another process stored that is not yet due, and otherwise fetches under
+//!   the key's cross-process lock: one refresh per key per node, not per process.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::error::CredentialError;
+use crate::shared::SharedTokenStore;
 use crate::token::AccessToken;
 
 /// Where the cache reads the time. Tests substitute a clock they move by hand.
@@ -112,6 +116,7 @@ struct Inner<C> {
     entries: Mutex<HashMap<CacheKey, Entry>>,
     policy: RefreshPolicy,
     clock: C,
+    shared: Option<SharedTokenStore>,
 }
 
 type FetchResult = Option<Result<AccessToken, CredentialError>>;
@@ -124,10 +129,13 @@ struct Entry {
     retry_at: Option<i64>,
 }
 
-struct Cached {
-    token: AccessToken,
-    refresh_at: i64,
-    usable_until: i64,
+/// A token with its schedule, in milliseconds since the epoch: when to refresh, and
+/// until when to hand it out. The shared cache stores exactly this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cached {
+    pub(crate) token: AccessToken,
+    pub(crate) refresh_at: i64,
+    pub(crate) usable_until: i64,
 }
 
 struct Inflight {
@@ -143,9 +151,12 @@ impl Inflight {
 }
 
 impl TokenCache<SystemClock> {
-    /// A cache on the system clock.
+    /// A cache on the system clock, over the node's shared cache when
+    /// `ENTRAFLOW_SHARED_TOKEN_CACHE` asks for one. Read here, where every
+    /// credential's cache is made, so the setting reaches all of them — those the
+    /// TensorFlow plugin and fsspec build from the environment included.
     pub fn new(policy: RefreshPolicy) -> Self {
-        Self::with_clock(policy, SystemClock)
+        Self::with_shared_store(policy, SystemClock, SharedTokenStore::from_process_env())
     }
 }
 
@@ -156,15 +167,30 @@ impl Default for TokenCache<SystemClock> {
 }
 
 impl<C: Clock> TokenCache<C> {
-    /// A cache on `clock`.
+    /// A cache on `clock`, private to this process.
     pub fn with_clock(policy: RefreshPolicy, clock: C) -> Self {
+        Self::with_shared_store(policy, clock, None)
+    }
+
+    /// A cache on `clock` whose fetches go through `shared` (when given).
+    pub fn with_shared_store(
+        policy: RefreshPolicy,
+        clock: C,
+        shared: Option<SharedTokenStore>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 entries: Mutex::new(HashMap::new()),
                 policy,
                 clock,
+                shared,
             }),
         }
+    }
+
+    /// The node's shared cache this cache fetches through, if any.
+    pub fn shared_store(&self) -> Option<&SharedTokenStore> {
+        self.inner.shared.as_ref()
     }
 
     /// The policy in force.
@@ -251,7 +277,7 @@ impl<C: Clock> TokenCache<C> {
         let inner = self.inner.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let result = fetch.await;
+            let result = inner.fetch_scheduled(&key, fetch).await;
             let result = inner.store(&key, result);
             let _ = tx.send(Some(result));
         });
@@ -269,14 +295,63 @@ impl<C: Clock> Inner<C> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a fetch's outcome; returns it with `refresh_on` filled in.
+    /// Runs `fetch` and schedules its token; through the shared cache when there is
+    /// one: adopt a token another process stored that is not yet due, else fetch
+    /// under the key's lock (looking once more after waiting for it) and store it.
+    async fn fetch_scheduled<Fut>(
+        &self,
+        key: &CacheKey,
+        fetch: Fut,
+    ) -> Result<Cached, CredentialError>
+    where
+        Fut: Future<Output = Result<AccessToken, CredentialError>>,
+    {
+        let Some(shared) = &self.shared else {
+            return fetch
+                .await
+                .and_then(|token| self.schedule(self.now_ms(), token));
+        };
+        if let Some(cached) = self.shared_fresh(shared, key) {
+            return Ok(cached);
+        }
+        let (store, locked_key) = (shared.clone(), key.clone());
+        let locked = tokio::task::spawn_blocking(move || store.lock(&locked_key))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let lock = locked
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "cannot lock the shared token cache; fetching on our own");
+            })
+            .ok();
+        if lock.is_some()
+            && let Some(cached) = self.shared_fresh(shared, key)
+        {
+            return Ok(cached);
+        }
+        let cached = fetch
+            .await
+            .and_then(|token| self.schedule(self.now_ms(), token))?;
+        if lock.is_some()
+            && let Err(e) = shared.write(key, &cached)
+        {
+            tracing::warn!(error = %e, "cannot store the token in the shared token cache");
+        }
+        Ok(cached)
+    }
+
+    /// The shared cache's token for `key` if it is not yet due for refresh.
+    fn shared_fresh(&self, shared: &SharedTokenStore, key: &CacheKey) -> Option<Cached> {
+        let now = self.now_ms();
+        shared.read(key).filter(|cached| now < cached.refresh_at)
+    }
+
+    /// Records a fetch's outcome; returns its token (with `refresh_on` filled in).
     fn store(
         &self,
         key: &CacheKey,
-        result: Result<AccessToken, CredentialError>,
+        result: Result<Cached, CredentialError>,
     ) -> Result<AccessToken, CredentialError> {
         let now = self.now_ms();
-        let result = result.and_then(|token| self.schedule(now, token));
         let mut entries = self.lock();
         let entry = entries.entry(key.clone()).or_default();
         entry.inflight = None;
@@ -759,5 +834,92 @@ mod tests {
             jittered(Duration::from_secs(30), 0.0),
             Duration::from_secs(30)
         );
+    }
+
+    /// Waits (real time, bounded) until `check` holds: the shared store's lock is
+    /// taken on a blocking thread, which `settle` cannot wait for.
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what} did not happen within 5 s");
+    }
+
+    /// Two caches on one store: two processes of one user on one node.
+    fn two_processes(
+        clock: &FakeClock,
+    ) -> (
+        tempfile::TempDir,
+        TokenCache<FakeClock>,
+        TokenCache<FakeClock>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SharedTokenStore::open(&dir.path().join("tokens")).unwrap();
+        let a = TokenCache::with_shared_store(policy(), clock.clone(), Some(store.clone()));
+        let b = TokenCache::with_shared_store(policy(), clock.clone(), Some(store));
+        (dir, a, b)
+    }
+
+    #[tokio::test]
+    async fn processes_sharing_a_store_make_one_fetch_per_refresh() {
+        let clock = FakeClock::new();
+        let (_dir, a, b) = two_processes(&clock);
+        let source = Source::new(&clock, Duration::from_secs(3600));
+        assert_eq!(get(&a, &source).await.unwrap().token.expose(), "token-1");
+        let adopted = get(&b, &source).await.unwrap();
+        assert_eq!(adopted.token.expose(), "token-1");
+        assert_eq!(
+            source.count(),
+            1,
+            "the second process adopts the first one's token"
+        );
+        assert_eq!(
+            adopted.refresh_on,
+            a.fresh(&key()).unwrap().refresh_on,
+            "one schedule for both"
+        );
+
+        clock.advance(Duration::from_secs(3600 - 200)); // both due for refresh
+        assert_eq!(get(&a, &source).await.unwrap().token.expose(), "token-1");
+        eventually("a's background refresh", || a.fresh(&key()).is_some()).await;
+        assert_eq!(source.count(), 2);
+        // b's own refresh finds a's new token in the store instead of fetching.
+        assert_eq!(get(&b, &source).await.unwrap().token.expose(), "token-1");
+        eventually("b's background refresh", || b.fresh(&key()).is_some()).await;
+        assert_eq!(b.fresh(&key()).unwrap().token.expose(), "token-2");
+        assert_eq!(source.count(), 2, "one fetch per refresh for the node");
+    }
+
+    #[tokio::test]
+    async fn a_process_waiting_on_the_lock_adopts_the_token_fetched_meanwhile() {
+        let clock = FakeClock::new();
+        let (_dir, a, b) = two_processes(&clock);
+        let source = Source::new(&clock, Duration::from_secs(3600)).gated();
+        let (sa, sb) = (source.clone(), source.clone());
+        let first = tokio::spawn(async move { a.get(&key(), || sa.fetch()).await });
+        eventually("a's fetch to start", || source.count() == 1).await;
+        let second = tokio::spawn(async move { b.get(&key(), || sb.fetch()).await });
+        // b is parked on the lock; give it every chance to fetch anyway.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(source.count(), 1);
+        source.open_gate();
+        assert_eq!(first.await.unwrap().unwrap().token.expose(), "token-1");
+        assert_eq!(second.await.unwrap().unwrap().token.expose(), "token-1");
+        assert_eq!(source.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_stores_nothing_and_the_next_process_tries_itself() {
+        let clock = FakeClock::new();
+        let (_dir, a, b) = two_processes(&clock);
+        let source = Source::new(&clock, Duration::from_secs(3600));
+        source.fail(true);
+        assert!(get(&a, &source).await.is_err());
+        source.fail(false);
+        assert_eq!(get(&b, &source).await.unwrap().token.expose(), "token-2");
+        assert_eq!(source.count(), 2);
     }
 }

@@ -139,6 +139,19 @@ impl ChainedCredential {
         }
     }
 
+    /// The chain without the links named in `excluded` (azure-identity's
+    /// `exclude_*_credential` keywords). Names that are not links are ignored.
+    pub fn without(mut self, excluded: &[String]) -> Self {
+        self.links.retain(|link| {
+            let name = match link {
+                Link::Ready(c) => c.name(),
+                Link::Skipped(name, _) => name,
+            };
+            !excluded.iter().any(|e| e == name)
+        });
+        self
+    }
+
     /// The name of the credential that produced tokens, once one has.
     pub fn chosen(&self) -> Option<&'static str> {
         match &self.links[*self.chosen.get()?] {

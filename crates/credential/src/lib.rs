@@ -63,6 +63,7 @@ mod environment;
 mod error;
 mod http;
 mod managed_identity;
+mod shared;
 mod token;
 mod vars;
 
@@ -83,5 +84,6 @@ pub use error::CredentialError;
 pub use managed_identity::{
     IMDS_HOST, ManagedIdentityCredential, ManagedIdentityId, ManagedIdentityOptions,
 };
+pub use shared::SharedTokenStore;
 pub use token::{AccessToken, TokenCredential, TokenFuture, TokenRequest};
 pub use vars::Environment;

@@ -46,6 +46,9 @@ pub enum GateError {
     #[error(transparent)]
     Tls(#[from] entraflow_tls::TlsError),
     /// The configuration is incomplete or contradictory.
+    /// The port could not be bound.
+    #[error(transparent)]
+    Bind(#[from] entraflow_tls::BindError),
     #[error("invalid gate configuration: {0}")]
     Config(String),
     /// The RBAC store could not be opened.

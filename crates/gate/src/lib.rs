@@ -239,7 +239,7 @@ impl Gate {
         let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;
         let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;
         let tls = ca.server_config(&[])?;
-        let listener = std::net::TcpListener::bind(config.bind).map_err(io(&config.data_dir))?;
+        let listener = entraflow_tls::bind("the gate's HTTPS port", config.bind)?;
         let port = listener.local_addr().map_err(io(&config.data_dir))?.port();
         let endpoint = format!("https://127.0.0.1:{port}/{}", config.account);
 

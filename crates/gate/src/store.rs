@@ -10,6 +10,7 @@ use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use entraflow_core::sqlite::{Migration, migrate};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
@@ -122,8 +123,9 @@ struct BlobRecord {
 
 /// `gate.db`'s schema, one step per version (`PRAGMA user_version`): a database is
 /// brought forward step by step on open, and one from a newer entraflow is refused.
-const MIGRATIONS: [&str; 5] = [
-    "CREATE TABLE IF NOT EXISTS containers (
+const MIGRATIONS: [Migration; 5] = [
+    Migration::sql(
+        "CREATE TABLE IF NOT EXISTS containers (
          name TEXT PRIMARY KEY,
          modified INTEGER NOT NULL,
          etag TEXT NOT NULL,
@@ -135,7 +137,9 @@ const MIGRATIONS: [&str; 5] = [
          content_disposition TEXT, cache_control TEXT, content_md5 TEXT,
          metadata TEXT NOT NULL DEFAULT '[]',
          PRIMARY KEY (container, name));",
-    "ALTER TABLE blob_properties ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    ),
+    Migration::sql(
+        "ALTER TABLE blob_properties ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE blob_properties ADD COLUMN changed INTEGER;
      ALTER TABLE blob_properties ADD COLUMN copy TEXT;
      CREATE TABLE committed_blocks (
@@ -143,8 +147,10 @@ const MIGRATIONS: [&str; 5] = [
          name TEXT NOT NULL,
          blocks TEXT NOT NULL,
          PRIMARY KEY (container, name));",
+    ),
     // name '' is the container's own lease.
-    "CREATE TABLE leases (
+    Migration::sql(
+        "CREATE TABLE leases (
          container TEXT NOT NULL,
          name TEXT NOT NULL,
          id TEXT NOT NULL,
@@ -152,35 +158,17 @@ const MIGRATIONS: [&str; 5] = [
          expires INTEGER,
          broken_at INTEGER,
          PRIMARY KEY (container, name));",
-    "CREATE TABLE blob_tags (
+    ),
+    Migration::sql(
+        "CREATE TABLE blob_tags (
          container TEXT NOT NULL,
          name TEXT NOT NULL,
          tags TEXT NOT NULL,
          PRIMARY KEY (container, name));",
+    ),
     // Which names::Layout the backend's blobs follow; written by adopt_layout.
-    "CREATE TABLE backend_layout (layout TEXT NOT NULL);",
+    Migration::sql("CREATE TABLE backend_layout (layout TEXT NOT NULL);"),
 ];
-
-fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(format!(
-            "it has schema version {version}, written by a newer entraflow (this one knows {}); use that version or move the file aside",
-            MIGRATIONS.len()
-        ));
-    }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
-        tx.execute_batch(sql)
-            .and_then(|_| tx.pragma_update(None, "user_version", step as i64 + 1))
-            .and_then(|_| tx.commit())
-            .map_err(|e| format!("migrating to schema version {}: {e}", step + 1))?;
-    }
-    Ok(())
-}
 
 /// The gate's storage: a backend plus `gate.db`.
 #[derive(Clone)]
@@ -241,7 +229,7 @@ impl BlobStore {
         let mut conn = Connection::open(db_path).map_err(db_err)?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
             .map_err(db_err)?;
-        migrate(&mut conn).map_err(|detail| GateError::Schema {
+        migrate(&mut conn, &MIGRATIONS).map_err(|detail| GateError::Schema {
             path: db_path.to_owned(),
             detail,
         })?;

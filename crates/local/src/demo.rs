@@ -16,6 +16,7 @@ use entraflow_authority::{AdminAudit, Lifetime, Store};
 use entraflow_credential::{
     AuthorityHost, CredentialOptions, TokenCredential, TokenRequest, WorkloadIdentityCredential,
 };
+use entraflow_gate::sql::{SQL_GATE_ENV_FILE, SqlGateConfig};
 use entraflow_gate::{AUTHORITY_ENV_FILE, GATE_ENV_FILE, read_env_file};
 
 use crate::cluster::ClusterIssuer;
@@ -23,6 +24,7 @@ use crate::error::{LocalError, io};
 use crate::jobs::{Cluster, Pod, job_error, run_capturing_stderr, run_visible};
 use crate::provision::{Project, Tenant, provision};
 use crate::report::RunReport;
+use crate::sql::{self, MANIFEST};
 use crate::stack::{LocalStack, StackOptions};
 
 /// Exit code of `examples/train.py` on a permission error.
@@ -49,6 +51,9 @@ pub struct DemoOptions {
     pub examples: PathBuf,
     /// The `entraflow` binary, for the security team's audit commands.
     pub entraflow: PathBuf,
+    /// The PostgreSQL (an admin login URL) whose shard manifest the jobs reach
+    /// through the SQL gate; without one the demo is Blob storage only.
+    pub sql_backend: Option<String>,
 }
 
 /// What the demo showed.
@@ -62,6 +67,8 @@ pub struct DemoOutcome {
     pub accuracy: f64,
     /// The permission error project B's job got.
     pub denial: String,
+    /// The error PostgreSQL gave project B's job for project A's manifest.
+    pub sql_denial: Option<String>,
     /// Audit records of the run.
     pub events: Vec<serde_json::Value>,
     /// The demo's identities.
@@ -74,6 +81,8 @@ struct Endpoints {
     blob_endpoint: String,
     storage_scope: String,
     ca_pem_path: PathBuf,
+    /// The SQL gate's client settings (`PGHOST`, `PGPORT`, ...), when it runs.
+    sql: Option<std::collections::HashMap<String, String>>,
 }
 
 fn step(n: u32, title: &str) {
@@ -89,12 +98,19 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutcome, LocalError> {
     );
 
     step(1, "Authority and gate");
-    let (stack, endpoints) = start_or_reuse(&options.data_dir).await?;
+    let (stack, endpoints) = start_or_reuse(&options.data_dir, &options.sql_backend).await?;
     println!(
         "      authority  {}  (tenant {})",
         endpoints.authority_host, endpoints.tenant_id
     );
     println!("      gate       {}", endpoints.blob_endpoint);
+    if let Some(sql) = &endpoints.sql {
+        println!(
+            "      SQL gate   {}:{}  (PostgreSQL behind it)",
+            sql.get("PGHOST").map_or("?", String::as_str),
+            sql.get("PGPORT").map_or("?", String::as_str)
+        );
+    }
     let outcome = story(&options, &run_id, &endpoints).await;
     if let Some(stack) = stack {
         stack.stop().await?;
@@ -118,8 +134,25 @@ async fn story(
         max: lifetime,
     })?;
     let issuer = ClusterIssuer::load_or_create(&options.data_dir)?;
-    let (tenant, role_changes) =
+    let (tenant, mut role_changes) =
         provision(&store, &options.data_dir, &issuer, &endpoints.storage_scope)?;
+    let database = options.sql_backend.as_deref().map(database_of);
+    if let (Some(backend), Some(database), Some(_)) =
+        (&options.sql_backend, &database, &endpoints.sql)
+    {
+        let scope = format!(
+            "{}/databases/{database}",
+            SqlGateConfig::new(&options.data_dir).server_scope()
+        );
+        sql::provision(
+            backend,
+            &options.data_dir,
+            &tenant,
+            &scope,
+            &mut role_changes,
+        )
+        .await?;
+    }
     // The platform team's changes are audited like any `entraflow ad`/`role` command.
     let audit = AdminAudit::open(&options.data_dir, None).await?;
     let command = "demo (platform team provisioning)";
@@ -138,6 +171,11 @@ async fn story(
     println!(
         "      trainers: Storage Blob Data Reader on their own container; Contributor there for models/* only; all expire in 30 days"
     );
+    if endpoints.sql.is_some() {
+        println!(
+            "      PostgreSQL: each principal mapped to a role of its name; the stager may INSERT into {MANIFEST}, project A's trainer SELECT from it, project B's trainer nothing"
+        );
+    }
     println!("      access tokens live {lifetime} s, so they are refreshed during training");
 
     let pods_dir = options.data_dir.join("pods");
@@ -168,7 +206,15 @@ async fn story(
         ca_pem_path: endpoints.ca_pem_path.clone(),
         python: options.python.clone(),
         run_id: run_id.to_owned(),
+        sql: endpoints.sql.clone().map(|mut env| {
+            env.insert(
+                "PGDATABASE".into(),
+                database.clone().unwrap_or_else(|| "postgres".into()),
+            );
+            env.into_iter().collect()
+        }),
     };
+    let manifest = cluster.sql.is_some();
 
     let data = format!("az://{account}/project-a/digits");
     step(
@@ -187,6 +233,9 @@ async fn story(
     ];
     if options.limit > 0 {
         args.extend(["--limit".to_owned(), options.limit.to_string()]);
+    }
+    if manifest {
+        args.push("--manifest".into());
     }
     let command = cluster.python(&stager, &options.examples.join("stage_digits.py"), &args);
     expect_success(
@@ -220,7 +269,7 @@ async fn story(
         .join(run_id)
         .join("metrics.json");
     std::fs::create_dir_all(metrics.parent().expect("has a parent")).map_err(io(&metrics))?;
-    let train_args = |out: &str, metrics: Option<&Path>| {
+    let train_args = |out: &str, metrics: Option<&Path>, manifest: bool| {
         let mut args = vec![
             "--data".to_owned(),
             format!("{data}/train-*"),
@@ -232,11 +281,20 @@ async fn story(
         if let Some(m) = metrics {
             args.extend(["--metrics".to_owned(), m.display().to_string()]);
         }
+        if manifest {
+            args.push("--manifest".into());
+        }
         args
     };
     let script = options.examples.join("train.py");
     let mut workers: Vec<Command> = (0..options.workers.max(1))
-        .map(|_| cluster.python(&trainer, &script, &train_args(&model_dir, Some(&metrics))))
+        .map(|_| {
+            cluster.python(
+                &trainer,
+                &script,
+                &train_args(&model_dir, Some(&metrics), manifest),
+            )
+        })
         .collect();
     if workers.len() > 1 {
         let ports = free_ports(workers.len())?;
@@ -308,21 +366,26 @@ async fn story(
         project: &tenant.project_b,
         token_file: pod(&tenant.project_b)?,
     };
-    let command = cluster.python(
-        &intruder,
-        &script,
-        &train_args(&format!("az://{account}/project-b/models/{run_id}"), None),
-    );
-    let (status, stderr) = blocking(
-        move |python| run_capturing_stderr("project B's job", &python, command),
-        &options.python,
-    )
-    .await?;
-    let denial = stderr
-        .lines()
-        .find(|l| l.starts_with("permission denied"))
-        .unwrap_or_default()
-        .to_owned();
+    let intruder_out = format!("az://{account}/project-b/models/{run_id}");
+    let sql_denial = if manifest {
+        // First the manifest in PostgreSQL: connecting is allowed, reading is not.
+        let command = cluster.python(&intruder, &script, &train_args(&intruder_out, None, true));
+        let (status, denial) = run_refused(options, command).await?;
+        if status.code() != Some(EXIT_PERMISSION_DENIED) || !denial.contains("shards") {
+            return Err(LocalError::Check(format!(
+                "project B's job should have been refused the manifest by PostgreSQL ({MANIFEST}); it exited {status}"
+            )));
+        }
+        println!(
+            "      PostgreSQL refused it the manifest: its own GRANTs apply behind the gate, and the error names the table"
+        );
+        Some(denial)
+    } else {
+        None
+    };
+    // Then the shards themselves in Blob storage.
+    let command = cluster.python(&intruder, &script, &train_args(&intruder_out, None, false));
+    let (status, denial) = run_refused(options, command).await?;
     if status.code() != Some(EXIT_PERMISSION_DENIED) || !denial.contains("Storage Blob Data Reader")
     {
         return Err(LocalError::Check(format!(
@@ -396,15 +459,43 @@ async fn story(
         report,
         accuracy,
         denial,
+        sql_denial,
         events,
         tenant,
     })
 }
 
-/// Reuses an authority and gate already serving this data directory, else starts both.
-async fn start_or_reuse(data_dir: &Path) -> Result<(Option<LocalStack>, Endpoints), LocalError> {
+/// Runs project B's job, which should be refused: its exit status and the
+/// "permission denied" line it printed (empty if none).
+async fn run_refused(
+    options: &DemoOptions,
+    command: Command,
+) -> Result<(std::process::ExitStatus, String), LocalError> {
+    let (status, stderr) = blocking(
+        move |python| run_capturing_stderr("project B's job", &python, command),
+        &options.python,
+    )
+    .await?;
+    let denial = stderr
+        .lines()
+        .find(|l| l.starts_with("permission denied"))
+        .unwrap_or_default()
+        .to_owned();
+    Ok((status, denial))
+}
+
+/// Reuses an authority and gate already serving this data directory, else starts
+/// them (with the SQL gate in front of `sql_backend`, if given).
+async fn start_or_reuse(
+    data_dir: &Path,
+    sql_backend: &Option<String>,
+) -> Result<(Option<LocalStack>, Endpoints), LocalError> {
     let env = read_env_file(&data_dir.join(AUTHORITY_ENV_FILE));
     let gate = read_env_file(&data_dir.join(GATE_ENV_FILE));
+    let sql_env = || {
+        let env = read_env_file(&data_dir.join(SQL_GATE_ENV_FILE));
+        (!env.is_empty()).then_some(env)
+    };
     if let (Some(host), Some(tenant), Some(blob), Some(scope), Some(ca)) = (
         env.get("AZURE_AUTHORITY_HOST"),
         env.get("AZURE_TENANT_ID"),
@@ -424,6 +515,13 @@ async fn start_or_reuse(data_dir: &Path) -> Result<(Option<LocalStack>, Endpoint
             None => false,
         };
         if alive {
+            let sql = sql_backend.as_ref().and_then(|_| sql_env());
+            if sql_backend.is_some() && sql.is_none() {
+                return Err(LocalError::Check(format!(
+                    "the stack already serving {} has no SQL gate; stop it, or start it with `entraflow up --sql-backend <url>`",
+                    data_dir.display()
+                )));
+            }
             println!(
                 "      reusing the authority and gate already serving {}",
                 data_dir.display()
@@ -436,12 +534,15 @@ async fn start_or_reuse(data_dir: &Path) -> Result<(Option<LocalStack>, Endpoint
                     blob_endpoint: blob.clone(),
                     storage_scope: scope.clone(),
                     ca_pem_path: PathBuf::from(ca),
+                    sql,
                 },
             ));
         }
     }
     let mut options = StackOptions::new(data_dir);
     (options.authority_port, options.imds_port, options.gate_port) = (0, 0, 0);
+    options.sql_backend = sql_backend.clone();
+    options.sql_port = 0;
     let stack = LocalStack::start(options).await?;
     let endpoints = Endpoints {
         authority_host: stack.authority_host.clone(),
@@ -449,8 +550,18 @@ async fn start_or_reuse(data_dir: &Path) -> Result<(Option<LocalStack>, Endpoint
         blob_endpoint: stack.blob_endpoint.clone(),
         storage_scope: stack.storage_scope.clone(),
         ca_pem_path: stack.ca_pem_path.clone(),
+        sql: sql_backend.as_ref().and_then(|_| sql_env()),
     };
     Ok((Some(stack), endpoints))
+}
+
+/// The database a PostgreSQL URL names (`postgres` when it names none).
+fn database_of(url: &str) -> String {
+    url.rsplit_once('/')
+        .map(|(_, db)| db.split('?').next().unwrap_or_default())
+        .filter(|db| !db.is_empty() && !db.contains('@') && !db.contains(':'))
+        .unwrap_or("postgres")
+        .to_owned()
 }
 
 /// The platform team's provisioning job creates the projects' containers, with its

@@ -9,13 +9,13 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum LocalError {
     /// The authority failed to start or to administer its tenant.
-    #[error("authority: {0}")]
+    #[error(transparent)]
     Authority(#[from] entraflow_authority::AuthorityError),
     /// The gate failed to start.
-    #[error("gate: {0}")]
+    #[error(transparent)]
     Gate(#[from] entraflow_gate::GateError),
     /// The SQL gate failed to start.
-    #[error("SQL gate: {0}")]
+    #[error(transparent)]
     SqlGate(#[from] entraflow_gate::sql::SqlGateError),
     /// A role assignment could not be made.
     #[error("role assignment: {0}")]

@@ -17,6 +17,9 @@ pub(crate) struct Cluster {
     pub(crate) ca_pem_path: PathBuf,
     pub(crate) python: PathBuf,
     pub(crate) run_id: String,
+    /// The SQL gate's libpq settings (`PGHOST`, `PGPORT`, `PGSSLMODE`,
+    /// `PGSSLROOTCERT`, `PGDATABASE`), when the demo has one.
+    pub(crate) sql: Option<Vec<(String, String)>>,
 }
 
 /// A pod: a project's identity and its projected token file.
@@ -48,6 +51,11 @@ impl Cluster {
             ("TF_CPP_MIN_LOG_LEVEL".into(), "2".into()),
             ("PYTHONUNBUFFERED".into(), "1".into()),
         ];
+        if let Some(sql) = &self.sql {
+            env.extend(sql.iter().cloned());
+            // The user name a job signs in with is its principal's name.
+            env.push(("PGUSER".into(), pod.project.name.clone()));
+        }
         for inherited in ["PATH", "HOME", "LANG", "LC_ALL", "TERM", "COLUMNS"] {
             if let Ok(value) = std::env::var(inherited) {
                 env.push((inherited.into(), value));

@@ -22,6 +22,7 @@ mod error;
 mod jobs;
 mod provision;
 mod report;
+mod sql;
 mod stack;
 
 pub use cluster::{CLUSTER_ISSUER_DIR, ClusterIssuer};

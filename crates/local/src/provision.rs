@@ -183,6 +183,42 @@ fn workload(
     })
 }
 
+/// The custom role that lets a principal open sessions through the SQL gate
+/// (Azure's flexible servers have no data action for it; the gate does).
+const SQL_CONNECTOR: &str = "PostgreSQL Database Connector";
+
+/// Lets `project` connect to the database at `database_scope` through the SQL gate,
+/// creating the connector role on first use.
+pub(crate) fn grant_sql_connect(
+    data_dir: &Path,
+    changes: &mut Vec<AdminChange>,
+    project: &Project,
+    database_scope: &str,
+) -> Result<(), LocalError> {
+    let rbac = RbacStore::open(data_dir)?;
+    if rbac.find_definition(SQL_CONNECTOR).is_err() {
+        let role = entraflow_rbac::RoleDefinition::from_json(
+            &serde_json::json!({
+                "Name": SQL_CONNECTOR,
+                "Description": "Open sessions on a database through entraflow's SQL gate; what they may read stays PostgreSQL GRANTs.",
+                "DataActions": [entraflow_rbac::action::postgres::CONNECT],
+                "AssignableScopes": ["/"],
+            })
+            .to_string(),
+        )
+        .map_err(|e| LocalError::Check(format!("the connector role: {e}")))?;
+        let created = rbac.create_definition(role)?;
+        changes.push(AdminChange::new(
+            "role_definition.create",
+            vec![
+                ("role_definition", created.id.clone()),
+                ("name", created.name),
+            ],
+        ));
+    }
+    grant(&rbac, changes, project, SQL_CONNECTOR, database_scope, None)
+}
+
 fn grant(
     rbac: &RbacStore,
     changes: &mut Vec<AdminChange>,

@@ -26,7 +26,7 @@ use entraflow_credential::{
     AuthorityHost, BlockingCredential, CertificateOptions, ClientCertificateCredential,
     ClientSecretCredential, CredentialError, CredentialOptions, DefaultCredential,
     DeviceCodeCredential, Environment, LoginCache, ManagedIdentityCredential, ManagedIdentityId,
-    ManagedIdentityOptions, TokenRequest, WorkloadIdentityCredential,
+    ManagedIdentityOptions, SharedTokenStore, TokenRequest, WorkloadIdentityCredential,
 };
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -210,7 +210,7 @@ fn managed_identity(
     }))
 }
 
-/// A person's device-code sign-in; `prompt(verification_uri, user_code, message)` tells them what to do.
+/// A person's device-code sign-in; `prompt(verification_uri, user_code, message, expires_in)` tells them what to do.
 #[pyfunction]
 #[pyo3(signature = (tenant_id, client_id, prompt, authority=None, cache_dir=None))]
 fn device_code(
@@ -234,6 +234,7 @@ fn device_code(
                         info.verification_uri.clone(),
                         info.user_code.clone(),
                         info.message.clone(),
+                        info.expires_in,
                     ),
                 ) {
                     err.print(py);
@@ -244,12 +245,20 @@ fn device_code(
     wrap(Ok(credential))
 }
 
-/// The chain, in azure-identity's order, reading the environment now.
+/// The chain, in azure-identity's order, reading the environment now, without the
+/// links named in `exclude` (e.g. `ManagedIdentityCredential`).
 #[pyfunction]
-#[pyo3(signature = (data_dir=None))]
-fn default_credential(data_dir: Option<PathBuf>) -> PyResult<Credential> {
+#[pyo3(signature = (data_dir=None, exclude=Vec::new()))]
+fn default_credential(data_dir: Option<PathBuf>, exclude: Vec<String>) -> PyResult<Credential> {
     let dir = data_dir.unwrap_or_else(entraflow_core::fsutil::default_data_dir);
-    wrap(Ok(DefaultCredential::from_env(&dir)))
+    wrap(Ok(DefaultCredential::from_env(&dir).without(&exclude)))
+}
+
+/// The directory of the node's shared token cache this process uses, or None
+/// (`ENTRAFLOW_SHARED_TOKEN_CACHE` unset or the directory unusable).
+#[pyfunction]
+fn shared_token_cache_dir() -> Option<String> {
+    SharedTokenStore::from_process_env().map(|store| store.dir().to_string_lossy().into_owned())
 }
 
 #[pymodule]
@@ -266,6 +275,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(managed_identity, m)?)?;
     m.add_function(wrap_pyfunction!(device_code, m)?)?;
     m.add_function(wrap_pyfunction!(default_credential, m)?)?;
+    m.add_function(wrap_pyfunction!(shared_token_cache_dir, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use entraflow_core::sqlite::{Migration, migrate};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -57,28 +58,7 @@ CREATE TRIGGER IF NOT EXISTS gen_du AFTER UPDATE ON role_definitions
 /// `rbac.db`'s schema, one step per version (`PRAGMA user_version`, as `gate.db`
 /// does). A database written before versions existed has exactly step 1's
 /// tables, which step 1 leaves as they are. Append steps; never edit one.
-const MIGRATIONS: [&str; 1] = [SCHEMA];
-
-fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(format!(
-            "it has schema version {version}, written by a newer entraflow (this one knows {}); use that version or move the file aside",
-            MIGRATIONS.len()
-        ));
-    }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
-        tx.execute_batch(sql)
-            .and_then(|()| tx.pragma_update(None, "user_version", step as i64 + 1))
-            .and_then(|()| tx.commit())
-            .map_err(|e| format!("migrating to schema version {}: {e}", step + 1))?;
-    }
-    Ok(())
-}
+const MIGRATIONS: [Migration; 1] = [Migration::sql(SCHEMA)];
 
 /// Which assignments `list_assignments` returns.
 #[derive(Debug, Clone, Default)]
@@ -136,7 +116,7 @@ impl RbacStore {
             .map_err(storage)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(storage)?;
-        migrate(&mut conn).map_err(|detail| Error::Schema {
+        migrate(&mut conn, &MIGRATIONS).map_err(|detail| Error::Schema {
             path: path.to_owned(),
             detail,
         })?;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use entraflow_core::sqlite::{Migration, migrate};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
@@ -54,6 +55,11 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     PRIMARY KEY (log_id, size)
 );
 ";
+
+/// `audit.db`'s schema, one step per version (`PRAGMA user_version`, as every
+/// entraflow database). A database written before versions existed has exactly
+/// step 1's tables, which step 1 leaves as they are. Append steps; never edit one.
+const MIGRATIONS: [Migration; 1] = [Migration::sql(SCHEMA)];
 
 /// The SQLite audit store. Cheap to share; all work happens on one dedicated thread.
 #[derive(Debug)]
@@ -204,7 +210,9 @@ impl rusqlite::ToSql for SqlParam {
 
 impl StoreBackend for SqliteStore {
     fn init(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.call(|conn, path| conn.execute_batch(SCHEMA).ctx(path))
+        self.call(|conn, path| {
+            migrate(conn, &MIGRATIONS).map_err(|e| sqlite_err(path)(format!("schema: {e}")))
+        })
     }
 
     fn open_log(&self, log_id: &str) -> impl Future<Output = Result<LogHead, StoreError>> + Send {

@@ -10,6 +10,9 @@ pub enum SqlGateError {
     /// A setting is missing or wrong.
     #[error("SQL gate configuration: {0}")]
     Config(String),
+    /// The port could not be bound.
+    #[error(transparent)]
+    Bind(#[from] entraflow_tls::BindError),
     /// A file in the data directory.
     #[error("{path}: {source}")]
     Io {

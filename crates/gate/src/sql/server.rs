@@ -81,8 +81,10 @@ impl SqlGate {
         )
         .await
         .map_err(SqlGateError::Audit)?;
-        let listener = TcpListener::bind(config.bind)
-            .await
+        let bound = entraflow_tls::bind("the SQL gate's port", config.bind)?;
+        let listener = bound
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(bound))
             .map_err(|source| SqlGateError::Io {
                 path: config.data_dir.clone(),
                 source,
