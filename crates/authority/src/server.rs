@@ -238,8 +238,8 @@ pub async fn serve(
         stopped(),
     ));
     let imds_app = imds::router(imds_state);
-    let imds_listener = tokio::net::TcpListener::from_std(imds_listener)
-        .map_err(io_err("registering listener", &data_dir))?;
+    let imds_listener =
+        imds_listener_of(imds_listener).map_err(io_err("registering listener", &data_dir))?;
     let imds_stop = stopped();
     tasks.spawn(async move {
         axum::serve(
@@ -582,4 +582,36 @@ async fn devicecode_v1(
     body: Body,
 ) -> Response {
     devicecode(a, t, EndpointVersion::V1, h, body).await
+}
+
+/// A loopback listener whose accepted connections get `TCP_NODELAY`.
+type ImdsListener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+/// The managed-identity endpoint's listener: plain HTTP on loopback, with
+/// `TCP_NODELAY` on each accepted connection (a token answer is one small write
+/// that must not wait for the client's delayed ACK), as the HTTPS listeners have.
+fn imds_listener_of(listener: std::net::TcpListener) -> std::io::Result<ImdsListener> {
+    use axum::serve::ListenerExt as _;
+    fn nodelay(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on a managed-identity connection");
+        }
+    }
+    Ok(tokio::net::TcpListener::from_std(listener)?.tap_io(nodelay as fn(&mut _)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener as _;
+
+    #[tokio::test]
+    async fn managed_identity_connections_have_nagle_off() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let mut listener = super::imds_listener_of(std_listener).unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await;
+        assert!(stream.nodelay().unwrap());
+    }
 }

@@ -79,6 +79,7 @@ mod blob;
 mod conditions;
 mod config;
 mod error;
+mod files;
 mod groups;
 mod guard;
 mod integrity;
@@ -190,6 +191,7 @@ impl Gate {
         };
         entraflow_core::fsutil::create_private_dir(&config.data_dir)
             .map_err(io(&config.data_dir))?;
+        let mut local_files = None;
         let (backend, layout): (Arc<dyn object_store::ObjectStore>, names::Layout) =
             match &config.backend {
                 Backend::Local(dir) => {
@@ -200,7 +202,9 @@ impl Gate {
                             source,
                         })?
                         .with_automatic_cleanup(true);
-                    (Arc::new(local), names::Layout::Files)
+                    let local = Arc::new(local);
+                    local_files = Some(Arc::clone(&local));
+                    (local, names::Layout::Files)
                 }
                 Backend::Url(url) => {
                     let parsed = url::Url::parse(url)
@@ -226,7 +230,10 @@ impl Gate {
                     (store, layout)
                 }
             };
-        let store = store::BlobStore::open(backend, layout, &config.data_dir.join("gate.db"))?;
+        let mut store = store::BlobStore::open(backend, layout, &config.data_dir.join("gate.db"))?;
+        if let Some(local) = local_files {
+            store = store.reading_files_of(local);
+        }
         store.adopt_layout().await?;
 
         let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;

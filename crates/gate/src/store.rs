@@ -11,22 +11,21 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use entraflow_core::sqlite::{Migration, migrate};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use crate::error::{GateError, StorageError};
+use crate::files::{LocalFiles, OpenFile};
 use crate::integrity::{Digests, Expected, Sums};
 use crate::lease::Lease;
 use crate::names::{self, Layout};
 use crate::tags::Tags;
 use crate::xml::BlockRef;
-
-/// Bytes read per step when streaming a local file: object_store's own file stream
-/// reads 8 KiB per blocking-pool hop, which caps a local read near 150 MiB/s.
-const READ_CHUNK: u64 = 1024 * 1024;
 
 /// Bytes buffered per multipart part; with two parts in flight this bounds the
 /// memory one upload can take.
@@ -175,8 +174,18 @@ const MIGRATIONS: [Migration; 5] = [
 #[derive(Clone)]
 pub(crate) struct BlobStore {
     backend: Arc<dyn ObjectStore>,
+    /// Set when the backend is a local directory: its files are read directly.
+    files: Option<LocalFiles>,
     layout: Layout,
     db: Arc<Mutex<Connection>>,
+}
+
+/// Where a GET's bytes come from once the blob is found.
+pub(crate) enum BlobSource {
+    /// The local file, already open.
+    File(OpenFile),
+    /// The backend, asked for the range.
+    Backend(Path),
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -226,9 +235,16 @@ impl BlobStore {
         })?;
         Ok(Self {
             backend,
+            files: None,
             layout,
             db: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Reads blobs from `local`'s files directly; `local` must be the backend.
+    pub(crate) fn reading_files_of(mut self, local: Arc<LocalFileSystem>) -> Self {
+        self.files = Some(LocalFiles::new(local));
+        self
     }
 
     /// Records the backend's layout on first use, moving the blob files of a data
@@ -245,7 +261,6 @@ impl BlobStore {
             Layout::Files => "files",
         };
         let recorded: Option<String> = self
-            .db()
             .query_row("SELECT layout FROM backend_layout", [], |r| r.get(0))
             .optional()
             .map_err(db_err)?;
@@ -294,19 +309,22 @@ impl BlobStore {
         Ok(())
     }
 
-    /// The backend path of a blob.
-    pub(crate) fn path_of(&self, container: &str, blob: &str) -> Path {
-        self.layout.blob_path(container, blob)
-    }
-
-    /// The backend (for tests and diagnostics).
-    pub(crate) fn backend(&self) -> &Arc<dyn ObjectStore> {
-        &self.backend
-    }
-
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (statements are atomic).
         self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One row, through the connection's statement cache: the reads every request
+    /// makes (container, properties, lease, tags) cost more to parse than to run.
+    fn query_row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let db = self.db();
+        let mut statement = db.prepare_cached(sql)?;
+        statement.query_row(params, row)
     }
 
     // ---- containers ----
@@ -341,15 +359,14 @@ impl BlobStore {
 
     /// A container, or `ContainerNotFound`.
     pub(crate) fn container(&self, name: &str) -> Result<Container, StorageError> {
-        self.db()
-            .query_row(
-                &format!("{CONTAINER_SELECT} WHERE c.name = ?1"),
-                params![name],
-                row_to_container,
-            )
-            .optional()
-            .map_err(StorageError::internal)?
-            .ok_or_else(StorageError::container_not_found)
+        self.query_row(
+            &format!("{CONTAINER_SELECT} WHERE c.name = ?1"),
+            params![name],
+            row_to_container,
+        )
+        .optional()
+        .map_err(StorageError::internal)?
+        .ok_or_else(StorageError::container_not_found)
     }
 
     /// Replaces a container's metadata.
@@ -442,11 +459,53 @@ impl BlobStore {
         container: &str,
         blob: &str,
     ) -> Result<BlobInfo, StorageError> {
-        let meta = self
-            .backend
-            .head(&self.layout.blob_path(container, blob))
-            .await?;
+        let location = self.layout.blob_path(container, blob);
+        let meta = match &self.files {
+            Some(files) => files.head(&location)?,
+            None => self.backend.head(&location).await?,
+        };
         Ok(self.info_from_meta(container, blob, &meta))
+    }
+
+    /// A blob found for reading: its properties and where its bytes are. A local
+    /// file is opened once, and its properties are those of the open file.
+    pub(crate) async fn open_blob(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<(BlobInfo, BlobSource), StorageError> {
+        let location = self.layout.blob_path(container, blob);
+        let (meta, source) = match &self.files {
+            Some(files) => {
+                let (file, meta) = files.open(&location)?;
+                (meta, BlobSource::File(file))
+            }
+            None => {
+                let meta = self.backend.head(&location).await?;
+                (meta, BlobSource::Backend(location))
+            }
+        };
+        Ok((self.info_from_meta(container, blob, &meta), source))
+    }
+
+    /// The bytes of `range` of a blob [`open_blob`](Self::open_blob) found.
+    pub(crate) async fn read(
+        &self,
+        source: BlobSource,
+        range: std::ops::Range<u64>,
+    ) -> Result<BoxStream<'static, object_store::Result<Bytes>>, StorageError> {
+        match source {
+            BlobSource::File(file) => Ok(file.read(range)),
+            BlobSource::Backend(location) => {
+                let options = GetOptions {
+                    range: Some(GetRange::Bounded(range)),
+                    ..GetOptions::default()
+                };
+                Ok(body_stream(
+                    self.backend.get_opts(&location, options).await?,
+                ))
+            }
+        }
     }
 
     /// Combines backend metadata with what `gate.db` keeps.
@@ -479,7 +538,6 @@ impl BlobStore {
     /// A blob's index tags (none when it has none).
     pub(crate) fn tags(&self, container: &str, blob: &str) -> Result<Tags, StorageError> {
         let row: Option<String> = self
-            .db()
             .query_row(
                 "SELECT tags FROM blob_tags WHERE container = ?1 AND name = ?2",
                 params![container, blob],
@@ -546,8 +604,7 @@ impl BlobStore {
 
     /// The lease on a blob, or with `blob` empty on the container itself.
     pub(crate) fn lease(&self, container: &str, blob: &str) -> Result<Option<Lease>, StorageError> {
-        self.db()
-            .query_row(
+        self.query_row(
                 "SELECT id, duration, expires, broken_at FROM leases WHERE container = ?1 AND name = ?2",
                 params![container, blob],
                 |r| row_to_lease(r, 0),
@@ -591,7 +648,6 @@ impl BlobStore {
 
     fn record(&self, container: &str, blob: &str) -> Result<BlobRecord, StorageError> {
         let row = self
-            .db()
             .query_row(
                 "SELECT content_type, content_encoding, content_language, content_disposition,
                         cache_control, content_md5, metadata, revision, changed, copy
@@ -759,7 +815,6 @@ impl BlobStore {
         blob: &str,
     ) -> Result<Vec<CommittedBlock>, StorageError> {
         let row: Option<String> = self
-            .db()
             .query_row(
                 "SELECT blocks FROM committed_blocks WHERE container = ?1 AND name = ?2",
                 params![container, blob],
@@ -1072,7 +1127,6 @@ impl BlobStore {
         blob: &str,
     ) -> Result<Option<(BlobRecord, Vec<CommittedBlock>)>, StorageError> {
         let exists: Option<i64> = self
-            .db()
             .query_row(
                 "SELECT 1 FROM blob_properties WHERE container = ?1 AND name = ?2",
                 params![container, blob],
@@ -1096,42 +1150,14 @@ async fn finish(upload: WriteMultipart) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// The body of a Get: local files are read in [`READ_CHUNK`] steps on the blocking
-/// pool (memory per stream: one chunk); other backends' streams pass through.
+/// The body of a backend Get: a local file is read as [`OpenFile::read`] reads
+/// (memory per stream: one chunk); other backends' streams pass through.
 pub(crate) fn body_stream(
     result: object_store::GetResult,
-) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>> {
-    let range = result.range.clone();
+) -> BoxStream<'static, object_store::Result<Bytes>> {
     match result.payload {
         object_store::GetResultPayload::File(file, path) => {
-            futures::stream::try_unfold((file, range.start), move |(mut file, pos)| {
-                let path = path.clone();
-                let end = range.end;
-                async move {
-                    if pos >= end {
-                        return Ok(None);
-                    }
-                    let len = (end - pos).min(READ_CHUNK) as usize;
-                    let read = tokio::task::spawn_blocking(move || {
-                        use std::io::{Read, Seek, SeekFrom};
-                        let mut buf = vec![0u8; len];
-                        file.seek(SeekFrom::Start(pos))?;
-                        file.read_exact(&mut buf)?;
-                        Ok::<_, std::io::Error>((file, buf))
-                    })
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r);
-                    match read {
-                        Ok((file, buf)) => Ok(Some((Bytes::from(buf), (file, pos + len as u64)))),
-                        Err(e) => Err(object_store::Error::Generic {
-                            store: "LocalFileSystem",
-                            source: format!("reading {}: {e}", path.display()).into(),
-                        }),
-                    }
-                }
-            })
-            .boxed()
+            OpenFile::from_parts(file, path).read(result.range)
         }
         object_store::GetResultPayload::Stream(stream) => stream,
     }

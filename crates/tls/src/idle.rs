@@ -31,6 +31,11 @@ impl<S> IdleTimeout<S> {
         }
     }
 
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     fn moved(&mut self) {
         self.deadline.as_mut().reset(Instant::now() + self.limit);
     }

@@ -312,6 +312,22 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        use axum_server::accept::Accept as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        assert!(
+            !stream.nodelay().unwrap(),
+            "the OS default, or the test proves nothing"
+        );
+        let (stream, ()) = ConnectionLimits.accept(stream, ()).await.unwrap();
+        assert!(stream.get_ref().nodelay().unwrap());
+    }
+
     #[test]
     fn the_ca_survives_a_restart_and_its_key_is_private() {
         let dir = tempfile::tempdir().unwrap();

@@ -127,9 +127,12 @@ fn configure(conn: &Connection) -> Result<(), String> {
     let e = |e: rusqlite::Error| e.to_string();
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(e)?;
-    // Records are ~1 KiB: 16 KiB pages hold a dozen rows with little slack. Only
-    // takes effect when the file is new (before WAL is switched on).
-    conn.pragma_update(None, "page_size", 16384).map_err(e)?;
+    // 4 KiB pages: a one-event commit dirties ~7 pages (the row, four indexes, the
+    // head), each copied whole into the WAL and checksummed. Measured with this
+    // schema (~1 KiB records, synchronous=FULL): 36 KiB of WAL per commit instead
+    // of 120 KiB with 16 KiB pages, and 1.6-1.9x the commits/s. Only takes effect
+    // when the file is new (before WAL is switched on).
+    conn.pragma_update(None, "page_size", 4096).map_err(e)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(e)?;

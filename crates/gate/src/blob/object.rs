@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{GetOptions, GetRange};
 use time::OffsetDateTime;
 
 use super::{body_stream, empty, metadata, set_header, set_len, set_metadata_headers};
@@ -32,8 +31,7 @@ pub(super) async fn get(
 ) -> Result<Response, StorageError> {
     let store = access.store();
     store.container(container)?;
-    let path = store.path_of(container, blob);
-    let info = store.blob_info(container, blob).await?;
+    let (info, source) = store.open_blob(container, blob).await?;
     check_lease(&info, headers, false)?;
     Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let range = match parse_range(headers)? {
@@ -68,14 +66,10 @@ pub(super) async fn get(
             }
         }
     }
-    let options = GetOptions {
-        range: range.clone().map(GetRange::Bounded),
-        ..GetOptions::default()
-    };
-    let result = store.backend().get_opts(&path, options).await?;
-    let size = result.meta.size;
-    let served = result.range.clone();
+    let size = info.size;
+    let served = range.clone().unwrap_or(0..size);
     let len = served.end - served.start;
+    let body = store.read(source, served.clone()).await?;
     let event = access.event();
     event.detail = Some(match &range {
         Some(r) => format!("range bytes={}-{}", r.start, r.end.saturating_sub(1)),
@@ -89,13 +83,13 @@ pub(super) async fn get(
     };
     // A range's checksum needs its bytes before the headers: at most 4 MiB, buffered.
     let (body, range_sums) = if range_md5 || range_crc64 {
-        let bytes: Vec<Bytes> = crate::store::body_stream(result).try_collect().await?;
+        let bytes: Vec<Bytes> = body.try_collect().await?;
         let mut digests = Digests::default();
         bytes.iter().for_each(|b| digests.update(b));
         let stream = futures::stream::iter(bytes.into_iter().map(Ok)).boxed();
         (stream, Some(digests.sums()))
     } else {
-        (crate::store::body_stream(result), None)
+        (body, None)
     };
     let body = access.stream::<StorageError, _>(status, body, len).await?;
     let mut response = Response::new(body);
