@@ -29,8 +29,8 @@ ENTRAFLOW_BIN="$PWD/target/debug/entraflow" .venv/bin/python -m pytest tests/pyt
 step "The SQL gate's benchmark still runs (quick mode: correctness checked, figures not asserted)"
 bash benches/sql_gate.sh --quick
 
-step "SECURITY.md and RELIABILITY.md from the suites' cases"
-python3 scripts/reports.py
-
 step "Peer benchmark driver, quick mode (one short round each: the checks, not the speed)"
 ENTRAFLOW_BIN="$PWD/target/debug/entraflow" bash benches/peers.sh --quick
+
+step "SECURITY.md and RELIABILITY.md from the suites' cases"
+python3 scripts/reports.py
