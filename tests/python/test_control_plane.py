@@ -454,7 +454,7 @@ def test_yaml_output_and_az_flag_names(up, tmp_path):
     params = tmp_path / "fic.json"
     params.write_text(json.dumps({"name": "github-main", "issuer": "https://token.actions.githubusercontent.com",
                                   "subject": "repo:org/repo:ref:refs/heads/main",
-                                  "audiences": ["api://AzureADTokenExchange"], "description": "CI on main"}))
+                                  "audiences": ["api://AzureADTokenExchange"]}))
     made = up.json("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters", f"@{params}")
     assert (made["name"], made["subject"]) == ("github-main", "repo:org/repo:ref:refs/heads/main")
     listed = up.json("ad", "app", "federated-credential", "list", "--id", app["appId"])
@@ -462,6 +462,11 @@ def test_yaml_output_and_az_flag_names(up, tmp_path):
     bad = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters",
                  '{"name": "x", "issuer": "https://a.example", "subject": "s", "audience": ["typo"]}', check=False)
     assert bad.returncode != 0 and "unknown field `audience`" in bad.stderr, bad.stderr
+    # A description entraflow would not keep is refused, not dropped.
+    described = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters",
+                       '{"name": "d", "issuer": "https://a.example", "subject": "s", "description": "CI on main"}',
+                       check=False)
+    assert described.returncode != 0 and "does not store" in described.stderr, described.stderr
     both = up.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters", f"@{params}",
                   "--name", "x", check=False)
     assert both.returncode != 0 and "cannot be used with" in both.stderr, both.stderr

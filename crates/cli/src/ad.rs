@@ -269,38 +269,32 @@ fn issuer_mismatch(data_dir: &std::path::Path, issuer: &str) -> Option<String> {
 }
 
 /// `federated-credential create --parameters`, in az's shape (Microsoft Graph's
-/// federatedIdentityCredential: `description` is accepted and not kept).
-#[derive(Debug)]
+/// federatedIdentityCredential). entraflow keeps no description, so one that is
+/// given is refused rather than dropped.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FederatedParameters {
     name: String,
     issuer: String,
     subject: String,
+    #[serde(default)]
     audiences: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
 }
 
 impl FederatedParameters {
     fn parse(argument: &str) -> anyhow::Result<Self> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Graph {
-            name: String,
-            issuer: String,
-            subject: String,
-            #[serde(default)]
-            audiences: Vec<String>,
-            #[serde(default, rename = "description")]
-            _description: Option<String>,
-        }
         let text = crate::role::read_json_argument(argument)?;
-        let g: Graph = serde_json::from_str(&text).context(
-            "--parameters: expected {\"name\", \"issuer\", \"subject\", \"audiences\": [...], \"description\"}",
+        let parsed: Self = serde_json::from_str(&text).context(
+            "--parameters: expected {\"name\", \"issuer\", \"subject\", \"audiences\": [...]}",
         )?;
-        Ok(Self {
-            name: g.name,
-            issuer: g.issuer,
-            subject: g.subject,
-            audiences: g.audiences,
-        })
+        if parsed.description.as_deref().is_some_and(|d| !d.is_empty()) {
+            anyhow::bail!(
+                "--parameters: entraflow does not store a federated credential's description, so it refuses one rather than drop it; remove \"description\" (nothing was created)"
+            );
+        }
+        Ok(parsed)
     }
 }
 
@@ -324,7 +318,8 @@ enum FederatedCommand {
         #[arg(long)]
         audience: Vec<String>,
         /// All of it as az takes it: JSON (inline, @file or a file path) with
-        /// `name`, `issuer`, `subject` and optionally `audiences`, `description`.
+        /// `name`, `issuer`, `subject` and optionally `audiences` (a `description`
+        /// is refused: entraflow does not store one).
         #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["name", "issuer", "subject", "audience"])]
         parameters: Option<String>,
     },
@@ -621,6 +616,7 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                         issuer: issuer.unwrap_or_default(),
                         subject: subject.unwrap_or_default(),
                         audiences: audience,
+                        description: None,
                     },
                 };
                 if !globals.only_show_errors
