@@ -62,6 +62,10 @@ def test_demo_trains_denies_and_audits(tmp_path):
         assert "permission denied for table shards" in result.stderr
         assert intruders & readers_sql, "project B's refused query is not in the audit log"
         assert "SQL   database" in result.stdout, "the security team's summary shows no SQL access"
+        summary = json.loads(subprocess.run([BIN, "--data-dir", str(data_dir), "audit", "summary", "--run-id", run_id,
+                                             "-o", "json"], capture_output=True, text=True, check=True).stdout)
+        [intruder] = [s for s in summary if s["principal"] in intruders]
+        assert intruder["denials"] >= 2, f"PostgreSQL's refusal is a denial beside the gate's: {intruder}"
     report = data_dir / "runs" / run_id / "report.md"
     assert report.exists() and "Storage Blob Data Reader" in report.read_text()
     verify = subprocess.run([BIN, "--data-dir", str(data_dir), "audit", "verify"], capture_output=True, text=True)

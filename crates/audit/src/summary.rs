@@ -30,6 +30,8 @@ pub struct Queries {
 /// writes them).
 const SQL_STATEMENT: &str = "sql.statement";
 const SQL_STATEMENT_COMPLETED: &str = "sql.statement.completed";
+/// PostgreSQL's SQLSTATE for a missing privilege.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
 /// Everything one principal did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -134,6 +136,11 @@ impl Summarizer {
                 queries.statements += 1;
             } else {
                 queries.rows += event.rows.unwrap_or(0);
+                // The session was allowed, but PostgreSQL refused the statement
+                // (a missing GRANT): that is a denial too.
+                if event.sqlstate.as_deref() == Some(INSUFFICIENT_PRIVILEGE) {
+                    entry.denials += 1;
+                }
             }
             return;
         }
@@ -279,6 +286,15 @@ mod tests {
             0,
             Decision::Deny,
         ));
+        let mut refused = record(
+            EventType::Other(SQL_STATEMENT_COMPLETED.into()),
+            "job",
+            db,
+            0,
+            Decision::Allow,
+        );
+        refused.event.sqlstate = Some(INSUFFICIENT_PRIVILEGE.into());
+        s.add(&refused);
         let job = &s.finish()[0];
         assert_eq!(
             job.queried["labels"],
@@ -287,7 +303,7 @@ mod tests {
                 rows: 80
             }
         );
-        assert_eq!(job.denials, 1);
+        assert_eq!(job.denials, 2, "the RBAC denial and PostgreSQL's 42501");
         assert!(job.read.is_empty() && job.written.is_empty());
     }
 }
