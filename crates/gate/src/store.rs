@@ -647,6 +647,15 @@ impl BlobStore {
     }
 
     fn record(&self, container: &str, blob: &str) -> Result<BlobRecord, StorageError> {
+        Ok(self.stored_record(container, blob)?.unwrap_or_default())
+    }
+
+    /// The row `gate.db` holds for a blob, if it holds one.
+    fn stored_record(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<Option<BlobRecord>, StorageError> {
         let row = self
             .query_row(
                 "SELECT content_type, content_encoding, content_language, content_disposition,
@@ -677,7 +686,7 @@ impl BlobStore {
             )
             .optional()
             .map_err(StorageError::internal)?;
-        Ok(row.unwrap_or_default())
+        Ok(row)
     }
 
     /// Stores what `gate.db` keeps of a blob whose content was just written, and
@@ -1126,21 +1135,9 @@ impl BlobStore {
         container: &str,
         blob: &str,
     ) -> Result<Option<(BlobRecord, Vec<CommittedBlock>)>, StorageError> {
-        let exists: Option<i64> = self
-            .query_row(
-                "SELECT 1 FROM blob_properties WHERE container = ?1 AND name = ?2",
-                params![container, blob],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(StorageError::internal)?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        Ok(Some((
-            self.record(container, blob)?,
-            self.committed_blocks(container, blob)?,
-        )))
+        self.stored_record(container, blob)?
+            .map(|record| Ok((record, self.committed_blocks(container, blob)?)))
+            .transpose()
     }
 }
 
