@@ -9,6 +9,7 @@ import uuid
 from azure.storage.blob import BlobServiceClient
 
 from entraflow.identity import ClientSecretCredential
+from helpers import allowed_soon
 
 
 def test_export_verify_and_detect_tampering(authority, gate, tmp_path):
@@ -18,7 +19,8 @@ def test_export_verify_and_detect_tampering(authority, gate, tmp_path):
                                   authority=authority.host)
     service = BlobServiceClient(gate.endpoint, credential=cred, connection_verify=authority.ca)
     container = f"audit-{uuid.uuid4().hex[:8]}"
-    service.create_container(container)
+    # The gate picks up the CLI's role assignment within 500 ms.
+    allowed_soon(lambda: service.create_container(container), "the new Contributor creates a container")
     service.get_blob_client(container, "a.bin").upload_blob(os.urandom(1000))
     service.get_blob_client(container, "a.bin").download_blob().readall()
 
