@@ -301,7 +301,7 @@ def render(rounds: list[dict], args, recorded: int, statements: int) -> str:
         f"Point: `pgbench -n -S -M extended -c {CLIENTS} -j 2 -T {args.seconds}`. TLS to every client "
         "(PostgreSQL 15 and PgBouncer with a self-signed certificate, the gate with its CA); the gate and "
         "PgBouncer (transaction mode) reach PostgreSQL in plain TCP on loopback. Through the gate every "
-        "statement is authorized at sign-in and recorded durably before it runs "
+        "session is authorized at sign-in and every statement recorded durably before its result leaves "
         f"({recorded:,} audit records for {statements:,} statements).",
         "",
         "| round | load (1 min) | gate rows/s | direct rows/s | PgBouncer rows/s | gate stmts/s | direct stmts/s "

@@ -132,30 +132,34 @@ fn appends(c: &mut Criterion) {
         });
         rt.block_on(log.close()).unwrap();
 
-        let log = rt.block_on(open(url, &format!("bench/{name}/group")));
-        group.bench_function(format!("{name}_64_writers_group_commit"), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..64u64)
-                        .map(|w| {
-                            let log = log.clone();
-                            let n = iters / 64 + u64::from(w < iters % 64);
-                            tokio::spawn(async move {
-                                for i in 0..n {
-                                    log.append(event(i)).await.unwrap();
-                                }
+        // 16 writers: the SQL gate's benchmark (pgbench at 16 connections); 64: the
+        // Blob gate's small-request benchmark.
+        for writers in [16u64, 64] {
+            let log = rt.block_on(open(url, &format!("bench/{name}/group{writers}")));
+            group.bench_function(format!("{name}_{writers}_writers_group_commit"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..writers)
+                            .map(|w| {
+                                let log = log.clone();
+                                let n = iters / writers + u64::from(w < iters % writers);
+                                tokio::spawn(async move {
+                                    for i in 0..n {
+                                        log.append(event(i)).await.unwrap();
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                        start.elapsed()
+                    })
                 })
-            })
-        });
-        rt.block_on(log.close()).unwrap();
+            });
+            rt.block_on(log.close()).unwrap();
+        }
     }
     group.finish();
 }

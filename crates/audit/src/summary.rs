@@ -134,13 +134,14 @@ impl Summarizer {
             let queries = entry.queried.entry(database.to_owned()).or_default();
             if kind == SQL_STATEMENT {
                 queries.statements += 1;
-            } else {
-                queries.rows += event.rows.unwrap_or(0);
-                // The session was allowed, but PostgreSQL refused the statement
-                // (a missing GRANT): that is a denial too.
-                if event.sqlstate.as_deref() == Some(INSUFFICIENT_PRIVILEGE) {
-                    entry.denials += 1;
-                }
+            }
+            // A read's outcome is in its statement record; a write's in its
+            // completion record. Either way a statement has it once.
+            queries.rows += event.rows.unwrap_or(0);
+            // The session was allowed, but PostgreSQL refused the statement (a
+            // missing GRANT): that is a denial too.
+            if event.sqlstate.as_deref() == Some(INSUFFICIENT_PRIVILEGE) {
+                entry.denials += 1;
             }
             return;
         }
@@ -286,8 +287,18 @@ mod tests {
             0,
             Decision::Deny,
         ));
+        // A read: one record with its outcome.
+        let mut read = record(
+            EventType::Other(SQL_STATEMENT.into()),
+            "job",
+            db,
+            0,
+            Decision::Allow,
+        );
+        read.event.rows = Some(5);
+        s.add(&read);
         let mut refused = record(
-            EventType::Other(SQL_STATEMENT_COMPLETED.into()),
+            EventType::Other(SQL_STATEMENT.into()),
             "job",
             db,
             0,
@@ -299,8 +310,8 @@ mod tests {
         assert_eq!(
             job.queried["labels"],
             Queries {
-                statements: 2,
-                rows: 80
+                statements: 4,
+                rows: 85
             }
         );
         assert_eq!(job.denials, 2, "the RBAC denial and PostgreSQL's 42501");

@@ -312,6 +312,19 @@ async fn sessions_and_statements_are_audited_with_literals_redacted_and_the_chai
         .unwrap_err();
     assert_eq!(db_error(&e).0, "22012");
     client.query("SELECT $1::text", &[&secret]).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE scratch (note text); INSERT INTO scratch VALUES ('{secret}')"
+        ))
+        .await
+        .unwrap();
+    // A result larger than the gate holds back streams after its record.
+    let big: String = client
+        .query_one("SELECT repeat('x', 200000)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(big.len(), 200_000);
     drop(client);
     // The end of the session is recorded once the gate sees the client go.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -363,9 +376,29 @@ async fn sessions_and_statements_are_audited_with_literals_redacted_and_the_chai
         "{statements:?}"
     );
     assert!(statements.contains(&"SELECT $1::text"), "{statements:?}");
+    // A read has one record, with its outcome; a write has its record before it
+    // runs and its outcome in a completion record.
+    let by_text = |text: &str| {
+        of("sql.statement")
+            .into_iter()
+            .find(|r| r["statement"] == text)
+            .unwrap_or_else(|| panic!("no record of {text}"))
+    };
+    assert_eq!(by_text("SELECT ? AS s, ? AS n")["rows"], 1);
+    assert_eq!(by_text("SELECT ?/? WHERE ? <> ?")["sqlstate"], "22012");
+    let write = by_text("CREATE TEMP TABLE scratch (note text); INSERT INTO scratch VALUES (?)");
+    assert!(write.get("rows").is_none(), "{write}");
+    let streamed = by_text("SELECT repeat(?, ?)");
+    assert!(streamed.get("rows").is_none(), "{streamed}");
     let completed = of("sql.statement.completed");
-    assert!(completed.iter().any(|r| r["sqlstate"] == "22012"));
-    assert!(completed.iter().any(|r| r["rows"] == 1));
+    assert_eq!(completed.len(), 2, "{completed:?}");
+    for statement in [write, streamed] {
+        let done = completed
+            .iter()
+            .find(|c| c["request_id"] == statement["request_id"])
+            .unwrap_or_else(|| panic!("no completion of {statement}"));
+        assert_eq!(done["rows"], 1, "{done}");
+    }
     assert_eq!(of("sql.session.end").len(), 1);
 
     let verifier = entraflow_audit::CheckpointSigner::load_or_create(
@@ -393,7 +426,7 @@ async fn sessions_and_statements_are_audited_with_literals_redacted_and_the_chai
         report
             .chains
             .iter()
-            .any(|c| c.log_id == "entraflow/sql-gate" && c.size >= 8)
+            .any(|c| c.log_id == "entraflow/sql-gate" && c.size >= 7)
     );
 }
 
@@ -508,4 +541,74 @@ async fn a_member_signs_in_as_its_group_found_in_the_directory() {
         message.contains("is not a member of the group"),
         "{message}"
     );
+}
+
+/// A read runs before its record is durable, but its result does not leave
+/// without it; a write does not run without its record. The audit append is made
+/// to fail, with the log still open, by a trigger on the audit store's table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_record_a_read_returns_no_row_and_a_write_does_not_run() {
+    let Some(stack) = SqlStack::start().await else {
+        return;
+    };
+    let role = stack.unique("unaudited");
+    let app = stack.app(&role);
+    stack.map(&role, &app.oid, PrincipalType::Service).await;
+    stack.allow_connect(&app.oid, "postgres").await;
+    let table = format!("notes_{}", role.replace('-', "_"));
+    let admin = stack.admin().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (note text); INSERT INTO {table} VALUES ('kept'); GRANT SELECT, INSERT ON {table} TO \"{role}\""
+        ))
+        .await
+        .unwrap();
+    let token = stack.token(&app).await;
+    let extended = stack.connect(&role, &token, "postgres").await.unwrap();
+    let simple = stack.connect(&role, &token, "postgres").await.unwrap();
+    let read = format!("SELECT note FROM {table}");
+    assert_eq!(extended.query(&read, &[]).await.unwrap().len(), 1);
+
+    let audit = rusqlite::Connection::open(stack.authority.data_dir().join("audit.db")).unwrap();
+    audit
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    audit
+        .execute_batch(
+            "CREATE TRIGGER fail_appends BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END;",
+        )
+        .unwrap();
+    let e = extended
+        .query(&read, &[])
+        .await
+        .expect_err("a read without its record returned rows");
+    assert_eq!(db_error(&e).0, "57P03", "extended protocol: {e}");
+    let e = simple
+        .simple_query(&read)
+        .await
+        .expect_err("a read without its record returned rows");
+    assert_eq!(db_error(&e).0, "57P03", "simple protocol: {e}");
+    let refused = stack.connect(&role, &token, "postgres").await;
+    assert!(refused.is_err(), "no session starts without its record");
+    audit.execute_batch("DROP TRIGGER fail_appends").unwrap();
+    let writer = stack.connect(&role, &token, "postgres").await.unwrap();
+    audit
+        .execute_batch(
+            "CREATE TRIGGER fail_appends BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END;",
+        )
+        .unwrap();
+    let e = writer
+        .simple_query(&format!("INSERT INTO {table} VALUES ('unrecorded')"))
+        .await
+        .expect_err("a write ran without its record");
+    assert_eq!(db_error(&e).0, "57P03", "{e}");
+    audit.execute_batch("DROP TRIGGER fail_appends").unwrap();
+    let notes: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(notes, 1, "the unrecorded INSERT reached the table");
 }

@@ -8,13 +8,50 @@
 pub(crate) const MAX_STATEMENT_CHARS: usize = 4096;
 
 /// `sql` with literals redacted, cut at [`MAX_STATEMENT_CHARS`].
+#[cfg(test)]
 pub(crate) fn redact(sql: &str) -> String {
     truncate(redact_all(sql))
 }
 
 /// `sql` as sent, cut at [`MAX_STATEMENT_CHARS`] (the gate's full-text option).
+#[cfg(test)]
 pub(crate) fn full(sql: &str) -> String {
     truncate(sql.to_owned())
+}
+
+/// A statement as the audit sees it: the text to record (redacted unless `full`)
+/// and whether it only reads.
+pub(crate) fn inspect(sql: &str, full: bool) -> (String, bool) {
+    let redacted = redact_all(sql);
+    let reads = reads_only(&redacted);
+    let text = if full { sql.to_owned() } else { redacted };
+    (truncate(text), reads)
+}
+
+/// Keywords that start a statement which only reads.
+const READ_STATEMENTS: [&str; 5] = ["SELECT", "WITH", "VALUES", "TABLE", "SHOW"];
+/// Keywords that make a reading statement write: a data-modifying CTE, `SELECT
+/// INTO` (creates a table), row locks (`FOR UPDATE`).
+const WRITING_WORDS: [&str; 5] = ["INSERT", "UPDATE", "DELETE", "MERGE", "INTO"];
+
+/// Whether every statement in `redacted` (comments gone, literals `?`) starts
+/// with a reading keyword and none names a writing one. Conservative: a quoted
+/// identifier spelled like a keyword counts. A function a SELECT calls may still
+/// write (`nextval`); the gate does not look inside functions.
+fn reads_only(redacted: &str) -> bool {
+    let mut any = false;
+    for statement in redacted.split(';') {
+        let mut words = statement
+            .split(|c: char| !is_ident(c))
+            .filter(|w| !w.is_empty());
+        let Some(first) = words.next() else { continue };
+        let is = |w: &str, set: &[&str]| set.iter().any(|k| w.eq_ignore_ascii_case(k));
+        if !is(first, &READ_STATEMENTS) || words.any(|w| is(w, &WRITING_WORDS)) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 fn truncate(text: String) -> String {
@@ -215,6 +252,39 @@ mod tests {
         for (sql, want) in cases {
             assert_eq!(redact(sql), want, "{sql}");
         }
+    }
+
+    #[test]
+    fn only_statements_that_cannot_write_count_as_reads() {
+        let reads = [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "  select 1; SELECT 2;",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "VALUES (1), (2)",
+            "TABLE labels",
+            "SHOW server_version",
+            "/* DELETE */ SELECT 'UPDATE it' -- INSERT",
+        ];
+        for sql in reads {
+            assert!(inspect(sql, false).1, "{sql}");
+        }
+        let writes = [
+            "INSERT INTO t VALUES (1)",
+            "SELECT 1; DELETE FROM t",
+            "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone",
+            "SELECT * INTO copy_of_t FROM t",
+            "SELECT * FROM t FOR UPDATE",
+            "update t set x = 1",
+            "EXPLAIN ANALYZE DELETE FROM t",
+            "BEGIN",
+            "",
+            ";",
+        ];
+        for sql in writes {
+            assert!(!inspect(sql, false).1, "{sql}");
+        }
+        // The full-text option records the text as sent, and classifies the same.
+        assert_eq!(inspect("SELECT 'x'", true), ("SELECT 'x'".to_owned(), true));
     }
 
     #[test]

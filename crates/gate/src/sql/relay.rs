@@ -2,11 +2,15 @@
 //! pass through unchanged; the gate reads only what the audit needs:
 //!
 //! - client → backend: every statement (a simple `Query`, or an `Execute` of the
-//!   text its `Parse` named) becomes a `sql.statement` record, durable before the
-//!   statement is forwarded, so nothing runs unrecorded;
+//!   text its `Parse` named) gets a `sql.statement` record. A statement that may
+//!   write has it durable before the statement is forwarded, so no change runs
+//!   unrecorded. A statement that only reads (`redact::inspect`) is forwarded at
+//!   once, and its result is held back until its record is durable;
 //! - backend → client: `CommandComplete`, `ErrorResponse` and `ReadyForQuery`
-//!   close a statement with a `sql.statement.completed` record (rows, SQLSTATE),
-//!   written off the response path, as a Blob read's completion is.
+//!   close a statement. A read whose whole result fit in [`HOLD`] has one record
+//!   with its outcome (rows, SQLSTATE), durable before the result leaves. Other
+//!   statements' outcomes follow in a `sql.statement.completed` record, written off
+//!   the response path, as a Blob read's completion is.
 //!
 //! The session ends at a message boundary when the client terminates, either side
 //! goes away, the audit log cannot take a statement, or the token expires (after
@@ -23,6 +27,7 @@ use tokio::io::{
 };
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use super::codec::{self, CodecError};
 use super::redact;
@@ -37,6 +42,9 @@ pub const STATEMENT_COMPLETED: &str = "sql.statement.completed";
 const MAX_CLIENT_MESSAGE: usize = 64 << 20;
 /// Buffer between the gate and each side.
 const BUFFER: usize = 64 << 10;
+/// Most result bytes of a read held back for its record. A larger result has its
+/// record written (and made durable) first, then streams.
+const HOLD: usize = 64 << 10;
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +101,29 @@ struct Pending {
     started: Instant,
     rows: Option<u64>,
     sqlstate: Option<String>,
+    /// Its `sql.statement` record is durable (always for a statement that may
+    /// write); otherwise its result is held until its record is.
+    recorded: bool,
+    /// The `ReadyForQuery` that ends it at the latest, counted from the session's
+    /// start: a `Query`'s own, an `Execute`'s next `Sync`'s. One arrives per
+    /// `Query`, `Sync` and function call, in order.
+    until_ready: u64,
+}
+
+/// A statement's recorded text and whether it only reads.
+#[derive(Clone)]
+struct Text {
+    recorded: Arc<str>,
+    reads: bool,
+}
+
+impl Text {
+    fn unseen(what: String) -> Text {
+        Text {
+            recorded: what.into(),
+            reads: false,
+        }
+    }
 }
 
 struct Shared {
@@ -117,6 +148,26 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
+    }
+
+    /// Whether the oldest statement in flight is a read whose record is not yet
+    /// written: its result must wait.
+    fn front_unrecorded(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .front()
+            .is_some_and(|p| !p.recorded)
+    }
+
+    /// Appends the `sql.statement` record of the oldest statement in flight, if
+    /// it is a read not yet recorded (its outcome then follows in a completion
+    /// record).
+    fn record_front(&self, record: &SessionRecord) -> Option<JoinHandle<Result<(), String>>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let front = pending.front_mut().filter(|p| !p.recorded)?;
+        front.recorded = true;
+        Some(append(record, front.event.clone()))
     }
 
     /// The reason to end now: a stop was asked and nothing is in flight.
@@ -165,18 +216,18 @@ where
     };
     let _ = backend_write.write_all(&codec::message(b'X', &[])).await;
     let _ = backend_write.flush().await;
-    // Statements that never got an answer still get a completion record.
+    // Statements that never got an answer still get their record.
     for p in shared
         .pending
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain(..)
     {
-        complete(
+        drop(complete(
             record,
             p,
             Some("the session ended before the statement completed"),
-        );
+        ));
     }
     let _ = client_write.flush().await;
     let client = client_read.into_inner().unsplit(client_write.into_inner());
@@ -195,8 +246,10 @@ where
     W: AsyncWrite + Unpin,
 {
     // Prepared statements' and portals' recorded texts, by name.
-    let mut statements: HashMap<String, Arc<str>> = HashMap::new();
-    let mut portals: HashMap<String, Arc<str>> = HashMap::new();
+    let mut statements: HashMap<String, Text> = HashMap::new();
+    let mut portals: HashMap<String, Text> = HashMap::new();
+    // `ReadyForQuery` messages asked for so far.
+    let mut readies: u64 = 0;
     loop {
         if client.buffer().is_empty() && backend.flush().await.is_err() {
             return End::BackendClosed;
@@ -211,9 +264,13 @@ where
             Ok(None) | Err(CodecError::Io(_)) => return End::ClientGone,
             Err(e) => return End::Protocol(e.to_string()),
         };
-        let text = |body: &[u8]| -> Result<Arc<str>, End> {
+        let text = |body: &[u8]| -> Result<Text, End> {
             let (sql, _) = codec::cstr(body, "query").map_err(|e| End::Protocol(e.to_string()))?;
-            Ok(recorded(sql, record.full_statements).into())
+            let (recorded, reads) = redact::inspect(sql, record.full_statements);
+            Ok(Text {
+                recorded: recorded.into(),
+                reads,
+            })
         };
         let statement = match msg.tag {
             b'Q' => match text(&msg.body) {
@@ -240,7 +297,7 @@ where
                     return End::Protocol("Bind without portal and statement names".into());
                 };
                 let sql = statements.get(name).cloned().unwrap_or_else(|| {
-                    Arc::from(format!(
+                    Text::unseen(format!(
                         "<prepared statement \"{name}\" not seen by the gate>"
                     ))
                 });
@@ -252,7 +309,7 @@ where
                     return End::Protocol("Execute without a portal name".into());
                 };
                 let sql = portals.get(portal).cloned().unwrap_or_else(|| {
-                    Arc::from(format!("<portal \"{portal}\" not seen by the gate>"))
+                    Text::unseen(format!("<portal \"{portal}\" not seen by the gate>"))
                 });
                 Some((sql, Kind::Execute))
             }
@@ -267,16 +324,25 @@ where
                 }
                 None
             }
-            b'F' => Some((Arc::from("<fast-path function call>"), Kind::Simple)),
+            b'F' => Some((
+                Text::unseen("<fast-path function call>".into()),
+                Kind::Simple,
+            )),
             _ => None,
         };
+        if matches!(msg.tag, b'Q' | b'S' | b'F') {
+            readies += 1;
+        }
         if let Some((sql, kind)) = statement {
             let mut event = record.template.clone();
             event.event_type = EventType::Other(STATEMENT.to_owned());
             event.time = Timestamp::now();
             event.request_id = Some(uuid::Uuid::new_v4().to_string());
-            event.statement = Some(sql.to_string());
-            if let Err(e) = record.audit.append(event.clone()).await {
+            event.statement = Some(sql.recorded.to_string());
+            // A read runs at once; its result waits for its record (`to_client`).
+            if !sql.reads
+                && let Err(e) = record.audit.append(event.clone()).await
+            {
                 tracing::error!(error = %e, "audit log append failed; the statement is not run");
                 shared.stop(End::AuditUnavailable);
                 continue;
@@ -292,6 +358,11 @@ where
                     started: Instant::now(),
                     rows: None,
                     sqlstate: None,
+                    recorded: !sql.reads,
+                    until_ready: match kind {
+                        Kind::Simple => readies,
+                        Kind::Execute => readies + 1,
+                    },
                 });
         }
         let header = header(msg.tag, msg.body.len());
@@ -306,7 +377,45 @@ where
     }
 }
 
-/// Backend → client: copies every message; closes statements as they end.
+/// Result bytes held back from the client until the records of the statements
+/// they answer are durable.
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    /// `bytes[..releasable]` answer statements whose records are on their way.
+    releasable: usize,
+    /// Those records' appends.
+    records: Vec<JoinHandle<Result<(), String>>>,
+}
+
+impl Held {
+    /// Waits for the records, then sends the bytes they cover. A record that could
+    /// not be written keeps its result from leaving and ends the session.
+    async fn release<W: AsyncWrite + Unpin>(&mut self, client: &mut W) -> Result<(), End> {
+        for append in self.records.drain(..) {
+            match append.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "audit log append failed; the statement's result is withheld");
+                    return Err(End::AuditUnavailable);
+                }
+                Err(_) => return Err(End::AuditUnavailable),
+            }
+        }
+        if self.releasable > 0 {
+            client
+                .write_all(&self.bytes[..self.releasable])
+                .await
+                .map_err(|_| End::ClientGone)?;
+            self.bytes.drain(..self.releasable);
+            self.releasable = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Backend → client: copies every message, holding a read's result until its
+/// record is durable; closes statements as they end.
 async fn to_client<R, W>(
     backend: &mut BufReader<R>,
     client: &mut BufWriter<W>,
@@ -326,11 +435,18 @@ where
     };
     tokio::pin!(expiry);
     let mut expired = false;
+    let mut held = Held::default();
+    let mut readies: u64 = 0;
     loop {
         if let Some(end) = shared.should_end() {
-            return end;
+            return held.release(client).await.err().unwrap_or(end);
         }
         if backend.buffer().is_empty() {
+            // Nothing more to read now: whatever can leave, leaves (its records
+            // were appended together, so they share a commit).
+            if let Err(end) = held.release(client).await {
+                return end;
+            }
             if client.flush().await.is_err() {
                 return End::ClientGone;
             }
@@ -352,30 +468,65 @@ where
         }
         let mut head = [0u8; 5];
         if backend.read_exact(&mut head).await.is_err() {
-            return End::BackendClosed;
+            return held
+                .release(client)
+                .await
+                .err()
+                .unwrap_or(End::BackendClosed);
         }
         let tag = head[0];
         let len = u32::from_be_bytes(head[1..].try_into().expect("4 bytes")) as usize;
         let Some(body_len) = len.checked_sub(4) else {
             return End::BackendClosed;
         };
-        if client.write_all(&head).await.is_err() {
-            return End::ClientGone;
-        }
+        // A message answers the oldest statement in flight; while that is a read
+        // not yet recorded, it waits. Behind held bytes, everything waits, in order.
+        let waits = shared.front_unrecorded();
+        let hold = waits || !held.bytes.is_empty();
         if matches!(tag, b'C' | b'E' | b'Z' | b'I' | b's') {
             let mut body = vec![0; body_len];
             if backend.read_exact(&mut body).await.is_err() {
-                return End::BackendClosed;
+                return held
+                    .release(client)
+                    .await
+                    .err()
+                    .unwrap_or(End::BackendClosed);
             }
-            if client.write_all(&body).await.is_err() {
+            if hold {
+                held.bytes.extend_from_slice(&head);
+                held.bytes.extend_from_slice(&body);
+            } else if client.write_all(&head).await.is_err()
+                || client.write_all(&body).await.is_err()
+            {
                 return End::ClientGone;
             }
-            settle(record, shared, tag, &body);
+            if tag == b'Z' {
+                readies += 1;
+            }
+            let finished = settle(shared, tag, &body, readies);
+            if !waits || !finished.is_empty() {
+                // Everything held so far answers statements now finished or
+                // recorded.
+                held.releasable = held.bytes.len();
+            }
+            for (done, note) in finished {
+                let reads = !done.recorded;
+                let append = complete(record, done, note);
+                if reads {
+                    held.records.push(append);
+                }
+            }
             if !expired && deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
                 expired = true;
                 shared.stop(End::TokenExpired);
             }
         } else {
+            if !hold && client.write_all(&head).await.is_err() {
+                return End::ClientGone;
+            }
+            if hold {
+                held.bytes.extend_from_slice(&head);
+            }
             let mut remaining = body_len;
             while remaining > 0 {
                 let chunk = match backend.fill_buf().await {
@@ -383,30 +534,60 @@ where
                     Ok(chunk) => chunk,
                 };
                 let n = chunk.len().min(remaining);
-                if client.write_all(&chunk[..n]).await.is_err() {
+                if hold {
+                    held.bytes.extend_from_slice(&chunk[..n]);
+                } else if client.write_all(&chunk[..n]).await.is_err() {
                     return End::ClientGone;
                 }
                 backend.consume(n);
                 remaining -= n;
             }
+            if hold && !waits {
+                held.releasable = held.bytes.len();
+            }
+            if held.bytes.len() - held.releasable > HOLD {
+                // A large result: its record goes first, then it streams.
+                if let Some(append) = shared.record_front(record) {
+                    held.records.push(append);
+                }
+                held.releasable = held.bytes.len();
+                if let Err(end) = held.release(client).await {
+                    return end;
+                }
+            }
         }
     }
 }
 
-/// What a backend message says about the statements in flight.
-fn settle(record: &SessionRecord, shared: &Shared, tag: u8, body: &[u8]) {
+/// What a backend message says about the statements in flight: those it ends,
+/// each with a note for its record. `readies`: the `ReadyForQuery` messages
+/// seen, this one included.
+fn settle(
+    shared: &Shared,
+    tag: u8,
+    body: &[u8],
+    readies: u64,
+) -> Vec<(Pending, Option<&'static str>)> {
     let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
     match tag {
         b'Z' => {
-            for p in pending.drain(..) {
-                let note = (p.kind == Kind::Execute && p.sqlstate.is_none())
-                    .then_some("not executed: an earlier message of its batch failed");
-                complete(record, p, note);
-            }
+            // Only those it ends: a client may already have sent later ones.
+            let ended = pending
+                .iter()
+                .take_while(|p| p.until_ready <= readies)
+                .count();
+            pending
+                .drain(..ended)
+                .map(|p| {
+                    let note = (p.kind == Kind::Execute && p.sqlstate.is_none())
+                        .then_some("not executed: an earlier message of its batch failed");
+                    (p, note)
+                })
+                .collect()
         }
         _ => {
             let Some(front) = pending.front_mut() else {
-                return;
+                return Vec::new();
             };
             match tag {
                 b'C' => {
@@ -418,38 +599,44 @@ fn settle(record: &SessionRecord, shared: &Shared, tag: u8, body: &[u8]) {
                 _ => {}
             }
             if front.kind == Kind::Execute {
-                let done = pending.pop_front().expect("front exists");
-                complete(record, done, None);
+                vec![(pending.pop_front().expect("front exists"), None)]
+            } else {
+                Vec::new()
             }
         }
     }
 }
 
-/// Writes a statement's completion record, off the response path.
-fn complete(record: &SessionRecord, p: Pending, note: Option<&str>) {
+/// Appends a finished statement's record: for a read not yet recorded, its one
+/// `sql.statement` record with the outcome; otherwise the completion record.
+fn complete(
+    record: &SessionRecord,
+    p: Pending,
+    note: Option<&str>,
+) -> JoinHandle<Result<(), String>> {
     let mut event = p.event;
-    event.event_type = EventType::Other(STATEMENT_COMPLETED.to_owned());
+    if p.recorded {
+        event.event_type = EventType::Other(STATEMENT_COMPLETED.to_owned());
+        event.statement = None;
+    }
     event.time = Timestamp::now();
-    event.statement = None;
     event.rows = p.rows;
     event.sqlstate = p.sqlstate;
     event.duration_ms = Some(p.started.elapsed().as_millis() as u64);
     event.detail = note.map(str::to_owned);
-    let audit = Arc::clone(&record.audit);
-    tokio::spawn(async move {
-        if let Err(e) = audit.append(event).await {
-            tracing::error!(error = %e, "could not audit a statement's completion");
-        }
-    });
+    append(record, event)
 }
 
-/// The text a statement is recorded with.
-fn recorded(sql: &str, full: bool) -> String {
-    if full {
-        redact::full(sql)
-    } else {
-        redact::redact(sql)
-    }
+/// Appends `event` on its own task: it is on its way even if nobody waits for it.
+fn append(record: &SessionRecord, event: Event) -> JoinHandle<Result<(), String>> {
+    let audit = Arc::clone(&record.audit);
+    tokio::spawn(async move {
+        let result = audit.append(event).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "could not audit a SQL statement");
+        }
+        result
+    })
 }
 
 fn header(tag: u8, body_len: usize) -> [u8; 5] {
