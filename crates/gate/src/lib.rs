@@ -32,10 +32,11 @@
 //! client gets 503 `ServerBusy`. A change (write, delete, container, lease, tags,
 //! admin) is made only once its decision record (`<type>.authorized`, see
 //! [`AUTHORIZED_SUFFIX`]) is durable; its answer then tells the outcome even if the
-//! outcome's record cannot be written. A Get Blob's event (decision + requested range)
-//! is durable before the first body byte; when the body ends, or the client goes
-//! away, a `blob.read.completed` record with the same request id carries the bytes
-//! actually sent. The run id comes from `x-ms-entraflow-run-id`, else from the part
+//! outcome's record cannot be written. A Get Blob of at most 64 KiB has one event,
+//! durable before the response, as any non-streamed request. A larger one streams:
+//! its event (decision + requested range) is durable before the first body byte;
+//! when the body ends, or the client goes away, a `blob.read.completed` record with
+//! the same request id carries the bytes actually sent. The run id comes from `x-ms-entraflow-run-id`, else from the part
 //! of `x-ms-client-request-id` before its first `:`.
 //!
 //! Admin API: role assignments and custom roles are also managed over the same

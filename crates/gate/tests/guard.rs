@@ -201,6 +201,31 @@ async fn each_operation_family_records_its_action_and_decision() {
         .unwrap()
         .to_owned();
     assert_eq!(resp.bytes().await.unwrap(), "abc");
+    // A body that leaves with the headers has one record, durable before it.
+    let records = records_with_id(&env, &id).await;
+    assert_allowed(&records, "blob.read", READ);
+    assert_eq!(records.len(), 1, "one record for a small read: {records:?}");
+    assert_eq!(records[0]["bytes"], 3);
+    assert_eq!(records[0]["status"], 200);
+    // A body that streams has its record before the first byte and a completion
+    // record, with the bytes sent, after the last.
+    let large = vec![7u8; 200_000];
+    assert_eq!(
+        env.put_blob("/fam/large.bin", &t, large.clone())
+            .await
+            .status(),
+        201
+    );
+    let resp = env
+        .request(Method::GET, "/fam/large.bin", Some(&t))
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-ms-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(resp.bytes().await.unwrap(), large);
     let mut records = records_with_id(&env, &id).await;
     for _ in 0..50 {
         if records.len() == 2 {
@@ -212,7 +237,16 @@ async fn each_operation_family_records_its_action_and_decision() {
     assert_allowed(&records, "blob.read", READ);
     assert_eq!(records.len(), 2, "decision and completion: {records:?}");
     assert_eq!(records[1]["event_type"], entraflow_gate::READ_COMPLETED);
-    assert_eq!(records[1]["bytes"], 3);
+    assert_eq!(records[1]["bytes"], 200_000);
+    // Every byte went out: a complete read is never reported as a disconnect.
+    assert!(
+        records[1]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("body complete"),
+        "{:?}",
+        records[1]["detail"]
+    );
 
     let resp = env
         .request(Method::GET, "/fam?restype=container&comp=list", Some(&t))

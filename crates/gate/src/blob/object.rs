@@ -22,6 +22,9 @@ use crate::xml::rfc1123;
 
 /// The largest range whose checksum Get Blob returns (`x-ms-range-get-content-*`).
 const MAX_RANGE_CHECKSUM: u64 = 4 * 1024 * 1024;
+/// A body at most this long is sent whole, with one audit record; a longer one
+/// streams, with a completion record after it (the size `files` reads in place).
+const SMALL_BODY: u64 = crate::files::SMALL_READ;
 
 pub(super) async fn get(
     mut access: Access<'_>,
@@ -91,7 +94,17 @@ pub(super) async fn get(
     } else {
         (body, None)
     };
-    let body = access.stream::<StorageError, _>(status, body, len).await?;
+    let body = if len <= SMALL_BODY {
+        // Leaves with the headers in one write: the request's one record, durable
+        // before the response (`Guard::finish`), says what was sent.
+        let mut chunks: Vec<Bytes> = body.try_collect().await?;
+        match chunks.len() {
+            1 => Body::from(chunks.pop().expect("one chunk")),
+            _ => Body::from(chunks.concat()),
+        }
+    } else {
+        access.stream::<StorageError, _>(status, body, len).await?
+    };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
