@@ -130,3 +130,77 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::now;
+
+    fn issue(store: &Store, tenant: &str, hash: &[u8]) {
+        store
+            .insert_authorization_code(&CodeRecord {
+                sha256: hash,
+                tenant_id: tenant,
+                client_id: "client",
+                user_id: "user",
+                redirect_uri: "http://localhost",
+                public_client: true,
+                scope: "openid",
+                nonce: None,
+                code_challenge: None,
+                auth_time: now(),
+                expires_at: now() + 60,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn concurrent_redemptions_from_separate_connections_spend_a_code_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tenant = store.default_tenant().unwrap().id;
+        // Each redeemer has its own connection, as another process would.
+        let redeemers: Vec<Store> = (0..4).map(|_| Store::open(dir.path()).unwrap()).collect();
+        for round in 0..20u8 {
+            let hash = [round; 32];
+            issue(&store, &tenant, &hash);
+            let barrier = std::sync::Barrier::new(redeemers.len());
+            let spends: Vec<Result<bool, String>> = std::thread::scope(|s| {
+                let redeeming: Vec<_> = redeemers
+                    .iter()
+                    .map(|r| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            r.spend_authorization_code(&hash, &tenant, "CLIENT")
+                                .map(|spend| spend.unwrap().first)
+                                .map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                redeeming.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let first = spends.iter().filter(|s| matches!(s, Ok(true))).count();
+            assert_eq!(first, 1, "round {round}: {spends:?}");
+            assert!(
+                spends.iter().all(Result::is_ok),
+                "round {round}: {spends:?}"
+            );
+        }
+        // Another tenant's or client's attempt is refused without spending it.
+        issue(&store, &tenant, &[50; 32]);
+        for (at, by) in [("other", "client"), (tenant.as_str(), "other")] {
+            let spend = store.spend_authorization_code(&[50; 32], at, by).unwrap();
+            assert!(!spend.unwrap().first);
+        }
+        let spend = store
+            .spend_authorization_code(&[50; 32], &tenant, "client")
+            .unwrap();
+        assert!(spend.unwrap().first);
+        assert!(
+            store
+                .spend_authorization_code(&[99; 32], &tenant, "client")
+                .unwrap()
+                .is_none()
+        );
+    }
+}

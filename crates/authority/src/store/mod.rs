@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use entraflow_core::sqlite::migrate;
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::AuthorityError;
 
@@ -137,13 +137,16 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` in one transaction, committed only if `f` succeeds.
+    /// Runs `f` in one transaction, committed only if `f` succeeds. It takes the
+    /// write lock first (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a
+    /// transaction that read before writing would otherwise fail at its first
+    /// write, "database is locked", whenever another process wrote in between.
     fn write<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, AuthorityError>,
     ) -> Result<T, AuthorityError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
