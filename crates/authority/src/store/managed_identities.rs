@@ -28,7 +28,8 @@ pub(crate) struct HostIdentity {
 
 impl Store {
     /// Stores an identity and its service principal in one transaction, refusing
-    /// a second system-assigned identity on a host.
+    /// a second system-assigned identity on a host and a second identity with
+    /// the same resource id (a user-assigned one's name).
     pub(crate) fn insert_managed_identity(
         &self,
         mi: &ManagedIdentityRecord<'_>,
@@ -50,17 +51,24 @@ impl Store {
                     )));
                 }
             }
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO managed_identities (principal_id, client_id, tenant_id, name, resource_id, host, system_assigned)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id.principal_id, id.client_id, mi.tenant_id, mi.name, id.id, mi.host, mi.system_assigned],
+            // The schema does not make resource ids unique (older databases may
+            // hold duplicates), so the check is here, under the write lock.
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM managed_identities WHERE resource_id = ?1)",
+                [&id.id],
+                |r| r.get(0),
             )?;
-            if inserted == 0 {
+            if taken {
                 return Err(AuthorityError::invalid(format!(
                     "a managed identity with resource id {} already exists",
                     id.id
                 )));
             }
+            tx.execute(
+                "INSERT INTO managed_identities (principal_id, client_id, tenant_id, name, resource_id, host, system_assigned)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id.principal_id, id.client_id, mi.tenant_id, mi.name, id.id, mi.host, mi.system_assigned],
+            )?;
             tx.execute(
                 "INSERT INTO service_principals (object_id, app_id, tenant_id, display_name, kind)
                  VALUES (?1, ?2, ?3, ?4, 'ManagedIdentity')",
@@ -125,5 +133,40 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_or_a_host_identity_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let etl = store
+            .create_managed_identity(Some("etl"), "vm1", false)
+            .unwrap();
+        let err = store
+            .create_managed_identity(Some("etl"), "vm2", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("already exists") && err.contains(&etl.id),
+            "{err}"
+        );
+        store.create_managed_identity(None, "vm1", true).unwrap();
+        let err = store
+            .create_managed_identity(None, "vm1", true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("already has a system-assigned identity"),
+            "{err}"
+        );
+        let on_vm1 = store.managed_identities_on_host("vm1").unwrap();
+        assert_eq!(on_vm1.len(), 2, "{on_vm1:?}");
+        assert!(store.managed_identities_on_host("vm2").unwrap().is_empty());
+        assert_eq!(store.list_service_principals().unwrap().len(), 3);
     }
 }
