@@ -1,17 +1,20 @@
 //! Tenant administration in the shape of `az ad`: what the CLI's `entraflow ad`
-//! and `entraflow authority` commands call. It writes the database directly: admin
-//! is local, authenticated by the data directory's file permissions, and nothing
-//! here is reachable over the network.
+//! and `entraflow authority` commands call. Each command checks its input, writes
+//! through the store and notes the change for the admin audit chain. It writes the
+//! database directly: admin is local, authenticated by the data directory's file
+//! permissions, and nothing here is reachable over the network.
 
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::AuthorityError;
 use crate::redirect_uri::{self, Platform, RedirectUris};
 use crate::secrets;
-use crate::store::{Store, Tenant, now, rfc3339};
+use crate::store::{
+    ApplicationRecord, CertificateRecord, ClientSecretRecord, ManagedIdentityRecord, Store, Tenant,
+    UserRecord, now, rfc3339,
+};
 
 /// Entra's limit of federated identity credentials per application.
 pub const MAX_FEDERATED_CREDENTIALS: usize = 20;
@@ -99,6 +102,18 @@ pub struct AppRole {
     pub allowed_member_types: Vec<String>,
     /// Always true.
     pub is_enabled: bool,
+}
+
+impl AppRole {
+    pub(crate) fn new(id: String, value: String, display_name: String) -> AppRole {
+        AppRole {
+            id,
+            value,
+            display_name,
+            allowed_member_types: vec!["Application".into(), "User".into()],
+            is_enabled: true,
+        }
+    }
 }
 
 /// A service principal.
@@ -242,9 +257,6 @@ pub enum SecretExpiry {
     At(i64),
 }
 
-/// Object id, display name, public client, token version, group claims.
-type AppRow = (String, String, bool, i64, Option<String>);
-
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -267,10 +279,7 @@ impl Store {
     /// `authority tenant update --token-lifetime`.
     pub fn set_token_lifetime(&self, lifetime: Lifetime) -> Result<TenantInfo, AuthorityError> {
         let t = self.default_tenant()?;
-        self.conn().execute(
-            "UPDATE tenants SET lifetime_min = ?1, lifetime_max = ?2 WHERE id = ?3",
-            params![lifetime.min, lifetime.max, t.id],
-        )?;
+        self.update_token_lifetime(&t.id, lifetime.min, lifetime.max)?;
         self.changed("tenant.update", &[("tenant", &t.id)]);
         self.tenant_info()
     }
@@ -308,49 +317,30 @@ impl Store {
         }
         let app_id = new_id();
         let object_id = new_id();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO applications (object_id, app_id, tenant_id, display_name, token_version,
-             public_client, group_claims, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                object_id,
-                app_id,
-                tenant.id,
-                new.display_name,
-                version,
-                new.public_client,
-                new.group_membership_claims
-                    .as_deref()
-                    .filter(|g| *g != "None"),
-                now()
-            ],
-        )?;
         for uri in &new.identifier_uris {
             url::Url::parse(uri).map_err(|_| {
                 AuthorityError::invalid(format!(
                     "identifier URI '{uri}' is not a URI; use e.g. api://{app_id}"
                 ))
             })?;
-            let taken = tx.execute(
-                "INSERT OR IGNORE INTO identifier_uris (tenant_id, uri, app_id) VALUES (?1, ?2, ?3)",
-                params![tenant.id, uri, app_id],
-            )?;
-            if taken == 0 {
-                return Err(AuthorityError::invalid(format!(
-                    "identifier URI '{uri}' is already used by another application in the tenant"
-                )));
-            }
         }
-        redirect_uri::replace(
-            &tx,
-            &app_id,
-            Platform::PublicClient,
+        redirect_uri::validate_all(Platform::PublicClient, public_client_redirect_uris)?;
+        redirect_uri::validate_all(Platform::Web, web_redirect_uris)?;
+        self.insert_application(&ApplicationRecord {
+            object_id: &object_id,
+            app_id: &app_id,
+            tenant_id: &tenant.id,
+            display_name: &new.display_name,
+            token_version: version,
+            public_client: new.public_client,
+            group_claims: new
+                .group_membership_claims
+                .as_deref()
+                .filter(|g| *g != "None"),
+            identifier_uris: &new.identifier_uris,
             public_client_redirect_uris,
-        )?;
-        redirect_uri::replace(&tx, &app_id, Platform::Web, web_redirect_uris)?;
-        tx.commit()?;
-        drop(conn);
+            web_redirect_uris,
+        })?;
         self.changed(
             "application.create",
             &[("application", &app_id), ("object", &object_id)],
@@ -361,84 +351,16 @@ impl Store {
     /// An application by client id.
     pub fn application(&self, app_id: &str) -> Result<Application, AuthorityError> {
         let app_id = app_id.to_ascii_lowercase();
-        let (row, identifier_uris, app_roles) = self.application_row(&app_id)?;
-        let mut public_client = RedirectUris::default();
-        let mut web = RedirectUris::default();
-        for (platform, uri) in self.redirect_uris(&app_id)? {
-            match platform {
-                Platform::PublicClient => public_client.redirect_uris.push(uri),
-                Platform::Web => web.redirect_uris.push(uri),
-            }
-        }
-        Ok(Application {
-            app_id,
-            id: row.0,
-            display_name: row.1,
-            identifier_uris,
-            is_fallback_public_client: row.2,
-            access_token_accepted_version: row.3,
-            group_membership_claims: row.4,
-            app_roles,
-            public_client,
-            web,
-        })
-    }
-
-    /// An application's row, identifier URIs and roles (one lock of the connection).
-    fn application_row(
-        &self,
-        app_id: &str,
-    ) -> Result<(AppRow, Vec<String>, Vec<AppRole>), AuthorityError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT object_id, display_name, public_client, token_version, group_claims
-                 FROM applications WHERE app_id = ?1 COLLATE NOCASE",
-                [app_id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, bool>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                    ))
-                },
-            )
-            .optional()?
-            .ok_or_else(|| not_found("application", app_id, "app"))?;
-        let mut stmt =
-            conn.prepare("SELECT uri FROM identifier_uris WHERE app_id = ?1 ORDER BY uri")?;
-        let identifier_uris = stmt
-            .query_map([app_id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, value, display_name FROM app_roles WHERE app_id = ?1 ORDER BY value",
-        )?;
-        let app_roles = stmt
-            .query_map([app_id], |r| {
-                Ok(AppRole {
-                    id: r.get(0)?,
-                    value: r.get(1)?,
-                    display_name: r.get(2)?,
-                    allowed_member_types: vec!["Application".into(), "User".into()],
-                    is_enabled: true,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok((row, identifier_uris, app_roles))
+        self.application_by_app_id(&app_id)?
+            .ok_or_else(|| not_found("application", &app_id, "app"))
     }
 
     /// `ad app list`.
     pub fn list_applications(&self) -> Result<Vec<Application>, AuthorityError> {
-        let ids: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt =
-                conn.prepare("SELECT app_id FROM applications ORDER BY created_at, app_id")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        ids.iter().map(|id| self.application(id)).collect()
+        self.application_ids()?
+            .iter()
+            .map(|id| self.application(id))
+            .collect()
     }
 
     /// `ad sp create --id <appId>`.
@@ -448,32 +370,13 @@ impl Store {
     ) -> Result<ServicePrincipal, AuthorityError> {
         let app = self.application(app_id)?;
         let tenant = self.default_tenant()?;
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO service_principals (object_id, app_id, tenant_id, display_name, kind)
-             VALUES (?1, ?2, ?3, ?4, 'Application')",
-            params![new_id(), app.app_id, tenant.id, app.display_name],
-        )?;
-        let sp = conn.query_row(
-            "SELECT object_id, app_id, display_name, kind FROM service_principals WHERE app_id = ?1",
-            [&app.app_id],
-            sp_row,
-        )?;
-        drop(conn);
+        let sp =
+            self.ensure_service_principal(&new_id(), &app.app_id, &tenant.id, &app.display_name)?;
         self.changed(
             "service_principal.create",
             &[("service_principal", &sp.id), ("application", &sp.app_id)],
         );
         Ok(sp)
-    }
-
-    /// `ad sp list`.
-    pub fn list_service_principals(&self) -> Result<Vec<ServicePrincipal>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT object_id, app_id, display_name, kind FROM service_principals ORDER BY display_name",
-        )?;
-        Ok(stmt.query_map([], sp_row)?.collect::<Result<_, _>>()?)
     }
 
     /// `ad app credential reset`: a new secret, shown once. Without `append` the
@@ -492,28 +395,17 @@ impl Store {
             SecretExpiry::At(t) => t,
         };
         let secret = secrets::generate();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if !append {
-            tx.execute(
-                "DELETE FROM client_secrets WHERE app_id = ?1",
-                [&app.app_id],
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO client_secrets (id, app_id, sha256, hint, end_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                new_id(),
-                app.app_id,
-                secrets::hash(&secret),
-                &secret[..3],
+        self.add_client_secret(
+            &ClientSecretRecord {
+                id: &new_id(),
+                app_id: &app.app_id,
+                sha256: &secrets::hash(&secret),
+                hint: &secret[..3],
                 end_at,
-                at
-            ],
+                created_at: at,
+            },
+            append,
         )?;
-        tx.commit()?;
-        drop(conn);
         // The secret itself never reaches the audit record.
         self.changed("application.secret.reset", &[("application", &app.app_id)]);
         Ok(PasswordCredential {
@@ -563,10 +455,14 @@ impl Store {
         let end_at = cert.validity().not_after.timestamp();
         let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
         let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
-        self.conn().execute(
-            "INSERT INTO certificates (id, app_id, der, sha1, sha256, end_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![new_id(), app.app_id, der, sha1.as_ref(), sha256.as_ref(), end_at],
-        )?;
+        self.insert_certificate(&CertificateRecord {
+            id: &new_id(),
+            app_id: &app.app_id,
+            der: &der,
+            sha1: sha1.as_ref(),
+            sha256: sha256.as_ref(),
+            end_at,
+        })?;
         let thumbprint = hex::encode_upper(sha1.as_ref());
         self.changed(
             "application.certificate.upload",
@@ -626,13 +522,14 @@ impl Store {
         } else {
             audiences.to_vec()
         };
-        let id = new_id();
-        let inserted = self.conn().execute(
-            "INSERT OR IGNORE INTO federated_credentials (id, app_id, name, issuer, subject, audiences)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, app.app_id, name, issuer, subject, serde_json::to_string(&audiences).unwrap_or_default()],
-        )?;
-        if inserted == 0 {
+        let credential = FederatedCredential {
+            id: new_id(),
+            name: name.into(),
+            issuer: issuer.into(),
+            subject: subject.into(),
+            audiences,
+        };
+        if !self.insert_federated_credential(&app.app_id, &credential)? {
             return Err(AuthorityError::invalid(format!(
                 "application {} already has a federated identity credential named '{name}'",
                 app.app_id
@@ -640,38 +537,12 @@ impl Store {
         }
         self.changed(
             "application.federated_credential.create",
-            &[("application", &app.app_id), ("federated_credential", &id)],
+            &[
+                ("application", &app.app_id),
+                ("federated_credential", &credential.id),
+            ],
         );
-        Ok(FederatedCredential {
-            id,
-            name: name.into(),
-            issuer: issuer.into(),
-            subject: subject.into(),
-            audiences,
-        })
-    }
-
-    /// `ad app federated-credential list`.
-    pub fn list_federated_credentials(
-        &self,
-        app_id: &str,
-    ) -> Result<Vec<FederatedCredential>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, issuer, subject, audiences FROM federated_credentials
-             WHERE app_id = ?1 COLLATE NOCASE ORDER BY name",
-        )?;
-        Ok(stmt
-            .query_map([app_id], |r| {
-                Ok(FederatedCredential {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    issuer: r.get(2)?,
-                    subject: r.get(3)?,
-                    audiences: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-                })
-            })?
-            .collect::<Result<_, _>>()?)
+        Ok(credential)
     }
 
     /// `ad app role create`.
@@ -687,12 +558,8 @@ impl Store {
                 "role value '{value}' is not valid; use e.g. Data.Read (no spaces)"
             )));
         }
-        let id = new_id();
-        let inserted = self.conn().execute(
-            "INSERT OR IGNORE INTO app_roles (id, app_id, value, display_name) VALUES (?1, ?2, ?3, ?4)",
-            params![id, app.app_id, value, display_name.unwrap_or(value)],
-        )?;
-        if inserted == 0 {
+        let role = AppRole::new(new_id(), value.into(), display_name.unwrap_or(value).into());
+        if !self.insert_app_role(&app.app_id, &role)? {
             return Err(AuthorityError::invalid(format!(
                 "application {} already has a role '{value}'",
                 app.app_id
@@ -700,15 +567,9 @@ impl Store {
         }
         self.changed(
             "application.app_role.create",
-            &[("application", &app.app_id), ("app_role", &id)],
+            &[("application", &app.app_id), ("app_role", &role.id)],
         );
-        Ok(AppRole {
-            id,
-            value: value.into(),
-            display_name: display_name.unwrap_or(value).into(),
-            allowed_member_types: vec!["Application".into(), "User".into()],
-            is_enabled: true,
-        })
+        Ok(role)
     }
 
     /// `ad app role assign --principal <objectId> --resource <appId> --role <value>`.
@@ -734,19 +595,8 @@ impl Store {
         if !self.principal_exists(&principal_id)? {
             return Err(not_found("principal", &principal_id, "sp"));
         }
-        let id = new_id();
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO app_role_assignments (id, principal_id, resource_app_id, role_id)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![id, principal_id, app.app_id, role_id],
-        )?;
-        let id: String = conn.query_row(
-            "SELECT id FROM app_role_assignments WHERE principal_id = ?1 AND resource_app_id = ?2 AND role_id = ?3",
-            params![principal_id, app.app_id, role_id],
-            |r| r.get(0),
-        )?;
-        drop(conn);
+        let id =
+            self.insert_app_role_assignment(&new_id(), &principal_id, &app.app_id, &role_id)?;
         self.changed(
             "app_role_assignment.create",
             &[
@@ -765,16 +615,6 @@ impl Store {
         })
     }
 
-    fn principal_exists(&self, object_id: &str) -> Result<bool, AuthorityError> {
-        Ok(self.conn().query_row(
-            "SELECT EXISTS (SELECT 1 FROM service_principals WHERE object_id = ?1)
-                 OR EXISTS (SELECT 1 FROM users WHERE object_id = ?1)
-                 OR EXISTS (SELECT 1 FROM groups WHERE object_id = ?1)",
-            [object_id],
-            |r| r.get(0),
-        )?)
-    }
-
     /// `ad user create`. A password (for the device-login page) is stored as an
     /// argon2id hash: unlike client secrets, people choose guessable ones.
     pub fn create_user(
@@ -791,12 +631,14 @@ impl Store {
         }
         let hash = password.map(crate::password::hash).transpose()?;
         let id = new_id();
-        let inserted = self.conn().execute(
-            "INSERT OR IGNORE INTO users (object_id, tenant_id, upn, display_name, password_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, tenant.id, upn, display_name, hash],
-        )?;
-        if inserted == 0 {
+        let inserted = self.insert_user(&UserRecord {
+            id: &id,
+            tenant_id: &tenant.id,
+            upn,
+            display_name,
+            password_hash: hash.as_deref(),
+        })?;
+        if !inserted {
             return Err(AuthorityError::invalid(format!(
                 "a user '{upn}' already exists"
             )));
@@ -810,95 +652,34 @@ impl Store {
         })
     }
 
-    /// A user by UPN.
-    pub fn user_by_upn(&self, upn: &str) -> Result<Option<(User, Option<String>)>, AuthorityError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT object_id, upn, display_name, password_hash FROM users WHERE upn = ?1",
-                [upn],
-                |r| {
-                    Ok((
-                        User {
-                            id: r.get(0)?,
-                            user_principal_name: r.get(1)?,
-                            display_name: r.get(2)?,
-                        },
-                        r.get(3)?,
-                    ))
-                },
-            )
-            .optional()?)
-    }
-
-    /// `ad user list`.
-    pub fn list_users(&self) -> Result<Vec<User>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT object_id, upn, display_name FROM users ORDER BY upn")?;
-        Ok(stmt
-            .query_map([], |r| {
-                Ok(User {
-                    id: r.get(0)?,
-                    user_principal_name: r.get(1)?,
-                    display_name: r.get(2)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?)
-    }
-
     /// `ad group create`.
     pub fn create_group(&self, display_name: &str) -> Result<Group, AuthorityError> {
         let tenant = self.default_tenant()?;
-        let id = new_id();
-        self.conn().execute(
-            "INSERT INTO groups (object_id, tenant_id, display_name) VALUES (?1, ?2, ?3)",
-            params![id, tenant.id, display_name],
-        )?;
-        self.changed("group.create", &[("group", &id)]);
-        Ok(Group {
-            id,
+        let group = Group {
+            id: new_id(),
             display_name: display_name.into(),
-        })
+        };
+        self.insert_group(&group, &tenant.id)?;
+        self.changed("group.create", &[("group", &group.id)]);
+        Ok(group)
     }
 
     /// `ad group member add`.
     pub fn add_group_member(&self, group_id: &str, member_id: &str) -> Result<(), AuthorityError> {
         let group_id = group_id.to_ascii_lowercase();
         let member_id = member_id.to_ascii_lowercase();
-        let exists: bool = self.conn().query_row(
-            "SELECT EXISTS (SELECT 1 FROM groups WHERE object_id = ?1)",
-            [&group_id],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        if !self.group_exists(&group_id)? {
             return Err(not_found("group", &group_id, "group"));
         }
         if !self.principal_exists(&member_id)? {
             return Err(not_found("member", &member_id, "user"));
         }
-        self.conn().execute(
-            "INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?1, ?2)",
-            params![group_id, member_id],
-        )?;
+        self.insert_group_member(&group_id, &member_id)?;
         self.changed(
             "group.member.add",
             &[("group", &group_id), ("member", &member_id)],
         );
         Ok(())
-    }
-
-    fn subscription_id(&self) -> Result<String, AuthorityError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('subscription_id', ?1)",
-            [new_id()],
-        )?;
-        Ok(conn.query_row(
-            "SELECT value FROM meta WHERE key = 'subscription_id'",
-            [],
-            |r| r.get(0),
-        )?)
     }
 
     /// `ad identity create --name N [--host H]` (user-assigned) or
@@ -935,40 +716,13 @@ impl Store {
             principal_id: new_id(),
             id: resource_id,
         };
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if system_assigned {
-            let existing: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM managed_identities WHERE host = ?1 AND system_assigned = 1",
-                    [host],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if existing.is_some() {
-                return Err(AuthorityError::invalid(format!(
-                    "host '{host}' already has a system-assigned identity"
-                )));
-            }
-        }
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO managed_identities (principal_id, client_id, tenant_id, name, resource_id, host, system_assigned)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![mi.principal_id, mi.client_id, tenant.id, name, mi.id, host, system_assigned],
-        )?;
-        if inserted == 0 {
-            return Err(AuthorityError::invalid(format!(
-                "a managed identity with resource id {} already exists",
-                mi.id
-            )));
-        }
-        tx.execute(
-            "INSERT INTO service_principals (object_id, app_id, tenant_id, display_name, kind)
-             VALUES (?1, ?2, ?3, ?4, 'ManagedIdentity')",
-            params![mi.principal_id, mi.client_id, tenant.id, name],
-        )?;
-        tx.commit()?;
-        drop(conn);
+        self.insert_managed_identity(&ManagedIdentityRecord {
+            identity: &mi,
+            tenant_id: &tenant.id,
+            name: &name,
+            host,
+            system_assigned,
+        })?;
         self.changed(
             "managed_identity.create",
             &[
@@ -995,11 +749,7 @@ impl Store {
             ))
         })?;
         let path = std::fs::canonicalize(jwks_file).unwrap_or_else(|_| jwks_file.to_owned());
-        self.conn().execute(
-            "INSERT INTO trusted_issuers (issuer, jwks_file) VALUES (?1, ?2)
-             ON CONFLICT (issuer) DO UPDATE SET jwks_file = excluded.jwks_file",
-            params![issuer, path.to_string_lossy()],
-        )?;
+        self.set_trusted_issuer(issuer, &path.to_string_lossy())?;
         self.changed("trusted_issuer.add", &[("issuer", issuer)]);
         Ok(())
     }
@@ -1037,17 +787,7 @@ impl Store {
             .user_by_upn(upn)?
             .ok_or_else(|| not_found("user", upn, "user"))?;
         let code = user_code.trim().to_ascii_uppercase();
-        let changed = self.conn().execute(
-            "UPDATE device_codes SET status = ?1, user_id = ?2
-             WHERE user_code = ?3 AND status = 'pending' AND expires_at > ?4",
-            params![
-                if deny { "denied" } else { "approved" },
-                user.id,
-                code,
-                now()
-            ],
-        )?;
-        if changed == 0 {
+        if !self.set_device_code_answer(&code, &user.id, deny)? {
             return Err(AuthorityError::invalid(format!(
                 "no pending device code '{code}' (it may have expired, or was already answered)"
             )));
@@ -1066,15 +806,6 @@ fn tenant_info(t: Tenant) -> TenantInfo {
             max: t.lifetime_max,
         },
     }
-}
-
-fn sp_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServicePrincipal> {
-    Ok(ServicePrincipal {
-        id: r.get(0)?,
-        app_id: r.get(1)?,
-        display_name: r.get(2)?,
-        service_principal_type: r.get(3)?,
-    })
 }
 
 #[cfg(test)]

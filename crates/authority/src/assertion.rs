@@ -5,7 +5,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use entraflow_core::Aadsts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rusqlite::params;
 use serde::Deserialize;
 
 use crate::error::{AuthorityError, OAuthError};
@@ -171,43 +170,6 @@ pub(crate) fn check_time(
         }
     }
     Ok(exp)
-}
-
-impl Store {
-    /// Records a used assertion `jti`; a second use before `exp` is a replay.
-    pub(crate) fn consume_jti(
-        &self,
-        client_id: &str,
-        jti: &str,
-        exp: i64,
-    ) -> Result<bool, AuthorityError> {
-        let conn = self.conn();
-        let at = now();
-        conn.execute("DELETE FROM used_jtis WHERE exp < ?1", [at - CLOCK_SKEW])?;
-        let inserted = conn.execute(
-            "INSERT OR IGNORE INTO used_jtis (client_id, jti, exp) VALUES (?1, ?2, ?3)",
-            params![client_id, jti, exp + CLOCK_SKEW],
-        )?;
-        Ok(inserted == 1)
-    }
-
-    /// The DER of the app's certificate with this SHA-1 or SHA-256 thumbprint.
-    pub(crate) fn certificate_by_thumbprint(
-        &self,
-        app_id: &str,
-        sha1: Option<&[u8]>,
-        sha256: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, i64)>, AuthorityError> {
-        use rusqlite::OptionalExtension;
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT der, end_at FROM certificates WHERE app_id = ?1 AND (sha1 = ?2 OR sha256 = ?3)",
-                params![app_id, sha1, sha256],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
-    }
 }
 
 /// Replay check shared by certificate and federated assertions.

@@ -19,23 +19,19 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use entraflow_core::Aadsts;
 use entraflow_core::scope::{OIDC_SCOPES, default_scope, resource_of_scope};
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 
 use crate::authority::{Authority, TokenRequest};
 use crate::decision::Decision;
 use crate::device::{UserGrant, random_token, sha256};
-use crate::error::{AuthorityError, OAuthError};
+use crate::error::OAuthError;
 use crate::issue::{EndpointVersion, SignIn};
 use crate::redirect_uri::{self, Platform};
-use crate::store::{Tenant, now};
+use crate::store::{AuthorizationCode, CodeRecord, Tenant, TenantApp, now};
 
 /// How long an authorization code can be redeemed (Entra: about 10 minutes).
 pub(crate) const CODE_LIFETIME: i64 = 600;
-/// How long a spent or expired code is remembered, so a replay is told it was
-/// already redeemed instead of being unknown.
-const CODE_MEMORY: i64 = 3600;
 
 /// How the answer travels back to the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,18 +92,6 @@ impl AuthorizeError {
             AuthorizeError::Page(e) | AuthorizeError::Redirect(_, e) => e,
         }
     }
-}
-
-/// A code row, as its redemption needs it.
-struct Code {
-    user_id: String,
-    redirect_uri: String,
-    public_client: bool,
-    scope: String,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    auth_time: i64,
-    expires_at: i64,
 }
 
 /// RFC 7636 §4.1: 43–128 characters of `[A-Za-z0-9-._~]`.
@@ -217,17 +201,16 @@ impl Authority {
         decision.tenant = Some(tenant.id.clone());
         let client_id = req.require("client_id").map_err(page)?;
         decision.client_id = Some(client_id.to_owned());
-        let app: Option<(String, String)> = self
+        let app = self
             .store
-            .conn()
-            .query_row(
-                "SELECT app_id, display_name FROM applications WHERE app_id = ?1 COLLATE NOCASE AND tenant_id = ?2",
-                [client_id, &tenant.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| page(AuthorityError::from(e).into()))?;
-        let Some((app_id, app_name)) = app else {
+            .tenant_application(&tenant.id, client_id)
+            .map_err(|e| page(e.into()))?;
+        let Some(TenantApp {
+            app_id,
+            display_name: app_name,
+            ..
+        }) = app
+        else {
             return Err(page(OAuthError::new(
                 Aadsts::AppNotFound,
                 format!(
@@ -409,84 +392,43 @@ impl Authority {
     ) -> Result<String, OAuthError> {
         // Bounded: the typed name goes into the audit record.
         decision.principal_name = Some(upn.chars().take(256).collect());
-        let user: Option<(String, Option<String>)> = self
-            .store
-            .conn()
-            .query_row(
-                "SELECT object_id, password_hash FROM users WHERE upn = ?1 AND tenant_id = ?2",
-                [upn, &request.tenant.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(AuthorityError::from)?;
-        if let Some((oid, _)) = &user {
-            decision.principal = Some(oid.clone());
+        let user = self.store.tenant_user_by_upn(&request.tenant.id, upn)?;
+        if let Some((user, _)) = &user {
+            decision.principal = Some(user.id.clone());
         }
         let stored = user.as_ref().and_then(|(_, hash)| hash.as_deref());
         self.check_password(upn, stored, password, decision.source_ip())?;
-        let Some((user_id, _)) = user else {
+        let Some((user, _)) = user else {
             return Err(crate::authority::wrong_password());
         };
         let code = random_token();
         let at = now();
-        let conn = self.store.conn();
-        conn.execute(
-            "DELETE FROM authorization_codes WHERE expires_at < ?1",
-            [at - CODE_MEMORY],
-        )
-        .map_err(AuthorityError::from)?;
-        conn.execute(
-            "INSERT INTO authorization_codes (sha256, tenant_id, client_id, user_id, redirect_uri,
-             public_client, scope, nonce, code_challenge, auth_time, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                sha256(&code),
-                request.tenant.id,
-                request.client_id,
-                user_id,
-                request.reply.redirect_uri,
-                request.public_client,
-                request.scope,
-                request.nonce,
-                request.code_challenge,
-                at,
-                at + CODE_LIFETIME
-            ],
-        )
-        .map_err(AuthorityError::from)?;
+        self.store.insert_authorization_code(&CodeRecord {
+            sha256: &sha256(&code),
+            tenant_id: &request.tenant.id,
+            client_id: &request.client_id,
+            user_id: &user.id,
+            redirect_uri: &request.reply.redirect_uri,
+            public_client: request.public_client,
+            scope: &request.scope,
+            nonce: request.nonce.as_deref(),
+            code_challenge: request.code_challenge.as_deref(),
+            auth_time: at,
+            expires_at: at + CODE_LIFETIME,
+        })?;
         Ok(code)
     }
 
-    /// Spends a code in one transaction: only its first redemption gets past here.
-    fn spend_code(&self, tenant: &Tenant, client_id: &str, code: &str) -> Result<Code, OAuthError> {
-        let hash = sha256(code);
-        let mut conn = self.store.conn();
-        let tx = conn.transaction().map_err(AuthorityError::from)?;
-        let row = tx
-            .query_row(
-                "SELECT tenant_id, client_id, redeemed, user_id, redirect_uri, public_client, scope,
-                 nonce, code_challenge, auth_time, expires_at FROM authorization_codes WHERE sha256 = ?1",
-                [&hash],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, bool>(2)?,
-                        Code {
-                            user_id: r.get(3)?,
-                            redirect_uri: r.get(4)?,
-                            public_client: r.get(5)?,
-                            scope: r.get(6)?,
-                            nonce: r.get(7)?,
-                            code_challenge: r.get(8)?,
-                            auth_time: r.get(9)?,
-                            expires_at: r.get(10)?,
-                        },
-                    ))
-                },
-            )
-            .optional()
-            .map_err(AuthorityError::from)?;
+    /// Spends a code: only its first redemption gets past here.
+    fn spend_code(
+        &self,
+        tenant: &Tenant,
+        client_id: &str,
+        code: &str,
+    ) -> Result<AuthorizationCode, OAuthError> {
+        let spend = self
+            .store
+            .spend_authorization_code(&sha256(code), &tenant.id, client_id)?;
         let not_valid = || {
             OAuthError::new(
                 Aadsts::ExpiredOrRevokedGrant,
@@ -495,32 +437,25 @@ impl Authority {
                 ),
             )
         };
-        let Some((code_tenant, owner, redeemed, code)) = row else {
+        let Some(spend) = spend else {
             return Err(not_valid());
         };
-        if code_tenant != tenant.id {
+        if spend.tenant_id != tenant.id {
             return Err(OAuthError::new(
                 Aadsts::GrantForOtherTenant,
                 "Provided Authorization Code is intended to use against other tenant, thus rejected. Redeem it at the tenant it was requested from.",
             ));
         }
-        if !owner.eq_ignore_ascii_case(client_id) {
+        if !spend.client_id.eq_ignore_ascii_case(client_id) {
             return Err(not_valid());
         }
-        let spent = tx
-            .execute(
-                "UPDATE authorization_codes SET redeemed = 1 WHERE sha256 = ?1 AND redeemed = 0",
-                [&hash],
-            )
-            .map_err(AuthorityError::from)?;
-        tx.commit().map_err(AuthorityError::from)?;
-        if redeemed || spent != 1 {
+        if !spend.first {
             return Err(OAuthError::new(
                 Aadsts::AuthorizationCodeRedeemed,
                 "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
             ));
         }
-        Ok(code)
+        Ok(spend.code)
     }
 
     /// `grant_type=authorization_code` at the token endpoint.

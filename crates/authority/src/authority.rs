@@ -9,7 +9,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use entraflow_core::scope::{ScopeError, single_resource};
 use entraflow_core::{Aadsts, DEVICE_CODE_GRANT, JWT_BEARER_ASSERTION_TYPE};
-use rusqlite::OptionalExtension;
 use serde_json::Value;
 
 use crate::assertion;
@@ -21,7 +20,7 @@ use crate::keys::{KeyRing, SigningKey};
 use crate::lockout::{Locked, Lockout, LockoutPolicy, Subject, subjects};
 use crate::resource::Resource;
 use crate::secrets;
-use crate::store::{Store, Tenant, now};
+use crate::store::{Store, Tenant, TenantApp, now};
 use entraflow_audit::{AuditLog, Event};
 
 /// Largest request body accepted (Entra's requests are a few KiB).
@@ -593,16 +592,8 @@ impl Authority {
         tenant: &Tenant,
         client_id: &str,
     ) -> Result<ClientPrincipal, OAuthError> {
-        let conn = self.store.conn();
-        let app: Option<String> = conn
-            .query_row(
-                "SELECT app_id FROM applications WHERE app_id = ?1 COLLATE NOCASE AND tenant_id = ?2",
-                [client_id, &tenant.id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(AuthorityError::from)?;
-        let Some(app_id) = app else {
+        let app = self.store.tenant_application(&tenant.id, client_id)?;
+        let Some(TenantApp { app_id, .. }) = app else {
             return Err(OAuthError::new(
                 Aadsts::AppNotFound,
                 format!(
@@ -611,15 +602,7 @@ impl Authority {
                 ),
             ));
         };
-        let sp: Option<(String, bool, String)> = conn
-            .query_row(
-                "SELECT object_id, enabled, display_name FROM service_principals WHERE app_id = ?1 AND tenant_id = ?2",
-                [&app_id, &tenant.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(AuthorityError::from)?;
-        match sp {
+        match self.store.client_service_principal(&tenant.id, &app_id)? {
             None => Err(OAuthError::new(
                 Aadsts::MissingServicePrincipal,
                 format!(
@@ -627,14 +610,14 @@ impl Authority {
                     tenant.id
                 ),
             )),
-            Some((_, false, _)) => Err(OAuthError::new(
+            Some(sp) if !sp.enabled => Err(OAuthError::new(
                 Aadsts::Disabled,
                 format!("Application '{app_id}' is disabled."),
             )),
-            Some((oid, true, display_name)) => Ok(ClientPrincipal {
-                oid,
+            Some(sp) => Ok(ClientPrincipal {
+                oid: sp.object_id,
                 app_id,
-                display_name,
+                display_name: sp.display_name,
             }),
         }
     }
@@ -684,17 +667,7 @@ impl Authority {
     }
 
     fn compare_secret(&self, client_id: &str, secret: &str) -> Result<(), OAuthError> {
-        let rows: Vec<(Vec<u8>, i64)> = {
-            let conn = self.store.conn();
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT sha256, end_at FROM client_secrets WHERE app_id = ?1 COLLATE NOCASE",
-                )
-                .map_err(AuthorityError::from)?;
-            stmt.query_map([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(AuthorityError::from)?
-        };
+        let rows = self.store.client_secret_hashes(client_id)?;
         // Check every stored secret so timing does not reveal which one matched.
         let matched = rows
             .iter()

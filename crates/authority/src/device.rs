@@ -9,14 +9,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use entraflow_core::Aadsts;
 use entraflow_core::scope::OIDC_SCOPES;
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::authority::{Authority, TokenRequest};
 use crate::decision::Decision;
 use crate::error::{AuthorityError, OAuthError};
 use crate::issue::{self, EndpointVersion, Principal, SignIn};
-use crate::store::{SpentRefreshToken, Tenant, now};
+use crate::store::{
+    DeviceCodeRecord, DevicePoll, RefreshTokenRecord, SpentRefreshToken, Tenant, now,
+};
 
 /// How long a device code lives.
 pub(crate) const DEVICE_CODE_LIFETIME: i64 = 900;
@@ -94,16 +95,10 @@ impl Authority {
                 None => "openid profile offline_access".into(),
             },
         };
-        let public: Option<bool> = self
+        let public = self
             .store
-            .conn()
-            .query_row(
-                "SELECT public_client FROM applications WHERE app_id = ?1 COLLATE NOCASE AND tenant_id = ?2",
-                [client_id, &tenant.id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(AuthorityError::from)?;
+            .tenant_application(&tenant.id, client_id)?
+            .map(|app| app.public_client);
         match public {
             None => {
                 return Err(OAuthError::new(
@@ -127,14 +122,14 @@ impl Authority {
         let device_code = random_token();
         let code = user_code();
         let expires_at = now() + DEVICE_CODE_LIFETIME;
-        self.store
-            .conn()
-            .execute(
-                "INSERT INTO device_codes (device_code_sha256, user_code, tenant_id, client_id, scope, expires_at, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
-                params![sha256(&device_code), code, tenant.id, client_id.to_ascii_lowercase(), scope, expires_at],
-            )
-            .map_err(AuthorityError::from)?;
+        self.store.insert_device_code(&DeviceCodeRecord {
+            sha256: &sha256(&device_code),
+            user_code: &code,
+            tenant_id: &tenant.id,
+            client_id: &client_id.to_ascii_lowercase(),
+            scope: &scope,
+            expires_at,
+        })?;
         let uri = format!("{}/devicelogin", self.host);
         let message = format!(
             "To sign in, use a web browser to open the page {uri} and enter the code {code} to authenticate."
@@ -169,68 +164,42 @@ impl Authority {
             .get("client_id")
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let hash = sha256(device_code);
-        let row: Option<(String, String, i64, String, Option<String>)> = self
-            .store
-            .conn()
-            .query_row(
-                "SELECT client_id, scope, expires_at, status, user_id FROM device_codes WHERE device_code_sha256 = ?1 AND tenant_id = ?2",
-                params![hash, tenant.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
-            .map_err(AuthorityError::from)?;
         let poll_error = |code: Aadsts, msg: &str| OAuthError {
             code,
             description: msg.into(),
             status: Some(400),
         };
-        let Some((owner, scope, expires_at, status, user_id)) = row.filter(|r| r.0 == client_id)
-        else {
-            return Err(poll_error(
-                Aadsts::BadVerificationCode,
-                "Verification code is not recognized for this client.",
-            ));
-        };
-        if expires_at <= now() {
-            return Err(poll_error(
-                Aadsts::ExpiredToken,
-                "The device code has expired; start the sign-in again.",
-            ));
-        }
-        match status.as_str() {
-            "pending" => {
-                return Err(poll_error(
-                    Aadsts::AuthorizationPending,
-                    "Authorization pending: the user has not yet completed sign-in.",
-                ));
-            }
-            "denied" => {
-                self.delete_device_code(&hash)?;
-                return Err(poll_error(
-                    Aadsts::AuthorizationDeclined,
-                    "The end user declined the sign-in.",
-                ));
-            }
-            _ => {}
-        }
-        // Redeem and delete in one statement: of two concurrent polls that both
-        // read "approved", only the one whose DELETE removed the row gets tokens.
-        let redeemed = self
-            .store
-            .conn()
-            .execute(
-                "DELETE FROM device_codes WHERE device_code_sha256 = ?1 AND status = 'approved'",
-                params![hash],
-            )
-            .map_err(AuthorityError::from)?;
-        if redeemed == 0 {
-            return Err(poll_error(
-                Aadsts::BadVerificationCode,
-                "Verification code is not recognized for this client.",
-            ));
-        }
-        self.delete_device_code(&hash)?;
+        let (scope, user_id) =
+            match self
+                .store
+                .poll_device_code(&sha256(device_code), &tenant.id, &client_id)?
+            {
+                DevicePoll::Approved { scope, user_id } => (scope, user_id),
+                DevicePoll::Unknown => {
+                    return Err(poll_error(
+                        Aadsts::BadVerificationCode,
+                        "Verification code is not recognized for this client.",
+                    ));
+                }
+                DevicePoll::Expired => {
+                    return Err(poll_error(
+                        Aadsts::ExpiredToken,
+                        "The device code has expired; start the sign-in again.",
+                    ));
+                }
+                DevicePoll::Pending => {
+                    return Err(poll_error(
+                        Aadsts::AuthorizationPending,
+                        "Authorization pending: the user has not yet completed sign-in.",
+                    ));
+                }
+                DevicePoll::Declined => {
+                    return Err(poll_error(
+                        Aadsts::AuthorizationDeclined,
+                        "The end user declined the sign-in.",
+                    ));
+                }
+            };
         let user_id = user_id.unwrap_or_default();
         let requested = match version {
             EndpointVersion::V2 => req.get("scope").map(str::to_owned).unwrap_or(scope),
@@ -240,7 +209,7 @@ impl Authority {
             &tenant,
             version,
             &UserGrant {
-                client_id: &owner,
+                client_id: &client_id,
                 client_acr: "0",
                 user_id: &user_id,
                 scope: &requested,
@@ -248,17 +217,6 @@ impl Authority {
             },
             decision,
         )
-    }
-
-    fn delete_device_code(&self, hash: &[u8]) -> Result<(), OAuthError> {
-        self.store
-            .conn()
-            .execute(
-                "DELETE FROM device_codes WHERE device_code_sha256 = ?1 OR expires_at < ?2",
-                params![hash, now() - 3600],
-            )
-            .map_err(AuthorityError::from)?;
-        Ok(())
     }
 
     pub(crate) async fn refresh_token_grant(
@@ -335,22 +293,15 @@ impl Authority {
             grant.user_id,
             grant.scope,
         );
-        let user: Option<(String, String)> = self
-            .store
-            .conn()
-            .query_row(
-                "SELECT upn, display_name FROM users WHERE object_id = ?1",
-                [user_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(AuthorityError::from)?;
-        let (upn, name) = user.ok_or_else(|| {
-            OAuthError::new(
-                Aadsts::RefreshTokenExpired,
-                "The signed-in user no longer exists.",
-            )
-        })?;
+        let user = self.store.user_by_object_id(user_id)?;
+        let (upn, name) = user
+            .map(|u| (u.user_principal_name, u.display_name))
+            .ok_or_else(|| {
+                OAuthError::new(
+                    Aadsts::RefreshTokenExpired,
+                    "The signed-in user no longer exists.",
+                )
+            })?;
         let has_resource = scope.split_whitespace().any(|s| !OIDC_SCOPES.contains(&s));
         let scope_for_resource = if has_resource {
             scope.to_owned()
@@ -386,13 +337,15 @@ impl Authority {
         );
         if scopes.contains(&"offline_access") {
             let refresh = random_token();
-            self.store
-                .conn()
-                .execute(
-                    "INSERT INTO refresh_tokens (sha256, tenant_id, client_id, user_id, scope, expires_at, confidential) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![sha256(&refresh), tenant.id, client_id, user_id, scope, now() + REFRESH_TOKEN_LIFETIME, client_acr != "0"],
-                )
-                .map_err(AuthorityError::from)?;
+            self.store.insert_refresh_token(&RefreshTokenRecord {
+                sha256: &sha256(&refresh),
+                tenant_id: &tenant.id,
+                client_id,
+                user_id,
+                scope,
+                expires_at: now() + REFRESH_TOKEN_LIFETIME,
+                confidential: client_acr != "0",
+            })?;
             body["refresh_token"] = json!(refresh);
         }
         if scopes.contains(&"openid") {

@@ -3,14 +3,14 @@
 //! `az` lets a principal be named by UPN, by service principal name (an appId,
 //! an identifier URI, a managed identity's client or resource id) or by object
 //! id, and resolves it through Graph before writing anything; here the directory
-//! is the database, so the lookups are the same rules over SQL. Deleting an
+//! is the database, so the lookups are the same rules over the store. Deleting an
 //! object removes everything that only exists for it (memberships, credentials,
-//! refresh tokens), so the next token request for it is refused.
+//! refresh tokens; the store's `*_cascade` methods), so the next token request
+//! for it is refused.
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::admin::{FederatedCredential, Group};
+use crate::admin::{FederatedCredential, Group, ServicePrincipal};
 use crate::error::AuthorityError;
 use crate::store::Store;
 
@@ -66,7 +66,7 @@ pub struct DirectoryObject {
 }
 
 impl DirectoryObject {
-    fn new(
+    pub(crate) fn new(
         kind: PrincipalKind,
         id: String,
         display_name: String,
@@ -132,75 +132,10 @@ impl Store {
         )))
     }
 
-    /// A service principal by one of its names: its appId (a managed identity's
-    /// client id), its application's identifier URIs, or a managed identity's
-    /// resource id.
-    fn service_principal_by_name(
-        &self,
-        name: &str,
-    ) -> Result<Option<DirectoryObject>, AuthorityError> {
-        let found: Option<(String, String)> = self
-            .conn()
-            .query_row(
-                "SELECT sp.object_id, sp.display_name FROM service_principals sp
-                 WHERE sp.app_id = ?1 COLLATE NOCASE
-                    OR sp.app_id IN (SELECT app_id FROM identifier_uris WHERE uri = ?1)
-                    OR sp.object_id IN (SELECT principal_id FROM managed_identities WHERE resource_id = ?1)",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        Ok(found.map(|(id, display)| {
-            DirectoryObject::new(
-                PrincipalKind::ServicePrincipal,
-                id,
-                display,
-                "servicePrincipalNames",
-            )
-        }))
-    }
-
-    /// The user, group or service principal with this object id.
-    pub fn directory_object(
-        &self,
-        object_id: &str,
-    ) -> Result<Option<DirectoryObject>, AuthorityError> {
-        let found: Option<(String, String, String)> = self
-            .conn()
-            .query_row(
-                "SELECT 'User', object_id, display_name FROM users WHERE object_id = ?1 COLLATE NOCASE
-                 UNION ALL SELECT 'Group', object_id, display_name FROM groups WHERE object_id = ?1 COLLATE NOCASE
-                 UNION ALL SELECT 'ServicePrincipal', object_id, display_name FROM service_principals WHERE object_id = ?1 COLLATE NOCASE",
-                [object_id.trim()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        Ok(found.map(|(kind, id, display)| {
-            let kind = match kind.as_str() {
-                "User" => PrincipalKind::User,
-                "Group" => PrincipalKind::Group,
-                _ => PrincipalKind::ServicePrincipal,
-            };
-            DirectoryObject::new(kind, id, display, "id")
-        }))
-    }
-
     /// A group by object id or display name (`az ad group ... --group`); a name
     /// several groups share is refused rather than guessed.
     pub fn find_group(&self, group: &str) -> Result<Group, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT object_id, display_name FROM groups
-             WHERE object_id = ?1 COLLATE NOCASE OR display_name = ?1 ORDER BY object_id",
-        )?;
-        let found: Vec<Group> = stmt
-            .query_map([group.trim()], |r| {
-                Ok(Group {
-                    id: r.get(0)?,
-                    display_name: r.get(1)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+        let found = self.groups_by_id_or_name(group.trim())?;
         match found.as_slice() {
             [one] => Ok(one.clone()),
             [] => Err(AuthorityError::NotFound {
@@ -219,33 +154,10 @@ impl Store {
         }
     }
 
-    /// `ad group list`.
-    pub fn list_groups(&self) -> Result<Vec<Group>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT object_id, display_name FROM groups ORDER BY display_name, object_id",
-        )?;
-        Ok(stmt
-            .query_map([], |r| {
-                Ok(Group {
-                    id: r.get(0)?,
-                    display_name: r.get(1)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?)
-    }
-
     /// `ad group member list --group`: the direct members.
     pub fn list_group_members(&self, group: &str) -> Result<Vec<DirectoryObject>, AuthorityError> {
         let group = self.find_group(group)?;
-        let ids: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT member_id FROM group_members WHERE group_id = ?1 ORDER BY member_id",
-            )?;
-            stmt.query_map([&group.id], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
+        let ids = self.group_member_ids(&group.id)?;
         let mut members = Vec::with_capacity(ids.len());
         for id in ids {
             members.extend(self.directory_object(&id)?);
@@ -256,22 +168,14 @@ impl Store {
     /// `ad group member check --group --member-id`.
     pub fn is_group_member(&self, group: &str, member_id: &str) -> Result<bool, AuthorityError> {
         let group = self.find_group(group)?;
-        Ok(self.conn().query_row(
-            "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND member_id = ?2 COLLATE NOCASE)",
-            params![group.id, member_id.trim()],
-            |r| r.get(0),
-        )?)
+        self.has_group_member(&group.id, member_id.trim())
     }
 
     /// `ad group member remove --group --member-id`.
     pub fn remove_group_member(&self, group: &str, member_id: &str) -> Result<(), AuthorityError> {
         let group = self.find_group(group)?;
         let member_id = member_id.trim().to_ascii_lowercase();
-        let removed = self.conn().execute(
-            "DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2",
-            params![group.id, member_id],
-        )?;
-        if removed == 0 {
+        if !self.delete_group_member(&group.id, &member_id)? {
             return Err(invalid(format!(
                 "'{member_id}' is not a member of group '{}' ({}); list the members with `entraflow ad group member list --group {}`",
                 group.display_name, group.id, group.id
@@ -287,15 +191,7 @@ impl Store {
     /// `ad group delete --group`.
     pub fn delete_group(&self, group: &str) -> Result<Group, AuthorityError> {
         let group = self.find_group(group)?;
-        self.in_transaction(|tx| {
-            tx.execute(
-                "DELETE FROM group_members WHERE group_id = ?1 OR member_id = ?1",
-                [&group.id],
-            )?;
-            forget_principal(tx, &group.id)?;
-            tx.execute("DELETE FROM groups WHERE object_id = ?1", [&group.id])?;
-            Ok(())
-        })?;
+        self.delete_group_cascade(&group.id)?;
         self.changed("group.delete", &[("group", &group.id)]);
         Ok(group)
     }
@@ -316,24 +212,7 @@ impl Store {
                     cmd: "user",
                 })?,
         };
-        self.in_transaction(|tx| {
-            tx.execute(
-                "DELETE FROM group_members WHERE member_id = ?1",
-                [&object_id],
-            )?;
-            forget_principal(tx, &object_id)?;
-            tx.execute(
-                "DELETE FROM refresh_tokens WHERE user_id = ?1",
-                [&object_id],
-            )?;
-            tx.execute(
-                "DELETE FROM authorization_codes WHERE user_id = ?1",
-                [&object_id],
-            )?;
-            tx.execute("DELETE FROM device_codes WHERE user_id = ?1", [&object_id])?;
-            tx.execute("DELETE FROM users WHERE object_id = ?1", [&object_id])?;
-            Ok(())
-        })?;
+        self.delete_user_cascade(&object_id)?;
         self.changed("user.delete", &[("user", &object_id)]);
         Ok(object_id)
     }
@@ -341,13 +220,7 @@ impl Store {
     /// The client id of an application named by object id or appId (`az ad app
     /// ... --id` accepts either).
     pub fn resolve_app_id(&self, id: &str) -> Result<String, AuthorityError> {
-        self.conn()
-            .query_row(
-                "SELECT app_id FROM applications WHERE app_id = ?1 COLLATE NOCASE OR object_id = ?1 COLLATE NOCASE",
-                [id.trim()],
-                |r| r.get(0),
-            )
-            .optional()?
+        self.app_id_by_id(id.trim())?
             .ok_or_else(|| AuthorityError::NotFound {
                 kind: "application",
                 id: id.to_owned(),
@@ -364,25 +237,7 @@ impl Store {
                 "the Microsoft Azure CLI application is Microsoft's, not the tenant's; it cannot be deleted".into(),
             ));
         }
-        self.in_transaction(|tx| {
-            delete_service_principals_of(tx, &app_id)?;
-            for table in [
-                "identifier_uris",
-                "app_roles",
-                "client_secrets",
-                "certificates",
-                "federated_credentials",
-                "redirect_uris",
-            ] {
-                tx.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [&app_id])?;
-            }
-            tx.execute(
-                "DELETE FROM app_role_assignments WHERE resource_app_id = ?1",
-                [&app_id],
-            )?;
-            tx.execute("DELETE FROM applications WHERE app_id = ?1", [&app_id])?;
-            Ok(())
-        })?;
+        self.delete_application_cascade(&app_id)?;
         self.changed("application.delete", &[("application", &app_id)]);
         Ok(app_id)
     }
@@ -391,16 +246,13 @@ impl Store {
     /// is issued to it until a service principal is created again.
     pub fn delete_service_principal(&self, id: &str) -> Result<String, AuthorityError> {
         let id = id.trim();
-        let found: Option<(String, String, String)> = self
-            .conn()
-            .query_row(
-                "SELECT object_id, app_id, kind FROM service_principals
-                 WHERE object_id = ?1 COLLATE NOCASE OR app_id = ?1 COLLATE NOCASE",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((object_id, app_id, kind)) = found else {
+        let Some(ServicePrincipal {
+            id: object_id,
+            app_id,
+            service_principal_type: kind,
+            ..
+        }) = self.find_service_principal(id)?
+        else {
             return Err(AuthorityError::NotFound {
                 kind: "service principal",
                 id: id.to_owned(),
@@ -417,7 +269,7 @@ impl Store {
                 "the Microsoft Azure CLI's service principal is what `entraflow login` signs in with; it cannot be deleted".into(),
             ));
         }
-        self.in_transaction(|tx| delete_service_principals_of(tx, &app_id))?;
+        self.delete_service_principals_cascade(&app_id)?;
         self.changed(
             "service_principal.delete",
             &[("service_principal", &object_id), ("application", &app_id)],
@@ -432,15 +284,7 @@ impl Store {
         host: &str,
         system_assigned: bool,
     ) -> Result<String, AuthorityError> {
-        let found: Option<(String, String)> = self
-            .conn()
-            .query_row(
-                "SELECT principal_id, client_id FROM managed_identities
-                 WHERE (?1 AND system_assigned = 1 AND host = ?2) OR (NOT ?1 AND system_assigned = 0 AND name = ?3)",
-                params![system_assigned, host, name.unwrap_or_default()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let found = self.find_managed_identity(name, host, system_assigned)?;
         let Some((principal_id, client_id)) = found else {
             return Err(invalid(match name {
                 Some(n) if !system_assigned => {
@@ -449,14 +293,7 @@ impl Store {
                 _ => format!("host '{host}' has no system-assigned managed identity"),
             }));
         };
-        self.in_transaction(|tx| {
-            delete_service_principals_of(tx, &client_id)?;
-            tx.execute(
-                "DELETE FROM managed_identities WHERE principal_id = ?1",
-                [&principal_id],
-            )?;
-            Ok(())
-        })?;
+        self.delete_managed_identity_cascade(&principal_id, &client_id)?;
         self.changed(
             "managed_identity.delete",
             &[("managed_identity", &principal_id), ("client", &client_id)],
@@ -489,10 +326,7 @@ impl Store {
     ) -> Result<FederatedCredential, AuthorityError> {
         let app_id = self.resolve_app_id(app)?;
         let found = self.federated_credential(&app_id, credential)?;
-        self.conn().execute(
-            "DELETE FROM federated_credentials WHERE id = ?1 AND app_id = ?2",
-            params![found.id, app_id],
-        )?;
+        self.delete_federated_credential_by_id(&app_id, &found.id)?;
         self.changed(
             "application.federated_credential.delete",
             &[
@@ -502,74 +336,6 @@ impl Store {
         );
         Ok(found)
     }
-
-    /// `authority pending`: device-code sign-ins waiting for a user, newest
-    /// first (the user code an admin approves, never the device code).
-    pub fn pending_device_codes(&self) -> Result<Vec<PendingSignIn>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT d.user_code, d.client_id, a.display_name, d.expires_at FROM device_codes d
-             LEFT JOIN applications a ON a.app_id = d.client_id
-             WHERE d.status = 'pending' AND d.expires_at > ?1 ORDER BY d.expires_at DESC",
-        )?;
-        Ok(stmt
-            .query_map([crate::store::now()], |r| {
-                Ok(PendingSignIn {
-                    user_code: r.get(0)?,
-                    client_id: r.get(1)?,
-                    app_display_name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    expires_on: crate::store::rfc3339(r.get(3)?),
-                })
-            })?
-            .collect::<Result<_, _>>()?)
-    }
-
-    fn in_transaction(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
-    ) -> Result<(), AuthorityError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        f(&tx)?;
-        tx.commit()?;
-        Ok(())
-    }
-}
-
-/// Removes what a principal was granted in the directory (app roles, group
-/// memberships as a member). Azure RBAC assignments live in the role store and
-/// stay, as in Azure, until deleted (`role lint` shows them).
-fn forget_principal(tx: &Transaction<'_>, object_id: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "DELETE FROM app_role_assignments WHERE principal_id = ?1",
-        [object_id],
-    )?;
-    tx.execute(
-        "DELETE FROM group_members WHERE member_id = ?1",
-        [object_id],
-    )?;
-    Ok(())
-}
-
-/// Deletes the service principals of `app_id` (a client id) and every sign-in
-/// they could still redeem.
-fn delete_service_principals_of(tx: &Transaction<'_>, app_id: &str) -> rusqlite::Result<()> {
-    let ids: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT object_id FROM service_principals WHERE app_id = ?1")?;
-        stmt.query_map([app_id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?
-    };
-    for id in &ids {
-        forget_principal(tx, id)?;
-    }
-    tx.execute("DELETE FROM service_principals WHERE app_id = ?1", [app_id])?;
-    for table in ["refresh_tokens", "device_codes", "authorization_codes"] {
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE client_id = ?1"),
-            [app_id],
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

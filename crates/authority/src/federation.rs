@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use entraflow_core::{Aadsts, FEDERATION_AUDIENCE};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use rusqlite::OptionalExtension;
 
 use crate::assertion::{AssertionClaims, AssertionHeader, check_time, verify_signature};
 use crate::error::OAuthError;
@@ -50,16 +49,7 @@ impl IssuerKeyCache {
         http: &reqwest::Client,
         issuer: &str,
     ) -> Result<JwkSet, OAuthError> {
-        let file: Option<String> = store
-            .conn()
-            .query_row(
-                "SELECT jwks_file FROM trusted_issuers WHERE issuer = ?1",
-                [issuer],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(crate::error::AuthorityError::from)?;
-        if let Some(file) = file {
+        if let Some(file) = store.trusted_issuer_jwks_file(issuer)? {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| unreachable(issuer, format!("JWKS file {file}: {e}")))?;
             return serde_json::from_str(&text)

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use entraflow_core::Aadsts;
-use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
@@ -21,6 +20,7 @@ use crate::authority::{Authority, ClientInfo};
 use crate::decision::Decision;
 use crate::error::AuthorityError;
 use crate::issue::{self, Principal};
+use crate::store::HostIdentity;
 
 /// State of the managed-identity listener.
 #[derive(Debug, Clone)]
@@ -55,70 +55,30 @@ enum Selector<'a> {
     ResourceId(&'a str),
 }
 
-struct Identity {
-    principal_id: String,
-    client_id: String,
-    resource_id: String,
-}
-
 impl ImdsState {
     fn find(
         &self,
         selector: &Selector<'_>,
-    ) -> Result<Result<Identity, &'static str>, AuthorityError> {
-        let conn = self.authority.store.conn();
-        let row = |r: &rusqlite::Row<'_>| {
-            Ok(Identity {
-                principal_id: r.get(0)?,
-                client_id: r.get(1)?,
-                resource_id: r.get(2)?,
-            })
-        };
-        let base =
-            "SELECT principal_id, client_id, resource_id FROM managed_identities WHERE host = ?1";
+    ) -> Result<Result<HostIdentity, &'static str>, AuthorityError> {
+        let mut assigned = self
+            .authority
+            .store
+            .managed_identities_on_host(&self.host_name)?
+            .into_iter();
         let found = match selector {
-            Selector::ClientId(v) => conn
-                .query_row(
-                    &format!("{base} AND client_id = ?2 COLLATE NOCASE"),
-                    [&self.host_name, *v],
-                    row,
-                )
-                .optional()?,
-            Selector::ObjectId(v) => conn
-                .query_row(
-                    &format!("{base} AND principal_id = ?2 COLLATE NOCASE"),
-                    [&self.host_name, *v],
-                    row,
-                )
-                .optional()?,
-            Selector::ResourceId(v) => conn
-                .query_row(
-                    &format!("{base} AND resource_id = ?2"),
-                    [&self.host_name, *v],
-                    row,
-                )
-                .optional()?,
+            Selector::ClientId(v) => assigned.find(|i| i.client_id.eq_ignore_ascii_case(v)),
+            Selector::ObjectId(v) => assigned.find(|i| i.principal_id.eq_ignore_ascii_case(v)),
+            Selector::ResourceId(v) => assigned.find(|i| i.resource_id.eq_ignore_ascii_case(v)),
             Selector::Default => {
-                if let Some(system) = conn
-                    .query_row(
-                        &format!("{base} AND system_assigned = 1"),
-                        [&self.host_name],
-                        row,
-                    )
-                    .optional()?
-                {
+                let (system, user): (Vec<_>, Vec<_>) = assigned.partition(|i| i.system_assigned);
+                if let Some(system) = system.into_iter().next() {
                     Some(system)
+                } else if user.len() > 1 {
+                    return Ok(Err(
+                        "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request",
+                    ));
                 } else {
-                    let mut stmt = conn.prepare(base)?;
-                    let all: Vec<Identity> = stmt
-                        .query_map([&self.host_name], row)?
-                        .collect::<Result<_, _>>()?;
-                    if all.len() > 1 {
-                        return Ok(Err(
-                            "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request",
-                        ));
-                    }
-                    all.into_iter().next()
+                    user.into_iter().next()
                 }
             }
         };

@@ -90,37 +90,6 @@ fn new_uti() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-impl Store {
-    /// Values of the app roles assigned to `oid` (directly or through a group) on a resource.
-    pub(crate) fn assigned_roles(
-        &self,
-        oid: &str,
-        resource_app_id: &str,
-    ) -> Result<Vec<String>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT r.value FROM app_role_assignments a JOIN app_roles r ON r.id = a.role_id
-             WHERE a.resource_app_id = ?2 AND (a.principal_id = ?1
-               OR a.principal_id IN (SELECT group_id FROM group_members WHERE member_id = ?1))
-             ORDER BY r.value",
-        )?;
-        Ok(stmt
-            .query_map([oid, resource_app_id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?)
-    }
-
-    /// Object ids of the groups `oid` is a direct member of.
-    pub(crate) fn groups_of(&self, oid: &str) -> Result<Vec<String>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT group_id FROM group_members WHERE member_id = ?1 ORDER BY group_id",
-        )?;
-        Ok(stmt
-            .query_map([oid], |r| r.get(0))?
-            .collect::<Result<_, _>>()?)
-    }
-}
-
 /// Builds and signs an access token for `principal` on `resource`.
 pub(crate) fn access_token(
     store: &Store,

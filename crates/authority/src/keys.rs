@@ -19,16 +19,10 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rusqlite::params;
 use serde::Serialize;
 
 use crate::error::AuthorityError;
-use crate::store::{Store, now};
-
-const GENERATION_KEY: &str = "key_generation";
-
-/// `kid`, PKCS#8, certificate DER, `retires_at`, `activates_at`.
-type KeyRow = (String, Vec<u8>, Vec<u8>, Option<i64>, Option<i64>);
+use crate::store::{NewSigningKey, Store, now};
 
 /// One signing key, parsed and ready to sign.
 pub struct SigningKey {
@@ -199,14 +193,6 @@ pub struct Rotation {
 }
 
 impl Store {
-    /// The current key generation (0 before any key exists).
-    pub fn key_generation(&self) -> Result<i64, AuthorityError> {
-        Ok(self
-            .meta(GENERATION_KEY)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
-    }
-
     /// Creates the first signing key if there is none.
     pub fn ensure_signing_key(&self) -> Result<(), AuthorityError> {
         if self.key_generation()? == 0 {
@@ -228,47 +214,14 @@ impl Store {
         let delay = publish_delay_secs.max(0);
         let activates_at = at + delay;
         let retires_at = activates_at + overlap_secs.max(0);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM signing_keys WHERE retires_at IS NOT NULL AND retires_at <= ?1",
-            [at],
-        )?;
-        let retiring: Option<String> = {
-            use rusqlite::OptionalExtension;
-            tx.query_row(
-                "SELECT kid FROM signing_keys WHERE retires_at IS NULL",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?
-        };
-        if retires_at <= at {
-            tx.execute("DELETE FROM signing_keys WHERE retires_at IS NULL", [])?;
-        } else {
-            tx.execute(
-                "UPDATE signing_keys SET retires_at = ?1 WHERE retires_at IS NULL",
-                [retires_at],
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO signing_keys (kid, pkcs8, cert_der, created_at, activates_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                kid,
-                pkcs8,
-                cert_der,
-                at,
-                (delay > 0).then_some(activates_at)
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, '1')
-             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-            [GENERATION_KEY],
-        )?;
-        tx.commit()?;
-        drop(conn);
+        let retiring = self.add_signing_key(&NewSigningKey {
+            kid: &kid,
+            pkcs8: &pkcs8,
+            cert_der: &cert_der,
+            created_at: at,
+            activates_at: (delay > 0).then_some(activates_at),
+            retire_previous_at: retires_at,
+        })?;
         let mut objects = vec![("signing_key", kid.as_str())];
         if let Some(old) = &retiring {
             objects.push(("retiring_key", old.as_str()));
@@ -293,17 +246,7 @@ impl Store {
     pub fn load_key_ring_at(&self, at: i64) -> Result<KeyRing, AuthorityError> {
         self.ensure_signing_key()?;
         let generation = self.key_generation()?;
-        let rows: Vec<KeyRow> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT kid, pkcs8, cert_der, retires_at, activates_at FROM signing_keys
-                 ORDER BY created_at DESC, rowid DESC",
-            )?;
-            stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<Result<_, _>>()?
-        };
+        let rows = self.signing_keys()?;
         let mut published = Vec::with_capacity(rows.len());
         let mut active = None;
         let mut reload_at: Option<i64> = None;

@@ -10,7 +10,6 @@
 //! use PKCE and must not send a secret; a `web` redirect is a confidential
 //! client, which must authenticate at the token endpoint.
 
-use rusqlite::params;
 use serde::Serialize;
 
 use crate::admin::Application;
@@ -18,7 +17,7 @@ use crate::error::AuthorityError;
 use crate::store::Store;
 
 /// Entra's limit of redirect URIs per application.
-const MAX_REDIRECT_URIS: usize = 256;
+pub(crate) const MAX_REDIRECT_URIS: usize = 256;
 /// Entra's limit on the length of one redirect URI.
 const MAX_URI_LEN: usize = 256;
 
@@ -40,7 +39,7 @@ impl Platform {
         }
     }
 
-    fn parse(s: &str) -> Option<Platform> {
+    pub(crate) fn parse(s: &str) -> Option<Platform> {
         [Platform::PublicClient, Platform::Web]
             .into_iter()
             .find(|p| p.as_str() == s)
@@ -145,58 +144,12 @@ pub(crate) fn find_match(registered: &[(Platform, String)], requested: &str) -> 
         .map(|(p, _)| *p)
 }
 
-/// Replaces an application's URIs on `platform` inside an open transaction.
-pub(crate) fn replace(
-    tx: &rusqlite::Transaction<'_>,
-    app_id: &str,
-    platform: Platform,
-    uris: &[String],
-) -> Result<(), AuthorityError> {
-    for uri in uris {
-        validate(platform, uri)?;
-    }
-    tx.execute(
-        "DELETE FROM redirect_uris WHERE app_id = ?1 AND platform = ?2",
-        params![app_id, platform.as_str()],
-    )?;
-    for uri in uris {
-        tx.execute(
-            "INSERT OR IGNORE INTO redirect_uris (app_id, platform, uri) VALUES (?1, ?2, ?3)",
-            params![app_id, platform.as_str(), uri],
-        )?;
-    }
-    let count: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM redirect_uris WHERE app_id = ?1",
-        [app_id],
-        |r| r.get(0),
-    )?;
-    if count > MAX_REDIRECT_URIS as i64 {
-        return Err(AuthorityError::invalid(format!(
-            "application {app_id} would have {count} redirect URIs; Entra allows {MAX_REDIRECT_URIS}"
-        )));
-    }
-    Ok(())
+/// Checks every URI to be registered on `platform`.
+pub(crate) fn validate_all(platform: Platform, uris: &[String]) -> Result<(), AuthorityError> {
+    uris.iter().try_for_each(|uri| validate(platform, uri))
 }
 
 impl Store {
-    /// An application's registered redirect URIs, with their platform.
-    pub(crate) fn redirect_uris(
-        &self,
-        app_id: &str,
-    ) -> Result<Vec<(Platform, String)>, AuthorityError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT platform, uri FROM redirect_uris WHERE app_id = ?1 COLLATE NOCASE ORDER BY platform, uri",
-        )?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([app_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(p, uri)| Platform::parse(&p).map(|p| (p, uri)))
-            .collect())
-    }
-
     /// `ad app update --public-client-redirect-uris … --web-redirect-uris …`:
     /// replaces the URIs of each platform given (an empty list clears it).
     pub fn update_redirect_uris(
@@ -211,18 +164,17 @@ impl Store {
                 "nothing to update; give --public-client-redirect-uris and/or --web-redirect-uris",
             ));
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (platform, uris) in [
+        let platforms: Vec<(Platform, &[String])> = [
             (Platform::PublicClient, public_client),
             (Platform::Web, web),
-        ] {
-            if let Some(uris) = uris {
-                replace(&tx, &app.app_id, platform, uris)?;
-            }
+        ]
+        .into_iter()
+        .filter_map(|(platform, uris)| uris.map(|u| (platform, u)))
+        .collect();
+        for (platform, uris) in &platforms {
+            validate_all(*platform, uris)?;
         }
-        tx.commit()?;
-        drop(conn);
+        self.set_redirect_uris(&app.app_id, &platforms)?;
         self.changed("application.update", &[("application", &app.app_id)]);
         self.application(&app.app_id)
     }

@@ -1,8 +1,6 @@
 //! Resources a token can be issued for: the built-in first-party APIs and every
 //! registered application (by identifier URI, `api://<appId>` or bare appId).
 
-use rusqlite::OptionalExtension;
-
 use crate::error::AuthorityError;
 use crate::store::Store;
 
@@ -94,21 +92,12 @@ impl Store {
         }
         let trimmed = requested.trim_end_matches('/');
         let by_api_uri = trimmed.strip_prefix("api://").unwrap_or("");
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT a.app_id, a.token_version, a.group_claims FROM applications a
-                 WHERE a.tenant_id = ?1 AND (a.app_id = ?2 COLLATE NOCASE OR a.app_id = ?3 COLLATE NOCASE
-                   OR a.app_id IN (SELECT app_id FROM identifier_uris WHERE tenant_id = ?1 AND (uri = ?4 OR uri = ?5)))",
-                rusqlite::params![tenant_id, trimmed, by_api_uri, requested, trimmed],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?)),
-            )
-            .optional()?;
-        Ok(row.map(|(app_id, version, groups)| Resource {
-            app_id,
+        let app = self.resource_application(tenant_id, trimmed, by_api_uri, requested, trimmed)?;
+        Ok(app.map(|app| Resource {
+            app_id: app.app_id,
             identifier: trimmed.to_owned(),
-            version,
-            group_claims: groups.is_some(),
+            version: app.token_version,
+            group_claims: app.group_claims,
             registered: true,
         }))
     }

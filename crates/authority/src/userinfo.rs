@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use entraflow_core::claims::{v1_issuer, v2_issuer};
-use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 
 use crate::authority::Authority;
@@ -76,17 +75,13 @@ impl Authority {
             return Err("the token is an application's, not a signed-in user's".to_owned());
         }
         let oid = claims["oid"].as_str().unwrap_or_default();
-        let name: Option<String> = self
+        let user = self
             .store
-            .conn()
-            .query_row(
-                "SELECT display_name FROM users WHERE object_id = ?1",
-                [oid],
-                |r| r.get(0),
-            )
-            .optional()
+            .user_by_object_id(oid)
             .map_err(|e| format!("the directory could not be read ({e})"))?;
-        let name = name.ok_or_else(|| "the signed-in user no longer exists".to_owned())?;
+        let name = user
+            .map(|u| u.display_name)
+            .ok_or_else(|| "the signed-in user no longer exists".to_owned())?;
         Ok(json!({ "sub": claims["sub"], "name": name }))
     }
 }
