@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -510,3 +511,71 @@ def test_a_federated_issuer_that_its_discovery_document_contradicts_is_warned_ab
     # The credential is stored byte for byte either way: the warning changes nothing.
     issuers = {f["name"]: f["issuer"] for f in up.json("ad", "app", "federated-credential", "list", "--id", app["appId"])}
     assert issuers == {"slash": issuer + "/", "exact": issuer, "offline": "https://127.0.0.1:9/issuer"}
+
+
+def test_show_list_and_update_of_service_principals_users_and_identities(up):
+    app = up.json("ad", "app", "create", "--display-name", f"shown-{uuid.uuid4().hex[:6]}")
+    sp = up.json("ad", "sp", "create", "--id", app["appId"])
+    for key in (app["appId"], sp["id"]):
+        assert up.json("ad", "sp", "show", "--id", key)["id"] == sp["id"]
+    missing = up.run("ad", "sp", "show", "--id", str(uuid.uuid4()), check=False)
+    assert missing.returncode != 0 and "ad sp list" in missing.stderr, missing.stderr
+
+    upn = f"upd-{uuid.uuid4().hex[:6]}@entraflow.local"
+    user = up.json("ad", "user", "create", "--upn", upn, "--display-name", "Before")
+    assert up.json("ad", "user", "show", "--id", upn)["id"] == user["id"]
+    assert up.json("ad", "user", "show", "--id", user["id"])["userPrincipalName"] == upn
+    renamed = up.json("ad", "user", "update", "--id", upn, "--display-name", "After")
+    assert renamed["displayName"] == "After"
+    assert up.json("ad", "user", "show", "--id", upn)["displayName"] == "After"
+    secret = f"pw-{uuid.uuid4().hex}"
+    changed = subprocess.run([BIN, "--data-dir", str(up.dir), "ad", "user", "update", "--id", upn,
+                              "--password-stdin", "-o", "json"], input=secret + "\n",
+                             capture_output=True, text=True)
+    assert changed.returncode == 0, changed.stderr
+    nothing = up.run("ad", "user", "update", "--id", upn, check=False)
+    assert nothing.returncode != 0 and "nothing to change" in nothing.stderr
+    records = up.run("audit", "query", "--log", "entraflow/admin", "-o", "json").stdout
+    assert "user.update" in records and secret not in records
+
+    name = f"mi-{uuid.uuid4().hex[:6]}"
+    mi = up.json("ad", "identity", "create", "--name", name, "--host", "vm-shown")
+    shown = up.json("ad", "identity", "show", "--name", name)
+    assert (shown["clientId"], shown["principalId"], shown["host"]) == (mi["clientId"], mi["principalId"], "vm-shown")
+    assert shown["type"] == "Microsoft.ManagedIdentity/userAssignedIdentities"
+    host_mi = up.json("ad", "identity", "create", "--system-assigned", "--host", "vm-shown")
+    system = up.json("ad", "identity", "show", "--system-assigned", "--host", "vm-shown")
+    assert system["principalId"] == host_mi["principalId"] and system["type"] == "SystemAssigned"
+    on_host = up.json("ad", "identity", "list", "--host", "vm-shown")
+    assert sorted(i["principalId"] for i in on_host) == sorted([mi["principalId"], host_mi["principalId"]])
+    up.run("ad", "identity", "delete", "--name", name)
+    gone = up.run("ad", "identity", "show", "--name", name, check=False)
+    assert gone.returncode != 0 and "ad identity list" in gone.stderr, gone.stderr
+
+
+def test_env_names_imds_once_the_host_has_a_managed_identity(tmp_path):
+    stack = Up(tmp_path / "data")
+    try:
+        var = "AZURE_POD_IDENTITY_AUTHORITY_HOST"
+        assert var not in parse_env_file(stack.dir / "env"), "no identity yet: no IMDS in the chain"
+        mi = stack.json("ad", "identity", "create", "--name", "etl", "--host", "local-vm")
+        env = parse_env_file(stack.dir / "env")
+        assert env[var] == parse_env_file(stack.dir / "imds.env")[var]
+        # A shell that sources env gets the identity's token from azure-identity.
+        script = ("from azure.identity import ManagedIdentityCredential\n"
+                  "import jwt, sys\n"
+                  f"t = ManagedIdentityCredential(client_id={mi['clientId']!r}).get_token('{STORAGE_SCOPE}')\n"
+                  "print(jwt.decode(t.token, options={'verify_signature': False})['oid'])\n")
+        shell = subprocess.run(["bash", "-c", f'set -a; source "{stack.dir}/env"; exec "$0" -c "$1"',
+                                sys.executable, script],
+                               capture_output=True, text=True, timeout=60,
+                               env={k: v for k, v in os.environ.items() if k != var})
+        assert shell.stdout.strip() == mi["principalId"], shell.stderr
+    finally:
+        stack.stop()
+    # A restart on a host with an identity writes the variable from the start.
+    again = Up(tmp_path / "data")
+    try:
+        assert "AZURE_POD_IDENTITY_AUTHORITY_HOST" in parse_env_file(again.dir / "env")
+    finally:
+        again.stop()

@@ -10,9 +10,9 @@
 
 use serde::Serialize;
 
-use crate::admin::{FederatedCredential, Group, ServicePrincipal};
+use crate::admin::{FederatedCredential, Group, ServicePrincipal, User};
 use crate::error::AuthorityError;
-use crate::store::Store;
+use crate::store::{ManagedIdentityInfo, Store};
 
 /// What kind of directory object a principal is, spelled as ARM's `principalType`
 /// (a managed identity is a `ServicePrincipal`, as in Azure).
@@ -199,22 +199,100 @@ impl Store {
     /// `ad user delete --id <objectId|UPN>`: the user and their sign-ins
     /// (refresh tokens, pending codes) go.
     pub fn delete_user(&self, id: &str) -> Result<String, AuthorityError> {
-        let id = id.trim();
-        let object_id = match self.user_by_upn(id)? {
-            Some((user, _)) => user.id,
-            None => self
-                .directory_object(id)?
-                .filter(|o| o.kind == PrincipalKind::User)
-                .map(|o| o.id)
-                .ok_or_else(|| AuthorityError::NotFound {
-                    kind: "user",
-                    id: id.to_owned(),
-                    cmd: "user",
-                })?,
-        };
+        let object_id = self.find_user(id)?.id;
         self.delete_user_cascade(&object_id)?;
         self.changed("user.delete", &[("user", &object_id)]);
         Ok(object_id)
+    }
+
+    /// `ad user show --id <objectId|UPN>`.
+    pub fn find_user(&self, id: &str) -> Result<User, AuthorityError> {
+        let id = id.trim();
+        let found = match self.user_by_upn(id)? {
+            Some((user, _)) => Some(user),
+            None => self.user_by_object_id(id)?,
+        };
+        found.ok_or_else(|| AuthorityError::NotFound {
+            kind: "user",
+            id: id.to_owned(),
+            cmd: "user",
+        })
+    }
+
+    /// `ad user update --id <objectId|UPN>`: a new display name and/or password
+    /// (which, as a reset in Entra, ends the user's sign-ins).
+    pub fn update_user(
+        &self,
+        id: &str,
+        display_name: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<User, AuthorityError> {
+        if display_name.is_none() && password.is_none() {
+            return Err(invalid(
+                "nothing to change: give --display-name and/or --password-stdin".into(),
+            ));
+        }
+        if display_name.is_some_and(|n| n.trim().is_empty()) {
+            return Err(invalid("--display-name cannot be empty".into()));
+        }
+        let user = self.find_user(id)?;
+        let hash = password.map(crate::password::hash).transpose()?;
+        if !self.update_user_row(&user.id, display_name, hash.as_deref())? {
+            return Err(AuthorityError::NotFound {
+                kind: "user",
+                id: id.to_owned(),
+                cmd: "user",
+            });
+        }
+        let what = match (display_name.is_some(), password.is_some()) {
+            (true, true) => "display name, password",
+            (true, false) => "display name",
+            _ => "password",
+        };
+        // The password itself stays out of the record.
+        self.changed("user.update", &[("user", &user.id), ("changed", what)]);
+        self.find_user(&user.id)
+    }
+
+    /// `ad sp show --id <objectId|appId>`.
+    pub fn show_service_principal(&self, id: &str) -> Result<ServicePrincipal, AuthorityError> {
+        self.find_service_principal(id.trim())?
+            .ok_or_else(|| AuthorityError::NotFound {
+                kind: "service principal",
+                id: id.to_owned(),
+                cmd: "sp",
+            })
+    }
+
+    /// `ad identity list [--host]`.
+    pub fn list_managed_identities(
+        &self,
+        host: Option<&str>,
+    ) -> Result<Vec<ManagedIdentityInfo>, AuthorityError> {
+        self.list_managed_identity_rows(host)
+    }
+
+    /// `ad identity show --name N` or `--system-assigned --host H`.
+    pub fn show_managed_identity(
+        &self,
+        name: Option<&str>,
+        host: &str,
+        system_assigned: bool,
+    ) -> Result<ManagedIdentityInfo, AuthorityError> {
+        self.list_managed_identity_rows(None)?
+            .into_iter()
+            .find(|mi| {
+                if system_assigned {
+                    mi.host == host && mi.name == host && mi.kind != crate::store::USER_ASSIGNED
+                } else {
+                    Some(mi.name.as_str()) == name && mi.kind == crate::store::USER_ASSIGNED
+                }
+            })
+            .ok_or_else(|| AuthorityError::NotFound {
+                kind: "managed identity",
+                id: name.unwrap_or(host).to_owned(),
+                cmd: "identity",
+            })
     }
 
     /// The client id of an application named by object id or appId (`az ad app

@@ -106,4 +106,4 @@ pub use resource::{BUILT_IN, BuiltIn, Resource};
 pub use server::{
     AUDIT_LOG_ID, CA_BUNDLE_FILE, ENV_FILE, IMDS_ENV_FILE, ServerConfig, ServerHandle, serve,
 };
-pub use store::{DB_FILE, Store, Tenant};
+pub use store::{DB_FILE, ManagedIdentityInfo, Store, Tenant};

@@ -264,12 +264,19 @@ pub async fn serve(
         .as_bytes(),
     )
     .map_err(io_err("writing imds.env", &imds_env))?;
+    // ManagedIdentityCredential finds this host's IMDS through the variable, as
+    // on an AKS node with pod identity; without an identity it would only slow
+    // DefaultAzureCredential's chain down.
+    let managed_identity = !store
+        .managed_identities_on_host(&config.host_name)?
+        .is_empty();
     let env = env_file(
         &authority_host,
         &tenant.id,
         &bundle_path,
         &data_dir,
         &imds_endpoint,
+        managed_identity,
     );
     fsutil::write_public_file(&env_path, env.as_bytes())
         .map_err(io_err("writing env file", &env_path))?;
@@ -347,9 +354,17 @@ fn shell_quote(v: &str) -> String {
     }
 }
 
-fn env_file(host: &str, tenant: &str, ca: &Path, data_dir: &Path, imds: &str) -> String {
+fn env_file(
+    host: &str,
+    tenant: &str,
+    ca: &Path,
+    data_dir: &Path,
+    imds: &str,
+    managed_identity: bool,
+) -> String {
     let ca = ca.to_string_lossy();
     let data = data_dir.to_string_lossy();
+    let imds_host = managed_identity.then_some((vars::AZURE_POD_IDENTITY_AUTHORITY_HOST, imds));
     [
         (vars::AZURE_AUTHORITY_HOST, host),
         (vars::AZURE_TENANT_ID, tenant),
@@ -363,6 +378,7 @@ fn env_file(host: &str, tenant: &str, ca: &Path, data_dir: &Path, imds: &str) ->
         (vars::ENTRAFLOW_SHARED_TOKEN_CACHE, "1"),
     ]
     .iter()
+    .chain(imds_host.iter())
     .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
     .collect()
 }

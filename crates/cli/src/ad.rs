@@ -69,6 +69,9 @@ impl AdCommand {
                 command: SpCommand::List,
             } => ("ad sp list", false),
             AdCommand::Sp {
+                command: SpCommand::Show { .. },
+            } => ("ad sp show", false),
+            AdCommand::Sp {
                 command: SpCommand::Delete { .. },
             } => ("ad sp delete", true),
             AdCommand::User {
@@ -77,6 +80,12 @@ impl AdCommand {
             AdCommand::User {
                 command: UserCommand::List,
             } => ("ad user list", false),
+            AdCommand::User {
+                command: UserCommand::Show { .. },
+            } => ("ad user show", false),
+            AdCommand::User {
+                command: UserCommand::Update { .. },
+            } => ("ad user update", true),
             AdCommand::User {
                 command: UserCommand::Delete { .. },
             } => ("ad user delete", true),
@@ -98,6 +107,12 @@ impl AdCommand {
             AdCommand::Identity {
                 command: IdentityCommand::Delete { .. },
             } => ("ad identity delete", true),
+            AdCommand::Identity {
+                command: IdentityCommand::List { .. },
+            } => ("ad identity list", false),
+            AdCommand::Identity {
+                command: IdentityCommand::Show { .. },
+            } => ("ad identity show", false),
         }
     }
 }
@@ -388,6 +403,12 @@ enum SpCommand {
     },
     /// List service principals.
     List,
+    /// Show one service principal.
+    Show {
+        /// Object id of the service principal, or its application (client) id.
+        #[arg(long)]
+        id: String,
+    },
     /// Delete a service principal; its application stays, but gets no tokens.
     Delete {
         /// Object id of the service principal, or its application (client) id.
@@ -412,6 +433,24 @@ enum UserCommand {
     },
     /// List users.
     List,
+    /// Show one user.
+    Show {
+        /// Object id or user principal name.
+        #[arg(long)]
+        id: String,
+    },
+    /// Change a user's display name or password (a new password ends their sign-ins).
+    Update {
+        /// Object id or user principal name.
+        #[arg(long)]
+        id: String,
+        /// New display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read a new password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Delete a user and their sign-ins (refresh tokens, pending codes).
     Delete {
         /// Object id or user principal name.
@@ -497,6 +536,24 @@ enum IdentityCommand {
         #[arg(long, default_value = "local-vm")]
         host: String,
         /// The host's own system-assigned identity.
+        #[arg(long, conflicts_with = "name")]
+        system_assigned: bool,
+    },
+    /// List managed identities (of one host with --host).
+    List {
+        /// Only the identities assigned to this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Show a user-assigned (--name) or a host's system-assigned identity.
+    Show {
+        /// Name of a user-assigned identity.
+        #[arg(long, required_unless_present = "system_assigned")]
+        name: Option<String>,
+        /// The host of a system-assigned identity.
+        #[arg(long, default_value = "local-vm")]
+        host: String,
+        /// The host's system-assigned identity.
         #[arg(long, conflicts_with = "name")]
         system_assigned: bool,
     },
@@ -696,6 +753,9 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
             command: SpCommand::List,
         } => print(globals, &store.list_service_principals()?)?,
         AdCommand::Sp {
+            command: SpCommand::Show { id },
+        } => print(globals, &store.show_service_principal(&id)?)?,
+        AdCommand::Sp {
             command: SpCommand::Delete { id },
         } => {
             let object_id = store.delete_service_principal(&id)?;
@@ -712,16 +772,7 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                     password_stdin,
                 },
         } => {
-            let password = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .context("reading the password from stdin")?;
-                Some(line.trim_end_matches(['\r', '\n']).to_owned())
-            } else {
-                None
-            };
+            let password = password_stdin.then(read_password).transpose()?;
             print(
                 globals,
                 &store.create_user(&upn, &display_name, password.as_deref())?,
@@ -730,6 +781,23 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
         AdCommand::User {
             command: UserCommand::List,
         } => print(globals, &store.list_users()?)?,
+        AdCommand::User {
+            command: UserCommand::Show { id },
+        } => print(globals, &store.find_user(&id)?)?,
+        AdCommand::User {
+            command:
+                UserCommand::Update {
+                    id,
+                    display_name,
+                    password_stdin,
+                },
+        } => {
+            let password = password_stdin.then(read_password).transpose()?;
+            print(
+                globals,
+                &store.update_user(&id, display_name.as_deref(), password.as_deref())?,
+            )?
+        }
         AdCommand::User {
             command: UserCommand::Delete { id },
         } => {
@@ -747,9 +815,25 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
                     host,
                     system_assigned,
                 },
+        } => {
+            let identity =
+                store.create_managed_identity(name.as_deref(), &host, system_assigned)?;
+            offer_imds_to_running_shells(&globals.data_dir, &host)?;
+            print(globals, &identity)?
+        }
+        AdCommand::Identity {
+            command: IdentityCommand::List { host },
+        } => print(globals, &store.list_managed_identities(host.as_deref())?)?,
+        AdCommand::Identity {
+            command:
+                IdentityCommand::Show {
+                    name,
+                    host,
+                    system_assigned,
+                },
         } => print(
             globals,
-            &store.create_managed_identity(name.as_deref(), &host, system_assigned)?,
+            &store.show_managed_identity(name.as_deref(), &host, system_assigned)?,
         )?,
         AdCommand::Identity {
             command:
@@ -807,4 +891,49 @@ fn group(command: GroupCommand, globals: &Globals, store: &Store) -> anyhow::Res
             ),
         },
     }
+}
+
+/// The first line of stdin: a password never travels on the command line.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// A running authority wrote `env` without the IMDS variable when its host had no
+/// managed identity; the first identity of that host adds it, so that a shell
+/// sourcing `env` from now on finds IMDS. (The authority still removes `env` when
+/// it stops.)
+fn offer_imds_to_running_shells(data_dir: &std::path::Path, host: &str) -> anyhow::Result<()> {
+    use entraflow_authority::{ENV_FILE, IMDS_ENV_FILE};
+    let env = data_dir.join(ENV_FILE);
+    let serves_host = data_dir
+        .join("hosts")
+        .join(host)
+        .join("identity.env")
+        .exists();
+    let (Ok(current), Ok(imds)) = (
+        std::fs::read_to_string(&env),
+        std::fs::read_to_string(data_dir.join(IMDS_ENV_FILE)),
+    ) else {
+        return Ok(());
+    };
+    let var = entraflow_core::env::AZURE_POD_IDENTITY_AUTHORITY_HOST;
+    if !serves_host || current.contains(&format!("export {var}=")) {
+        return Ok(());
+    }
+    let line = imds
+        .lines()
+        .find(|l| l.starts_with(&format!("export {var}=")));
+    if let Some(line) = line {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&env)
+            .with_context(|| format!("adding {var} to {}", env.display()))?;
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())?;
+    }
+    Ok(())
 }

@@ -17,6 +17,32 @@ pub(crate) struct ManagedIdentityRecord<'a> {
     pub(crate) system_assigned: bool,
 }
 
+/// `type` of a user-assigned identity, as ARM names its resources.
+pub(crate) const USER_ASSIGNED: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
+/// `type` of a host's own identity, as `az vm identity show` prints it.
+const SYSTEM_ASSIGNED: &str = "SystemAssigned";
+
+/// A managed identity as `ad identity show/list` print it (az's keys).
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedIdentityInfo {
+    /// Name (a system-assigned identity's is its host's).
+    pub name: String,
+    /// ARM resource id.
+    pub id: String,
+    /// Client id.
+    pub client_id: String,
+    /// Object id of its service principal.
+    pub principal_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// The host whose IMDS serves it.
+    pub host: String,
+    /// User- or system-assigned.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
 /// An identity assigned to a host, as IMDS looks it up.
 #[derive(Debug)]
 pub(crate) struct HostIdentity {
@@ -111,6 +137,36 @@ impl Store {
             )?;
             Ok(())
         })
+    }
+
+    /// Every identity (or those of `host`), by name.
+    pub(crate) fn list_managed_identity_rows(
+        &self,
+        host: Option<&str>,
+    ) -> Result<Vec<ManagedIdentityInfo>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, resource_id, client_id, principal_id, tenant_id, host, system_assigned
+             FROM managed_identities WHERE ?1 IS NULL OR host = ?1 ORDER BY name, host",
+        )?;
+        Ok(stmt
+            .query_map([host], |r| {
+                let system_assigned: bool = r.get(6)?;
+                Ok(ManagedIdentityInfo {
+                    name: r.get(0)?,
+                    id: r.get(1)?,
+                    client_id: r.get(2)?,
+                    principal_id: r.get(3)?,
+                    tenant_id: r.get(4)?,
+                    host: r.get(5)?,
+                    kind: if system_assigned {
+                        SYSTEM_ASSIGNED
+                    } else {
+                        USER_ASSIGNED
+                    },
+                })
+            })?
+            .collect::<Result<_, _>>()?)
     }
 
     /// The identities assigned to `host`, in the order they were created.

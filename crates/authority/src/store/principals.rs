@@ -242,6 +242,29 @@ impl Store {
             .optional()?)
     }
 
+    /// Changes what is given of a user's display name and password hash; a new
+    /// password also ends the user's sign-ins (refresh tokens), as a reset does in
+    /// Entra. False when there is no such user.
+    pub(crate) fn update_user_row(
+        &self,
+        object_id: &str,
+        display_name: Option<&str>,
+        password_hash: Option<&str>,
+    ) -> Result<bool, AuthorityError> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE users SET display_name = COALESCE(?2, display_name),
+                                  password_hash = COALESCE(?3, password_hash)
+                 WHERE object_id = ?1",
+                params![object_id, display_name, password_hash],
+            )?;
+            if changed == 1 && password_hash.is_some() {
+                tx.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [object_id])?;
+            }
+            Ok(changed == 1)
+        })
+    }
+
     /// `ad user list`.
     pub fn list_users(&self) -> Result<Vec<User>, AuthorityError> {
         let conn = self.conn();
