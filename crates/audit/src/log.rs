@@ -100,6 +100,32 @@ struct Inner {
     log_id: String,
     store: AnyStore,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+    health: Arc<Health>,
+}
+
+/// What the writer's last commit did, for health checks: one atomic load on every
+/// commit, a lock only when the outcome changes from success to failure or back.
+#[derive(Default)]
+struct Health {
+    failing: std::sync::atomic::AtomicBool,
+    last_failure: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+impl Health {
+    fn succeeded(&self) {
+        use std::sync::atomic::Ordering;
+        if self.failing.load(Ordering::Relaxed) {
+            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.failing.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn failed(&self, error: &AuditError) {
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((error.to_string(), std::time::Instant::now()));
+        self.failing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -140,7 +166,9 @@ impl AuditLog {
             .last()
             .map(|c| c.size);
         let (commands, queue) = mpsc::channel(options.queue_capacity.max(1));
+        let health = Arc::new(Health::default());
         let writer = Writer {
+            health: Arc::clone(&health),
             store: store.clone(),
             signer,
             log_id: options.log_id.clone(),
@@ -156,6 +184,7 @@ impl AuditLog {
                 log_id: options.log_id,
                 store,
                 writer: std::sync::Mutex::new(Some(task)),
+                health,
             }),
         })
     }
@@ -168,6 +197,31 @@ impl AuditLog {
     /// Whether the writer still takes appends (false once closed or stopped).
     pub fn is_open(&self) -> bool {
         !self.inner.commands.is_closed()
+    }
+
+    /// Why the writer's last commit failed and how long ago, if it did; `None`
+    /// once a later commit succeeds (or none ever failed). A failed commit is one
+    /// whose waiters got an error: the store refused the transaction, or the chain's
+    /// head could not be reloaded after an earlier failure. Cheap (an atomic load
+    /// while commits succeed), for health checks.
+    pub fn last_append_error(&self) -> Option<(String, std::time::Duration)> {
+        if !self
+            .inner
+            .health
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        let failure = self
+            .inner
+            .health
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        failure
+            .as_ref()
+            .map(|(error, at)| (error.clone(), at.elapsed()))
     }
 
     /// The store, for reading.
@@ -215,6 +269,7 @@ impl AuditLog {
 
 struct Writer {
     store: AnyStore,
+    health: Arc<Health>,
     signer: CheckpointSigner,
     log_id: String,
     /// The committed tree.
@@ -300,6 +355,7 @@ impl Writer {
         if self.stale
             && let Err(e) = self.reload().await
         {
+            self.health.failed(&e);
             for (_, reply) in batch {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -336,6 +392,7 @@ impl Writer {
         match self.store.append(&self.log_id, start, rows, &next).await {
             Ok(()) => {
                 self.frontier = next;
+                self.health.succeeded();
                 for (id, reply) in replies {
                     let _ = reply.send(Ok(id));
                 }
@@ -346,6 +403,7 @@ impl Writer {
                 // during COMMIT): trust only what the store says next time.
                 self.stale = true;
                 let e = AuditError::from(e);
+                self.health.failed(&e);
                 for (_, reply) in replies {
                     let _ = reply.send(Err(e.clone()));
                 }

@@ -13,7 +13,8 @@ use crate::Globals;
 #[derive(Debug, Subcommand)]
 pub(crate) enum GateCommand {
     /// Serve until Ctrl-C/SIGTERM. Writes <data-dir>/gate.env with
-    /// ENTRAFLOW_BLOB_ENDPOINT, ENTRAFLOW_STORAGE_SCOPE and ENTRAFLOW_ADMIN_ENDPOINT once listening.
+    /// ENTRAFLOW_BLOB_ENDPOINT, ENTRAFLOW_STORAGE_SCOPE, ENTRAFLOW_ADMIN_ENDPOINT
+    /// and ENTRAFLOW_GATE_HEALTH_URL once listening.
     Serve(ServeArgs),
 }
 
@@ -55,6 +56,33 @@ pub(crate) struct ServeArgs {
     /// entraflow/gate/<NAME>, so instances never contend on one head.
     #[arg(long, value_name = "NAME")]
     instance: Option<String>,
+    /// Where the plain-HTTP health and metrics listener binds (GET /livez,
+    /// /readyz, /metrics): ADDR:PORT, or a PORT on 127.0.0.1, or `off`. Plain
+    /// HTTP, as pod-local probe ports are; bind a non-loopback address only where
+    /// the network is the pod's.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0", value_parser = parse_health_bind)]
+    health_bind: HealthBind,
+}
+
+/// `--health-bind`: an address, or none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HealthBind(Option<std::net::SocketAddr>);
+
+fn parse_health_bind(text: &str) -> Result<HealthBind, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(HealthBind(None));
+    }
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(HealthBind(Some(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            port,
+        )))));
+    }
+    text.parse()
+        .map(|addr| HealthBind(Some(addr)))
+        .map_err(|_| {
+            format!("'{text}' is not ADDR:PORT (127.0.0.1:9090, [::1]:9090), a port, or off")
+        })
 }
 
 /// `entraflow up`: the authority and the gate on one data directory.
@@ -82,6 +110,11 @@ pub(crate) struct UpArgs {
     /// (default <data-dir>/audit.db) or postgres://user@host:port/db.
     #[arg(long, value_name = "URL", env = "ENTRAFLOW_AUDIT_STORE")]
     audit_store: Option<String>,
+    /// The gate's plain-HTTP health and metrics listener (GET /livez, /readyz,
+    /// /metrics): ADDR:PORT, a PORT on 127.0.0.1, or `off`; its URL goes into
+    /// the env files as ENTRAFLOW_GATE_HEALTH_URL.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0", value_parser = parse_health_bind)]
+    health_bind: HealthBind,
 }
 
 /// Starts the authority, then the gate trusting it (`entraflow_local::LocalStack`),
@@ -100,6 +133,7 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         options.account = args.account;
         options.sql_backend = args.sql_backend;
         options.sql_port = args.sql_port;
+        options.health_bind = args.health_bind.0;
         options.audit_store = crate::authority::audit_store(args.audit_store.as_deref())?;
         let stack = entraflow_local::LocalStack::start(options)
             .await
@@ -108,12 +142,20 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             ("authority", &stack.authority_host),
             ("imds", &stack.imds_endpoint),
         ])?;
-        gate_lock.describe(&[("gate", &stack.blob_endpoint)])?;
+        match &stack.health_url {
+            Some(health) => {
+                gate_lock.describe(&[("gate", &stack.blob_endpoint), ("health", health)])?
+            }
+            None => gate_lock.describe(&[("gate", &stack.blob_endpoint)])?,
+        }
         println!(
             "authority ready: {} tenant {}",
             stack.authority_host, stack.tenant_id
         );
         println!("gate ready: {}", stack.blob_endpoint);
+        if let Some(health) = &stack.health_url {
+            println!("gate health: {health}/readyz (metrics: {health}/metrics)");
+        }
         if let Some(addr) = stack.sql_addr {
             println!(
                 "SQL gate ready: {addr} (source {})",
@@ -156,6 +198,7 @@ fn serve(args: ServeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         config.tenants = args.tenants;
     }
     config.leeway = std::time::Duration::from_secs(args.clock_skew);
+    config.health_bind = args.health_bind.0;
     if let Some(url) = args.audit_store {
         config.audit_store = entraflow_audit::StoreUrl::parse(&url)
             .with_context(|| format!("--audit-store {url}"))?;
@@ -168,9 +211,15 @@ fn serve(args: ServeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let gate = Gate::bind(config).await?;
-        lock.describe(&[("gate", gate.endpoint())])?;
+        match gate.health_url() {
+            Some(health) => lock.describe(&[("gate", gate.endpoint()), ("health", health)])?,
+            None => lock.describe(&[("gate", gate.endpoint())])?,
+        }
         let env_file = gate.write_env_file()?;
         println!("gate ready: {}", gate.endpoint());
+        if let Some(health) = gate.health_url() {
+            println!("gate health: {health}/readyz (metrics: {health}/metrics)");
+        }
         println!("client settings: source {}", env_file.display());
         println!(
             "trust the CA:    export SSL_CERT_FILE={}",
@@ -203,4 +252,23 @@ pub(crate) async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_bind_takes_an_address_a_port_or_off() {
+        assert_eq!(
+            parse_health_bind("0.0.0.0:9090").unwrap().0,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
+        assert_eq!(
+            parse_health_bind("9090").unwrap().0,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(parse_health_bind("off").unwrap().0, None);
+        assert!(parse_health_bind("localhost").is_err());
+    }
 }

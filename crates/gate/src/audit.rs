@@ -42,6 +42,12 @@ pub trait AuditSink: Send + Sync + 'static {
     fn ready(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Why the sink's last append failed and how long ago, unless a later one
+    /// succeeded: what the gate's readiness check reports.
+    fn last_append_error(&self) -> Option<(String, std::time::Duration)> {
+        None
+    }
 }
 
 /// A change's decision record (durable before the change is made) has its
@@ -107,6 +113,7 @@ pub(crate) fn count_and_audit<S>(
     sink: Arc<dyn AuditSink>,
     template: Event,
     expected: u64,
+    sent: prometheus_client::metrics::counter::Counter,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
     S: Stream<Item = Result<Bytes, object_store::Error>> + Send + Unpin + 'static,
@@ -121,12 +128,13 @@ where
         expected,
     };
     futures::stream::unfold(
-        (body, completion),
-        |(mut body, mut completion)| async move {
+        (body, completion, sent),
+        |(mut body, mut completion, sent)| async move {
             match body.next().await {
                 Some(Ok(chunk)) => {
                     completion.bytes += chunk.len() as u64;
-                    Some((Ok(chunk), (body, completion)))
+                    sent.inc_by(chunk.len() as u64);
+                    Some((Ok(chunk), (body, completion, sent)))
                 }
                 Some(Err(e)) => {
                     let note = format!("backend error after {} bytes: {e}", completion.bytes);
@@ -138,7 +146,7 @@ where
                             }
                         });
                     }
-                    Some((Err(std::io::Error::other(e)), (body, completion)))
+                    Some((Err(std::io::Error::other(e)), (body, completion, sent)))
                 }
                 None => {
                     // The decision record was durable before the first byte; this

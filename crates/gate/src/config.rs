@@ -35,6 +35,9 @@ pub struct GateConfig {
     pub data_dir: PathBuf,
     /// Address to bind (`127.0.0.1:0` picks a free port).
     pub bind: SocketAddr,
+    /// Where the plain-HTTP health and metrics listener binds (`/livez`,
+    /// `/readyz`, `/metrics`); `None`: no such listener.
+    pub health_bind: Option<SocketAddr>,
     /// Storage account name in URLs and scopes.
     pub account: String,
     /// Subscription id of the account's scope.
@@ -70,6 +73,7 @@ impl GateConfig {
         let env = read_env_file(&data_dir.join(AUTHORITY_ENV_FILE));
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            health_bind: None,
             account: DEFAULT_ACCOUNT.to_owned(),
             subscription: DEFAULT_SUBSCRIPTION.to_owned(),
             resource_group: DEFAULT_RESOURCE_GROUP.to_owned(),

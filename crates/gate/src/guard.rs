@@ -37,6 +37,7 @@ use futures::Stream;
 use time::OffsetDateTime;
 
 use crate::audit::{AUTHORIZED_SUFFIX, AuditSink, count_and_audit};
+use crate::metrics::{Metrics, OpLabel};
 use crate::store::BlobStore;
 use crate::verify::{AuthError, TokenVerifier, VerifiedToken};
 
@@ -60,6 +61,8 @@ pub(crate) struct GateState {
     pub(crate) admin_challenge: String,
     /// Where group membership is looked up (Storage tokens carry no `groups`).
     groups: Option<GroupDirectory>,
+    /// What `/metrics` reports.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The parts of [`GateState`] that only the guard may hold.
@@ -81,6 +84,7 @@ impl GateState {
         protected: Protected,
         challenge: String,
         admin_challenge: String,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             account,
@@ -94,7 +98,13 @@ impl GateState {
             challenge,
             admin_challenge,
             groups: protected.groups,
+            metrics,
         }
+    }
+
+    /// The authorizer, for the readiness check.
+    pub(crate) fn policy(&self) -> &Arc<entraflow_rbac::Authorizer> {
+        &self.authorizer
     }
 }
 
@@ -105,6 +115,10 @@ pub(crate) trait Guarded: Send + Sync + 'static {
     fn audit(&self) -> &Arc<dyn AuditSink>;
     /// Where group membership is looked up, if the front end has a directory.
     fn groups(&self) -> Option<&GroupDirectory> {
+        None
+    }
+    /// Where decisions and denials are counted, if the front end keeps metrics.
+    fn metrics(&self) -> Option<&Metrics> {
         None
     }
 }
@@ -120,6 +134,10 @@ impl Guarded for GateState {
 
     fn groups(&self) -> Option<&GroupDirectory> {
         self.groups.as_ref()
+    }
+
+    fn metrics(&self) -> Option<&Metrics> {
+        Some(&self.metrics)
     }
 }
 
@@ -166,6 +184,10 @@ pub(crate) struct Guard<S = GateState> {
     streamed: bool,
     /// Set once a change's decision record is durable (see [`Access::record_decision`]).
     decided: bool,
+    /// What the request counts as in the request metrics.
+    operation: OpLabel,
+    /// Body bytes that leave with the response if its record is durable.
+    read_on_answer: u64,
 }
 
 impl Guard {
@@ -203,9 +225,20 @@ impl Guard {
         };
         if !self.streamed && self.complete(response.status()).await.is_err() {
             response = W::audit_unavailable().into_response(&self.request_id, head);
+        } else if response.status().is_success() {
+            self.state.metrics.read(self.read_on_answer);
         }
+        self.state
+            .metrics
+            .request(self.operation, response.status().as_u16());
         W::stamp(&mut response, &self.request_id, request);
         response
+    }
+
+    /// What the request counts as in the request metrics (until set:
+    /// `Unclassified`).
+    pub(crate) fn set_operation(&mut self, operation: OpLabel) {
+        self.operation = operation;
     }
 
     /// Appends the record with its final status (for wires that render their own
@@ -237,6 +270,8 @@ impl<S: Guarded> Guard<S> {
             token: None,
             streamed: false,
             decided: false,
+            operation: OpLabel::Unclassified,
+            read_on_answer: 0,
         }
     }
 
@@ -290,6 +325,9 @@ impl<S: Guarded> Guard<S> {
                 Ok(())
             }
             Err(err) => {
+                if let Some(metrics) = self.state.metrics() {
+                    metrics.authn_failure(&err);
+                }
                 self.event.event_type = EventType::AuthnFailed;
                 self.event.decision = Some(AuditDecision::Deny);
                 self.event.detail = Some(err.to_string());
@@ -317,6 +355,12 @@ impl<S: Guarded> Guard<S> {
                 .authorizer()
                 .authorize(&principal, &request, OffsetDateTime::now_utc());
         self.event.action = Some(request.action.clone());
+        if let Some(metrics) = self.state.metrics() {
+            metrics.decision(match &decision {
+                Decision::Deny(denial) => Some(denial),
+                Decision::Allow { .. } => None,
+            });
+        }
         match decision {
             Decision::Allow {
                 assignment_id,
@@ -406,6 +450,17 @@ impl Access<'_> {
         self.guard.state.authorizer.store()
     }
 
+    /// Counts body bytes received and stored.
+    pub(crate) fn count_written(&self, bytes: u64) {
+        self.guard.state.metrics.written(bytes);
+    }
+
+    /// Counts body bytes sent with the response (not streamed), once its record
+    /// is durable and the answer is a success.
+    pub(crate) fn count_read_on_answer(&mut self, bytes: u64) {
+        self.guard.read_on_answer = bytes;
+    }
+
     /// Makes a role change visible to the next decision at once (not after the poll).
     pub(crate) fn refresh_policy(&self) {
         if let Err(e) = self.guard.state.authorizer.refresh() {
@@ -442,8 +497,9 @@ impl Access<'_> {
         })?;
         guard.streamed = true;
         let audit = Arc::clone(&guard.state.audit);
+        let sent = guard.state.metrics.read_counter();
         Ok(Body::from_stream(count_and_audit(
-            body, audit, template, expected,
+            body, audit, template, expected, sent,
         )))
     }
 }

@@ -83,8 +83,10 @@ mod error;
 mod files;
 mod groups;
 mod guard;
+mod health;
 mod integrity;
 mod lease;
+mod metrics;
 mod names;
 mod operation;
 pub mod sql;
@@ -107,9 +109,13 @@ pub use config::{
 };
 pub use error::{GateError, StorageError};
 pub use guard::RUN_ID_HEADER;
+pub use health::AUDIT_FAILURE_HOLD;
+pub use metrics::METRICS_PREFIX;
 pub use operation::Operation;
 
-pub use verify::{ARM_AUDIENCES, AuthError, TokenVerifier, VerifiedToken, VerifierConfig};
+pub use verify::{
+    ARM_AUDIENCES, AuthError, KeyStatus, TokenVerifier, VerifiedToken, VerifierConfig,
+};
 
 impl AuditSink for entraflow_audit::AuditLog {
     fn append(&self, event: entraflow_audit::Event) -> audit::AppendFuture<'_> {
@@ -127,6 +133,10 @@ impl AuditSink for entraflow_audit::AuditLog {
         } else {
             Err(entraflow_audit::AuditError::Closed.to_string())
         }
+    }
+
+    fn last_append_error(&self) -> Option<(String, std::time::Duration)> {
+        entraflow_audit::AuditLog::last_append_error(self)
     }
 }
 
@@ -159,6 +169,8 @@ pub struct Gate {
     wrote_env: std::sync::atomic::AtomicBool,
     /// The guard's authorizer, shared for [`Gate::authorizer`].
     authorizer: Arc<entraflow_rbac::Authorizer>,
+    /// The plain-HTTP health and metrics listener and its URL, when configured.
+    health: Option<(std::net::TcpListener, String)>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -243,6 +255,21 @@ impl Gate {
         let listener = entraflow_tls::bind("the gate's HTTPS port", config.bind)?;
         let port = listener.local_addr().map_err(io(&config.data_dir))?.port();
         let endpoint = format!("https://127.0.0.1:{port}/{}", config.account);
+        let health = match config.health_bind {
+            Some(addr) => {
+                let listener = entraflow_tls::bind("the gate's health and metrics port", addr)?;
+                let bound = listener.local_addr().map_err(io(&config.data_dir))?;
+                // A wildcard address is reached on loopback from this machine.
+                let host = if bound.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    bound.ip()
+                };
+                let url = format!("http://{}", std::net::SocketAddr::new(host, bound.port()));
+                Some((listener, url))
+            }
+            None => None,
+        };
 
         let mut verifier_config = VerifierConfig::new(
             &config.authority_host,
@@ -283,6 +310,11 @@ impl Gate {
             &config.resource_group,
             &config.account,
         );
+        let metrics = Arc::new(metrics::Metrics::new());
+        let audit: Arc<dyn AuditSink> = Arc::new(metrics::MeteredSink::new(
+            Arc::new(audit_log.clone()),
+            Arc::clone(&metrics),
+        ));
         let state = Arc::new(guard::GateState::new(
             config.account.clone(),
             endpoint.clone(),
@@ -292,11 +324,12 @@ impl Gate {
             guard::Protected {
                 store,
                 authorizer: Arc::clone(&authorizer),
-                audit: Arc::new(audit_log.clone()),
+                audit,
                 groups: groups::GroupDirectory::open(&config.data_dir, config.group_staleness),
             },
             challenge,
             admin_challenge,
+            metrics,
         ));
         Ok(Gate {
             listener,
@@ -308,6 +341,7 @@ impl Gate {
             endpoint,
             wrote_env: Default::default(),
             authorizer,
+            health,
         })
     }
 
@@ -330,6 +364,12 @@ impl Gate {
             .map_or(self.endpoint.as_str(), |(base, _)| base)
     }
 
+    /// The health and metrics listener's URL (`http://127.0.0.1:PORT`; it serves
+    /// `/livez`, `/readyz` and `/metrics`), when [`GateConfig::health_bind`] is set.
+    pub fn health_url(&self) -> Option<&str> {
+        self.health.as_ref().map(|(_, url)| url.as_str())
+    }
+
     /// The CA certificate clients must trust.
     pub fn ca_pem_path(&self) -> &std::path::Path {
         &self.ca_pem_path
@@ -346,9 +386,10 @@ impl Gate {
     /// The client settings the gate publishes, as `export NAME=value` lines:
     /// `ENTRAFLOW_BLOB_ENDPOINT` (azure-storage-blob's `account_url`) and
     /// `ENTRAFLOW_STORAGE_SCOPE` (the account's Azure scope, for role assignments)
-    /// and `ENTRAFLOW_ADMIN_ENDPOINT` (the admin API's base URL).
+    /// and `ENTRAFLOW_ADMIN_ENDPOINT` (the admin API's base URL); with a health
+    /// listener, `ENTRAFLOW_GATE_HEALTH_URL` too.
     pub fn env_lines(&self) -> String {
-        format!(
+        let mut lines = format!(
             "export {}={}\nexport {}={}\nexport {}={}\n",
             entraflow_core::env::ENTRAFLOW_BLOB_ENDPOINT,
             self.endpoint,
@@ -356,7 +397,14 @@ impl Gate {
             self.storage_scope(),
             entraflow_core::env::ENTRAFLOW_ADMIN_ENDPOINT,
             self.admin_endpoint(),
-        )
+        );
+        if let Some(url) = self.health_url() {
+            lines.push_str(&format!(
+                "export {}={url}\n",
+                entraflow_core::env::ENTRAFLOW_GATE_HEALTH_URL
+            ));
+        }
+        lines
     }
 
     /// Writes `gate.env` (see [`Gate::env_lines`]) into the data directory and
@@ -391,6 +439,7 @@ impl Gate {
             entraflow_core::env::ENTRAFLOW_BLOB_ENDPOINT,
             entraflow_core::env::ENTRAFLOW_STORAGE_SCOPE,
             entraflow_core::env::ENTRAFLOW_ADMIN_ENDPOINT,
+            entraflow_core::env::ENTRAFLOW_GATE_HEALTH_URL,
         ];
         let mut text: String = existing
             .lines()
@@ -416,12 +465,48 @@ impl Gate {
     ) -> Result<(), GateError> {
         let app = router(self.state.clone());
         let data_dir = self.config.data_dir.clone();
-        entraflow_tls::serve_https(self.listener, self.tls, app, shutdown)
-            .await
-            .map_err(|source| GateError::Io {
-                path: data_dir,
-                source,
-            })?;
+        let io = |source| GateError::Io {
+            path: data_dir.clone(),
+            source,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let health = match self.health {
+            Some((listener, _)) => {
+                listener.set_nonblocking(true).map_err(io)?;
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
+                let app = health::router(self.state.clone());
+                Some(tokio::spawn(
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(until_stopped())
+                        .into_future(),
+                ))
+            }
+            None => None,
+        };
+        let served =
+            entraflow_tls::serve_https(self.listener, self.tls, app, until_stopped()).await;
+        if let Some(health) = health {
+            if served.is_err() {
+                health.abort();
+            }
+            match health.await {
+                Err(e) if e.is_cancelled() => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the health listener failed"),
+                Err(e) => tracing::warn!(error = %e, "the health listener's task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        served.map_err(io)?;
         if self.wrote_env.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = std::fs::remove_file(self.config.data_dir.join(GATE_ENV_FILE));
         }

@@ -83,6 +83,65 @@ impl Query {
 }
 
 impl Operation {
+    /// Every operation, in declaration order (`ALL[op as usize] == op`).
+    pub const ALL: [Operation; 24] = [
+        Operation::ListContainers,
+        Operation::CreateContainer,
+        Operation::DeleteContainer,
+        Operation::GetContainerProperties,
+        Operation::SetContainerMetadata,
+        Operation::ListBlobs,
+        Operation::GetBlob,
+        Operation::GetBlobProperties,
+        Operation::PutBlob,
+        Operation::PutBlock,
+        Operation::PutBlockList,
+        Operation::SetBlobMetadata,
+        Operation::CopyBlob,
+        Operation::DeleteBlob,
+        Operation::BlobBatch,
+        Operation::SetBlobProperties,
+        Operation::GetBlockList,
+        Operation::AbortCopyBlob,
+        Operation::GetAccountInformation,
+        Operation::LeaseBlob,
+        Operation::LeaseContainer,
+        Operation::GetBlobTags,
+        Operation::SetBlobTags,
+        Operation::FindBlobsByTags,
+    ];
+
+    /// Its name in Azure's REST reference (`GetBlob`, `PutBlockList`): the
+    /// `operation` label of the gate's request metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ListContainers => "ListContainers",
+            Operation::CreateContainer => "CreateContainer",
+            Operation::DeleteContainer => "DeleteContainer",
+            Operation::GetContainerProperties => "GetContainerProperties",
+            Operation::SetContainerMetadata => "SetContainerMetadata",
+            Operation::ListBlobs => "ListBlobs",
+            Operation::GetBlob => "GetBlob",
+            Operation::GetBlobProperties => "GetBlobProperties",
+            Operation::PutBlob => "PutBlob",
+            Operation::PutBlock => "PutBlock",
+            Operation::PutBlockList => "PutBlockList",
+            Operation::SetBlobMetadata => "SetBlobMetadata",
+            Operation::CopyBlob => "CopyBlob",
+            Operation::DeleteBlob => "DeleteBlob",
+            Operation::BlobBatch => "BlobBatch",
+            Operation::SetBlobProperties => "SetBlobProperties",
+            Operation::GetBlockList => "GetBlockList",
+            Operation::AbortCopyBlob => "AbortCopyBlob",
+            Operation::GetAccountInformation => "GetAccountInformation",
+            Operation::LeaseBlob => "LeaseBlob",
+            Operation::LeaseContainer => "LeaseContainer",
+            Operation::GetBlobTags => "GetBlobTags",
+            Operation::SetBlobTags => "SetBlobTags",
+            Operation::FindBlobsByTags => "FindBlobsByTags",
+        }
+    }
+
     /// Classifies a request.
     pub(crate) fn classify(
         method: &Method,
@@ -258,6 +317,14 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_operation_at_its_index_under_its_debug_name() {
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+            assert_eq!(op.name(), format!("{op:?}"));
+        }
+    }
 
     fn classify(
         method: Method,

@@ -71,6 +71,26 @@ pub enum AuthError {
     KeysUnavailable(String),
 }
 
+impl AuthError {
+    /// A short, fixed name of the failure (a metrics label): `missing`,
+    /// `key_based`, `malformed`, `forbidden_header`, `signature`, `issuer`,
+    /// `audience`, `expired`, `not_yet_valid`, `keys_unavailable`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::KeyBasedNotPermitted => "key_based",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::ForbiddenHeader(_) => "forbidden_header",
+            AuthError::Signature(_) => "signature",
+            AuthError::Issuer(_) => "issuer",
+            AuthError::Audience(_) => "audience",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::KeysUnavailable(_) => "keys_unavailable",
+        }
+    }
+}
+
 /// An unknown `kid` refetches the JWKS at most this often by default: short enough
 /// that a key rotated in without a publish delay is picked up (and the retired key
 /// refused) within seconds, long enough that tokens with made-up kids cannot make
@@ -138,6 +158,38 @@ struct KeySet {
     keys: HashMap<String, Arc<DecodingKey>>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
+    /// Why the last fetch failed; cleared by a successful one.
+    last_error: Option<String>,
+}
+
+impl KeySet {
+    /// Whether a fetch is allowed now: every second until one succeeds, then at
+    /// most once per `interval`.
+    fn may_refetch(&self, interval: Duration) -> bool {
+        let interval = match self.fetched_at {
+            Some(_) => interval,
+            None => FIRST_FETCH_RETRY.min(interval),
+        };
+        self.last_attempt.is_none_or(|t| t.elapsed() >= interval)
+    }
+
+    /// No keys yet, or keys older than `max_age`.
+    fn stale(&self, max_age: Duration) -> bool {
+        self.fetched_at.is_none_or(|t| t.elapsed() >= max_age)
+    }
+}
+
+/// What the verifier holds of one tenant's signing keys (for health checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The tenant.
+    pub tenant: String,
+    /// Usable RS256 keys in the last fetched JWKS.
+    pub keys: usize,
+    /// How long ago the last successful fetch was; `None` if none succeeded yet.
+    pub fetched_ago: Option<Duration>,
+    /// Why the last fetch failed, if the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 struct CachedToken {
@@ -392,17 +444,11 @@ impl TokenVerifier {
         let set = &self.inner.keys.sets[tenant];
         let lookup = || {
             let s = set.read().unwrap_or_else(|p| p.into_inner());
-            let fresh = s
-                .fetched_at
-                .is_some_and(|t| t.elapsed() < config.max_key_age);
+            let fresh = !s.stale(config.max_key_age);
             // Until a first fetch succeeds there are no keys to fall back on, so
             // the issuer is asked again every second rather than every interval: a
             // gate started while its authority is down recovers as soon as it is up.
-            let interval = match s.fetched_at {
-                Some(_) => config.min_refresh_interval,
-                None => FIRST_FETCH_RETRY.min(config.min_refresh_interval),
-            };
-            let may_refetch = s.last_attempt.is_none_or(|t| t.elapsed() >= interval);
+            let may_refetch = s.may_refetch(config.min_refresh_interval);
             (
                 s.keys.get(kid).cloned(),
                 fresh,
@@ -452,8 +498,60 @@ impl TokenVerifier {
                 let mut s = set.write().unwrap_or_else(|p| p.into_inner());
                 s.keys = keys;
                 s.fetched_at = Some(Instant::now());
+                s.last_error = None;
             }
-            Err(e) => tracing::warn!(tenant, error = %e, "could not fetch signing keys"),
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "could not fetch signing keys");
+                set.write().unwrap_or_else(|p| p.into_inner()).last_error = Some(e);
+            }
+        }
+    }
+
+    /// Each trusted tenant's key state, in tenant order.
+    pub fn key_status(&self) -> Vec<KeyStatus> {
+        let mut status: Vec<KeyStatus> = self
+            .inner
+            .keys
+            .sets
+            .iter()
+            .map(|(tenant, set)| {
+                let s = set.read().unwrap_or_else(|p| p.into_inner());
+                KeyStatus {
+                    tenant: tenant.clone(),
+                    keys: s.keys.len(),
+                    fetched_ago: s.fetched_at.map(|t| t.elapsed()),
+                    last_error: s.last_error.clone(),
+                }
+            })
+            .collect();
+        status.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        status
+    }
+
+    /// Fetches the JWKS of every tenant whose keys were never fetched or are older
+    /// than [`VerifierConfig::max_key_age`], within the same throttle as an
+    /// unknown `kid` (every second until a first fetch succeeds, then at most once
+    /// per [`VerifierConfig::min_refresh_interval`]) and single-flight with it. A
+    /// readiness probe calls this, so a gate that has served no token yet still
+    /// learns its keys, and probes cannot make it hammer its issuer.
+    pub async fn refresh_stale_keys(&self) {
+        let config = &self.inner.config;
+        let due = |tenant: &str| {
+            let s = self.inner.keys.sets[tenant]
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            s.stale(config.max_key_age) && s.may_refetch(config.min_refresh_interval)
+        };
+        let mut tenants: Vec<&String> = self.inner.keys.sets.keys().collect();
+        tenants.sort();
+        for tenant in tenants {
+            if !due(tenant) {
+                continue;
+            }
+            let _guard = self.inner.keys.refresh.lock().await;
+            if due(tenant) {
+                self.refresh(tenant).await;
+            }
         }
     }
 
@@ -618,5 +716,28 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, AuthError::KeysUnavailable(_)), "{err:?}");
         assert!(err.to_string().starts_with("Signature validation failed."));
+    }
+
+    #[tokio::test]
+    async fn key_status_says_no_keys_were_fetched_and_why() {
+        let v = verifier();
+        let before = v.key_status();
+        assert_eq!(before.len(), 1);
+        assert_eq!(
+            (before[0].keys, before[0].fetched_ago, &before[0].last_error),
+            (0, None, &None)
+        );
+        v.refresh_stale_keys().await;
+        let after = &v.key_status()[0];
+        assert_eq!((after.keys, after.fetched_ago), (0, None));
+        let error = after.last_error.as_deref().expect("the failure is kept");
+        assert!(error.contains("127.0.0.1:1"), "{error}");
+        // Throttled: a second call within the second does not fetch again.
+        let attempt = v.inner.keys.sets["t1"].read().unwrap().last_attempt;
+        v.refresh_stale_keys().await;
+        assert_eq!(
+            v.inner.keys.sets["t1"].read().unwrap().last_attempt,
+            attempt
+        );
     }
 }

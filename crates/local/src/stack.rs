@@ -30,6 +30,8 @@ pub struct StackOptions {
     pub sql_port: u16,
     /// Where all three servers record: `<data-dir>/audit.db` when `None`.
     pub audit_store: Option<entraflow_audit::StoreUrl>,
+    /// The gate's plain-HTTP health and metrics listener; `None`: none.
+    pub health_bind: Option<std::net::SocketAddr>,
 }
 
 impl StackOptions {
@@ -44,6 +46,7 @@ impl StackOptions {
             sql_backend: None,
             sql_port: 15432,
             audit_store: None,
+            health_bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct LocalStack {
     pub env_file: PathBuf,
     /// Where the SQL gate listens, when it runs.
     pub sql_addr: Option<std::net::SocketAddr>,
+    /// The gate's health and metrics URL (`ENTRAFLOW_GATE_HEALTH_URL`), when it has one.
+    pub health_url: Option<String>,
     stop: watch::Sender<bool>,
     authority: ServerHandle,
     gate: tokio::task::JoinHandle<Result<(), GateError>>,
@@ -99,6 +104,7 @@ impl LocalStack {
         let mut config = GateConfig::new(&options.data_dir);
         config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], options.gate_port));
         config.account = options.account;
+        config.health_bind = options.health_bind;
         config.authority_host = authority.authority_host.clone();
         config.tenants = vec![authority.tenant_id.clone()];
         if let Some(store) = &options.audit_store {
@@ -111,6 +117,7 @@ impl LocalStack {
         gate.write_env_file()?;
         let blob_endpoint = gate.endpoint().to_owned();
         let storage_scope = gate.storage_scope();
+        let health_url = gate.health_url().map(str::to_owned);
         let sql = match options.sql_backend {
             Some(backend) => {
                 let mut sql_config = SqlGateConfig::new(&options.data_dir);
@@ -138,6 +145,7 @@ impl LocalStack {
             storage_scope,
             env_file,
             sql_addr,
+            health_url,
             sql_gate,
             stop,
             gate: tokio::spawn(gate.run(stopped(rx))),

@@ -28,6 +28,9 @@ pub struct Stack {
     pub account: String,
     /// The storage account's Azure scope.
     pub account_scope: String,
+    /// The gate's health and metrics listener (`http://127.0.0.1:PORT`), on an
+    /// ephemeral port unless the configuration turned it off.
+    pub health_url: Option<String>,
     authorizer: Arc<Authorizer>,
     // Dropping it stops the gate.
     _stop_gate: oneshot::Sender<()>,
@@ -52,12 +55,14 @@ impl Stack {
     pub async fn start_with(configure: impl FnOnce(&mut GateConfig)) -> Self {
         let authority = Authority::start().await;
         let mut config = GateConfig::new(authority.data_dir());
+        config.health_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         configure(&mut config);
         let account = config.account.clone();
         let gate = Gate::bind(config).await.unwrap();
         let endpoint = gate.endpoint().to_owned();
         let account_scope = gate.storage_scope();
         let authorizer = gate.authorizer();
+        let health_url = gate.health_url().map(str::to_owned);
         gate.write_env_file().unwrap();
         let (stop_gate, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -72,6 +77,7 @@ impl Stack {
             endpoint,
             account,
             account_scope,
+            health_url,
             authorizer,
             _stop_gate: stop_gate,
         }

@@ -218,6 +218,11 @@ pub(crate) async fn handle(state: Arc<GateState>, req: Request) -> Response {
         EventType::Other(ADMIN_READ.into())
     };
     let mut guard = Guard::begin(&state, event_type, &parts);
+    guard.set_operation(if write {
+        crate::metrics::OpLabel::AdminChange
+    } else {
+        crate::metrics::OpLabel::AdminRead
+    });
     let result = process(&mut guard, &parts, body).await;
     guard.finish(result, false, &parts.headers).await
 }

@@ -46,6 +46,7 @@ pub(super) async fn put(
         .store()
         .put_block(container, blob, &id, body_stream(body), &expected)
         .await?;
+    access.count_written(written);
     let event = access.event();
     event.bytes = Some(written);
     event.detail = Some(format!("staged block {id_text}"));

@@ -152,6 +152,7 @@ async fn serve(
     let target = names::parse_target(parts.uri.path(), &state.account)?;
     let query = Query::parse(parts.uri.query());
     let op = Operation::classify(&parts.method, &target, &query, headers)?;
+    guard.set_operation(crate::metrics::OpLabel::Blob(op));
     let event = guard.event();
     event.event_type = op.event_type();
     event.action = Some(op.action().0.to_owned());

@@ -98,6 +98,7 @@ pub(super) async fn get(
         // Leaves with the headers in one write: the request's one record, durable
         // before the response (`Guard::finish`), says what was sent.
         let mut chunks: Vec<Bytes> = body.try_collect().await?;
+        access.count_read_on_answer(len);
         match chunks.len() {
             1 => Body::from(chunks.pop().expect("one chunk")),
             _ => Body::from(chunks.concat()),
@@ -173,6 +174,7 @@ pub(super) async fn put(
     // A new blob has the tags of its upload, or none.
     access.store().set_tags(container, blob, &upload_tags)?;
     access.event().bytes = Some(written);
+    access.count_written(written);
     let mut response = write_response(&info);
     let h = response.headers_mut();
     set_header(h, "content-md5", &sums.md5_base64());
