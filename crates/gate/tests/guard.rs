@@ -35,6 +35,35 @@ async fn records_with_id(env: &Stack, id: &str) -> Vec<Value> {
     found
 }
 
+/// GETs `path`: its body and its request's records, once `expected` of them are
+/// in (a streamed read's completion record follows its body) or a second passed.
+async fn read_with_records(
+    env: &Stack,
+    path: &str,
+    token: &str,
+    expected: usize,
+) -> (bytes::Bytes, Vec<Value>) {
+    let resp = env
+        .request(Method::GET, path, Some(token))
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-ms-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = resp.bytes().await.unwrap();
+    let mut records = records_with_id(env, &id).await;
+    for _ in 0..50 {
+        if records.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        records = records_with_id(env, &id).await;
+    }
+    (body, records)
+}
+
 /// Allowed with the named action and a granting assignment. A change has two
 /// records: its decision (`<type>.authorized`, durable before anything changed,
 /// no status yet) and its outcome; a read's first record is its decision.
@@ -191,18 +220,9 @@ async fn each_operation_family_records_its_action_and_decision() {
     assert_eq!(resp.status(), 201);
     assert_allowed(&records_of(&env, &resp).await, "blob.write", WRITE);
 
-    let resp = env
-        .request(Method::GET, "/fam/a.bin", Some(&t))
-        .send()
-        .await
-        .unwrap();
-    let id = resp.headers()["x-ms-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(resp.bytes().await.unwrap(), "abc");
     // A body that leaves with the headers has one record, durable before it.
-    let records = records_with_id(&env, &id).await;
+    let (body, records) = read_with_records(&env, "/fam/a.bin", &t, 1).await;
+    assert_eq!(body, "abc");
     assert_allowed(&records, "blob.read", READ);
     assert_eq!(records.len(), 1, "one record for a small read: {records:?}");
     assert_eq!(records[0]["bytes"], 3);
@@ -216,24 +236,8 @@ async fn each_operation_family_records_its_action_and_decision() {
             .status(),
         201
     );
-    let resp = env
-        .request(Method::GET, "/fam/large.bin", Some(&t))
-        .send()
-        .await
-        .unwrap();
-    let id = resp.headers()["x-ms-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(resp.bytes().await.unwrap(), large);
-    let mut records = records_with_id(&env, &id).await;
-    for _ in 0..50 {
-        if records.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        records = records_with_id(&env, &id).await;
-    }
+    let (body, records) = read_with_records(&env, "/fam/large.bin", &t, 2).await;
+    assert_eq!(body, large);
     assert_allowed(&records, "blob.read", READ);
     assert_eq!(records.len(), 2, "decision and completion: {records:?}");
     assert_eq!(records[1]["event_type"], entraflow_gate::READ_COMPLETED);

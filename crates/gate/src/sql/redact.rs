@@ -7,18 +7,6 @@
 /// Longest statement text kept in a record; the rest is cut, with its length noted.
 pub(crate) const MAX_STATEMENT_CHARS: usize = 4096;
 
-/// `sql` with literals redacted, cut at [`MAX_STATEMENT_CHARS`].
-#[cfg(test)]
-pub(crate) fn redact(sql: &str) -> String {
-    truncate(redact_all(sql))
-}
-
-/// `sql` as sent, cut at [`MAX_STATEMENT_CHARS`] (the gate's full-text option).
-#[cfg(test)]
-pub(crate) fn full(sql: &str) -> String {
-    truncate(sql.to_owned())
-}
-
 /// A statement as the audit sees it: the text to record (redacted unless `full`)
 /// and whether it only reads.
 pub(crate) fn inspect(sql: &str, full: bool) -> (String, bool) {
@@ -250,7 +238,7 @@ mod tests {
             ("SELECT 'unterminated secret", "SELECT ?"),
         ];
         for (sql, want) in cases {
-            assert_eq!(redact(sql), want, "{sql}");
+            assert_eq!(inspect(sql, false).0, want, "{sql}");
         }
     }
 
@@ -290,7 +278,7 @@ mod tests {
     #[test]
     fn long_statements_are_cut_with_their_length_noted() {
         let sql = format!("SELECT {}", "a,".repeat(5000));
-        let kept = full(&sql);
+        let kept = inspect(&sql, true).0;
         assert!(kept.ends_with(&format!("({} bytes in all)", sql.len())));
         assert!(kept.chars().count() < MAX_STATEMENT_CHARS + 40);
     }

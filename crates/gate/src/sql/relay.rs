@@ -412,6 +412,26 @@ impl Held {
         }
         Ok(())
     }
+
+    /// Ends the session for `end`, after what can leave has left.
+    async fn end<W: AsyncWrite + Unpin>(&mut self, client: &mut W, end: End) -> End {
+        self.release(client).await.err().unwrap_or(end)
+    }
+
+    /// Sends `bytes` to the client, or keeps them when `hold`.
+    async fn pass<W: AsyncWrite + Unpin>(
+        &mut self,
+        hold: bool,
+        client: &mut W,
+        bytes: &[u8],
+    ) -> Result<(), End> {
+        if hold {
+            self.bytes.extend_from_slice(bytes);
+            Ok(())
+        } else {
+            client.write_all(bytes).await.map_err(|_| End::ClientGone)
+        }
+    }
 }
 
 /// Backend → client: copies every message, holding a read's result until its
@@ -439,7 +459,7 @@ where
     let mut readies: u64 = 0;
     loop {
         if let Some(end) = shared.should_end() {
-            return held.release(client).await.err().unwrap_or(end);
+            return held.end(client, end).await;
         }
         if backend.buffer().is_empty() {
             // Nothing more to read now: whatever can leave, leaves (its records
@@ -468,11 +488,7 @@ where
         }
         let mut head = [0u8; 5];
         if backend.read_exact(&mut head).await.is_err() {
-            return held
-                .release(client)
-                .await
-                .err()
-                .unwrap_or(End::BackendClosed);
+            return held.end(client, End::BackendClosed).await;
         }
         let tag = head[0];
         let len = u32::from_be_bytes(head[1..].try_into().expect("4 bytes")) as usize;
@@ -486,19 +502,12 @@ where
         if matches!(tag, b'C' | b'E' | b'Z' | b'I' | b's') {
             let mut body = vec![0; body_len];
             if backend.read_exact(&mut body).await.is_err() {
-                return held
-                    .release(client)
-                    .await
-                    .err()
-                    .unwrap_or(End::BackendClosed);
+                return held.end(client, End::BackendClosed).await;
             }
-            if hold {
-                held.bytes.extend_from_slice(&head);
-                held.bytes.extend_from_slice(&body);
-            } else if client.write_all(&head).await.is_err()
-                || client.write_all(&body).await.is_err()
-            {
-                return End::ClientGone;
+            for part in [&head[..], &body] {
+                if let Err(end) = held.pass(hold, client, part).await {
+                    return end;
+                }
             }
             if tag == b'Z' {
                 readies += 1;
@@ -521,11 +530,8 @@ where
                 shared.stop(End::TokenExpired);
             }
         } else {
-            if !hold && client.write_all(&head).await.is_err() {
-                return End::ClientGone;
-            }
-            if hold {
-                held.bytes.extend_from_slice(&head);
+            if let Err(end) = held.pass(hold, client, &head).await {
+                return end;
             }
             let mut remaining = body_len;
             while remaining > 0 {
@@ -534,10 +540,8 @@ where
                     Ok(chunk) => chunk,
                 };
                 let n = chunk.len().min(remaining);
-                if hold {
-                    held.bytes.extend_from_slice(&chunk[..n]);
-                } else if client.write_all(&chunk[..n]).await.is_err() {
-                    return End::ClientGone;
+                if let Err(end) = held.pass(hold, client, &chunk[..n]).await {
+                    return end;
                 }
                 backend.consume(n);
                 remaining -= n;
