@@ -548,6 +548,11 @@ def test_show_list_and_update_of_service_principals_users_and_identities(up):
     assert system["principalId"] == host_mi["principalId"] and system["type"] == "SystemAssigned"
     on_host = up.json("ad", "identity", "list", "--host", "vm-shown")
     assert sorted(i["principalId"] for i in on_host) == sorted([mi["principalId"], host_mi["principalId"]])
+    # --host with --name is a condition, not ignored.
+    for verb in ("show", "delete"):
+        elsewhere = up.run("ad", "identity", verb, "--name", name, "--host", "vm-other", check=False)
+        assert elsewhere.returncode != 0, (verb, elsewhere.stdout)
+    assert up.json("ad", "identity", "show", "--name", name, "--host", "vm-shown")["principalId"] == mi["principalId"]
     up.run("ad", "identity", "delete", "--name", name)
     gone = up.run("ad", "identity", "show", "--name", name, check=False)
     assert gone.returncode != 0 and "ad identity list" in gone.stderr, gone.stderr

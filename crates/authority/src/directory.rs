@@ -264,33 +264,23 @@ impl Store {
             })
     }
 
-    /// `ad identity list [--host]`.
-    pub fn list_managed_identities(
-        &self,
-        host: Option<&str>,
-    ) -> Result<Vec<ManagedIdentityInfo>, AuthorityError> {
-        self.list_managed_identity_rows(host)
-    }
-
     /// `ad identity show --name N` or `--system-assigned --host H`.
+    /// `host` is required with `system_assigned`; with `name` it must be the
+    /// identity's host, if given.
     pub fn show_managed_identity(
         &self,
         name: Option<&str>,
-        host: &str,
+        host: Option<&str>,
         system_assigned: bool,
     ) -> Result<ManagedIdentityInfo, AuthorityError> {
-        self.list_managed_identity_rows(None)?
-            .into_iter()
-            .find(|mi| {
-                if system_assigned {
-                    mi.host == host && mi.name == host && mi.kind != crate::store::USER_ASSIGNED
-                } else {
-                    Some(mi.name.as_str()) == name && mi.kind == crate::store::USER_ASSIGNED
-                }
-            })
+        self.find_managed_identity(name, host, system_assigned)?
             .ok_or_else(|| AuthorityError::NotFound {
                 kind: "managed identity",
-                id: name.unwrap_or(host).to_owned(),
+                id: name
+                    .filter(|_| !system_assigned)
+                    .or(host)
+                    .unwrap_or_default()
+                    .to_owned(),
                 cmd: "identity",
             })
     }
@@ -355,20 +345,31 @@ impl Store {
         Ok(object_id)
     }
 
-    /// `ad identity delete --name N | --system-assigned --host H`.
+    /// `ad identity delete --name N [--host H] | --system-assigned --host H`.
     pub fn delete_managed_identity(
         &self,
         name: Option<&str>,
-        host: &str,
+        host: Option<&str>,
         system_assigned: bool,
     ) -> Result<String, AuthorityError> {
         let found = self.find_managed_identity(name, host, system_assigned)?;
-        let Some((principal_id, client_id)) = found else {
+        let Some(ManagedIdentityInfo {
+            principal_id,
+            client_id,
+            ..
+        }) = found
+        else {
             return Err(invalid(match name {
-                Some(n) if !system_assigned => {
-                    format!("no user-assigned managed identity named '{n}'")
-                }
-                _ => format!("host '{host}' has no system-assigned managed identity"),
+                Some(n) if !system_assigned => match host {
+                    Some(h) => {
+                        format!("no user-assigned managed identity named '{n}' on host '{h}'")
+                    }
+                    None => format!("no user-assigned managed identity named '{n}'"),
+                },
+                _ => format!(
+                    "host '{}' has no system-assigned managed identity",
+                    host.unwrap_or_default()
+                ),
             }));
         };
         self.delete_managed_identity_cascade(&principal_id, &client_id)?;

@@ -105,13 +105,13 @@ impl AdCommand {
                 command: IdentityCommand::Create { .. },
             } => ("ad identity create", true),
             AdCommand::Identity {
-                command: IdentityCommand::Delete { .. },
+                command: IdentityCommand::Delete(_),
             } => ("ad identity delete", true),
             AdCommand::Identity {
                 command: IdentityCommand::List { .. },
             } => ("ad identity list", false),
             AdCommand::Identity {
-                command: IdentityCommand::Show { .. },
+                command: IdentityCommand::Show(_),
             } => ("ad identity show", false),
         }
     }
@@ -533,7 +533,7 @@ enum IdentityCommand {
         #[arg(long, required_unless_present = "system_assigned")]
         name: Option<String>,
         /// The host (VM) the identity is assigned to.
-        #[arg(long, default_value = "local-vm")]
+        #[arg(long, default_value = DEFAULT_HOST)]
         host: String,
         /// The host's own system-assigned identity.
         #[arg(long, conflicts_with = "name")]
@@ -546,29 +546,40 @@ enum IdentityCommand {
         host: Option<String>,
     },
     /// Show a user-assigned (--name) or a host's system-assigned identity.
-    Show {
-        /// Name of a user-assigned identity.
-        #[arg(long, required_unless_present = "system_assigned")]
-        name: Option<String>,
-        /// The host of a system-assigned identity.
-        #[arg(long, default_value = "local-vm")]
-        host: String,
-        /// The host's system-assigned identity.
-        #[arg(long, conflicts_with = "name")]
-        system_assigned: bool,
-    },
+    Show(IdentityRef),
     /// Delete a user-assigned (--name) or a host's system-assigned identity.
-    Delete {
-        /// Name of a user-assigned identity.
-        #[arg(long, required_unless_present = "system_assigned")]
-        name: Option<String>,
-        /// The host of a system-assigned identity.
-        #[arg(long, default_value = "local-vm")]
-        host: String,
-        /// The host's system-assigned identity.
-        #[arg(long, conflicts_with = "name")]
-        system_assigned: bool,
-    },
+    Delete(IdentityRef),
+}
+
+/// The host managed identities are assigned to unless --host says otherwise (the
+/// authority's default `--host-name`).
+const DEFAULT_HOST: &str = "local-vm";
+
+/// The identity `ad identity show/delete` name: a user-assigned one by name, or a
+/// host's own.
+#[derive(Debug, Args)]
+struct IdentityRef {
+    /// Name of a user-assigned identity.
+    #[arg(long, required_unless_present = "system_assigned")]
+    name: Option<String>,
+    /// The host of a system-assigned identity (default local-vm); with --name, the
+    /// host the identity must be assigned to.
+    #[arg(long)]
+    host: Option<String>,
+    /// The host's system-assigned identity.
+    #[arg(long, conflicts_with = "name")]
+    system_assigned: bool,
+}
+
+impl IdentityRef {
+    /// The host to look in: a system-assigned identity's defaults to local-vm.
+    fn host(&self) -> Option<&str> {
+        match (&self.host, self.system_assigned) {
+            (Some(host), _) => Some(host),
+            (None, true) => Some(DEFAULT_HOST),
+            (None, false) => None,
+        }
+    }
 }
 
 pub(crate) fn run(args: AdArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -825,26 +836,23 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
             command: IdentityCommand::List { host },
         } => print(globals, &store.list_managed_identities(host.as_deref())?)?,
         AdCommand::Identity {
-            command:
-                IdentityCommand::Show {
-                    name,
-                    host,
-                    system_assigned,
-                },
+            command: IdentityCommand::Show(identity),
         } => print(
             globals,
-            &store.show_managed_identity(name.as_deref(), &host, system_assigned)?,
+            &store.show_managed_identity(
+                identity.name.as_deref(),
+                identity.host(),
+                identity.system_assigned,
+            )?,
         )?,
         AdCommand::Identity {
-            command:
-                IdentityCommand::Delete {
-                    name,
-                    host,
-                    system_assigned,
-                },
+            command: IdentityCommand::Delete(identity),
         } => {
-            let principal_id =
-                store.delete_managed_identity(name.as_deref(), &host, system_assigned)?;
+            let principal_id = store.delete_managed_identity(
+                identity.name.as_deref(),
+                identity.host(),
+                identity.system_assigned,
+            )?;
             print(
                 globals,
                 &serde_json::json!({"principalId": principal_id, "deleted": true}),

@@ -18,7 +18,7 @@ pub(crate) struct ManagedIdentityRecord<'a> {
 }
 
 /// `type` of a user-assigned identity, as ARM names its resources.
-pub(crate) const USER_ASSIGNED: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
+const USER_ASSIGNED: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
 /// `type` of a host's own identity, as `az vm identity show` prints it.
 const SYSTEM_ASSIGNED: &str = "SystemAssigned";
 
@@ -41,6 +41,26 @@ pub struct ManagedIdentityInfo {
     /// User- or system-assigned.
     #[serde(rename = "type")]
     pub kind: &'static str,
+}
+
+const INFO_COLUMNS: &str =
+    "name, resource_id, client_id, principal_id, tenant_id, host, system_assigned";
+
+fn info_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManagedIdentityInfo> {
+    let system_assigned: bool = r.get(6)?;
+    Ok(ManagedIdentityInfo {
+        name: r.get(0)?,
+        id: r.get(1)?,
+        client_id: r.get(2)?,
+        principal_id: r.get(3)?,
+        tenant_id: r.get(4)?,
+        host: r.get(5)?,
+        kind: if system_assigned {
+            SYSTEM_ASSIGNED
+        } else {
+            USER_ASSIGNED
+        },
+    })
 }
 
 /// An identity assigned to a host, as IMDS looks it up.
@@ -104,21 +124,23 @@ impl Store {
         })
     }
 
-    /// The principal and client id of the system-assigned identity of `host`, or
-    /// of the user-assigned identity `name`.
+    /// The system-assigned identity of `host`, or the user-assigned identity
+    /// `name` (assigned to `host`, when one is given).
     pub(crate) fn find_managed_identity(
         &self,
         name: Option<&str>,
-        host: &str,
+        host: Option<&str>,
         system_assigned: bool,
-    ) -> Result<Option<(String, String)>, AuthorityError> {
+    ) -> Result<Option<ManagedIdentityInfo>, AuthorityError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT principal_id, client_id FROM managed_identities
-                 WHERE (?1 AND system_assigned = 1 AND host = ?2) OR (NOT ?1 AND system_assigned = 0 AND name = ?3)",
+                &format!(
+                    "SELECT {INFO_COLUMNS} FROM managed_identities
+                     WHERE (?1 AND system_assigned = 1 AND host = ?2) OR (NOT ?1 AND system_assigned = 0 AND name = ?3 AND (?2 IS NULL OR host = ?2))"
+                ),
                 params![system_assigned, host, name.unwrap_or_default()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                info_row,
             )
             .optional()?)
     }
@@ -139,33 +161,18 @@ impl Store {
         })
     }
 
-    /// Every identity (or those of `host`), by name.
-    pub(crate) fn list_managed_identity_rows(
+    /// `ad identity list [--host]`: every identity (or those of `host`), by name.
+    pub fn list_managed_identities(
         &self,
         host: Option<&str>,
     ) -> Result<Vec<ManagedIdentityInfo>, AuthorityError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT name, resource_id, client_id, principal_id, tenant_id, host, system_assigned
-             FROM managed_identities WHERE ?1 IS NULL OR host = ?1 ORDER BY name, host",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {INFO_COLUMNS} FROM managed_identities
+             WHERE ?1 IS NULL OR host = ?1 ORDER BY name, host"
+        ))?;
         Ok(stmt
-            .query_map([host], |r| {
-                let system_assigned: bool = r.get(6)?;
-                Ok(ManagedIdentityInfo {
-                    name: r.get(0)?,
-                    id: r.get(1)?,
-                    client_id: r.get(2)?,
-                    principal_id: r.get(3)?,
-                    tenant_id: r.get(4)?,
-                    host: r.get(5)?,
-                    kind: if system_assigned {
-                        SYSTEM_ASSIGNED
-                    } else {
-                        USER_ASSIGNED
-                    },
-                })
-            })?
+            .query_map([host], info_row)?
             .collect::<Result<_, _>>()?)
     }
 

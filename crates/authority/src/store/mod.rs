@@ -35,7 +35,6 @@ pub(crate) use credentials::{CertificateRecord, ClientSecretRecord};
 pub(crate) use device_codes::{DeviceCodeRecord, DevicePoll};
 pub(crate) use keys::NewSigningKey;
 pub use managed_identities::ManagedIdentityInfo;
-pub(crate) use managed_identities::USER_ASSIGNED;
 pub(crate) use managed_identities::{HostIdentity, ManagedIdentityRecord};
 pub(crate) use principals::UserRecord;
 pub(crate) use refresh_tokens::{RefreshTokenRecord, SpentRefreshToken};
