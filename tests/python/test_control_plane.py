@@ -581,6 +581,14 @@ def test_env_names_imds_once_the_host_has_a_managed_identity(tmp_path):
     # A restart on a host with an identity writes the variable from the start.
     again = Up(tmp_path / "data")
     try:
-        assert "AZURE_POD_IDENTITY_AUTHORITY_HOST" in parse_env_file(again.dir / "env")
+        assert var in parse_env_file(again.dir / "env")
+        # Once the identity is deleted, IMDS no longer issues its tokens.
+        again.run("ad", "identity", "delete", "--name", "etl", "--host", "local-vm")
+        refused = subprocess.run(["bash", "-c", f'set -a; source "{again.dir}/env"; exec "$0" -c "$1"',
+                                  sys.executable, script],
+                                 capture_output=True, text=True, timeout=60,
+                                 env={k: v for k, v in os.environ.items() if k != var})
+        assert refused.returncode != 0 and mi["principalId"] not in refused.stdout, refused.stdout
+        assert "Identity not found" in refused.stderr, refused.stderr[-2000:]
     finally:
         again.stop()
