@@ -314,6 +314,10 @@ pub struct Event {
     /// The SQLSTATE of a SQL error (the message is not kept: it can quote literals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
+    /// List Blobs' `prefix` (absent when the whole container was listed): what
+    /// `@Request[...blobs:prefix]` conditions saw, so a replay sees it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 impl Event {
@@ -341,6 +345,7 @@ impl Event {
             statement: None,
             rows: None,
             sqlstate: None,
+            prefix: None,
         }
     }
 }

@@ -169,7 +169,7 @@ impl FilterArgs {
 }
 
 /// An RFC 3339 time, or an age (`90s`, `30m`, `12h`, `7d`, `2w`) before now.
-fn parse_when(text: &str) -> anyhow::Result<Timestamp> {
+pub(crate) fn parse_when(text: &str) -> anyhow::Result<Timestamp> {
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }

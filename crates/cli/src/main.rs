@@ -16,6 +16,7 @@ mod gate;
 mod output;
 mod role;
 mod sql;
+mod suggest;
 mod token;
 
 /// Microsoft Entra ID identity for TensorFlow data pipelines.

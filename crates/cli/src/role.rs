@@ -44,7 +44,16 @@ enum RoleCommand {
         /// Assignments without expiry older than this are flagged.
         #[arg(long, default_value_t = 90, value_name = "DAYS")]
         max_age_days: i64,
+        /// How far back the audit log is read to find data actions granted but
+        /// not used (an age such as 30d, or an RFC 3339 time).
+        #[arg(long, default_value = "30d", value_name = "WHEN")]
+        usage_since: String,
     },
+    /// Propose the narrowest role assignments (a built-in role whose data actions
+    /// are exactly those used, or a custom role with only them, and ABAC
+    /// conditions on the paths and list prefixes used) that would have allowed
+    /// what a run, or a principal over a window, did, as the audit log shows it.
+    Suggest(crate::suggest::SuggestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,9 +169,14 @@ pub(crate) fn run(args: RoleArgs, globals: &Globals) -> anyhow::Result<ExitCode>
     match args.command {
         RoleCommand::Assignment { command } => assignment(command, &store, globals, now),
         RoleCommand::Definition { command } => definition(command, &store, globals),
-        RoleCommand::Lint { max_age_days } => {
+        RoleCommand::Suggest(args) => crate::suggest::run(args, globals, &store),
+        RoleCommand::Lint {
+            max_age_days,
+            usage_since,
+        } => {
             let mut findings =
                 entraflow_rbac::lint(&store, now, LintOptions { max_age_days }).map_err(explain)?;
+            findings.extend(crate::suggest::lint_usage(globals, &store, &usage_since)?);
             // Principals are checked where the data directory holds their directory.
             if has_directory(globals) {
                 let assignments = store.assignments().map_err(explain)?;
@@ -680,7 +694,7 @@ fn indent(text: &str) -> String {
 
 /// The structured record in the chosen format; a query that fails on this
 /// record (e.g. a function given the wrong type) fails the command.
-fn print_json(globals: &Globals, value: &serde_json::Value) {
+pub(crate) fn print_json(globals: &Globals, value: &serde_json::Value) {
     if let Err(err) = crate::output::emit(globals, value, None) {
         eprintln!("error: {err:#}");
         std::process::exit(1);

@@ -53,6 +53,7 @@ mod error;
 mod lint;
 mod scope;
 mod store;
+mod suggest;
 
 pub use assignment::{
     CONDITION_VERSION, NewAssignment, PrincipalType, RoleAssignment, parse_expiry,
@@ -71,3 +72,7 @@ pub use lint::{
 };
 pub use scope::{Scope, ScopeError, ScopeLevel, valid_account_name, valid_container_name};
 pub use store::{AssignmentFilter, DB_FILE, RbacStore};
+pub use suggest::{
+    CheckReport, Narrowness, Observed, SuggestedAssignment, check, lint_usage, narrower_than,
+    suggest,
+};

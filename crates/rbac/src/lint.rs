@@ -59,6 +59,9 @@ pub enum LintRule {
     AppIdAssignee,
     /// A group with no members: the assignment grants nothing today.
     EmptyGroup,
+    /// The role grants data actions the audit log shows the principal never used
+    /// at that scope in the window looked at.
+    WiderThanUsed,
 }
 
 /// What the directory says a principal id is, for [`lint_principals`].

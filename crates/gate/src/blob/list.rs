@@ -55,13 +55,16 @@ pub(super) fn containers(access: Access<'_>, query: &Query) -> Result<Response, 
 }
 
 pub(super) async fn blobs(
-    access: Access<'_>,
+    mut access: Access<'_>,
     container: &str,
     query: &Query,
 ) -> Result<Response, StorageError> {
+    let prefix = query.get("prefix").unwrap_or_default();
+    if !prefix.is_empty() {
+        access.event().prefix = Some(prefix.to_owned());
+    }
     let store = access.store();
     store.container(container)?;
-    let prefix = query.get("prefix").unwrap_or_default();
     let delimiter = query.get("delimiter").filter(|d| !d.is_empty());
     let marker = query.get("marker").unwrap_or_default();
     let max = max_results(query)?;
