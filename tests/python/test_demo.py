@@ -22,7 +22,8 @@ def test_demo_trains_denies_and_audits(tmp_path):
     backend = os.environ.get("ENTRAFLOW_TEST_POSTGRES_URL")
     sql = ["--sql-backend", backend] if backend else []
     result = subprocess.run(
-        [BIN, "--data-dir", str(data_dir), "demo", "--epochs", "2", "--shards", "4", "--limit", "600",
+        [BIN, "--data-dir", str(data_dir), "demo", "--epochs", "12", "--token-lifetime", "3", "--shards", "4",
+         "--limit", "600",
          "--python", sys.executable, *sql],
         capture_output=True, text=True, env=env, timeout=600,
     )
@@ -50,6 +51,21 @@ def test_demo_trains_denies_and_audits(tmp_path):
     intruders = {e["principal"]["oid"] for e in denied}
     assert readers.isdisjoint(intruders), "the denied principal must be project B's, not A's"
 
+    # The refresh count is the audit log's, and training outlives several tokens.
+    [trainer] = readers
+    tokens, refreshes = map(int, re.search(
+        r"holds (\d+) access token\(s\) issued to project-a-trainer during [\d.]+ s of training: (\d+) refresh",
+        result.stdout).groups())
+    issued = subprocess.run([BIN, "--data-dir", str(data_dir), "audit", "query", "--log", "entraflow/authority",
+                             "--principal", trainer, "-o", "json"], capture_output=True, text=True, check=True)
+    assert tokens == sum(json.loads(line)["event_type"] == "token.issued" for line in issued.stdout.splitlines()
+                         if line.strip())
+    assert refreshes >= 3, f"training saw {refreshes} token refreshes; it should outlive several tokens"
+    # TensorFlow's start-up chatter stays out of the demo's output.
+    noise = [line for line in output.splitlines()
+             if re.match(r"^[IWE]\d{4} |^\S+\.cc:\d+\]|.*oneDNN custom operations|absl::InitializeLog", line)]
+    assert not noise, noise[:5]
+
     assert "permission denied" in result.stderr and "Storage Blob Data Reader" in result.stderr
     assert "network" not in re.search(r"permission denied.*", result.stderr).group(0).lower()
     if backend:
@@ -66,6 +82,24 @@ def test_demo_trains_denies_and_audits(tmp_path):
                                              "-o", "json"], capture_output=True, text=True, check=True).stdout)
         [intruder] = [s for s in summary if s["principal"] in intruders]
         assert intruder["denials"] >= 2, f"PostgreSQL's refusal is a denial beside the gate's: {intruder}"
+    # Least privilege from the log: the suggestion replays the run with no denial
+    # and no unused data action, and is narrower than the demo's own assignments.
+    suggested = subprocess.run([BIN, "--data-dir", str(data_dir), "role", "suggest", "--run-id", run_id, "--check",
+                                "-o", "json"], capture_output=True, text=True)
+    assert suggested.returncode == 0, suggested.stdout[-3000:] + suggested.stderr
+    advice = json.loads(suggested.stdout)
+    assert advice["check"]["replayed"] == advice["requests"] > 0
+    assert advice["check"]["denials"] == [] and advice["check"]["unused"] == [], advice["check"]
+    assert advice["comparedWithCurrent"]["widerInSuggestion"] == [], advice["comparedWithCurrent"]
+    assert advice["comparedWithCurrent"]["onlyCurrent"], "the suggestion is no narrower than what the demo granted"
+    [for_trainer] = [s for s in advice["suggestions"] if s["principalId"] == trainer]
+    assert "digits/" in for_trainer["condition"], for_trainer
+    # And role lint points at what the trainer was granted but did not use.
+    lint = subprocess.run([BIN, "--data-dir", str(data_dir), "role", "lint", "-o", "json"],
+                          capture_output=True, text=True)
+    wider = [f for f in json.loads(lint.stdout) if f["rule"] == "wider-than-used" and f["principalId"] == trainer]
+    assert wider and "blobs/move/action" in wider[0]["message"], lint.stdout[-3000:]
+
     report = data_dir / "runs" / run_id / "report.md"
     assert report.exists() and "Storage Blob Data Reader" in report.read_text()
     verify = subprocess.run([BIN, "--data-dir", str(data_dir), "audit", "verify"], capture_output=True, text=True)

@@ -16,8 +16,8 @@ pub(crate) struct DemoArgs {
     /// each worker its own process with its own token exchange.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Training epochs.
-    #[arg(long, default_value_t = 5)]
+    /// Training epochs: enough that training outlives several access tokens.
+    #[arg(long, default_value_t = 10)]
     epochs: u32,
     /// TFRecord shards to stage.
     #[arg(long, default_value_t = 8)]
