@@ -20,9 +20,18 @@ pub(crate) enum GateCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Port on 127.0.0.1 (0 picks a free one).
+    /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Address to listen on: 127.0.0.1 (this machine only), or 0.0.0.0 / a
+    /// pod's address where clients on other hosts reach the gate (a Kubernetes
+    /// Service); give their name with --tls-name so the certificate matches.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// A DNS name the gate's certificate carries besides localhost, 127.0.0.1
+    /// and ::1 (e.g. entraflow-gate.ml.svc); repeat for several.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
     /// Storage account name the gate stands for.
     #[arg(long, default_value = entraflow_gate::DEFAULT_ACCOUNT)]
     account: String,
@@ -181,7 +190,8 @@ pub(crate) fn run(command: GateCommand, globals: &Globals) -> anyhow::Result<Exi
 
 fn serve(args: ServeArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let mut config = GateConfig::new(&globals.data_dir);
-    config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    config.bind = std::net::SocketAddr::new(args.bind, args.port);
+    config.tls_names = args.tls_names;
     config.account = args.account;
     config.subscription = args.subscription;
     config.resource_group = args.resource_group;

@@ -38,6 +38,9 @@ pub struct GateConfig {
     /// Where the plain-HTTP health and metrics listener binds (`/livez`,
     /// `/readyz`, `/metrics`); `None`: no such listener.
     pub health_bind: Option<SocketAddr>,
+    /// DNS names the serving certificate carries besides `localhost`,
+    /// `127.0.0.1` and `::1` (a Kubernetes Service's name, say).
+    pub tls_names: Vec<String>,
     /// Storage account name in URLs and scopes.
     pub account: String,
     /// Subscription id of the account's scope.
@@ -74,6 +77,7 @@ impl GateConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             health_bind: None,
+            tls_names: Vec::new(),
             account: DEFAULT_ACCOUNT.to_owned(),
             subscription: DEFAULT_SUBSCRIPTION.to_owned(),
             resource_group: DEFAULT_RESOURCE_GROUP.to_owned(),

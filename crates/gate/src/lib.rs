@@ -251,22 +251,15 @@ impl Gate {
 
         let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;
         let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;
-        let tls = ca.server_config(&[])?;
+        let tls = ca.server_config(&config.tls_names)?;
         let listener = entraflow_tls::bind("the gate's HTTPS port", config.bind)?;
-        let port = listener.local_addr().map_err(io(&config.data_dir))?.port();
-        let endpoint = format!("https://127.0.0.1:{port}/{}", config.account);
+        let bound = listener.local_addr().map_err(io(&config.data_dir))?;
+        let endpoint = format!("https://{}/{}", reachable(bound), config.account);
         let health = match config.health_bind {
             Some(addr) => {
                 let listener = entraflow_tls::bind("the gate's health and metrics port", addr)?;
                 let bound = listener.local_addr().map_err(io(&config.data_dir))?;
-                // A wildcard address is reached on loopback from this machine.
-                let host = if bound.ip().is_unspecified() {
-                    std::net::IpAddr::from([127, 0, 0, 1])
-                } else {
-                    bound.ip()
-                };
-                let url = format!("http://{}", std::net::SocketAddr::new(host, bound.port()));
-                Some((listener, url))
+                Some((listener, format!("http://{}", reachable(bound))))
             }
             None => None,
         };
@@ -526,4 +519,14 @@ pub async fn serve(
     gate.write_env_file()?;
     tracing::info!(endpoint = gate.endpoint(), "gate ready");
     gate.run(shutdown).await
+}
+
+/// The address this machine's clients use for a bound listener: a wildcard
+/// address is reached on loopback.
+fn reachable(bound: std::net::SocketAddr) -> std::net::SocketAddr {
+    if bound.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::IpAddr::from([127, 0, 0, 1]), bound.port())
+    } else {
+        bound
+    }
 }
