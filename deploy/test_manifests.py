@@ -12,10 +12,16 @@ $KUBECTL or kubectl. Flag checks need the binary ($ENTRAFLOW_BIN).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -285,8 +291,12 @@ def run_prepare(tmp_path: Path, **config: str) -> subprocess.CompletedProcess:
     etc = tmp_path / "etc"
     for sub in ("ca", "audit-key", "policy"):
         (etc / sub).mkdir(parents=True, exist_ok=True)
-    (etc / "ca/tls.crt").write_text("CERT\n")
-    (etc / "ca/tls.key").write_text("KEY\n")
+    # The gates' CA made as docs/scale-out.md makes it (P-256, PKCS#8).
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(etc / "ca/tls.key"), "-out", str(etc / "ca/tls.crt"),
+                    "-days", "3650", "-subj", "/CN=entraflow gate CA",
+                    "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"], check=True, capture_output=True)
     # A real checkpoint key, made as docs/scale-out.md says: the policy load
     # opens the audit log with it.
     keys = tmp_path / "keys"
@@ -335,7 +345,7 @@ def test_prepare_lays_out_the_data_directory_and_loads_the_policy(tmp_path):
     assert data.stat().st_mode & 0o777 == 0o700
     assert modes["ca-key.pem"] == modes["audit-key.pk8"] == 0o600
     assert modes["ca.pem"] == modes["audit-key.pub"] == 0o644
-    assert (data / "ca-key.pem").read_text() == "KEY\n"
+    assert (data / "ca-key.pem").read_bytes() == (tmp_path / "etc/ca/tls.key").read_bytes()
     assert "11111111-2222-3333-4444-555555555555" in result.stdout
     assert "Storage Blob Data Reader" in result.stdout
 
@@ -352,3 +362,63 @@ def test_the_schema_validation_is_not_vacuous(tmp_path):
     result = subprocess.run([str(validate), "-k", version, "--strict", str(path)],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "'port' is a required property" in result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_dev_pod_command_line_starts_a_gate_that_answers_its_probes(tmp_path):
+    """The gate container's args, expanded as the kubelet expands them, run the real
+    binary: the flags parse, the gate comes up on the data directory prepare.sh laid
+    out, and the probe paths answer on the health port (ports moved to free ones, the
+    scratch backend into the temporary tree)."""
+    filled = {"GATE_TENANT": "00000000-0000-0000-0000-0000000000aa", "GATE_ACCOUNT": "acct1",
+              "GATE_SUBSCRIPTION": "00000000-0000-0000-0000-000000000001", "GATE_RESOURCE_GROUP": "rg",
+              "GATE_BACKEND": f"file://{tmp_path}/blobs", "GATE_ALLOW_SCRATCH_BACKEND": "true"}
+    assert run_prepare(tmp_path, **filled).returncode == 0
+    pod = find("dev", "Deployment", "entraflow-gate")["spec"]["template"]["spec"]
+    gate = container(pod, "gate")
+    variables = {**config_map("dev", "entraflow-gate-config"), **filled, "POD_NAME": "entraflow-gate-test"}
+    blob, health = free_port(), free_port()
+    args = []
+    for arg in gate["args"]:
+        arg = re.sub(r"\$\(([A-Z_]+)\)", lambda m: variables[m.group(1)], arg)
+        arg = arg.replace("--port=10443", f"--port={blob}").replace(":9090", f":{health}")
+        args.append(arg)
+    environment = {"PATH": "/usr/bin:/bin", "ENTRAFLOW_DATA_DIR": str(tmp_path / "data"),
+                   "ENTRAFLOW_AUDIT_STORE": f"sqlite://{tmp_path}/data/audit.db"}
+    log = open(tmp_path / "gate.log", "w")
+    proc = subprocess.Popen([entraflow_bin(), *args], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health}/livez", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, (tmp_path / "gate.log").read_text()
+                assert time.monotonic() < deadline, "the gate did not answer /livez in 30 s"
+                time.sleep(0.2)
+        # Not ready: the tenant's JWKS cannot be fetched from the (absent)
+        # authority, and the answer says so.
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=5)
+            raise AssertionError("/readyz answered 200 with no reachable authority")
+        except urllib.error.HTTPError as answer:
+            assert answer.code == 503
+            checks = json.loads(answer.read())["checks"]
+        assert checks["jwks"]["ok"] is False and checks["policy"]["ok"] and checks["audit"]["ok"]
+        # The Blob port serves a certificate issued by the CA from the Secret.
+        context = ssl.create_default_context(cafile=str(tmp_path / "etc/ca/tls.crt"))
+        with socket.create_connection(("127.0.0.1", blob), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                issuer = dict(pair[0] for pair in tls.getpeercert()["issuer"])
+        assert issuer["commonName"] == "entraflow gate CA"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
