@@ -26,6 +26,9 @@ cargo nextest run --workspace --locked --no-fail-fast
 step "Python tests against the real binary"
 ENTRAFLOW_BIN="$PWD/target/debug/entraflow" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
 
+step "Kubernetes manifests: every overlay renders, validates against the schemas, and has the structure it claims"
+ENTRAFLOW_BIN="$PWD/target/debug/entraflow" bash deploy/validate.sh
+
 step "The SQL gate's benchmark still runs (quick mode: correctness checked, figures not asserted)"
 bash benches/sql_gate.sh --quick
 
