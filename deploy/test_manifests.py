@@ -119,6 +119,7 @@ def test_probes_point_at_the_gate_health_listener(overlay):
     # The Blob port: the startup probe and the Service both reach the port
     # named https, which is the one --port sets.
     assert port_number(gate, "https") == int(args["port"])
+    assert args["bind"] == "0.0.0.0", "the Service reaches the pod's address, not its loopback"
     assert gate["startupProbe"]["tcpSocket"]["port"] == "https"
     service = find(overlay, "Service", "entraflow-gate")
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
@@ -381,7 +382,8 @@ def test_the_dev_pod_command_line_starts_a_gate_that_answers_its_probes(tmp_path
     assert run_prepare(tmp_path, **filled).returncode == 0
     pod = find("dev", "Deployment", "entraflow-gate")["spec"]["template"]["spec"]
     gate = container(pod, "gate")
-    variables = {**config_map("dev", "entraflow-gate-config"), **filled, "POD_NAME": "entraflow-gate-test"}
+    variables = {**config_map("dev", "entraflow-gate-config"), **filled, "POD_NAME": "entraflow-gate-test",
+                 "POD_NAMESPACE": "entraflow"}
     blob, health = free_port(), free_port()
     args = []
     for arg in gate["args"]:
@@ -413,9 +415,10 @@ def test_the_dev_pod_command_line_starts_a_gate_that_answers_its_probes(tmp_path
             checks = json.loads(answer.read())["checks"]
         assert checks["jwks"]["ok"] is False and checks["policy"]["ok"] and checks["audit"]["ok"]
         # The Blob port serves a certificate issued by the CA from the Secret.
+        # A client asking for the Service's name verifies it.
         context = ssl.create_default_context(cafile=str(tmp_path / "etc/ca/tls.crt"))
         with socket.create_connection(("127.0.0.1", blob), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            with context.wrap_socket(raw, server_hostname="entraflow-gate.entraflow.svc") as tls:
                 issuer = dict(pair[0] for pair in tls.getpeercert()["issuer"])
         assert issuer["commonName"] == "entraflow gate CA"
     finally:
