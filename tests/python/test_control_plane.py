@@ -23,9 +23,10 @@ import requests
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.storage.blob import BlobServiceClient
+from cryptography.hazmat.primitives import hashes
 
 from conftest import BIN, parse_env_file
-from helpers import STORAGE_SCOPE, assertion, jwk_of, rsa_key
+from helpers import STORAGE_SCOPE, assertion, cert_pem, jwk_of, rsa_key, self_signed_cert, x5t_sha1
 
 SUB = "00000000-0000-0000-0000-000000000001"
 # The gate reads role changes every 500 ms.
@@ -231,6 +232,53 @@ def test_a_deleted_federated_credential_no_longer_exchanges(up, tmp_path):
     refused = exchange()
     assert refused.status_code == 401 and 70021 in refused.json()["error_codes"], refused.text
     assert up.json("ad", "app", "federated-credential", "list", "--id", app["appId"]) == []
+
+
+def test_app_credentials_are_listed_without_secrets_and_deleted_by_key_id(up, tmp_path):
+    app, first = up.app("creds")
+    up.run("ad", "sp", "create", "--id", app["appId"])
+    [first_listed] = up.json("ad", "app", "credential", "list", "--id", app["appId"])
+    second = up.json("ad", "app", "credential", "reset", "--id", app["appId"], "--append")["password"]
+    listed = up.json("ad", "app", "credential", "list", "--id", app["appId"])
+    assert len(listed) == 2 and first_listed in listed
+    assert first_listed["hint"] == first[:3] and first_listed["endDateTime"]
+    assert first not in json.dumps(listed) and second not in json.dumps(listed), "no secret is ever shown"
+    up.run("ad", "app", "credential", "delete", "--id", app["appId"], "--key-id", first_listed["keyId"])
+    [kept] = up.json("ad", "app", "credential", "list", "--id", app["appId"])
+    assert kept["keyId"] != first_listed["keyId"] and kept["hint"] == second[:3]
+    form = {"grant_type": "client_credentials", "client_id": app["appId"], "scope": STORAGE_SCOPE}
+    refused = up.token_response({**form, "client_secret": first})
+    assert refused.status_code == 401 and 7000215 in refused.json()["error_codes"], refused.text
+    accepted = up.token_response({**form, "client_secret": second})
+    assert accepted.status_code == 200, accepted.text
+    # An unknown key id changes nothing and says where to look.
+    missing = up.run("ad", "app", "credential", "delete", "--id", app["appId"], "--key-id", str(uuid.uuid4()),
+                     check=False)
+    assert missing.returncode != 0 and "credential list" in missing.stderr, missing.stderr
+    assert len(up.json("ad", "app", "credential", "list", "--id", app["appId"])) == 1
+
+    # Certificates have their own key ids (--cert).
+    key = rsa_key()
+    cert = self_signed_cert(key)
+    path = tmp_path / "c.crt"
+    path.write_bytes(cert_pem(cert))
+    up.run("ad", "app", "credential", "upload-cert", "--id", app["appId"], "--cert", str(path))
+    [c] = up.json("ad", "app", "credential", "list", "--id", app["appId"], "--cert")
+    assert c["type"] == "AsymmetricX509Cert" and c["usage"] == "Verify"
+    assert c["customKeyIdentifier"] == cert.fingerprint(hashes.SHA1()).hex().upper()
+    token_url = f"{up.host}/{up.tenant}/oauth2/v2.0/token"
+    cert_form = {**form, "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+
+    def signed() -> str:
+        return assertion(key, iss=app["appId"], sub=app["appId"], aud=token_url, headers={"x5t": x5t_sha1(cert)})
+
+    assert up.token_response({**cert_form, "client_assertion": signed()}).status_code == 200
+    up.run("ad", "app", "credential", "delete", "--id", app["appId"], "--key-id", c["keyId"], "--cert")
+    assert up.json("ad", "app", "credential", "list", "--id", app["appId"], "--cert") == []
+    after = up.token_response({**cert_form, "client_assertion": signed()})
+    assert after.status_code in (400, 401) and "AADSTS700027" in after.text, after.text
+    records = up.run("audit", "query", "--log", "entraflow/admin", "-o", "json").stdout
+    assert "application.secret.delete" in records and "application.certificate.delete" in records
 
 
 def test_deleting_apps_and_service_principals_stops_their_tokens(up):

@@ -167,6 +167,31 @@ pub struct CertificateCredential {
     pub end_date_time: String,
 }
 
+/// A secret or certificate of an application as `az ad app credential list`
+/// prints it (Graph's `passwordCredential` / `keyCredential`); never the secret.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppCredentialInfo {
+    /// The id `credential delete --key-id` takes.
+    pub key_id: String,
+    /// Certificates: the SHA-1 thumbprint (upper-case hex); secrets: none.
+    pub custom_key_identifier: Option<String>,
+    /// Secrets: their first characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// When it was added, RFC 3339 (unknown for certificates uploaded before
+    /// entraflow kept it).
+    pub start_date_time: Option<String>,
+    /// Expiry, RFC 3339.
+    pub end_date_time: String,
+    /// Certificates: `AsymmetricX509Cert`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// Certificates: `Verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<&'static str>,
+}
+
 /// A federated identity credential.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -473,6 +498,70 @@ impl Store {
             thumbprint,
             end_date_time: rfc3339(end_at),
         })
+    }
+
+    /// `ad app credential list [--cert]`: the app's secrets, or its certificates.
+    pub fn list_app_credentials(
+        &self,
+        app: &str,
+        cert: bool,
+    ) -> Result<Vec<AppCredentialInfo>, AuthorityError> {
+        let app_id = self.resolve_app_id(app)?;
+        if cert {
+            return Ok(self
+                .certificates(&app_id)?
+                .into_iter()
+                .map(|(key_id, sha1, end_at)| AppCredentialInfo {
+                    key_id,
+                    custom_key_identifier: Some(hex::encode_upper(sha1)),
+                    hint: None,
+                    start_date_time: None,
+                    end_date_time: rfc3339(end_at),
+                    kind: Some("AsymmetricX509Cert"),
+                    usage: Some("Verify"),
+                })
+                .collect());
+        }
+        Ok(self
+            .client_secrets(&app_id)?
+            .into_iter()
+            .map(|(key_id, hint, start, end)| AppCredentialInfo {
+                key_id,
+                custom_key_identifier: None,
+                hint: Some(hint),
+                start_date_time: Some(rfc3339(start)),
+                end_date_time: rfc3339(end),
+                kind: None,
+                usage: None,
+            })
+            .collect())
+    }
+
+    /// `ad app credential delete --key-id [--cert]`: the secret or certificate
+    /// stops authenticating the app at once.
+    pub fn delete_app_credential_by_key_id(
+        &self,
+        app: &str,
+        key_id: &str,
+        cert: bool,
+    ) -> Result<(), AuthorityError> {
+        let app_id = self.resolve_app_id(app)?;
+        let what = if cert { "certificate" } else { "secret" };
+        if !self.delete_app_credential(&app_id, key_id, cert)? {
+            let flag = if cert { " --cert" } else { "" };
+            return Err(AuthorityError::invalid(format!(
+                "application {app_id} has no {what} with key id '{key_id}'; list them with `entraflow ad app credential list --id {app_id}{flag}`"
+            )));
+        }
+        self.changed(
+            if cert {
+                "application.certificate.delete"
+            } else {
+                "application.secret.delete"
+            },
+            &[("application", &app_id), (what, key_id)],
+        );
+        Ok(())
     }
 
     /// `ad app federated-credential create`.

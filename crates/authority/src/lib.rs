@@ -90,9 +90,9 @@ mod userinfo;
 mod fuzz;
 
 pub use admin::{
-    AppRole, Application, CertificateCredential, FederatedCredential, Group, Lifetime,
-    MAX_FEDERATED_CREDENTIALS, ManagedIdentity, NewApplication, PasswordCredential, RoleAssignment,
-    SecretExpiry, ServicePrincipal, TenantInfo, User,
+    AppCredentialInfo, AppRole, Application, CertificateCredential, FederatedCredential, Group,
+    Lifetime, MAX_FEDERATED_CREDENTIALS, ManagedIdentity, NewApplication, PasswordCredential,
+    RoleAssignment, SecretExpiry, ServicePrincipal, TenantInfo, User,
 };
 pub use admin_audit::{ADMIN_LOG_ID, AdminAudit, AdminChange, os_user};
 pub use authority::{Authority, AuthorityOptions, MAX_BODY, TokenRequest};

@@ -43,6 +43,12 @@ impl AdCommand {
                 AppCommand::Credential {
                     command: CredentialCommand::UploadCert { .. },
                 } => ("ad app credential upload-cert", true),
+                AppCommand::Credential {
+                    command: CredentialCommand::List { .. },
+                } => ("ad app credential list", false),
+                AppCommand::Credential {
+                    command: CredentialCommand::Delete { .. },
+                } => ("ad app credential delete", true),
                 AppCommand::FederatedCredential {
                     command: FederatedCommand::Create { .. },
                 } => ("ad app federated-credential create", true),
@@ -235,6 +241,30 @@ enum CredentialCommand {
         /// Keep the existing secrets.
         #[arg(long)]
         append: bool,
+    },
+    /// List the application's secrets (key id, hint, dates), or with --cert its
+    /// certificates (key id, thumbprint, expiry). Secrets themselves are never shown.
+    List {
+        /// Application (client) id or object id.
+        #[arg(long)]
+        id: String,
+        /// Certificates instead of secrets.
+        #[arg(long)]
+        cert: bool,
+    },
+    /// Delete one secret, or with --cert one certificate, by its key id: it stops
+    /// authenticating the application at once (tokens already issued stay valid
+    /// until they expire, as in Entra).
+    Delete {
+        /// Application (client) id or object id.
+        #[arg(long)]
+        id: String,
+        /// The credential's key id, from `credential list`.
+        #[arg(long)]
+        key_id: String,
+        /// The key id is a certificate's.
+        #[arg(long)]
+        cert: bool,
     },
     /// Register a certificate's public key (PEM) for certificate assertions.
     UploadCert {
@@ -666,6 +696,18 @@ fn apply(command: AdCommand, globals: &Globals, store: &Store) -> anyhow::Result
             AppCommand::Credential {
                 command: CredentialCommand::UploadCert { id, cert },
             } => print(globals, &store.upload_certificate(&id, &cert)?)?,
+            AppCommand::Credential {
+                command: CredentialCommand::List { id, cert },
+            } => print(globals, &store.list_app_credentials(&id, cert)?)?,
+            AppCommand::Credential {
+                command: CredentialCommand::Delete { id, key_id, cert },
+            } => {
+                store.delete_app_credential_by_key_id(&id, &key_id, cert)?;
+                print(
+                    globals,
+                    &serde_json::json!({"keyId": key_id, "deleted": true}),
+                )?
+            }
             AppCommand::FederatedCredential {
                 command:
                     FederatedCommand::Create {

@@ -195,10 +195,17 @@ fn custom_role(
     data: &BTreeSet<String>,
     control: &BTreeSet<String>,
 ) -> RoleDefinition {
+    // "container train", "databases/postgres": the last step of the scope.
     let place = scope
         .container_name()
         .map(|c| format!("container {c}"))
-        .unwrap_or_else(|| scope.as_str().to_owned());
+        .unwrap_or_else(|| {
+            let mut steps = scope.as_str().rsplit('/');
+            match (steps.next(), steps.next()) {
+                (Some(name), Some(kind)) => format!("{kind}/{name}"),
+                _ => scope.as_str().to_owned(),
+            }
+        });
     let short = principal.get(..8).unwrap_or(principal);
     RoleDefinition {
         id: uuid::Uuid::new_v4().to_string(),
@@ -228,6 +235,10 @@ fn condition(u: &Usage) -> Option<String> {
     };
     let mut clauses = Vec::new();
     for (action, paths) in &u.paths {
+        // Only blob actions have a path to test (a database's connect has none).
+        if !is_blob_action(action) {
+            continue;
+        }
         let is_read = action.eq_ignore_ascii_case(action::blob::READ);
         let selector = if is_read {
             format!(
@@ -242,8 +253,8 @@ fn condition(u: &Usage) -> Option<String> {
             && !prefixes.contains("")
         {
             // A listing of the whole container cannot be narrowed by prefix.
-            let tests = prefixes
-                .iter()
+            let tests = outermost(prefixes)
+                .into_iter()
                 .map(|p| format!("{PREFIX_ATTRIBUTE} StringStartsWith {}", quoted(p)))
                 .collect();
             clauses.push(clause(
@@ -255,6 +266,24 @@ fn condition(u: &Usage) -> Option<String> {
         }
     }
     (!clauses.is_empty()).then(|| clauses.join("\nAND\n"))
+}
+
+/// The prefixes no other one of them starts: `a/` covers `a/b-` and `a/c/`.
+fn outermost(prefixes: &BTreeSet<String>) -> Vec<&str> {
+    let mut kept: Vec<&str> = Vec::new();
+    // In sorted order a prefix comes before everything it covers.
+    for p in prefixes {
+        if !kept.iter().any(|k| p.starts_with(k)) {
+            kept.push(p);
+        }
+    }
+    kept
+}
+
+fn is_blob_action(action: &str) -> bool {
+    action
+        .to_ascii_lowercase()
+        .starts_with("microsoft.storage/storageaccounts/blobservices/containers/blobs/")
 }
 
 /// `@Resource[...:path]` tests covering exactly the directories the paths are in
@@ -597,6 +626,17 @@ mod tests {
             "{condition}"
         );
         assert!(condition.contains("blobs:prefix] StringStartsWith 'digits/train-'"));
+        // A prefix another one covers adds nothing.
+        let covered = vec![
+            listed("models/run/"),
+            listed("models/run/ckpt-1_temp/"),
+            listed("models/run/x"),
+        ];
+        let listing = suggest(&covered, &crate::builtin_roles())[0]
+            .condition
+            .clone()
+            .unwrap();
+        assert_eq!(listing.matches("StringStartsWith").count(), 1, "{listing}");
         let report = check(&s, &observed);
         assert!(report.passed(), "{report:?}");
         // Outside what was seen, the suggestion refuses.
@@ -632,6 +672,29 @@ mod tests {
             .len(),
             2
         );
+    }
+
+    #[test]
+    fn a_database_connect_is_granted_without_a_path_condition() {
+        let database = Scope::postgres_database(
+            "00000000-0000-0000-0000-000000000001",
+            "ml",
+            "pg",
+            "postgres",
+        );
+        let observed = vec![Observed {
+            principal_id: JOB.into(),
+            request: Request::data(crate::action::postgres::CONNECT, database),
+        }];
+        let s = suggest(&observed, &crate::builtin_roles());
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].condition, None);
+        assert!(
+            s[0].role.name.ends_with("on databases/postgres"),
+            "{}",
+            s[0].role.name
+        );
+        assert!(check(&s, &observed).passed());
     }
 
     #[test]

@@ -75,6 +75,52 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    /// The app's secrets as `credential list` shows them: key id, hint, start
+    /// and end (never the hash).
+    pub(crate) fn client_secrets(
+        &self,
+        app_id: &str,
+    ) -> Result<Vec<(String, String, i64, i64)>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, hint, created_at, end_at FROM client_secrets WHERE app_id = ?1 ORDER BY created_at, id",
+        )?;
+        Ok(stmt
+            .query_map([app_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The app's certificates: key id, SHA-1 thumbprint, end.
+    pub(crate) fn certificates(
+        &self,
+        app_id: &str,
+    ) -> Result<Vec<(String, Vec<u8>, i64)>, AuthorityError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, sha1, end_at FROM certificates WHERE app_id = ?1 ORDER BY id")?;
+        Ok(stmt
+            .query_map([app_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes one secret (`cert == false`) or certificate of the app by key id;
+    /// false when the app has none with that id.
+    pub(crate) fn delete_app_credential(
+        &self,
+        app_id: &str,
+        key_id: &str,
+        cert: bool,
+    ) -> Result<bool, AuthorityError> {
+        let sql = if cert {
+            "DELETE FROM certificates WHERE app_id = ?1 AND id = ?2 COLLATE NOCASE"
+        } else {
+            "DELETE FROM client_secrets WHERE app_id = ?1 AND id = ?2 COLLATE NOCASE"
+        };
+        Ok(self.conn().execute(sql, params![app_id, key_id])? == 1)
+    }
+
     pub(crate) fn insert_certificate(
         &self,
         cert: &CertificateRecord<'_>,
