@@ -281,6 +281,70 @@ def test_app_credentials_are_listed_without_secrets_and_deleted_by_key_id(up, tm
     assert "application.secret.delete" in records and "application.certificate.delete" in records
 
 
+def test_an_updated_condition_takes_effect_and_who_what_where_cannot_change(up, tmp_path):
+    app, secret = up.app("updated")
+    up.run("ad", "sp", "create", "--id", app["appId"])
+    container = f"u{uuid.uuid4().hex[:10]}"
+    created = up.json("role", "assignment", "create", "--assignee", app["appId"], "--role",
+                      "Storage Blob Data Contributor", "--scope", up.env["ENTRAFLOW_STORAGE_SCOPE"])
+    time.sleep(PROPAGATION)
+    client = BlobServiceClient(up.env["ENTRAFLOW_BLOB_ENDPOINT"], credential=up.credential(app["appId"], secret))
+    client.create_container(container)
+
+    def can_write(path: str) -> bool:
+        try:
+            client.get_blob_client(container, path).upload_blob(b"x", overwrite=True)
+            return True
+        except HttpResponseError as err:
+            assert err.status_code == 403, err
+            return False
+
+    assert can_write("models/a") and can_write("data/a")
+    # Limit writes to models/ by updating the assignment's JSON, as az does.
+    [listed] = [a for a in up.json("role", "assignment", "list", "--assignee", app["appId"]) if a["id"] == created["id"]]
+    condition = ("((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})) OR "
+                 "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] "
+                 "StringStartsWith 'models/'))")
+    changed = {**listed, "condition": condition, "conditionVersion": "2.0", "description": "models only"}
+    path = tmp_path / "assignment.json"
+    path.write_text(json.dumps(changed))
+    updated = up.json("role", "assignment", "update", "--role-assignment", f"@{path}")
+    assert (updated["condition"], updated["description"], updated["id"]) == (condition, "models only", created["id"])
+    time.sleep(PROPAGATION)
+    assert can_write("models/b") and not can_write("data/b")
+    # The principal, role and scope are the assignment: changing one is refused, nothing changes.
+    moved = {**changed, "scope": up.container_scope(container)}
+    refused = up.run("role", "assignment", "update", "--role-assignment", json.dumps(moved), check=False)
+    assert refused.returncode != 0 and "RoleAssignmentUpdateNotPermitted" in refused.stderr, refused.stderr
+    # Leaving the condition out clears it, as ARM's PUT does.
+    cleared = {k: v for k, v in changed.items() if k not in ("condition", "conditionVersion")}
+    assert up.json("role", "assignment", "update", "--role-assignment", json.dumps(cleared))["condition"] is None
+    time.sleep(PROPAGATION)
+    assert can_write("data/c")
+    records = up.run("audit", "query", "--log", "entraflow/admin", "-o", "json").stdout
+    assert "role_assignment.update" in records
+
+
+def test_a_custom_role_definition_is_updated_by_name(up):
+    name = f"updatable-{uuid.uuid4().hex[:6]}"
+    role = {"Name": name, "Description": "reads", "Actions": [],
+            "DataActions": ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],
+            "AssignableScopes": [up.env["ENTRAFLOW_STORAGE_SCOPE"]]}
+    created = up.json("role", "definition", "create", "--role-definition", json.dumps(role))
+    wider = {**role, "DataActions": role["DataActions"] + [
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"]}
+    updated = up.json("role", "definition", "update", "--role-definition", json.dumps(wider))
+    assert updated["name"] == created["name"], "the same role (its GUID), not a new one"
+    [shown] = up.json("role", "definition", "list", "--name", name)
+    assert len(shown["permissions"][0]["dataActions"]) == 2
+    typo = {**role, "DataActions": ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/raed"]}
+    out = up.run("role", "definition", "update", "--role-definition", json.dumps(typo), check=False)
+    assert out.returncode != 0 and "blobs/read" in out.stderr, out.stderr
+    builtin = up.run("role", "definition", "update", "--role-definition", json.dumps(
+        {**role, "Name": "Storage Blob Data Reader"}), check=False)
+    assert builtin.returncode != 0 and "built-in" in builtin.stderr, builtin.stderr
+
+
 def test_deleting_apps_and_service_principals_stops_their_tokens(up):
     def client_credentials(app_id, secret):
         return up.token_response({"grant_type": "client_credentials", "client_id": app_id,

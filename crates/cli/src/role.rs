@@ -117,6 +117,16 @@ enum AssignmentCommand {
         #[arg(long)]
         role: Option<String>,
     },
+    /// Change an assignment's condition, condition version or description, from
+    /// its JSON as `role assignment list -o json` prints it (a file as @a.json, a
+    /// path, or inline). As ARM's PUT, a field left out is cleared; the principal,
+    /// role and scope are the assignment itself and cannot change (delete and
+    /// create instead).
+    Update {
+        /// `{"id": ..., "condition": ..., "conditionVersion": "2.0", "description": ...}`
+        #[arg(long, value_name = "JSON|@FILE")]
+        role_assignment: String,
+    },
     /// Delete role assignments by id (the ARM id or its final GUID), or those
     /// matching --assignee/--role/--scope. With --ids every id is tried and
     /// reported on stdout; the exit status is 1 when any id failed.
@@ -143,6 +153,14 @@ enum DefinitionCommand {
     Create {
         /// `{"Name": ..., "Actions": [...], "DataActions": [...], "AssignableScopes": [...]}`
         /// or the ARM shape (`roleName`, `permissions`, `assignableScopes`).
+        #[arg(long, value_name = "JSON|@FILE")]
+        role_definition: String,
+    },
+    /// Replace a custom role's name, description, actions and assignable scopes
+    /// from az's JSON; the role is found by its id, else by its name. Built-in
+    /// roles cannot be changed.
+    Update {
+        /// The role as `role definition create` takes it, with its `Id` or `Name`.
         #[arg(long, value_name = "JSON|@FILE")]
         role_definition: String,
     },
@@ -295,6 +313,70 @@ fn assignment(
             match output {
                 Output::Json => print_json(globals, &created.to_az_json(name.as_deref())),
                 Output::Table => print_assignments(&[created], &role_name),
+            }
+        }
+        AssignmentCommand::Update { role_assignment } => {
+            let text = read_json_argument(&role_assignment)?;
+            let wanted: serde_json::Value =
+                serde_json::from_str(&text).context("--role-assignment is not JSON")?;
+            let field = |key: &str| wanted.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            let id = field("id").or_else(|| field("name")).context(
+                "--role-assignment names no assignment: give its \"id\" (or \"name\") as `role assignment list -o json` prints it",
+            )?;
+            let current = store
+                .assignments()
+                .map_err(explain)?
+                .into_iter()
+                .find(|a| a.name.eq_ignore_ascii_case(&id) || a.id().eq_ignore_ascii_case(&id))
+                .ok_or_else(|| explain(RbacError::AssignmentNotFound { id: id.clone() }))?;
+            let fixed = [
+                ("principalId", current.principal_id.clone()),
+                ("roleDefinitionId", current.role_definition_id.clone()),
+                ("scope", current.scope.to_string()),
+            ];
+            for (key, value) in fixed {
+                if let Some(given) = field(key) {
+                    // A role may be given as its GUID or its ARM id.
+                    let given_tail = given.rsplit('/').next().unwrap_or_default();
+                    if !given.eq_ignore_ascii_case(&value)
+                        && !given_tail.eq_ignore_ascii_case(&value)
+                    {
+                        anyhow::bail!(
+                            "RoleAssignmentUpdateNotPermitted: {key} of {} is '{value}', not '{given}'; an assignment's principal, role and scope cannot change: delete it and create another",
+                            current.id()
+                        );
+                    }
+                }
+            }
+            let updated = crate::admin_log::audited(
+                globals,
+                None,
+                "role assignment update",
+                || {
+                    store
+                        .update_assignment(
+                            &current.name,
+                            field("condition"),
+                            field("conditionVersion"),
+                            field("description"),
+                        )
+                        .map_err(explain)
+                },
+                |updated| {
+                    Ok((
+                        None,
+                        updated
+                            .iter()
+                            .map(|a| change("role_assignment.update", a))
+                            .collect(),
+                    ))
+                },
+            )?;
+            match output {
+                Output::Json => {
+                    print_json(globals, &updated.to_az_json(role_name(&updated).as_deref()))
+                }
+                Output::Table => print_assignments(&[updated], &role_name),
             }
         }
         AssignmentCommand::List {
@@ -615,6 +697,44 @@ fn definition(
             match output {
                 Output::Json => print_json(globals, &created.to_az_json()),
                 Output::Table => print_definitions(&[created]),
+            }
+        }
+        DefinitionCommand::Update { role_definition } => {
+            let text = read_json_argument(&role_definition)?;
+            let mut def = RoleDefinition::from_json(&text).map_err(|e| explain(e.into()))?;
+            let definitions = store.definitions().map_err(explain)?;
+            // az finds the role by id, else by name (a missing id parses as a fresh one).
+            let prior = definitions
+                .iter()
+                .find(|d| d.id.eq_ignore_ascii_case(&def.id))
+                .or_else(|| definitions.iter().find(|d| d.name.eq_ignore_ascii_case(&def.name)))
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no role with id {} or name '{}'; create it with `entraflow role definition create`",
+                        def.id,
+                        def.name
+                    )
+                })?;
+            def.id = prior.id.clone();
+            let updated = crate::admin_log::audited(
+                globals,
+                None,
+                "role definition update",
+                || store.update_definition(&prior, def).map_err(explain),
+                |updated| {
+                    let changes = updated.iter().map(|d| {
+                        AdminChange::new(
+                            "role_definition.update",
+                            vec![("role_definition", d.id.clone()), ("name", d.name.clone())],
+                        )
+                    });
+                    Ok((None, changes.collect()))
+                },
+            )?;
+            match output {
+                Output::Json => print_json(globals, &updated.to_az_json()),
+                Output::Table => print_definitions(&[updated]),
             }
         }
         DefinitionCommand::Delete { name } => {

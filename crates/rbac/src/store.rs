@@ -460,6 +460,51 @@ impl RbacStore {
         Ok(assignment)
     }
 
+    /// ARM's PUT on an existing assignment (`az role assignment update`): the
+    /// condition, its version and the description change; who, what role and
+    /// where are the assignment itself and stay.
+    pub fn update_assignment(
+        &self,
+        id: &str,
+        condition: Option<String>,
+        condition_version: Option<String>,
+        description: Option<String>,
+    ) -> Result<RoleAssignment, Error> {
+        let (condition, condition_version) = match (condition, condition_version) {
+            (None, None) => (None, None),
+            (None, Some(_)) => return Err(Error::VersionWithoutCondition),
+            (Some(c), version) => {
+                let version = version.unwrap_or_else(|| CONDITION_VERSION.to_owned());
+                if version.trim() != CONDITION_VERSION {
+                    return Err(Error::UnsupportedConditionVersion { version });
+                }
+                Condition::parse(&c)?;
+                (Some(c), Some(CONDITION_VERSION.to_owned()))
+            }
+        };
+        let current = self
+            .assignments()?
+            .into_iter()
+            .find(|a| {
+                a.name.eq_ignore_ascii_case(id.trim()) || a.id().eq_ignore_ascii_case(id.trim())
+            })
+            .ok_or_else(|| Error::AssignmentNotFound { id: id.to_owned() })?;
+        self.conn()
+            .execute(
+                "UPDATE role_assignments SET condition = ?2, condition_version = ?3, description = ?4
+                 WHERE name = ?1",
+                params![current.name, condition, condition_version, description],
+            )
+            .map_err(|e| self.storage(e))?;
+        tracing::info!(assignment = %current.name, "role assignment updated");
+        Ok(RoleAssignment {
+            condition,
+            condition_version,
+            description,
+            ..current
+        })
+    }
+
     /// All assignments, oldest first.
     pub fn assignments(&self) -> Result<Vec<RoleAssignment>, Error> {
         let conn = self.conn();
