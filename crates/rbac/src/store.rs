@@ -299,18 +299,8 @@ impl RbacStore {
             .to_string();
         let scope = Scope::parse(&new.scope)?;
         scope.check_names()?;
-        let (condition, condition_version) = match (new.condition, new.condition_version) {
-            (None, None) => (None, None),
-            (None, Some(_)) => return Err(Error::VersionWithoutCondition),
-            (Some(c), version) => {
-                let version = version.unwrap_or_else(|| CONDITION_VERSION.to_owned());
-                if version.trim() != CONDITION_VERSION {
-                    return Err(Error::UnsupportedConditionVersion { version });
-                }
-                Condition::parse(&c)?;
-                (Some(c), Some(CONDITION_VERSION.to_owned()))
-            }
-        };
+        let (condition, condition_version) =
+            checked_condition(new.condition, new.condition_version)?;
         if let Some(at) = new.expires_at
             && at <= now
         {
@@ -470,18 +460,7 @@ impl RbacStore {
         condition_version: Option<String>,
         description: Option<String>,
     ) -> Result<RoleAssignment, Error> {
-        let (condition, condition_version) = match (condition, condition_version) {
-            (None, None) => (None, None),
-            (None, Some(_)) => return Err(Error::VersionWithoutCondition),
-            (Some(c), version) => {
-                let version = version.unwrap_or_else(|| CONDITION_VERSION.to_owned());
-                if version.trim() != CONDITION_VERSION {
-                    return Err(Error::UnsupportedConditionVersion { version });
-                }
-                Condition::parse(&c)?;
-                (Some(c), Some(CONDITION_VERSION.to_owned()))
-            }
-        };
+        let (condition, condition_version) = checked_condition(condition, condition_version)?;
         let current = self
             .assignments()?
             .into_iter()
@@ -629,4 +608,24 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         created_at: r.get(8)?,
         description: r.get(9)?,
     })
+}
+
+/// A condition as stored: parsed (Azure's grammar), at version 2.0, the only
+/// one Azure accepts; a version without a condition is refused.
+fn checked_condition(
+    condition: Option<String>,
+    version: Option<String>,
+) -> Result<(Option<String>, Option<String>), Error> {
+    match (condition, version) {
+        (None, None) => Ok((None, None)),
+        (None, Some(_)) => Err(Error::VersionWithoutCondition),
+        (Some(c), version) => {
+            let version = version.unwrap_or_else(|| CONDITION_VERSION.to_owned());
+            if version.trim() != CONDITION_VERSION {
+                return Err(Error::UnsupportedConditionVersion { version });
+            }
+            Condition::parse(&c)?;
+            Ok((Some(c), Some(CONDITION_VERSION.to_owned())))
+        }
+    }
 }

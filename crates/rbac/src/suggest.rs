@@ -732,7 +732,12 @@ mod tests {
             condition: None,
             ..s[0].as_assignment(OffsetDateTime::now_utc())
         };
-        let findings = lint_usage(&[wide.clone()], &definitions, &observed, "the last 30 days");
+        let findings = lint_usage(
+            std::slice::from_ref(&wide),
+            &definitions,
+            &observed,
+            "the last 30 days",
+        );
         assert_eq!(findings.len(), 1);
         assert!(
             findings[0].message.contains("blobs/write"),
@@ -758,7 +763,7 @@ mod tests {
             condition: None,
             ..s[0].as_assignment(OffsetDateTime::now_utc())
         };
-        let n = narrower_than(&s, &[current.clone()], &definitions, &observed);
+        let n = narrower_than(&s, std::slice::from_ref(&current), &definitions, &observed);
         assert!(n.is_narrower(), "{n:?}");
         // Against itself it is not narrower.
         let same = s[0].as_assignment(OffsetDateTime::now_utc());
