@@ -13,8 +13,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-/// Version of the record layout written by this crate.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the record layout written by this crate. Version 2 added the blob
+/// version fields (`operation`, `etag`, `content_md5`, `copy_source`,
+/// `copy_source_etag`); a version 1 record never has them. Both are read, and a
+/// record's bytes are never rewritten, so a version 1 record keeps its hash.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What happened. Serialized as a dotted name (`blob.read`); names this version does
 /// not know are kept as [`EventType::Other`] so that older readers can still read and
@@ -314,6 +317,25 @@ pub struct Event {
     /// The SQLSTATE of a SQL error (the message is not kept: it can quote literals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
+    /// The Blob REST operation, by its name in Azure's REST reference (`GetBlob`,
+    /// `PutBlob`, `PutBlockList`, `CopyBlob`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The blob version acted on: the ETag a read served, or the ETag a write
+    /// produced (quoted, as the `ETag` header has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Base64 MD5 of that version's content: computed by the gate over the bytes
+    /// it wrote (Put Blob, Put Block List), else the blob's `Content-MD5` property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_md5: Option<String>,
+    /// Copy Blob: the source blob's full Azure scope (never the URL the client
+    /// sent, which may carry a SAS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_source: Option<String>,
+    /// Copy Blob: the ETag of the source version that was copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_source_etag: Option<String>,
 }
 
 impl Event {
@@ -341,6 +363,11 @@ impl Event {
             statement: None,
             rows: None,
             sqlstate: None,
+            operation: None,
+            etag: None,
+            content_md5: None,
+            copy_source: None,
+            copy_source_etag: None,
         }
     }
 }
@@ -368,6 +395,11 @@ impl Event {
             &mut self.detail,
             &mut self.statement,
             &mut self.sqlstate,
+            &mut self.operation,
+            &mut self.etag,
+            &mut self.content_md5,
+            &mut self.copy_source,
+            &mut self.copy_source_etag,
         ] {
             clear(field);
         }
@@ -495,7 +527,7 @@ mod tests {
             text,
             "{\"bytes\":4096,\"decision\":\"allow\",\"event_type\":\"blob.read\",\
              \"id\":\"00000000-0000-0000-0000-000000000000\",\"log\":\"entraflow/gate/a\",\
-             \"principal\":{\"name\":\"trainer é\",\"oid\":\"oid-1\"},\"schema\":1,\"seq\":7,\
+             \"principal\":{\"name\":\"trainer é\",\"oid\":\"oid-1\"},\"schema\":2,\"seq\":7,\
              \"status\":200,\"time\":\"2026-11-26T16:38:36.123Z\"}"
         );
         // Parsing and re-encoding is a fixed point, which the JSON-lines export needs.
