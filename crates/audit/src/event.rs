@@ -538,6 +538,37 @@ mod tests {
         assert_eq!(canonical_json(&value), bytes);
     }
 
+    /// A record written before blob versions were recorded (schema 1) still parses,
+    /// and re-encodes to exactly its stored bytes, so its leaf hash is unchanged;
+    /// the new fields, when present, are inside the hashed bytes.
+    #[test]
+    fn schema_1_records_keep_their_bytes_and_schema_2_fields_are_hashed() {
+        let v1 = "{\"bytes\":4096,\"decision\":\"allow\",\"event_type\":\"blob.read\",\
+                  \"id\":\"00000000-0000-0000-0000-000000000000\",\"log\":\"entraflow/gate\",\
+                  \"schema\":1,\"seq\":3,\"time\":\"2026-11-26T16:38:36.123Z\"}";
+        let record = Record::parse(v1.as_bytes()).unwrap();
+        assert_eq!(record.schema, 1);
+        assert_eq!(record.event.etag, None);
+        assert_eq!(record.canonical_bytes(), v1.as_bytes());
+
+        let mut with_version = sample();
+        with_version.event.operation = Some("GetBlob".into());
+        with_version.event.etag = Some("\"0x8D1\"".into());
+        with_version.event.content_md5 = Some("q2=".into());
+        let text = String::from_utf8(with_version.canonical_bytes()).unwrap();
+        assert!(
+            text.contains("\"content_md5\":\"q2=\",\"decision\"")
+                && text.contains("\"etag\":\"\\\"0x8D1\\\"\"")
+                && text.contains("\"operation\":\"GetBlob\""),
+            "{text}"
+        );
+        assert_ne!(with_version.canonical_bytes(), sample().canonical_bytes());
+        assert_eq!(
+            Record::parse(text.as_bytes()).unwrap().canonical_bytes(),
+            text.as_bytes()
+        );
+    }
+
     #[test]
     fn empty_fields_are_stored_as_absent() {
         let mut event = Event::new(EventType::TokenRefused);

@@ -656,6 +656,76 @@ mod tests {
     }
 
     #[test]
+    fn the_levelled_tree_gives_the_recursive_roots_and_paths() {
+        let all = leaves(70);
+        for n in 0..=all.len() {
+            let tree = Tree::new(all[..n].to_vec());
+            assert_eq!(tree.root(), root_of(&all[..n]), "size {n}");
+            for m in 0..n as u64 {
+                assert_eq!(
+                    tree.inclusion_proof(m).unwrap(),
+                    inclusion_proof(&all[..n], m).unwrap(),
+                    "leaf {m} of {n}"
+                );
+            }
+            assert!(tree.inclusion_proof(n as u64).is_err());
+        }
+    }
+
+    #[test]
+    fn the_remembering_checker_agrees_with_verify_inclusion() {
+        let all = leaves(45);
+        for n in 1..=all.len() {
+            let tree = &all[..n];
+            let root = root_of(tree);
+            let mut checker = ProofChecker::new(n as u64, root);
+            // Every leaf twice, so the second pass runs on remembered paths; a
+            // tampered proof is tried before and after its leaf's path is known.
+            for pass in 0..2 {
+                for m in 0..n as u64 {
+                    let proof = inclusion_proof(tree, m).unwrap();
+                    let leaf = &tree[m as usize];
+                    let mut bad_leaf = *leaf;
+                    bad_leaf.0[3] ^= 1;
+                    assert!(checker.verify(m, &bad_leaf, &proof).is_err());
+                    for k in 0..proof.len() {
+                        let mut bad = proof.clone();
+                        bad[k].0[9] ^= 1;
+                        assert!(
+                            checker.verify(m, leaf, &bad).is_err(),
+                            "leaf {m} of {n}, element {k}, pass {pass}"
+                        );
+                        assert_eq!(
+                            checker.verify(m, leaf, &bad).is_err(),
+                            verify_inclusion(m, n as u64, leaf, &bad, &root).is_err()
+                        );
+                    }
+                    if proof.len() > 1 {
+                        let mut swapped = proof.clone();
+                        swapped.swap(0, 1);
+                        assert!(checker.verify(m, leaf, &swapped).is_err());
+                    }
+                    let mut short = proof.clone();
+                    if short.pop().is_some() {
+                        assert!(checker.verify(m, leaf, &short).is_err());
+                    }
+                    let mut long = proof.clone();
+                    long.push(root);
+                    assert!(checker.verify(m, leaf, &long).is_err());
+                    if n > 1 {
+                        let other = (m + 1) % n as u64;
+                        assert!(checker.verify(other, leaf, &proof).is_err());
+                    }
+                    checker
+                        .verify(m, leaf, &proof)
+                        .unwrap_or_else(|e| panic!("leaf {m} of {n}, pass {pass}: {e}"));
+                }
+            }
+            assert!(checker.verify(n as u64, &all[0], &[]).is_err());
+        }
+    }
+
+    #[test]
     fn every_consistency_proof_verifies_and_tampering_fails() {
         let all = leaves(33);
         for n in 1..=all.len() {
