@@ -32,6 +32,9 @@ ENTRAFLOW_BIN="$PWD/target/debug/entraflow" bash deploy/validate.sh
 step "The SQL gate's benchmark still runs (quick mode: correctness checked, figures not asserted)"
 bash benches/sql_gate.sh --quick
 
+step "The lineage benchmark still runs (quick mode: 10,000 events, debug build; the lineage and a tampered bundle checked, times not asserted)"
+bash benches/lineage.sh --quick
+
 step "Peer benchmark driver, quick mode (one short round each: the checks, not the speed)"
 ENTRAFLOW_BIN="$PWD/target/debug/entraflow" bash benches/peers.sh --quick
 

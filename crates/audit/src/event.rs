@@ -13,8 +13,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-/// Version of the record layout written by this crate.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the record layout written by this crate. Version 2 added the blob
+/// version fields (`operation`, `etag`, `content_md5`, `copy_source`,
+/// `copy_source_etag`); a version 1 record never has them. Both are read, and a
+/// record's bytes are never rewritten, so a version 1 record keeps its hash.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What happened. Serialized as a dotted name (`blob.read`); names this version does
 /// not know are kept as [`EventType::Other`] so that older readers can still read and
@@ -318,6 +321,25 @@ pub struct Event {
     /// `@Request[...blobs:prefix]` conditions saw, so a replay sees it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// The Blob REST operation, by its name in Azure's REST reference (`GetBlob`,
+    /// `PutBlob`, `PutBlockList`, `CopyBlob`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The blob version acted on: the ETag a read served, or the ETag a write
+    /// produced (quoted, as the `ETag` header has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Base64 MD5 of that version's content: computed by the gate over the bytes
+    /// it wrote (Put Blob, Put Block List), else the blob's `Content-MD5` property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_md5: Option<String>,
+    /// Copy Blob: the source blob's full Azure scope (never the URL the client
+    /// sent, which may carry a SAS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_source: Option<String>,
+    /// Copy Blob: the ETag of the source version that was copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_source_etag: Option<String>,
 }
 
 impl Event {
@@ -346,6 +368,11 @@ impl Event {
             rows: None,
             sqlstate: None,
             prefix: None,
+            operation: None,
+            etag: None,
+            content_md5: None,
+            copy_source: None,
+            copy_source_etag: None,
         }
     }
 }
@@ -373,6 +400,11 @@ impl Event {
             &mut self.detail,
             &mut self.statement,
             &mut self.sqlstate,
+            &mut self.operation,
+            &mut self.etag,
+            &mut self.content_md5,
+            &mut self.copy_source,
+            &mut self.copy_source_etag,
         ] {
             clear(field);
         }
@@ -500,7 +532,7 @@ mod tests {
             text,
             "{\"bytes\":4096,\"decision\":\"allow\",\"event_type\":\"blob.read\",\
              \"id\":\"00000000-0000-0000-0000-000000000000\",\"log\":\"entraflow/gate/a\",\
-             \"principal\":{\"name\":\"trainer é\",\"oid\":\"oid-1\"},\"schema\":1,\"seq\":7,\
+             \"principal\":{\"name\":\"trainer é\",\"oid\":\"oid-1\"},\"schema\":2,\"seq\":7,\
              \"status\":200,\"time\":\"2026-11-26T16:38:36.123Z\"}"
         );
         // Parsing and re-encoding is a fixed point, which the JSON-lines export needs.
@@ -509,6 +541,37 @@ mod tests {
         assert_eq!(parsed.canonical_bytes(), bytes);
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(canonical_json(&value), bytes);
+    }
+
+    /// A record written before blob versions were recorded (schema 1) still parses,
+    /// and re-encodes to exactly its stored bytes, so its leaf hash is unchanged;
+    /// the new fields, when present, are inside the hashed bytes.
+    #[test]
+    fn schema_1_records_keep_their_bytes_and_schema_2_fields_are_hashed() {
+        let v1 = "{\"bytes\":4096,\"decision\":\"allow\",\"event_type\":\"blob.read\",\
+                  \"id\":\"00000000-0000-0000-0000-000000000000\",\"log\":\"entraflow/gate\",\
+                  \"schema\":1,\"seq\":3,\"time\":\"2026-11-26T16:38:36.123Z\"}";
+        let record = Record::parse(v1.as_bytes()).unwrap();
+        assert_eq!(record.schema, 1);
+        assert_eq!(record.event.etag, None);
+        assert_eq!(record.canonical_bytes(), v1.as_bytes());
+
+        let mut with_version = sample();
+        with_version.event.operation = Some("GetBlob".into());
+        with_version.event.etag = Some("\"0x8D1\"".into());
+        with_version.event.content_md5 = Some("q2=".into());
+        let text = String::from_utf8(with_version.canonical_bytes()).unwrap();
+        assert!(
+            text.contains("\"content_md5\":\"q2=\",\"decision\"")
+                && text.contains("\"etag\":\"\\\"0x8D1\\\"\"")
+                && text.contains("\"operation\":\"GetBlob\""),
+            "{text}"
+        );
+        assert_ne!(with_version.canonical_bytes(), sample().canonical_bytes());
+        assert_eq!(
+            Record::parse(text.as_bytes()).unwrap().canonical_bytes(),
+            text.as_bytes()
+        );
     }
 
     #[test]

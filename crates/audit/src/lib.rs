@@ -15,6 +15,9 @@
 //!   periodically and on close, and can be exported so heads live outside the system.
 //! - **Verification** ([`verify_store`], [`verify_jsonl`]) recomputes every chain and
 //!   reports the first damaged record precisely.
+//! - **Lineage** ([`lineage`]): from a blob version back to the run, identity,
+//!   inputs (blob versions read) and grants that produced it; exported as a proof
+//!   bundle ([`bundle`]) that verifies offline.
 //! - **Stores** ([`store`]): SQLite (default; WAL, `synchronous=FULL`, on its own
 //!   thread) or PostgreSQL, behind one [`StoreBackend`] trait.
 //!
@@ -36,16 +39,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod event;
+pub mod lineage;
 mod log;
 pub mod merkle;
 pub mod store;
 mod summary;
 mod verify;
 
+pub use bundle::{BUNDLE_FORMAT, BundleReport, BundleWritten, verify_bundle, write_bundle};
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointSigner, NoteVerifier};
 pub use event::{Decision, Event, EventType, Principal, Record, Timestamp};
+pub use lineage::{BlobTarget, Found, Lineage, lineage};
 pub use log::{AuditLog, AuditOptions, EventId, SignedCheckpoint};
 pub use store::{AnyStore, Filter, StoreBackend, StoreError, StoreUrl};
 pub use summary::{Access, PrincipalSummary, Summarizer, prefix_of};
@@ -88,6 +95,12 @@ pub enum AuditError {
     /// Reading or writing a file failed.
     #[error("{0}")]
     Io(String),
+    /// A lineage cannot be found or given (what, and what to do, is in the text).
+    #[error("{0}")]
+    Lineage(String),
+    /// A file is not a lineage bundle this version reads.
+    #[error("{0}")]
+    Bundle(String),
 }
 
 impl From<CheckpointError> for AuditError {

@@ -66,6 +66,8 @@ suite!(
     json_lines_export_round_trips_into_verify,
     inclusion_and_consistency_proofs_verify_and_fail_when_tampered,
     appends_after_close_are_refused,
+    blob_versions_are_hashed_stored_as_columns_and_checked,
+    lineage_queries_find_versions_runs_grants_and_leaves,
 );
 
 /// Writes `n` events (principal `job` reading data/train/i) and closes the log.
@@ -792,4 +794,126 @@ async fn appends_after_close_are_refused(f: &Fixture) {
         Err(AuditError::Closed)
     ));
     assert!(matches!(log.close().await, Err(AuditError::Closed)));
+}
+
+/// A gate write's blob version (operation, ETag, MD5, copy source).
+fn versioned(who: &str, path: &str, op: &str, etag: &str, n: u64) -> Event {
+    let mut e = blob_event(who, "models", path, op != "GetBlob", n);
+    e.operation = Some(op.into());
+    e.etag = Some(etag.into());
+    e.content_md5 = Some(format!("md5-{n}=="));
+    if op == "CopyBlob" {
+        e.copy_source = Some(format!("{SCOPE}/data/blobs/src"));
+        e.copy_source_etag = Some("\"0xsrc\"".into());
+    }
+    e
+}
+
+async fn blob_versions_are_hashed_stored_as_columns_and_checked(f: &Fixture) {
+    let log = f.open(LOG).await;
+    log.append(versioned("job", "m/a", "CopyBlob", "\"0x1\"", 1))
+        .await
+        .unwrap();
+    log.append(versioned("job", "m/b", "PutBlob", "\"0x2\"", 2))
+        .await
+        .unwrap();
+    log.close().await.unwrap();
+    let store = AnyStore::open(&f.url).await.unwrap();
+    let row = store.rows(LOG, 0, 1).await.unwrap().remove(0);
+    assert_eq!(row.operation.as_deref(), Some("CopyBlob"));
+    assert_eq!(row.etag.as_deref(), Some("\"0x1\""));
+    assert_eq!(row.content_md5.as_deref(), Some("md5-1=="));
+    assert_eq!(
+        row.copy_source.as_deref(),
+        Some(format!("{SCOPE}/data/blobs/src").as_str())
+    );
+    assert_eq!(row.copy_source_etag.as_deref(), Some("\"0xsrc\""));
+    // In the hashed bytes, not only in the columns.
+    assert!(
+        row.record.contains("\"etag\":\"\\\"0x1\\\"\""),
+        "{}",
+        row.record
+    );
+    assert!(verify(f).await.is_ok());
+    // An edited column is caught by name ...
+    f.exec("UPDATE audit_events SET etag = '\"0x9\"' WHERE seq = 1")
+        .await;
+    let p = first(&verify(f).await).clone();
+    assert_eq!((p.kind, p.index), (ProblemKind::ColumnAltered, Some(1)));
+    assert!(p.detail.contains("'etag'"), "{p}");
+    f.exec("UPDATE audit_events SET etag = '\"0x2\"' WHERE seq = 1")
+        .await;
+    assert!(verify(f).await.is_ok());
+    // ... and so is an edited record.
+    let forged = record_at(f, 0).await.replace("md5-1==", "md5-7==");
+    f.exec(&format!(
+        "UPDATE audit_events SET record = {}, content_md5 = 'md5-7==' WHERE seq = 0",
+        sql_string(&forged)
+    ))
+    .await;
+    let p = first(&verify(f).await).clone();
+    assert_eq!((p.kind, p.index), (ProblemKind::RecordAltered, Some(0)));
+}
+
+async fn lineage_queries_find_versions_runs_grants_and_leaves(f: &Fixture) {
+    use entraflow_audit::store::ResourceMatch;
+    let log = f.open(LOG).await;
+    let mut events = vec![
+        versioned("job", "m/model", "PutBlob", "\"0x1\"", 1),
+        versioned("job", "m/model", "GetBlob", "\"0x1\"", 2),
+        versioned("job", "m/model", "PutBlock", "\"0xnot-a-version\"", 3),
+        versioned("job", "m/model", "SetBlobMetadata", "\"0x1-1\"", 4),
+        versioned("job", "m/other", "PutBlob", "\"0x5\"", 5),
+    ];
+    events[2].etag = None;
+    let mut grant = Event::new(EventType::AdminChange);
+    grant.resource = Some("assignment-1".into());
+    grant.action = Some("role_assignment.create".into());
+    events.push(grant);
+    let mut elsewhere = blob_event("other", "data", "x", false, 6);
+    elsewhere.run_id = Some("run-7".into());
+    events.push(elsewhere);
+    for e in events {
+        log.append(e).await.unwrap();
+    }
+    log.close().await.unwrap();
+    let store = AnyStore::open(&f.url).await.unwrap();
+    let suffix = "/storageAccounts/data/blobServices/default/containers/models/blobs/m/model";
+    let writes = store
+        .blob_writes(&ResourceMatch::Suffix(suffix.into()), 100)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = writes.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [3, 0], "versions only, newest first");
+    let exact = store
+        .blob_writes(
+            &ResourceMatch::Exact(format!("{SCOPE}/models/blobs/m/model")),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(exact.len(), 1);
+    assert_eq!(exact[0].seq, 3);
+    let reads = store
+        .run_events("run-42", "job", &["blob.read"])
+        .await
+        .unwrap();
+    assert_eq!(reads.iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
+    assert!(
+        store
+            .run_events("run-7", "job", &["blob.read"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let grants = store.admin_changes("assignment-1").await.unwrap();
+    assert_eq!(grants.iter().map(|r| r.seq).collect::<Vec<_>>(), [5]);
+    let leaves = store.leaf_hashes(LOG, 2, 5).await.unwrap();
+    let rows = store.rows(LOG, 2, 3).await.unwrap();
+    assert_eq!(
+        leaves,
+        rows.iter()
+            .map(|r| (r.seq, r.leaf_hash.clone()))
+            .collect::<Vec<_>>()
+    );
 }

@@ -1,5 +1,6 @@
 //! `entraflow audit ...`: verify, query, summarize, export and prove the audit log
-//! in `<data-dir>/audit.db` (or the PostgreSQL store given with `--store`).
+//! in `<data-dir>/audit.db` (or the PostgreSQL store given with `--store`); trace a
+//! model's lineage and export and verify its proof bundle.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use entraflow_audit::checkpoint::{DEFAULT_KEY_NAME, VERIFIER_KEY_FILE};
+use entraflow_audit::checkpoint::{DEFAULT_KEY_NAME, SIGNING_KEY_FILE, VERIFIER_KEY_FILE};
 use entraflow_audit::event::container_and_blob;
 use entraflow_audit::store::{Cursor, StoreBackend};
 use entraflow_audit::{
-    AnyStore, CheckpointSigner, ExternalCheckpoint, Filter, NoteVerifier, Record, StoreUrl,
-    Summarizer, Timestamp, VerifyOptions, VerifyReport,
+    AnyStore, BlobTarget, CheckpointSigner, ExternalCheckpoint, Filter, NoteVerifier, Record,
+    StoreUrl, Summarizer, Timestamp, VerifyOptions, VerifyReport,
 };
 
 use crate::{Globals, Output};
@@ -52,8 +53,14 @@ enum AuditCommand {
         #[arg(long = "key", value_name = "KEY|FILE")]
         keys: Vec<String>,
         /// Verify a JSON-lines export instead of the store.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
         from_jsonl: Option<PathBuf>,
+        /// Verify a lineage proof bundle (from `audit lineage --bundle`) instead of
+        /// the store: offline, no database needed. With no --key, the data
+        /// directory's key if there is one, else the keys the bundle carries (and
+        /// the report says what that cannot show).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["checkpoints", "log"])]
+        bundle: Option<PathBuf>,
         /// Only this chain.
         #[arg(long, value_name = "LOG_ID")]
         log: Option<String>,
@@ -93,6 +100,26 @@ enum AuditCommand {
         /// Only this chain.
         #[arg(long, value_name = "LOG_ID")]
         log: Option<String>,
+    },
+    /// The lineage of a blob version (a model, a checkpoint): the write that made
+    /// it, its run and identity, every blob version that identity read in the run
+    /// before the write, and the role assignments that allowed each read.
+    Lineage {
+        /// az://account/container/path, a Blob URL, or the blob's Azure scope.
+        #[arg(value_name = "BLOB")]
+        blob: String,
+        /// This version (its ETag) instead of the latest.
+        #[arg(long)]
+        etag: Option<String>,
+        /// Also write a proof bundle: the events, each with an inclusion proof
+        /// against a signed checkpoint (one is signed first if none covers them),
+        /// and the verifier keys. `audit verify --bundle FILE` checks it offline.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// A verifier key (`name+id+key`) or a file holding one that the
+        /// checkpoints must verify with. Defaults to <data-dir>/audit-key.pub.
+        #[arg(long = "key", value_name = "KEY|FILE")]
+        keys: Vec<String>,
     },
     /// Print, as JSON, an inclusion proof of one event in the latest checkpoint, or a
     /// consistency proof from an earlier tree size to it.
@@ -195,6 +222,20 @@ pub(crate) fn parse_when(text: &str) -> anyhow::Result<Timestamp> {
     Ok(Timestamp::from(now - time::Duration::seconds(n * seconds)))
 }
 
+impl AuditArgs {
+    /// Whether the command reads the data directory (all but verifying a bundle,
+    /// which is meant to run anywhere).
+    pub(crate) fn needs_data_dir(&self) -> bool {
+        !matches!(
+            self.command,
+            AuditCommand::Verify {
+                bundle: Some(_),
+                ..
+            }
+        )
+    }
+}
+
 pub(crate) fn run(args: AuditArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     match run_command(args, globals) {
         // `entraflow audit query | head`: the reader left; that is not a failure.
@@ -234,11 +275,26 @@ fn run_command(args: AuditArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Verify {
+                bundle: Some(path),
+                keys,
+                ..
+            } => verify_bundle(&path, globals, &keys),
+            AuditCommand::Verify {
                 checkpoints,
                 keys,
                 from_jsonl,
                 log,
+                bundle: None,
             } => verify(&url, globals, checkpoints, &keys, from_jsonl, log).await,
+            AuditCommand::Lineage {
+                blob,
+                etag,
+                bundle,
+                keys,
+            } => {
+                let store = AnyStore::open_existing(&url).await?;
+                lineage(&store, globals, &blob, etag.as_deref(), bundle, &keys).await
+            }
             AuditCommand::Checkpoint { out, log } => {
                 let store = AnyStore::open_existing(&url).await?;
                 let signer = CheckpointSigner::load_or_create(&globals.data_dir, DEFAULT_KEY_NAME)?;
@@ -609,4 +665,317 @@ async fn summary(store: &AnyStore, filter: Filter, output: Output) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+async fn lineage(
+    store: &AnyStore,
+    globals: &Globals,
+    blob: &str,
+    etag: Option<&str>,
+    bundle: Option<PathBuf>,
+    keys: &[String],
+) -> anyhow::Result<ExitCode> {
+    let target = BlobTarget::parse(blob)?;
+    let found = entraflow_audit::lineage(store, &target, etag).await?;
+    let written = match &bundle {
+        None => None,
+        Some(path) => {
+            let verifiers = verifiers(&globals.data_dir, keys)?;
+            // The signing key signs a checkpoint when none covers the events yet;
+            // without it (a store read from elsewhere) only stored ones serve.
+            let signer = globals
+                .data_dir
+                .join(SIGNING_KEY_FILE)
+                .exists()
+                .then(|| CheckpointSigner::load_or_create(&globals.data_dir, DEFAULT_KEY_NAME))
+                .transpose()?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let written = entraflow_audit::write_bundle(
+                store,
+                &found,
+                signer.as_ref(),
+                &verifiers,
+                &mut writer,
+            )
+            .await?;
+            writer
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Some(written)
+        }
+    };
+    match globals.output {
+        Output::Json => out!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "lineage": found.lineage,
+                "later_reads": found.later_reads,
+                "bundle": written.as_ref().map(|w| serde_json::json!({
+                    "file": bundle.as_ref().map(|p| p.display().to_string()),
+                    "events": w.events,
+                    "bytes": w.bytes,
+                    "new_checkpoints": w.new_checkpoints,
+                    "checkpoints": w.checkpoints,
+                })),
+            }))?
+        ),
+        Output::Table => {
+            print_lineage(&found.lineage)?;
+            if found.later_reads > 0 {
+                out!(
+                    "{} later read request(s) of the run by the same identity began after the write: not inputs of this version",
+                    found.later_reads
+                );
+            }
+            if let (Some(w), Some(path)) = (&written, &bundle) {
+                let heads: Vec<String> = w
+                    .checkpoints
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} at {} events (key {}+{})",
+                            c.log, c.size, c.signer, c.key_id
+                        )
+                    })
+                    .collect();
+                out!(
+                    "bundle {}: {} events with inclusion proofs against the signed checkpoints of {}{}; check it with `entraflow audit verify --bundle {}`",
+                    path.display(),
+                    w.events,
+                    heads.join(", "),
+                    if w.new_checkpoints > 0 {
+                        format!(" ({} signed now)", w.new_checkpoints)
+                    } else {
+                        String::new()
+                    },
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn who(principal: Option<&entraflow_audit::Principal>) -> String {
+    let Some(p) = principal else {
+        return "an unknown principal".into();
+    };
+    match (&p.name, &p.appid) {
+        (Some(name), Some(app)) => format!("{} ({name}, app {app})", p.label()),
+        (Some(name), None) => format!("{} ({name})", p.label()),
+        (None, Some(app)) => format!("{} (app {app})", p.label()),
+        (None, None) => p.label().to_owned(),
+    }
+}
+
+fn print_write(label: &str, w: &entraflow_audit::lineage::Write) -> std::io::Result<()> {
+    out!(
+        "{label:<9} {} made by {} at {} (event #{} of {})",
+        w.etag.as_deref().unwrap_or("-"),
+        w.operation.as_deref().unwrap_or("an unrecorded operation"),
+        w.time,
+        w.event.seq,
+        w.event.log
+    );
+    let mut facts = Vec::new();
+    if let Some(md5) = &w.content_md5 {
+        facts.push(format!("content MD5 {md5}"));
+    }
+    if let Some(bytes) = w.bytes {
+        facts.push(format!("{bytes} bytes"));
+    }
+    if let Some(source) = &w.copy_source {
+        facts.push(format!(
+            "copied from {source} version {}",
+            w.copy_source_etag.as_deref().unwrap_or("-")
+        ));
+    }
+    if !facts.is_empty() {
+        out!("{:<9} {}", "", facts.join(", "));
+    }
+    Ok(())
+}
+
+fn print_lineage(l: &entraflow_audit::Lineage) -> std::io::Result<()> {
+    out!("blob      {}", l.blob);
+    print_write("version", &l.version)?;
+    if l.content.is_some() {
+        out!(
+            "{:<9} set by {}; its content:",
+            "",
+            who(l.version.principal.as_ref())
+        );
+    }
+    if let Some(content) = &l.content {
+        print_write("content", content)?;
+    }
+    let source = l.source();
+    out!(
+        "written by {} in run {}{}",
+        who(l.principal.as_ref()),
+        l.run_id.as_deref().unwrap_or("(none)"),
+        source
+            .token_uti
+            .as_deref()
+            .map(|u| format!(", token uti {u}"))
+            .unwrap_or_default()
+    );
+    if let Some(id) = &source.assignment_id {
+        out!(
+            "{:<9} allowed by {} ({id})",
+            "",
+            source.role_name.as_deref().unwrap_or("a role")
+        );
+    }
+    out!(
+        "read in run {} before the write: {} blob version(s), {} request(s), {} bytes",
+        l.run_id.as_deref().unwrap_or("(none)"),
+        l.reads.len(),
+        l.read_requests(),
+        l.read_bytes()
+    );
+    if !l.reads.is_empty() {
+        let width = l
+            .reads
+            .iter()
+            .map(|r| r.blob.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        out!(
+            "  {:<width$}  {:<24} {:>8} {:>12}  ROLE",
+            "BLOB",
+            "ETAG",
+            "REQUESTS",
+            "BYTES"
+        );
+        for r in &l.reads {
+            let roles: Vec<&str> = r
+                .assignments
+                .iter()
+                .filter_map(|id| {
+                    l.grants
+                        .iter()
+                        .find(|g| &g.assignment_id == id)
+                        .and_then(|g| g.role_name.as_deref())
+                })
+                .collect();
+            out!(
+                "  {:<width$}  {:<24} {:>8} {:>12}  {}",
+                r.blob,
+                r.etag.as_deref().unwrap_or("(not recorded)"),
+                r.requests,
+                r.bytes,
+                if roles.is_empty() {
+                    "-".to_owned()
+                } else {
+                    roles.join(", ")
+                }
+            );
+        }
+    }
+    if !l.grants.is_empty() {
+        out!("role assignments that allowed these reads:");
+        for g in &l.grants {
+            out!(
+                "  {}  {}  ({} read request(s))",
+                g.role_name.as_deref().unwrap_or("(role not recorded)"),
+                g.assignment_id,
+                g.reads
+            );
+            for c in &g.changes {
+                out!(
+                    "    {} {} by {}{}",
+                    c.time,
+                    c.operation.as_deref().unwrap_or("changed"),
+                    c.actor.as_deref().unwrap_or("an unknown actor"),
+                    c.detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    for note in &l.notes {
+        out!("note: {note}");
+    }
+    Ok(())
+}
+
+/// `audit verify --bundle`: no store, no data directory needed.
+fn verify_bundle(path: &Path, globals: &Globals, keys: &[String]) -> anyhow::Result<ExitCode> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
+    let trusted = if keys.is_empty() && !globals.data_dir.join(VERIFIER_KEY_FILE).exists() {
+        Vec::new()
+    } else {
+        verifiers(&globals.data_dir, keys)?
+    };
+    let report = entraflow_audit::verify_bundle(&bytes, &trusted)
+        .with_context(|| format!("{}", path.display()))?;
+    match globals.output {
+        Output::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => {
+            out!(
+                "bundle {}: {}, made {}, {} events",
+                path.display(),
+                entraflow_audit::BUNDLE_FORMAT,
+                report.created.as_deref().unwrap_or("(no date)"),
+                report.events
+            );
+            for c in &report.checkpoints {
+                out!(
+                    "checkpoint {} at {} events, root {}, signed by {}",
+                    c.log,
+                    c.size,
+                    c.root,
+                    c.signed_by
+                );
+            }
+            if report.is_ok() {
+                out!(
+                    "OK: all {} events are in their chains' signed checkpoints{}, and the lineage follows from them",
+                    report.proven,
+                    if report.key_pinned {
+                        ""
+                    } else {
+                        " (checked with the keys the bundle carries)"
+                    }
+                );
+                if let Some(lineage) = &report.lineage {
+                    print_lineage(lineage)?;
+                }
+                for blind in &report.cannot_detect {
+                    out!("  cannot detect: {blind}");
+                }
+            } else {
+                let mut problems = report.problems.iter();
+                if let Some(first) = problems.next() {
+                    out!(
+                        "FAILED: {} problem(s) in bundle {}",
+                        report.problem_count,
+                        path.display()
+                    );
+                    out!("first: {first}");
+                }
+                for problem in problems.by_ref().take(19) {
+                    out!("  also: {problem}");
+                }
+                let shown = report.problems.len().min(20);
+                if report.problem_count > shown {
+                    out!("  ... and {} more", report.problem_count - shown);
+                }
+            }
+        }
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

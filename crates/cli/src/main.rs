@@ -94,7 +94,8 @@ enum Command {
     /// Run the authority and the gate together on one data directory; writes
     /// <data-dir>/env with everything a client needs.
     Up(gate::UpArgs),
-    /// The tamper-evident audit log: verify, query, summarize, export, prove.
+    /// The tamper-evident audit log: verify, query, summarize, export, prove, and
+    /// a model's lineage with its proof bundle.
     Audit(audit::AuditArgs),
     /// The main job: an identity-enforced TensorFlow training run, end to end, with the
     /// security team's audit view and a run report.
@@ -177,14 +178,17 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Role(_) => datadir::require_dir(&globals.data_dir)?,
         Command::Authority(args) if !args.serves() => datadir::require_tenant(&globals.data_dir)?,
         Command::Gate(_) => datadir::require_dir(&globals.data_dir)?,
-        Command::Audit(_) => {
+        Command::Audit(args) => {
             // Its reports print themselves; refuse what they would ignore.
             if globals.query.is_some()
                 || !matches!(globals.format, output::Format::Json | output::Format::Table)
             {
                 anyhow::bail!("audit commands print -o json or -o table, without --query");
             }
-            datadir::require_dir(&globals.data_dir)?
+            // A proof bundle is verified anywhere, with no data directory.
+            if args.needs_data_dir() {
+                datadir::require_dir(&globals.data_dir)?
+            }
         }
         _ => {}
     }

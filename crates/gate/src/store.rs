@@ -867,14 +867,16 @@ impl BlobStore {
     /// Commits a block list as the blob (Put Block List): each entry is a staged
     /// block or one of the blob's committed blocks, read from its place in the
     /// current content. The previous content stays readable until the new one
-    /// replaces it whole.
+    /// replaces it whole. Returns the new metadata and the checksums of the
+    /// committed content (for the audit record: as in Azure, the blob's
+    /// `Content-MD5` property stays what the client set).
     pub(crate) async fn commit_blocks(
         &self,
         container: &str,
         blob: &str,
         refs: &[BlockRef],
         props: &BlobProperties,
-    ) -> Result<BlobInfo, StorageError> {
+    ) -> Result<(BlobInfo, Sums), StorageError> {
         let dest = self.layout.blob_path(container, blob);
         let committed = self.committed_blocks(container, blob)?;
         let mut offsets = std::collections::HashMap::new();
@@ -936,7 +938,10 @@ impl BlobStore {
             .try_flatten()
             .map_err(StorageError::from)
             .boxed();
-        let (upload, _) = self.stage(&dest, body, None).await?;
+        let mut digests = Digests::default();
+        let (upload, _) = self
+            .stage(&dest, body, Some((&mut digests, &Expected::default())))
+            .await?;
         let record = BlobRecord {
             properties: props.clone(),
             ..BlobRecord::default()
@@ -945,7 +950,7 @@ impl BlobStore {
             .await?;
         self.discard_staged(container, blob).await;
         let meta = self.backend.head(&dest).await?;
-        Ok(self.info_from_meta(container, blob, &meta))
+        Ok((self.info_from_meta(container, blob, &meta), digests.sums()))
     }
 
     /// Drops every staged block of a blob (Azure discards uncommitted blocks on commit and delete).

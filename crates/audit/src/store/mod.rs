@@ -198,6 +198,16 @@ pub struct Row {
     pub decision: Option<String>,
     /// Run id (copy).
     pub run_id: Option<String>,
+    /// Blob REST operation (copy; schema 2).
+    pub operation: Option<String>,
+    /// Blob version's ETag (copy; schema 2).
+    pub etag: Option<String>,
+    /// Blob version's Content-MD5 (copy; schema 2).
+    pub content_md5: Option<String>,
+    /// Copy Blob's source scope (copy; schema 2).
+    pub copy_source: Option<String>,
+    /// Copy Blob's source ETag (copy; schema 2).
+    pub copy_source_etag: Option<String>,
     /// The canonical record: the bytes that were hashed.
     pub record: String,
     /// Stored leaf hash.
@@ -230,6 +240,11 @@ impl Row {
             resource: e.resource.clone(),
             decision: e.decision.map(|d| d.as_str().to_owned()),
             run_id: e.run_id.clone(),
+            operation: e.operation.clone(),
+            etag: e.etag.clone(),
+            content_md5: e.content_md5.clone(),
+            copy_source: e.copy_source.clone(),
+            copy_source_etag: e.copy_source_etag.clone(),
             record: String::new(),
             leaf_hash: Vec::new(),
         }
@@ -238,7 +253,7 @@ impl Row {
     /// The first indexed column whose value disagrees with `record`, if any.
     pub fn mismatched_column(&self, record: &Record) -> Option<&'static str> {
         let want = Row::columns_of(record);
-        let checks: [(&'static str, bool); 12] = [
+        let checks: [(&'static str, bool); 17] = [
             ("log_id", self.log_id == want.log_id),
             ("seq", self.seq == want.seq),
             ("event_id", self.event_id == want.event_id),
@@ -254,6 +269,14 @@ impl Row {
             ("resource", self.resource == want.resource),
             ("decision", self.decision == want.decision),
             ("run_id", self.run_id == want.run_id),
+            ("operation", self.operation == want.operation),
+            ("etag", self.etag == want.etag),
+            ("content_md5", self.content_md5 == want.content_md5),
+            ("copy_source", self.copy_source == want.copy_source),
+            (
+                "copy_source_etag",
+                self.copy_source_etag == want.copy_source_etag,
+            ),
         ];
         checks.into_iter().find(|(_, ok)| !ok).map(|(name, _)| name)
     }
@@ -297,6 +320,17 @@ pub struct Filter {
     pub run_id: Option<String>,
     /// This event type.
     pub event_type: Option<String>,
+}
+
+/// Which blob [`StoreBackend::blob_writes`] looks for, by its Azure scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceMatch {
+    /// Exactly this scope (`/subscriptions/.../containers/c/blobs/b`).
+    Exact(String),
+    /// Scopes ending with this (`/storageAccounts/a/blobServices/default/containers/c/blobs/b`),
+    /// when the subscription and resource group are not known; the caller checks
+    /// what the rest of each match is.
+    Suffix(String),
 }
 
 /// Where a query continues: after the row with this (time, log, seq).
@@ -401,7 +435,8 @@ pub(crate) fn query_sql(
 
 /// The event columns, in the order both backends read them.
 pub(crate) const ROW_COLUMNS: &str = "log_id, seq, event_id, time, event_type, principal_oid, \
-     principal_appid, principal_name, action, resource, decision, run_id, record, leaf_hash";
+     principal_appid, principal_name, action, resource, decision, run_id, operation, etag, \
+     content_md5, copy_source, copy_source_etag, record, leaf_hash";
 
 /// Every chain id found in any table that holds chain data: heads, events and
 /// checkpoints. Deleting a chain's head row must not hide its events from `verify`.
@@ -479,6 +514,39 @@ pub trait StoreBackend: Send + Sync + 'static {
         cursor: Option<&Cursor>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send;
+
+    /// Up to `limit` writes that produced a version of the blob `resource` names
+    /// (type `blob.write`, with an ETag), newest first.
+    fn blob_writes(
+        &self,
+        resource: &ResourceMatch,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send;
+
+    /// Every event of run `run_id` by the principal with object id
+    /// `principal_oid` whose type is one of `event_types`, in no particular order.
+    fn run_events(
+        &self,
+        run_id: &str,
+        principal_oid: &str,
+        event_types: &[&str],
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send;
+
+    /// Every `admin.change` event whose resource is `resource` (a role
+    /// assignment's id, say), oldest first.
+    fn admin_changes(
+        &self,
+        resource: &str,
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send;
+
+    /// The stored leaf hashes of positions `from_seq..to_seq` of chain `log_id`,
+    /// as (position, hash), in order; a missing position is simply absent.
+    fn leaf_hashes(
+        &self,
+        log_id: &str,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>, StoreError>> + Send;
 }
 
 /// Either store, chosen by URL.
@@ -570,6 +638,32 @@ impl StoreBackend for AnyStore {
         limit: usize,
     ) -> Result<Vec<Row>, StoreError> {
         forward!(self, s => s.query(filter, cursor, limit))
+    }
+    async fn blob_writes(
+        &self,
+        resource: &ResourceMatch,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        forward!(self, s => s.blob_writes(resource, limit))
+    }
+    async fn run_events(
+        &self,
+        run_id: &str,
+        principal_oid: &str,
+        event_types: &[&str],
+    ) -> Result<Vec<Row>, StoreError> {
+        forward!(self, s => s.run_events(run_id, principal_oid, event_types))
+    }
+    async fn admin_changes(&self, resource: &str) -> Result<Vec<Row>, StoreError> {
+        forward!(self, s => s.admin_changes(resource))
+    }
+    async fn leaf_hashes(
+        &self,
+        log_id: &str,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        forward!(self, s => s.leaf_hashes(log_id, from_seq, to_seq))
     }
 }
 

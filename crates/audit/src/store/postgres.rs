@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
-    CHAIN_IDS_SQL, Cursor, Filter, LogHead, ROW_COLUMNS, Row, SqlParam, StoreBackend, StoreError,
-    StoredCheckpoint, now_text, query_sql, redact_password,
+    CHAIN_IDS_SQL, Cursor, Filter, LogHead, ROW_COLUMNS, ResourceMatch, Row, SqlParam,
+    StoreBackend, StoreError, StoredCheckpoint, now_text, query_sql, redact_password,
 };
 use crate::merkle::Frontier;
 
@@ -54,6 +54,17 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     created TEXT NOT NULL,
     PRIMARY KEY (log_id, size)
 );
+-- Version 2 (schema 2 records' blob version fields; see the SQLite store): added in
+-- place to a version 1 schema, under the same lock, by the first gate that starts.
+ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS operation TEXT;
+ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS etag TEXT;
+ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS content_md5 TEXT;
+ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS copy_source TEXT COLLATE "C";
+ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS copy_source_etag TEXT;
+CREATE INDEX IF NOT EXISTS audit_events_writes ON audit_events (resource, time)
+    WHERE event_type = 'blob.write' AND etag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_admin ON audit_events (resource)
+    WHERE event_type = 'admin.change';
 "#;
 
 /// A connection with the statements the writer runs on every batch.
@@ -119,7 +130,8 @@ async fn connect(url: &str, label: &str) -> Result<Conn, StoreError> {
         .prepare(&format!(
             "INSERT INTO audit_events ({ROW_COLUMNS}) SELECT * FROM UNNEST(\
              $1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[])"
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
+             $15::text[], $16::text[], $17::text[], $18::text[], $19::bytea[])"
         ))
         .await
         .map_err(&err)?;
@@ -179,8 +191,13 @@ fn row_from_sql(r: &tokio_postgres::Row) -> Row {
         resource: r.get(9),
         decision: r.get(10),
         run_id: r.get(11),
-        record: r.get(12),
-        leaf_hash: r.get(13),
+        operation: r.get(12),
+        etag: r.get(13),
+        content_md5: r.get(14),
+        copy_source: r.get(15),
+        copy_source_etag: r.get(16),
+        record: r.get(17),
+        leaf_hash: r.get(18),
     }
 }
 
@@ -319,6 +336,11 @@ impl StoreBackend for PostgresStore {
                 &column!(resource),
                 &column!(decision),
                 &column!(run_id),
+                &column!(operation),
+                &column!(etag),
+                &column!(content_md5),
+                &column!(copy_source),
+                &column!(copy_source_etag),
                 &column!(record),
                 &column!(leaf_hash),
             ],
@@ -413,6 +435,97 @@ impl StoreBackend for PostgresStore {
             let rows = conn.client.query(&sql, &values).await.map_err(self.err())?;
             Ok(rows.iter().map(row_from_sql).collect())
         }
+    }
+
+    async fn blob_writes(
+        &self,
+        resource: &ResourceMatch,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn().await?;
+        let select = format!(
+            "SELECT {ROW_COLUMNS} FROM audit_events \
+             WHERE event_type = 'blob.write' AND etag IS NOT NULL"
+        );
+        let order = "ORDER BY time DESC, log_id DESC, seq DESC";
+        let limit = limit as i64;
+        let rows = match resource {
+            ResourceMatch::Exact(scope) => {
+                let sql = format!("{select} AND resource = $1::text {order} LIMIT $2::int8");
+                conn.client.query(&sql, &[scope, &limit]).await
+            }
+            ResourceMatch::Suffix(suffix) => {
+                let sql = format!(
+                    "{select} AND right(resource, $2::int4) = $1::text {order} LIMIT $3::int8"
+                );
+                let n = suffix.chars().count() as i32;
+                conn.client.query(&sql, &[suffix, &n, &limit]).await
+            }
+        }
+        .map_err(self.err())?;
+        Ok(rows.iter().map(row_from_sql).collect())
+    }
+
+    async fn run_events(
+        &self,
+        run_id: &str,
+        principal_oid: &str,
+        event_types: &[&str],
+    ) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn().await?;
+        let types: Vec<String> = event_types.iter().map(|t| (*t).to_owned()).collect();
+        let rows = conn
+            .client
+            .query(
+                &format!(
+                    "SELECT {ROW_COLUMNS} FROM audit_events \
+                     WHERE run_id = $1::text AND principal_oid = $2::text \
+                     AND event_type = ANY($3::text[])"
+                ),
+                &[&run_id, &principal_oid, &types],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(row_from_sql).collect())
+    }
+
+    async fn admin_changes(&self, resource: &str) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .client
+            .query(
+                &format!(
+                    "SELECT {ROW_COLUMNS} FROM audit_events \
+                     WHERE event_type = 'admin.change' AND resource = $1::text \
+                     ORDER BY time, log_id, seq"
+                ),
+                &[&resource],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(row_from_sql).collect())
+    }
+
+    async fn leaf_hashes(
+        &self,
+        log_id: &str,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .client
+            .query(
+                "SELECT seq, leaf_hash FROM audit_events \
+                 WHERE log_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+                &[&log_id, &(from_seq as i64), &(to_seq as i64)],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
+            .collect())
     }
 }
 

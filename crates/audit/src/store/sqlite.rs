@@ -11,8 +11,8 @@ use entraflow_core::sqlite::{Migration, migrate};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    CHAIN_IDS_SQL, Cursor, Filter, LogHead, ROW_COLUMNS, Row, SqlParam, StoreBackend, StoreError,
-    StoredCheckpoint, now_text, query_sql,
+    CHAIN_IDS_SQL, Cursor, Filter, LogHead, ROW_COLUMNS, ResourceMatch, Row, SqlParam,
+    StoreBackend, StoreError, StoredCheckpoint, now_text, query_sql,
 };
 use crate::merkle::Frontier;
 
@@ -56,10 +56,26 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 ";
 
+/// Version 2: the blob version fields of schema 2 records as columns (NULL for
+/// version 1 records, which never have them), and two partial indexes for lineage
+/// that only writes producing a blob version and admin changes enter, so the read
+/// path (most events) pays nothing for them.
+const SCHEMA_2: &str = "
+ALTER TABLE audit_events ADD COLUMN operation TEXT;
+ALTER TABLE audit_events ADD COLUMN etag TEXT;
+ALTER TABLE audit_events ADD COLUMN content_md5 TEXT;
+ALTER TABLE audit_events ADD COLUMN copy_source TEXT;
+ALTER TABLE audit_events ADD COLUMN copy_source_etag TEXT;
+CREATE INDEX audit_events_writes ON audit_events (resource, time)
+    WHERE event_type = 'blob.write' AND etag IS NOT NULL;
+CREATE INDEX audit_events_admin ON audit_events (resource)
+    WHERE event_type = 'admin.change';
+";
+
 /// `audit.db`'s schema, one step per version (`PRAGMA user_version`, as every
 /// entraflow database). A database written before versions existed has exactly
 /// step 1's tables, which step 1 leaves as they are. Append steps; never edit one.
-const MIGRATIONS: [Migration; 1] = [Migration::sql(SCHEMA)];
+const MIGRATIONS: [Migration; 2] = [Migration::sql(SCHEMA), Migration::sql(SCHEMA_2)];
 
 /// The SQLite audit store. Cheap to share; all work happens on one dedicated thread.
 #[derive(Debug)]
@@ -242,8 +258,13 @@ fn row_from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         resource: r.get(9)?,
         decision: r.get(10)?,
         run_id: r.get(11)?,
-        record: r.get(12)?,
-        leaf_hash: r.get(13)?,
+        operation: r.get(12)?,
+        etag: r.get(13)?,
+        content_md5: r.get(14)?,
+        copy_source: r.get(15)?,
+        copy_source_etag: r.get(16)?,
+        record: r.get(17)?,
+        leaf_hash: r.get(18)?,
     })
 }
 
@@ -364,7 +385,8 @@ impl StoreBackend for SqliteStore {
                 let mut insert = tx
                     .prepare_cached(&format!(
                         "INSERT INTO audit_events ({ROW_COLUMNS}) VALUES \
-                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                         ?16, ?17, ?18, ?19)"
                     ))
                     .ctx(path)?;
                 for row in &rows {
@@ -382,6 +404,11 @@ impl StoreBackend for SqliteStore {
                             row.resource,
                             row.decision,
                             row.run_id,
+                            row.operation,
+                            row.etag,
+                            row.content_md5,
+                            row.copy_source,
+                            row.copy_source_etag,
                             row.record,
                             row.leaf_hash,
                         ])
@@ -474,6 +501,109 @@ impl StoreBackend for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql).ctx(path)?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(params.iter()), row_from_sql)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .ctx(path)?;
+            Ok(rows)
+        })
+    }
+
+    fn blob_writes(
+        &self,
+        resource: &ResourceMatch,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send {
+        // The partial index holds only such writes: found by seek for an exact
+        // scope, by a scan of the writes alone (never the reads) for a suffix.
+        let (condition, params): (&str, Vec<SqlParam>) = match resource {
+            ResourceMatch::Exact(scope) => ("resource = ?1", vec![SqlParam::Text(scope.clone())]),
+            ResourceMatch::Suffix(suffix) => (
+                "substr(resource, -?1) = ?2",
+                vec![
+                    SqlParam::Int(suffix.chars().count() as i64),
+                    SqlParam::Text(suffix.clone()),
+                ],
+            ),
+        };
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM audit_events INDEXED BY audit_events_writes \
+             WHERE event_type = 'blob.write' AND etag IS NOT NULL AND {condition} \
+             ORDER BY time DESC, log_id DESC, seq DESC LIMIT {limit}"
+        );
+        self.call(move |conn, path| {
+            let mut stmt = conn.prepare_cached(&sql).ctx(path)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), row_from_sql)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .ctx(path)?;
+            Ok(rows)
+        })
+    }
+
+    fn run_events(
+        &self,
+        run_id: &str,
+        principal_oid: &str,
+        event_types: &[&str],
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send {
+        let types: Vec<String> = (0..event_types.len())
+            .map(|i| format!("?{}", i + 3))
+            .collect();
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM audit_events \
+             WHERE run_id = ?1 AND principal_oid = ?2 AND event_type IN ({})",
+            types.join(", ")
+        );
+        let mut params = vec![run_id.to_owned(), principal_oid.to_owned()];
+        params.extend(event_types.iter().map(|t| (*t).to_owned()));
+        self.call(move |conn, path| {
+            let mut stmt = conn.prepare_cached(&sql).ctx(path)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), row_from_sql)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .ctx(path)?;
+            Ok(rows)
+        })
+    }
+
+    fn admin_changes(
+        &self,
+        resource: &str,
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send {
+        let resource = resource.to_owned();
+        self.call(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {ROW_COLUMNS} FROM audit_events INDEXED BY audit_events_admin \
+                     WHERE event_type = 'admin.change' AND resource = ?1 \
+                     ORDER BY time, log_id, seq"
+                ))
+                .ctx(path)?;
+            let rows = stmt
+                .query_map([&resource], row_from_sql)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .ctx(path)?;
+            Ok(rows)
+        })
+    }
+
+    fn leaf_hashes(
+        &self,
+        log_id: &str,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>, StoreError>> + Send {
+        let log_id = log_id.to_owned();
+        self.call(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, leaf_hash FROM audit_events \
+                     WHERE log_id = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq",
+                )
+                .ctx(path)?;
+            let rows = stmt
+                .query_map(params![log_id, from_seq as i64, to_seq as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+                })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .ctx(path)?;
             Ok(rows)

@@ -66,6 +66,7 @@ async fn delete(
     };
     let target = names::parse_target(&full, &state.account)?;
     let event = guard.event();
+    event.operation = Some(Operation::DeleteBlob.name().to_owned());
     event.action = Some(Operation::DeleteBlob.action().0.to_owned());
     event.resource = Some(resource_scope(&state.account_scope, &target));
     let Target::Blob(c, b) = &target else {
@@ -79,7 +80,7 @@ async fn delete(
     let request = super::rbac_request(state, Operation::DeleteBlob, &target, &Query::default())?;
     let mut access = guard.authorize::<StorageError>(request)?;
     access.record_decision::<StorageError>(None).await?;
-    super::object::remove(&access, c, b, &sub.headers).await
+    super::object::remove(&mut access, c, b, &sub.headers).await
 }
 
 /// The part's answer, after its record is durable.

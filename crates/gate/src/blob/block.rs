@@ -80,7 +80,7 @@ pub(super) async fn commit(
     }
     let props = properties_from(headers, false)?;
     let upload_tags = crate::tags::upload_tags(headers)?.unwrap_or_default();
-    let info = access
+    let (info, sums) = access
         .store()
         .commit_blocks(container, blob, &refs, &props)
         .await?;
@@ -88,12 +88,15 @@ pub(super) async fn commit(
     let event = access.event();
     event.bytes = Some(info.size);
     event.detail = Some(format!("committed {} blocks", refs.len()));
+    // The version this commit made: its ETag, and the MD5 of the bytes committed.
+    event.etag = Some(info.etag.clone());
+    event.content_md5 = Some(sums.md5_base64());
     Ok(write_response(&info))
 }
 
 /// Get Block List: `blocklisttype` committed (the default), uncommitted or all.
 pub(super) async fn list(
-    access: Access<'_>,
+    mut access: Access<'_>,
     container: &str,
     blob: &str,
     query: &Query,
@@ -118,6 +121,8 @@ pub(super) async fn list(
         Err(e) if e.code == "BlobNotFound" => None,
         Err(e) => return Err(e),
     };
+    access.event().etag = info.as_ref().map(|i| i.etag.clone());
+    let store = access.store();
     let staged = store.staged_blocks(container, blob).await?;
     if info.is_none() && staged.is_empty() {
         return Err(StorageError::blob_not_found());

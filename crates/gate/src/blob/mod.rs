@@ -155,6 +155,7 @@ async fn serve(
     guard.set_operation(crate::metrics::OpLabel::Blob(op));
     let event = guard.event();
     event.event_type = op.event_type();
+    event.operation = Some(op.name().to_owned());
     event.action = Some(op.action().0.to_owned());
     event.resource = Some(resource_scope(&state.account_scope, &target));
 

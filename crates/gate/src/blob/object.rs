@@ -35,6 +35,10 @@ pub(super) async fn get(
     let store = access.store();
     store.container(container)?;
     let (info, source) = store.open_blob(container, blob).await?;
+    // The version served, on the request's record (the one record of a small
+    // read, which `Guard::finish` appends; both records of a streamed one).
+    note_version(access.event(), &info);
+    let store = access.store();
     check_lease(&info, headers, false)?;
     Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let range = match parse_range(headers)? {
@@ -132,13 +136,14 @@ pub(super) async fn get(
 }
 
 pub(super) async fn properties(
-    access: Access<'_>,
+    mut access: Access<'_>,
     container: &str,
     blob: &str,
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
     let store = access.store();
     let info = existing(store, container, blob, headers, false).await?;
+    note_version(access.event(), &info);
     Conditions::from_headers(headers, Subject::Resource)?.check_read(current(&info))?;
     let mut response = empty(StatusCode::OK);
     blob_headers(response.headers_mut(), &info, true);
@@ -173,7 +178,11 @@ pub(super) async fn put(
         .await?;
     // A new blob has the tags of its upload, or none.
     access.store().set_tags(container, blob, &upload_tags)?;
-    access.event().bytes = Some(written);
+    let event = access.event();
+    event.bytes = Some(written);
+    // The version this upload made: its ETag, and the MD5 of the bytes received.
+    event.etag = Some(info.etag.clone());
+    event.content_md5 = Some(sums.md5_base64());
     access.count_written(written);
     let mut response = write_response(&info);
     let h = response.headers_mut();
@@ -194,7 +203,7 @@ pub(super) async fn set_metadata(
 
 /// A change to a blob's properties or metadata, after its lease and conditions.
 async fn update(
-    access: Access<'_>,
+    mut access: Access<'_>,
     container: &str,
     blob: &str,
     headers: &HeaderMap,
@@ -206,6 +215,8 @@ async fn update(
         .store()
         .update_properties(container, blob, change)
         .await?;
+    // A new ETag for the same content.
+    note_version(access.event(), &info);
     let mut response = write_response(&info);
     *response.status_mut() = StatusCode::OK;
     Ok(response)
@@ -238,21 +249,22 @@ pub(super) async fn set_properties(
 }
 
 pub(super) async fn delete(
-    access: Access<'_>,
+    mut access: Access<'_>,
     container: &str,
     blob: &str,
     headers: &HeaderMap,
 ) -> Result<Response, StorageError> {
-    remove(&access, container, blob, headers).await?;
+    remove(&mut access, container, blob, headers).await?;
     let mut response = empty(StatusCode::ACCEPTED);
     set_header(response.headers_mut(), "x-ms-delete-type-permanent", "true");
     Ok(response)
 }
 
 /// Deletes a blob after its lease and conditions (Delete Blob, and each Delete
-/// Blob part of a batch with that part's own headers).
+/// Blob part of a batch with that part's own headers); the record names the
+/// version deleted.
 pub(super) async fn remove(
-    access: &Access<'_>,
+    access: &mut Access<'_>,
     container: &str,
     blob: &str,
     headers: &HeaderMap,
@@ -260,7 +272,15 @@ pub(super) async fn remove(
     let store = access.store();
     let info = existing(store, container, blob, headers, true).await?;
     Conditions::from_headers(headers, Subject::Resource)?.check_write(Some(current(&info)))?;
-    store.delete_blob(container, blob).await
+    store.delete_blob(container, blob).await?;
+    note_version(access.event(), &info);
+    Ok(())
+}
+
+/// Puts a blob version (its ETag and `Content-MD5` property) on the record.
+fn note_version(event: &mut entraflow_audit::Event, info: &BlobInfo) {
+    event.etag = Some(info.etag.clone());
+    event.content_md5 = info.properties.content_md5.clone();
 }
 
 /// Copy Blob within the gate. It completes before the answer, so the destination
@@ -317,9 +337,18 @@ pub(super) async fn copy(
         )
         .await?;
     access.store().set_tags(container, blob, &copy_tags)?;
+    let source_scope = super::resource_scope(
+        &access.state().account_scope,
+        &Target::Blob(sc.clone(), sb.clone()),
+    );
     let event = access.event();
     event.bytes = Some(info.size);
     event.detail = Some(format!("copied from {sc}/{sb}"));
+    // The version made, and the source version it was made from (by scope: the
+    // source URL the client sent may carry a SAS).
+    note_version(event, &info);
+    event.copy_source = Some(source_scope);
+    event.copy_source_etag = Some(source.etag.clone());
     let mut response = empty(StatusCode::ACCEPTED);
     let h = response.headers_mut();
     set_header(h, "etag", &info.etag);
