@@ -61,7 +61,8 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn run(command: ConsoleCommand, globals: &Globals) -> anyhow::Result<ExitCode> {
     let ConsoleCommand::Serve(args) = command;
-    let env = entraflow_gate::read_env_file(&globals.data_dir.join(entraflow_gate::AUTHORITY_ENV_FILE));
+    let env =
+        entraflow_gate::read_env_file(&globals.data_dir.join(entraflow_gate::AUTHORITY_ENV_FILE));
     let from_env = |name: &str| env.get(name).cloned();
     let authority_host = args
         .authority_host
@@ -86,8 +87,11 @@ pub(crate) fn run(command: ConsoleCommand, globals: &Globals) -> anyhow::Result<
         config.audit_store = store;
     }
     if let Some(scope) = args.audit_scope {
-        let parsed = entraflow_rbac::Scope::parse(&scope).with_context(|| format!("--audit-scope {scope}"))?;
-        parsed.check_names().with_context(|| format!("--audit-scope {scope}"))?;
+        let parsed = entraflow_rbac::Scope::parse(&scope)
+            .with_context(|| format!("--audit-scope {scope}"))?;
+        parsed
+            .check_names()
+            .with_context(|| format!("--audit-scope {scope}"))?;
         config.audit_scope = parsed;
     }
     config.verifier_keys = args.keys;
@@ -99,7 +103,12 @@ pub(crate) fn run(command: ConsoleCommand, globals: &Globals) -> anyhow::Result<
         let console = Console::bind(config).await?;
         lock.describe(&[("console", console.url())])?;
         let env_file = console.write_env_file()?;
-        println!("console ready: {} (client {}, redirect URI {})", console.url(), console.client_id(), console.redirect_uri());
+        println!(
+            "console ready: {} (client {}, redirect URI {})",
+            console.url(),
+            console.client_id(),
+            console.redirect_uri()
+        );
         println!("client settings: source {}", env_file.display());
         console.run(crate::gate::shutdown_signal()).await?;
         anyhow::Ok(())

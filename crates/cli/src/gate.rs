@@ -174,7 +174,10 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
         if let (Some(url), Some(lock)) = (&stack.console_url, console_lock.as_mut()) {
             lock.describe(&[("console", url)])?;
-            println!("console ready: {url} (sign in with Entra; needs the role \"{}\")", entraflow_console::READER_ROLE);
+            println!(
+                "console ready: {url} (sign in with Entra; needs the role \"{}\")",
+                entraflow_console::READER_ROLE
+            );
         }
         if let Some(addr) = stack.sql_addr {
             println!(

@@ -25,11 +25,21 @@
     var data = JSON.parse(source.textContent);
     var kind = canvas.dataset.chart;
     var series = kind === "bytes" ? data.bytes : data.counts;
+    // Bytes are drawn in the one binary unit that suits the largest value, so
+    // the axis ticks are round numbers of it.
+    var unit = "B", scale = 1;
+    if (kind === "bytes") {
+      var max = 0;
+      series.forEach(function (s) { s.data.forEach(function (v) { max = Math.max(max, v); }); });
+      ["KiB", "MiB", "GiB", "TiB"].forEach(function (u, i) {
+        if (max >= Math.pow(1024, i + 1)) { unit = u; scale = Math.pow(1024, i + 1); }
+      });
+    }
     var datasets = series.map(function (s, i) {
       var colour = s.kind === "principal" ? PALETTE[i % PALETTE.length] : (COLOURS[s.kind] || "#475569");
       return {
         label: s.label,
-        data: s.data,
+        data: kind === "bytes" ? s.data.map(function (v) { return v / scale; }) : s.data,
         backgroundColor: colour,
         borderColor: colour,
         borderWidth: kind === "bytes" ? 2 : 0,
@@ -38,7 +48,7 @@
         tension: 0,
       };
     });
-    var yTitle = kind === "bytes" ? "bytes" : (kind === "tokens" ? "tokens issued" : "requests");
+    var yTitle = kind === "bytes" ? "bytes (" + unit + ")" : (kind === "tokens" ? "tokens issued" : "requests");
     new Chart(canvas, {
       type: kind === "bytes" ? "line" : "bar",
       data: { labels: data.labels, datasets: datasets },
@@ -51,7 +61,7 @@
           legend: { position: "top", labels: { boxWidth: 14 } },
           tooltip: {
             callbacks: kind === "bytes" ? {
-              label: function (ctx) { return ctx.dataset.label + ": " + humanBytes(ctx.parsed.y); },
+              label: function (ctx) { return ctx.dataset.label + ": " + humanBytes(ctx.parsed.y * scale); },
             } : {},
           },
         },
@@ -66,9 +76,7 @@
             stacked: kind !== "bytes",
             beginAtZero: true,
             title: { display: true, text: yTitle },
-            ticks: kind === "bytes"
-              ? { callback: function (v) { return humanBytes(v); } }
-              : { precision: 0 },
+            ticks: kind === "bytes" ? {} : { precision: 0 },
           },
         },
       },

@@ -88,7 +88,8 @@ impl FromRequestParts<Arc<App>> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        let session = cookie_value(&parts.headers, SESSION_COOKIE).and_then(|id| app.sessions.get(&id));
+        let session =
+            cookie_value(&parts.headers, SESSION_COOKIE).and_then(|id| app.sessions.get(&id));
         let Some(session) = session else {
             if parts.method == Method::GET {
                 let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -107,9 +108,9 @@ impl FromRequestParts<Arc<App>> for Viewer {
         let identity = session.identity.clone();
         let principal = Principal::new(identity.oid.clone());
         let request = Request::data(action::audit::READ, app.audit_scope.clone());
-        let decision = app
-            .authorizer
-            .authorize(&principal, &request, time::OffsetDateTime::now_utc());
+        let decision =
+            app.authorizer
+                .authorize(&principal, &request, time::OffsetDateTime::now_utc());
         let page = page_of(parts);
         let mut record = event(PAGE_VIEW, Some(&identity), parts, page.clone());
         record.action = Some(action::audit::READ.to_owned());

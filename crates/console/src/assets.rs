@@ -45,7 +45,10 @@ mod tests {
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, CHART_JS_SHA256);
         let head = std::str::from_utf8(&CHART_JS[..200]).unwrap();
-        assert!(head.contains(&format!("Chart.js v{CHART_JS_VERSION}")), "{head}");
+        assert!(
+            head.contains(&format!("Chart.js v{CHART_JS_VERSION}")),
+            "{head}"
+        );
         assert!(CHART_JS_LICENSE.starts_with("The MIT License"));
     }
 }

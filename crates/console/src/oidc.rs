@@ -205,10 +205,7 @@ impl Oidc {
     }
 
     /// A new sign-in and the authorization URL to send the browser to.
-    pub(crate) async fn begin(
-        &self,
-        next: String,
-    ) -> Result<(PendingSignIn, String), SignInError> {
+    pub(crate) async fn begin(&self, next: String) -> Result<(PendingSignIn, String), SignInError> {
         let endpoints = self.endpoints().await?;
         let pending = PendingSignIn {
             state: random_token(),
@@ -277,8 +274,11 @@ impl Oidc {
                 Err(_) => fail(format!("the token endpoint answered {status}")),
             });
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body)
-            .map_err(|e| fail(format!("the token endpoint's answer is not a token response: {e}")))?;
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            fail(format!(
+                "the token endpoint's answer is not a token response: {e}"
+            ))
+        })?;
         let id_token = answer.id_token.ok_or_else(|| {
             fail("the token endpoint sent no id_token for scope 'openid'".to_owned())
         })?;

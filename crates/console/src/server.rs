@@ -14,7 +14,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use entraflow_audit::{AnyStore, AuditLog, AuditOptions, CheckpointSigner, EventType, Filter, Timestamp};
+use entraflow_audit::{
+    AnyStore, AuditLog, AuditOptions, CheckpointSigner, EventType, Filter, Timestamp,
+};
 use entraflow_rbac::{Authorizer, Scope};
 use maud::html;
 use serde::Deserialize;
@@ -26,7 +28,9 @@ use crate::evidence::{self, Directory, index::Index};
 use crate::oidc::{Oidc, SignInError, same};
 use crate::pages::{self, Tab};
 use crate::provision;
-use crate::session::{SESSION_COOKIE, SIGN_IN_COOKIE, SIGN_IN_LIFETIME, Sessions, cookie_value, set_cookie};
+use crate::session::{
+    SESSION_COOKIE, SIGN_IN_COOKIE, SIGN_IN_LIFETIME, Sessions, cookie_value, set_cookie,
+};
 
 /// What every request handler shares.
 pub(crate) struct App {
@@ -99,9 +103,12 @@ impl Console {
         let redirect_uri = format!("{url}{CALLBACK_PATH}");
         let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;
 
-        let role =
-            provision::ensure_reader_role(&config.data_dir, &config.audit_scope, &config.audit_store)
-                .await?;
+        let role = provision::ensure_reader_role(
+            &config.data_dir,
+            &config.audit_scope,
+            &config.audit_store,
+        )
+        .await?;
         let (client_id, client_secret) = match &sign_in.client {
             Client::RegisterLocally => {
                 let r = provision::register_locally(
@@ -255,10 +262,21 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    // The callback URL carries a code and state: never in a Referer.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The callback URL carries a code and state: never in a Referer to another
+    // origin. (`no-referrer` would also make browsers send `Origin: null` on the
+    // console's own sign-out form, which the origin check then refuses.)
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }
@@ -282,7 +300,11 @@ fn router(app: Arc<App>) -> Router {
             get(|UrlPath(name): UrlPath<String>| async move { crate::assets::serve(&name) }),
         )
         .fallback(|| async {
-            pages::error(StatusCode::NOT_FOUND, "No such page", "The console has no page here.")
+            pages::error(
+                StatusCode::NOT_FOUND,
+                "No such page",
+                "The console has no page here.",
+            )
         })
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(app)
@@ -319,13 +341,20 @@ async fn sign_in(State(app): State<Arc<App>>, Query(q): Query<SignInQuery>) -> R
                 StatusCode::SEE_OTHER,
                 [
                     (header::LOCATION, url),
-                    (header::SET_COOKIE, set_cookie(SIGN_IN_COOKIE, &id, SIGN_IN_LIFETIME)),
+                    (
+                        header::SET_COOKIE,
+                        set_cookie(SIGN_IN_COOKIE, &id, SIGN_IN_LIFETIME),
+                    ),
                     (header::CACHE_CONTROL, "no-store".to_owned()),
                 ],
             )
                 .into_response()
         }
-        Err(e) => pages::error(StatusCode::BAD_GATEWAY, "Sign-in is unavailable", &e.to_string()),
+        Err(e) => pages::error(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in is unavailable",
+            &e.to_string(),
+        ),
     }
 }
 
@@ -372,10 +401,16 @@ async fn callback(State(app): State<Arc<App>>, req: Request) -> Response {
     let q: CallbackQuery = match Query::try_from_uri(&parts.uri) {
         Ok(Query(q)) => q,
         Err(e) => {
-            return refuse_sign_in(&app, &parts, &SignInError::Forged(format!("the callback's query cannot be read: {e}"))).await;
+            return refuse_sign_in(
+                &app,
+                &parts,
+                &SignInError::Forged(format!("the callback's query cannot be read: {e}")),
+            )
+            .await;
         }
     };
-    let pending = cookie_value(&parts.headers, SIGN_IN_COOKIE).and_then(|id| app.sessions.take_sign_in(&id));
+    let pending =
+        cookie_value(&parts.headers, SIGN_IN_COOKIE).and_then(|id| app.sessions.take_sign_in(&id));
     let Some(pending) = pending else {
         return refuse_sign_in(&app, &parts, &SignInError::Forged(
             "this answer does not belong to a sign-in started in this browser in the last 10 minutes (no or an unknown sign-in cookie); start again".into(),
@@ -387,13 +422,23 @@ async fn callback(State(app): State<Arc<App>>, req: Request) -> Response {
         )).await;
     }
     if let Some(error) = q.error {
-        return refuse_sign_in(&app, &parts, &SignInError::Refused {
-            error,
-            description: q.error_description.unwrap_or_default(),
-        }).await;
+        return refuse_sign_in(
+            &app,
+            &parts,
+            &SignInError::Refused {
+                error,
+                description: q.error_description.unwrap_or_default(),
+            },
+        )
+        .await;
     }
     let Some(code) = q.code else {
-        return refuse_sign_in(&app, &parts, &SignInError::Forged("the answer carries no code".into())).await;
+        return refuse_sign_in(
+            &app,
+            &parts,
+            &SignInError::Forged("the answer carries no code".into()),
+        )
+        .await;
     };
     let identity = match app.oidc.finish(&pending, &code).await {
         Ok(identity) => identity,
@@ -403,7 +448,11 @@ async fn callback(State(app): State<Arc<App>>, req: Request) -> Response {
         access::SIGN_IN,
         Some(&identity),
         &parts,
-        format!("signed in with {} as client {}", app.oidc.authority_host(), app.oidc.client_id()),
+        format!(
+            "signed in with {} as client {}",
+            app.oidc.authority_host(),
+            app.oidc.client_id()
+        ),
     );
     record.decision = Some(entraflow_audit::Decision::Allow);
     record.status = Some(303);
@@ -460,13 +509,19 @@ async fn sign_out(State(app): State<Arc<App>>, req: Request) -> Response {
     if let Some(id) = &id {
         app.sessions.end(id);
     }
-    let mut record = access::event("console.signout", Some(&session.identity), &parts, "signed out".into());
+    let mut record = access::event(
+        "console.signout",
+        Some(&session.identity),
+        &parts,
+        "signed out".into(),
+    );
     record.decision = Some(entraflow_audit::Decision::Allow);
     if let Err(e) = app.audit.append(record).await {
         tracing::error!(error = %e, "the console's audit log cannot take a sign-out");
     }
     let mut res = Redirect::to("/signed-out").into_response();
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO)) {
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO))
+    {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
@@ -497,13 +552,24 @@ async fn runs(State(app): State<Arc<App>>, viewer: Viewer) -> Response {
     let mut runs: Vec<_> = index.runs.values().cloned().collect();
     runs.sort_by(|a, b| b.last.cmp(&a.last));
     drop(index);
-    pages::respond(StatusCode::OK, pages::runs::list(&viewer, &runs, &app.directory))
+    pages::respond(
+        StatusCode::OK,
+        pages::runs::list(&viewer, &runs, &app.directory),
+    )
 }
 
-async fn run(State(app): State<Arc<App>>, viewer: Viewer, UrlPath(run_id): UrlPath<String>) -> Response {
+async fn run(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    UrlPath(run_id): UrlPath<String>,
+) -> Response {
     match evidence::run::load(&app.store, &app.directory, &run_id).await {
         Ok(view) => {
-            let status = if view.events == 0 { StatusCode::NOT_FOUND } else { StatusCode::OK };
+            let status = if view.events == 0 {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
             pages::respond(status, pages::runs::detail(&viewer, &view))
         }
         Err(e) => page_error(e.into()),
@@ -522,8 +588,14 @@ async fn principals(State(app): State<Arc<App>>, viewer: Viewer) -> Response {
     pages::respond(StatusCode::OK, page)
 }
 
-async fn principal(State(app): State<Arc<App>>, viewer: Viewer, UrlPath(label): UrlPath<String>) -> Response {
-    match evidence::principal::load(&app.store, app.authorizer.store(), &app.directory, &label).await {
+async fn principal(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    UrlPath(label): UrlPath<String>,
+) -> Response {
+    match evidence::principal::load(&app.store, app.authorizer.store(), &app.directory, &label)
+        .await
+    {
         Ok(view) => pages::respond(StatusCode::OK, pages::principals::detail(&viewer, &view)),
         Err(e) => page_error(e),
     }
@@ -535,7 +607,11 @@ struct TimelineQuery {
     hours: Option<u32>,
 }
 
-async fn timeline(State(app): State<Arc<App>>, viewer: Viewer, Query(q): Query<TimelineQuery>) -> Response {
+async fn timeline(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    Query(q): Query<TimelineQuery>,
+) -> Response {
     let mut index = app.index.lock().await;
     if let Err(e) = index.catch_up(&app.store).await {
         return page_error(e.into());
@@ -544,18 +620,29 @@ async fn timeline(State(app): State<Arc<App>>, viewer: Viewer, Query(q): Query<T
     drop(index);
     runs.sort_by(|a, b| b.last.cmp(&a.last));
     // Without a choice: the latest run, else the last 24 hours.
-    let run = q.run.clone().or_else(|| q.hours.is_none().then(|| runs.first().map(|r| r.run_id.clone())).flatten());
+    let run = q.run.clone().or_else(|| {
+        q.hours
+            .is_none()
+            .then(|| runs.first().map(|r| r.run_id.clone()))
+            .flatten()
+    });
     let (span, filter) = match &run {
         Some(id) => (
             pages::timeline::Span::Run(id),
-            Filter { run_id: Some(id.clone()), ..Filter::default() },
+            Filter {
+                run_id: Some(id.clone()),
+                ..Filter::default()
+            },
         ),
         None => {
             let hours = q.hours.unwrap_or(24).clamp(1, 24 * 366);
             let since = time::OffsetDateTime::now_utc() - time::Duration::hours(i64::from(hours));
             (
                 pages::timeline::Span::Hours(hours),
-                Filter { since: Some(Timestamp::from(since)), ..Filter::default() },
+                Filter {
+                    since: Some(Timestamp::from(since)),
+                    ..Filter::default()
+                },
             )
         }
     };
@@ -571,7 +658,13 @@ async fn timeline(State(app): State<Arc<App>>, viewer: Viewer, Query(q): Query<T
         ) {
             let principals: std::collections::BTreeSet<String> = items
                 .iter()
-                .filter_map(|i| i.record.event.principal.as_ref().map(|p| p.label().to_owned()))
+                .filter_map(|i| {
+                    i.record
+                        .event
+                        .principal
+                        .as_ref()
+                        .map(|p| p.label().to_owned())
+                })
                 .collect();
             for p in principals {
                 let tokens = evidence::query_all(
@@ -581,7 +674,9 @@ async fn timeline(State(app): State<Arc<App>>, viewer: Viewer, Query(q): Query<T
                         principal: Some(p),
                         event_type: Some(EventType::TokenIssued.as_str().to_owned()),
                         since: Some(first),
-                        until: Some(Timestamp::from(last.as_offset_date_time() + time::Duration::milliseconds(1))),
+                        until: Some(Timestamp::from(
+                            last.as_offset_date_time() + time::Duration::milliseconds(1),
+                        )),
                         ..Filter::default()
                     },
                 )
@@ -597,7 +692,10 @@ async fn timeline(State(app): State<Arc<App>>, viewer: Viewer, Query(q): Query<T
         items.retain(|i| i.record.log != crate::config::AUDIT_LOG_ID);
     }
     let t = evidence::timeline::Timeline::of_accesses(&items);
-    pages::respond(StatusCode::OK, pages::timeline::page(&viewer, &span, &t, &runs))
+    pages::respond(
+        StatusCode::OK,
+        pages::timeline::page(&viewer, &span, &t, &runs),
+    )
 }
 
 async fn integrity(State(app): State<Arc<App>>, viewer: Viewer) -> Response {
@@ -607,18 +705,40 @@ async fn integrity(State(app): State<Arc<App>>, viewer: Viewer) -> Response {
     }
 }
 
-async fn event(State(app): State<Arc<App>>, viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
-    let (Some(log), Some(seq)) = (q.get("log"), q.get("seq").and_then(|s| s.parse::<u64>().ok())) else {
-        return pages::error(StatusCode::BAD_REQUEST, "Which record?", "Give the chain (log) and the position (seq).");
+async fn event(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(log), Some(seq)) = (
+        q.get("log"),
+        q.get("seq").and_then(|s| s.parse::<u64>().ok()),
+    ) else {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "Which record?",
+            "Give the chain (log) and the position (seq).",
+        );
     };
     use entraflow_audit::StoreBackend as _;
     let rows = match app.store.rows(log, seq, 1).await {
         Ok(rows) => rows,
         Err(e) => return page_error(e.into()),
     };
-    match rows.first().filter(|r| r.seq == seq).and_then(|r| evidence::Item::parse(&r.record)) {
-        Some(item) => pages::respond(StatusCode::OK, pages::event::page(&viewer, &item, &app.directory)),
-        None => pages::error(StatusCode::NOT_FOUND, "No such record", &format!("Chain {log} has no record #{seq}.")),
+    match rows
+        .first()
+        .filter(|r| r.seq == seq)
+        .and_then(|r| evidence::Item::parse(&r.record))
+    {
+        Some(item) => pages::respond(
+            StatusCode::OK,
+            pages::event::page(&viewer, &item, &app.directory),
+        ),
+        None => pages::error(
+            StatusCode::NOT_FOUND,
+            "No such record",
+            &format!("Chain {log} has no record #{seq}."),
+        ),
     }
 }
 
@@ -629,7 +749,12 @@ mod tests {
     #[test]
     fn only_local_paths_are_returned_to_after_sign_in() {
         assert_eq!(local_path(Some("/runs/demo-1?x=1")), "/runs/demo-1?x=1");
-        for bad in ["https://evil.example/", "//evil.example/x", "/\\evil", "runs"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil",
+            "runs",
+        ] {
             assert_eq!(local_path(Some(bad)), "/runs", "{bad}");
         }
         assert_eq!(local_path(None), "/runs");

@@ -53,7 +53,10 @@ fn make_room<V>(map: &mut HashMap<String, V>, expires: impl Fn(&V) -> Instant) {
     let now = Instant::now();
     map.retain(|_, v| expires(v) > now);
     while map.len() >= MAX_ENTRIES {
-        let Some(oldest) = map.iter().min_by_key(|(_, v)| expires(v)).map(|(k, _)| k.clone())
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| expires(v))
+            .map(|(k, _)| k.clone())
         else {
             break;
         };
@@ -198,7 +201,14 @@ mod tests {
     #[test]
     fn the_cookie_is_host_only_http_only_secure_and_lax() {
         let c = set_cookie(SESSION_COOKIE, "abc", Duration::from_secs(60));
-        for part in ["__Host-entraflow-console=abc", "HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=60"] {
+        for part in [
+            "__Host-entraflow-console=abc",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=60",
+        ] {
             assert!(c.contains(part), "{c}");
         }
         assert!(!c.contains("Domain"), "{c}");
@@ -207,7 +217,10 @@ mod tests {
             axum::http::header::COOKIE,
             "a=1; __Host-entraflow-console=abc".parse().unwrap(),
         );
-        assert_eq!(cookie_value(&headers, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(
+            cookie_value(&headers, SESSION_COOKIE).as_deref(),
+            Some("abc")
+        );
         assert_eq!(cookie_value(&headers, SIGN_IN_COOKIE), None);
     }
 }

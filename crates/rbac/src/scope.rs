@@ -348,11 +348,7 @@ impl Scope {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !ok {
-                return Err(bad(
-                    "audit log",
-                    name,
-                    "1-64 letters, digits, '-' or '_'",
-                ));
+                return Err(bad("audit log", name, "1-64 letters, digits, '-' or '_'"));
             }
             return Ok(());
         }
@@ -718,8 +714,9 @@ mod tests {
 
     #[test]
     fn the_audit_log_is_a_scope_below_its_resource_group() {
-        let rg = Scope::parse("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml")
-            .unwrap();
+        let rg =
+            Scope::parse("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml")
+                .unwrap();
         let log = Scope::parse(
             "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml/providers/entraflow.audit/AUDITLOGS/default",
         )

@@ -6,9 +6,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use entraflow_audit::checkpoint::{VERIFIER_KEY_FILE, open_checkpoint};
-use entraflow_audit::{
-    AnyStore, NoteVerifier, Problem, StoreBackend, VerifyOptions, verify_store,
-};
+use entraflow_audit::{AnyStore, NoteVerifier, Problem, StoreBackend, VerifyOptions, verify_store};
 
 use crate::error::PageError;
 
@@ -84,7 +82,9 @@ fn signer_of(note: &str) -> String {
         .filter_map(|l| l.strip_prefix("\u{2014} "))
         .filter_map(|l| {
             let (name, blob) = l.split_once(' ')?;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(blob.trim()).ok()?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(blob.trim())
+                .ok()?;
             let id: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
             Some(format!("{name}+{:08x}", u32::from_be_bytes(id)))
         })

@@ -85,8 +85,8 @@ pub(crate) struct RunView {
     pub(crate) timeline: Timeline,
     /// Token exchanges per principal over the same buckets.
     pub(crate) token_timeline: Timeline,
-    /// Blobs the run wrote that have a version in the record, for the lineage
-    /// pointer (`entraflow audit lineage az://…`).
+    /// Blobs the run wrote and did not delete, for the lineage pointer
+    /// (`entraflow audit lineage az://…`).
     pub(crate) written_blobs: Vec<String>,
 }
 
@@ -139,8 +139,15 @@ pub(crate) async fn load(
         let blob = short_resource(resource);
         let (reads, writes) = per.entry(label).or_default();
         let map = if e.event_type.is_data_write() {
-            if e.event_type == EventType::BlobWrite {
-                written_blobs.insert(az_path(resource));
+            match e.event_type {
+                EventType::BlobWrite => {
+                    written_blobs.insert(az_path(resource));
+                }
+                // A temporary file renamed into place: nothing left to trace.
+                EventType::BlobDelete => {
+                    written_blobs.remove(&az_path(resource));
+                }
+                _ => {}
             }
             writes
         } else if e.event_type == EventType::BlobRead {

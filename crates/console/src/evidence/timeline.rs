@@ -104,7 +104,9 @@ impl Timeline {
                 kind: k,
                 data: counts.remove(k).unwrap_or_default(),
             })
-            .filter(|s| s.data.iter().any(|v| *v > 0) || matches!(s.kind, "read" | "write" | "deny"))
+            .filter(|s| {
+                s.data.iter().any(|v| *v > 0) || matches!(s.kind, "read" | "write" | "deny")
+            })
             .collect();
         t.timeline.bytes = vec![
             Series {
@@ -134,7 +136,8 @@ impl Timeline {
         let mut per: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         for token in &issued {
             let b = t.bucket(token.time);
-            per.entry(token.label.as_str()).or_insert_with(|| vec![0; t.n])[b] += 1;
+            per.entry(token.label.as_str())
+                .or_insert_with(|| vec![0; t.n])[b] += 1;
         }
         t.timeline.counts = per
             .into_iter()

@@ -11,8 +11,10 @@ pub(crate) fn page(viewer: &Viewer, item: &Item, directory: &Directory) -> Marku
     let e = &r.event;
     let roles = e.detail.as_deref().map(missing_roles).unwrap_or_default();
     let p = e.principal.clone().unwrap_or_default();
-    let row = |k: &str, v: Option<String>| html! {
-        @if let Some(v) = v { tr { th { (k) } td { code { (v) } } } }
+    let row = |k: &str, v: Option<String>| {
+        html! {
+            @if let Some(v) = v { tr { th { (k) } td { code { (v) } } } }
+        }
     };
     let body = html! {
         p.crumbs {

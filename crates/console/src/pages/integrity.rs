@@ -10,8 +10,14 @@ use crate::evidence::integrity::IntegrityView;
 pub(crate) fn page(viewer: &Viewer, v: &IntegrityView) -> Markup {
     let all_ok = v.problem_count == 0
         && v.key_error.is_none()
-        && v.chains.iter().all(|c| c.latest.as_ref().is_none_or(|l| l.signature.is_ok()));
-    let unsigned: u64 = v.chains.iter().map(|c| c.size - c.signed_size.min(c.size)).sum();
+        && v.chains
+            .iter()
+            .all(|c| c.latest.as_ref().is_none_or(|l| l.signature.is_ok()));
+    let unsigned: u64 = v
+        .chains
+        .iter()
+        .map(|c| c.size - c.signed_size.min(c.size))
+        .sum();
     let body = html! {
         h1 { "Chain integrity" }
         @if all_ok {
@@ -80,5 +86,10 @@ pub(crate) fn page(viewer: &Viewer, v: &IntegrityView) -> Markup {
             }
         }
     };
-    layout("Chain integrity", Some(Header::from(viewer)), Tab::Integrity, body)
+    layout(
+        "Chain integrity",
+        Some(Header::from(viewer)),
+        Tab::Integrity,
+        body,
+    )
 }

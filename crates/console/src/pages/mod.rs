@@ -137,7 +137,10 @@ pub(crate) fn forbidden(app: &App, identity: &Identity, csrf: &str, denial: &Den
     } else {
         denial.suggestions.iter().map(|s| s.name.clone()).collect()
     };
-    let assignee = identity.username.clone().unwrap_or_else(|| identity.oid.clone());
+    let assignee = identity
+        .username
+        .clone()
+        .unwrap_or_else(|| identity.oid.clone());
     let reason = match &denial.reason {
         entraflow_rbac::DenialReason::Expired { assignment_ids } => Some(format!(
             "An assignment would grant it, but it has expired: {}.",

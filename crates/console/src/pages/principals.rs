@@ -9,7 +9,11 @@ use crate::evidence::index::{PrincipalInfo, is_denial};
 use crate::evidence::principal::{MAX_SHOWN, PrincipalView};
 use crate::evidence::{Directory, short_resource};
 
-pub(crate) fn list(viewer: &Viewer, principals: &[&PrincipalInfo], directory: &Directory) -> Markup {
+pub(crate) fn list(
+    viewer: &Viewer,
+    principals: &[&PrincipalInfo],
+    directory: &Directory,
+) -> Markup {
     let body = html! {
         h1 { "Principals" }
         p.lead { "Everyone the audit log names: workload identities, people, managed identities, and the OS users who ran admin commands." }
@@ -35,7 +39,12 @@ pub(crate) fn list(viewer: &Viewer, principals: &[&PrincipalInfo], directory: &D
             }
         }
     };
-    layout("Principals", Some(Header::from(viewer)), Tab::Principals, body)
+    layout(
+        "Principals",
+        Some(Header::from(viewer)),
+        Tab::Principals,
+        body,
+    )
 }
 
 pub(crate) fn detail(viewer: &Viewer, p: &PrincipalView) -> Markup {

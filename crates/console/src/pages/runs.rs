@@ -46,7 +46,11 @@ pub(crate) fn list(viewer: &Viewer, runs: &[RunInfo], directory: &Directory) -> 
     layout("Runs", Some(Header::from(viewer)), Tab::Runs, body)
 }
 
-fn blob_table(caption: &str, class: &str, map: &std::collections::BTreeMap<String, BlobAccess>) -> Markup {
+fn blob_table(
+    caption: &str,
+    class: &str,
+    map: &std::collections::BTreeMap<String, BlobAccess>,
+) -> Markup {
     html! {
         @if !map.is_empty() {
             table.data.blobs class=(class) {
@@ -195,5 +199,10 @@ pub(crate) fn detail(viewer: &Viewer, run: &RunView) -> Markup {
             }
         }
     };
-    layout(&format!("Run {}", run.run_id), Some(Header::from(viewer)), Tab::Runs, body)
+    layout(
+        &format!("Run {}", run.run_id),
+        Some(Header::from(viewer)),
+        Tab::Runs,
+        body,
+    )
 }

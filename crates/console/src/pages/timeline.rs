@@ -14,7 +14,12 @@ pub(crate) enum Span<'a> {
     Hours(u32),
 }
 
-pub(crate) fn page(viewer: &Viewer, span: &Span<'_>, timeline: &Timeline, runs: &[RunInfo]) -> Markup {
+pub(crate) fn page(
+    viewer: &Viewer,
+    span: &Span<'_>,
+    timeline: &Timeline,
+    runs: &[RunInfo],
+) -> Markup {
     let what = match span {
         Span::Run(id) => format!("run {id}"),
         Span::Hours(h) => format!("the last {h} hours, every chain"),
