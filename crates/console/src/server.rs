@@ -550,7 +550,7 @@ async fn runs(State(app): State<Arc<App>>, viewer: Viewer) -> Response {
         return page_error(e.into());
     }
     let mut runs: Vec<_> = index.runs.values().cloned().collect();
-    runs.sort_by(|a, b| b.last.cmp(&a.last));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.last));
     drop(index);
     pages::respond(
         StatusCode::OK,
@@ -582,7 +582,7 @@ async fn principals(State(app): State<Arc<App>>, viewer: Viewer) -> Response {
         return page_error(e.into());
     }
     let mut list: Vec<_> = index.principals.values().collect();
-    list.sort_by(|a, b| b.last.cmp(&a.last));
+    list.sort_by_key(|p| std::cmp::Reverse(p.last));
     let page = pages::principals::list(&viewer, &list, &app.directory);
     drop(index);
     pages::respond(StatusCode::OK, page)
@@ -618,7 +618,7 @@ async fn timeline(
     }
     let mut runs: Vec<_> = index.runs.values().cloned().collect();
     drop(index);
-    runs.sort_by(|a, b| b.last.cmp(&a.last));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.last));
     // Without a choice: the latest run, else the last 24 hours.
     let run = q.run.clone().or_else(|| {
         q.hours

@@ -655,7 +655,7 @@ mod tests {
             ),
             (
                 "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
-                "expected 'Microsoft.Storage' or 'Microsoft.DBforPostgreSQL' at segment 6",
+                "expected 'Microsoft.Storage', 'Microsoft.DBforPostgreSQL' or 'Entraflow.Audit' at segment 6",
             ),
             (
                 &format!("{ACCT}/blobServices/other"),

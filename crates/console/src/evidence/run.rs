@@ -41,6 +41,9 @@ pub(crate) struct RunPrincipal {
     pub(crate) tokens: u64,
 }
 
+/// One principal's reads and writes, per blob.
+type BlobMaps = (BTreeMap<String, BlobAccess>, BTreeMap<String, BlobAccess>);
+
 /// A refused request.
 #[derive(Debug, Clone)]
 pub(crate) struct DenialView {
@@ -106,8 +109,7 @@ pub(crate) async fn load(
     let first = items.iter().map(|i| i.record.event.time).min();
     let last = items.iter().map(|i| i.record.event.time).max();
     let mut summarizer = Summarizer::new();
-    let mut per: BTreeMap<String, (BTreeMap<String, BlobAccess>, BTreeMap<String, BlobAccess>)> =
-        BTreeMap::new();
+    let mut per: BTreeMap<String, BlobMaps> = BTreeMap::new();
     let mut denials = Vec::new();
     let mut written_blobs = BTreeSet::new();
     for item in &items {

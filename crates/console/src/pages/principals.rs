@@ -75,7 +75,7 @@ pub(crate) fn detail(viewer: &Viewer, p: &PrincipalView) -> Markup {
                             tr class=[(!a.in_effect).then_some("expired")] {
                                 td { strong { (a.role_name) } }
                                 td { code { (a.assignment.scope) } }
-                                td { @if let Some(c) = &a.assignment.condition { code { (c) } } @else { "-" } }
+                                td.cond { @if let Some(c) = &a.assignment.condition { code { (c) } } @else { "-" } }
                                 td { (a.assignment.expires_at.map(fmt).unwrap_or_else(|| "never".into())) }
                                 td { (fmt(a.assignment.created_at)) }
                                 td { (if a.in_effect { "in effect" } else if a.assignment.expires_at.is_some_and(|e| e <= now) { "expired" } else { "-" }) }
