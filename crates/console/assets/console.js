@@ -69,7 +69,7 @@
           x: {
             stacked: kind !== "bytes",
             title: { display: true, text: data.x_title },
-            ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 12 },
+            ticks: { maxRotation: 0, autoSkip: true, autoSkipPadding: 16, maxTicksLimit: 10 },
             grid: { display: false },
           },
           y: {
