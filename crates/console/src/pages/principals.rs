@@ -74,7 +74,7 @@ pub(crate) fn detail(viewer: &Viewer, p: &PrincipalView) -> Markup {
                         @for a in &p.assignments {
                             tr class=[(!a.in_effect).then_some("expired")] {
                                 td { strong { (a.role_name) } }
-                                td { code { (a.assignment.scope) } }
+                                td.scope { code { (a.assignment.scope) } }
                                 td.cond { @if let Some(c) = &a.assignment.condition { code { (c) } } @else { "-" } }
                                 td { (a.assignment.expires_at.map(fmt).unwrap_or_else(|| "never".into())) }
                                 td { (fmt(a.assignment.created_at)) }
