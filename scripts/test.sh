@@ -9,6 +9,10 @@ source scripts/lib.sh
 step "PostgreSQL for the shared audit store"
 start_local_postgres
 
+step "A real browser for the console's tests (Debian's Chromium, its driver, NSS tools for the CA)"
+apt_install chromium chromium-driver libnss3-tools
+export ENTRAFLOW_REQUIRE_BROWSER=1
+
 step "Python environment (pinned real clients) and the entraflow package"
 ensure_venv
 install_python_package

@@ -220,6 +220,9 @@ pub(crate) fn id_token(
         "preferred_username": upn,
         "sub": pairwise_sub(user_oid, client_id),
         "tid": tenant.id,
+        // Entra's id tokens carry `uti` too: a relying party (the console) keys
+        // its verification cache and its audit record by it.
+        "uti": new_uti(),
         "ver": "2.0",
     });
     if let Some(nonce) = &sign_in.nonce {

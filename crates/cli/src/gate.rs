@@ -124,6 +124,13 @@ pub(crate) struct UpArgs {
     /// the env files as ENTRAFLOW_GATE_HEALTH_URL.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0", value_parser = parse_health_bind)]
     health_bind: HealthBind,
+    /// The security team's console (HTTPS on 127.0.0.1; 0 picks a free port):
+    /// its URL goes into the env files as ENTRAFLOW_CONSOLE_URL.
+    #[arg(long, default_value_t = 0, conflicts_with = "no_console")]
+    console_port: u16,
+    /// Do not start the console.
+    #[arg(long)]
+    no_console: bool,
 }
 
 /// Starts the authority, then the gate trusting it (`entraflow_local::LocalStack`),
@@ -133,9 +140,18 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     crate::datadir::init(&globals.data_dir)?;
     let mut authority_lock = crate::datadir::ServerLock::acquire(&globals.data_dir, "authority")?;
     let mut gate_lock = crate::datadir::ServerLock::acquire(&globals.data_dir, "gate")?;
+    let mut console_lock = if args.no_console {
+        None
+    } else {
+        Some(crate::datadir::ServerLock::acquire(
+            &globals.data_dir,
+            "console",
+        )?)
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut options = entraflow_local::StackOptions::new(&globals.data_dir);
+        options.console_port = (!args.no_console).then_some(args.console_port);
         options.authority_port = args.authority_port;
         options.imds_port = args.imds_port;
         options.gate_port = args.gate_port;
@@ -164,6 +180,13 @@ pub(crate) fn up(args: UpArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         println!("gate ready: {}", stack.blob_endpoint);
         if let Some(health) = &stack.health_url {
             println!("gate health: {health}/readyz (metrics: {health}/metrics)");
+        }
+        if let (Some(url), Some(lock)) = (&stack.console_url, console_lock.as_mut()) {
+            lock.describe(&[("console", url)])?;
+            println!(
+                "console ready: {url} (sign in with Entra; needs the role \"{}\")",
+                entraflow_console::READER_ROLE
+            );
         }
         if let Some(addr) = stack.sql_addr {
             println!(

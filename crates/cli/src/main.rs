@@ -10,6 +10,7 @@ mod ad;
 mod admin_log;
 mod audit;
 mod authority;
+mod console;
 mod datadir;
 mod demo;
 mod gate;
@@ -88,11 +89,15 @@ enum Command {
     SqlGate(sql::SqlGateCommand),
     /// Map Entra principals to PostgreSQL roles (like pgaadauth_create_principal).
     Sql(sql::SqlArgs),
+    /// The security team's web console: runs, principals, timeline and chain
+    /// integrity, behind Entra sign-in and the "Audit Log Reader" role.
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
     /// Create a data directory: its tenant and role store (`up` and `authority
     /// serve` do this too; every other command needs an existing one).
     Init,
-    /// Run the authority and the gate together on one data directory; writes
-    /// <data-dir>/env with everything a client needs.
+    /// Run the authority, the gate and the console together on one data
+    /// directory; writes <data-dir>/env with everything a client needs.
     Up(gate::UpArgs),
     /// The tamper-evident audit log: verify, query, summarize, export, prove, and
     /// a model's lineage with its proof bundle.
@@ -178,6 +183,7 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Role(_) => datadir::require_dir(&globals.data_dir)?,
         Command::Authority(args) if !args.serves() => datadir::require_tenant(&globals.data_dir)?,
         Command::Gate(_) => datadir::require_dir(&globals.data_dir)?,
+        Command::Console(_) => datadir::require_dir(&globals.data_dir)?,
         Command::Audit(args) => {
             // Its reports print themselves; refuse what they would ignore.
             if globals.query.is_some()
@@ -207,6 +213,7 @@ fn run(command: Command, globals: Globals) -> anyhow::Result<ExitCode> {
         Command::Gate(command) => gate::run(command, &globals),
         Command::SqlGate(command) => sql::serve(command, &globals),
         Command::Sql(args) => sql::run(args, &globals),
+        Command::Console(command) => console::run(command, &globals),
         Command::Up(args) => gate::up(args, &globals),
         Command::Audit(args) => audit::run(args, &globals),
         Command::Demo(args) => demo::run_demo(args, &globals),

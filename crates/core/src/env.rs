@@ -35,6 +35,9 @@ pub const ENTRAFLOW_ADMIN_ENDPOINT: &str = "ENTRAFLOW_ADMIN_ENDPOINT";
 /// The gate's health and metrics listener (`http://127.0.0.1:PORT`: `/livez`,
 /// `/readyz`, `/metrics`), plain HTTP on a port of its own.
 pub const ENTRAFLOW_GATE_HEALTH_URL: &str = "ENTRAFLOW_GATE_HEALTH_URL";
+/// The security team's web console (`https://127.0.0.1:PORT`), where people sign
+/// in with Entra to read the audit log.
+pub const ENTRAFLOW_CONSOLE_URL: &str = "ENTRAFLOW_CONSOLE_URL";
 /// Training run id sent with every data request.
 pub const ENTRAFLOW_RUN_ID: &str = "ENTRAFLOW_RUN_ID";
 /// Opts a process into the node-local shared token cache: `1` (the default directory

@@ -17,6 +17,9 @@ pub enum LocalError {
     /// The SQL gate failed to start.
     #[error(transparent)]
     SqlGate(#[from] entraflow_gate::sql::SqlGateError),
+    /// The console failed to start.
+    #[error(transparent)]
+    Console(#[from] entraflow_console::ConsoleError),
     /// A role assignment could not be made.
     #[error("role assignment: {0}")]
     Rbac(#[from] entraflow_rbac::Error),

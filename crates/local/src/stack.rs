@@ -1,10 +1,13 @@
 //! The authority and the gate together on one data directory, the gate trusting
 //! that authority, with one `<data-dir>/env` holding everything a client needs;
-//! with a PostgreSQL backend, the SQL gate too (`<data-dir>/sql-gate.env`).
+//! with a PostgreSQL backend, the SQL gate too (`<data-dir>/sql-gate.env`); and,
+//! when asked, the security team's console signing people in with that
+//! authority (`<data-dir>/console.env`, its URL also in `env`).
 
 use std::path::{Path, PathBuf};
 
 use entraflow_authority::{ServerConfig, ServerHandle};
+use entraflow_console::{Console, ConsoleConfig, ConsoleError};
 use entraflow_gate::sql::{SqlGate, SqlGateConfig, SqlGateError};
 use entraflow_gate::{AUTHORITY_ENV_FILE, Gate, GateConfig, GateError};
 use tokio::sync::watch;
@@ -32,6 +35,8 @@ pub struct StackOptions {
     pub audit_store: Option<entraflow_audit::StoreUrl>,
     /// The gate's plain-HTTP health and metrics listener; `None`: none.
     pub health_bind: Option<std::net::SocketAddr>,
+    /// The console's HTTPS port (0: a free one); `None`: no console.
+    pub console_port: Option<u16>,
 }
 
 impl StackOptions {
@@ -47,6 +52,7 @@ impl StackOptions {
             sql_port: 15432,
             audit_store: None,
             health_bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            console_port: None,
         }
     }
 }
@@ -71,7 +77,10 @@ pub struct LocalStack {
     pub sql_addr: Option<std::net::SocketAddr>,
     /// The gate's health and metrics URL (`ENTRAFLOW_GATE_HEALTH_URL`), when it has one.
     pub health_url: Option<String>,
+    /// The console's URL (`ENTRAFLOW_CONSOLE_URL`), when it runs.
+    pub console_url: Option<String>,
     stop: watch::Sender<bool>,
+    console: Option<tokio::task::JoinHandle<Result<(), ConsoleError>>>,
     authority: ServerHandle,
     gate: tokio::task::JoinHandle<Result<(), GateError>>,
     sql_gate: Option<tokio::task::JoinHandle<Result<(), SqlGateError>>>,
@@ -91,8 +100,9 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 impl LocalStack {
-    /// Starts the authority, then the gate trusting it, and writes `<data-dir>/env`
-    /// (authority and gate settings) and `<data-dir>/gate.env`.
+    /// Starts the authority, then the gate trusting it (and the console, when
+    /// [`StackOptions::console_port`] is set), and writes `<data-dir>/env`
+    /// (authority, gate and console settings), `console.env` and `gate.env`.
     pub async fn start(options: StackOptions) -> Result<Self, LocalError> {
         let (stop, rx) = watch::channel(false);
         let mut authority_config = ServerConfig::new(&options.data_dir);
@@ -111,9 +121,28 @@ impl LocalStack {
             config.audit_store = store.clone();
         }
         let gate = Gate::bind(config).await?;
-        // env first: gate.env appearing means env is complete too.
+        let console = match options.console_port {
+            Some(port) => {
+                let mut config = ConsoleConfig::new(
+                    &options.data_dir,
+                    &authority.authority_host,
+                    &authority.tenant_id,
+                );
+                config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                if let Some(store) = &options.audit_store {
+                    config.audit_store = store.clone();
+                }
+                Some(Console::bind(config).await?)
+            }
+            None => None,
+        };
+        // env first: gate.env (and console.env) appearing means env is complete too.
         let env_file = options.data_dir.join(AUTHORITY_ENV_FILE);
         gate.append_to_env_file(&env_file)?;
+        if let Some(console) = &console {
+            console.append_to_env_file(&env_file)?;
+            console.write_env_file()?;
+        }
         gate.write_env_file()?;
         let blob_endpoint = gate.endpoint().to_owned();
         let storage_scope = gate.storage_scope();
@@ -136,6 +165,8 @@ impl LocalStack {
         };
         let sql_addr = sql.as_ref().map(SqlGate::local_addr);
         let sql_gate = sql.map(|g| tokio::spawn(g.run(stopped(rx.clone()))));
+        let console_url = console.as_ref().map(|c| c.url().to_owned());
+        let console = console.map(|c| tokio::spawn(c.run(stopped(rx.clone()))));
         Ok(Self {
             authority_host: authority.authority_host.clone(),
             tenant_id: authority.tenant_id.clone(),
@@ -146,6 +177,8 @@ impl LocalStack {
             env_file,
             sql_addr,
             health_url,
+            console_url,
+            console,
             sql_gate,
             stop,
             gate: tokio::spawn(gate.run(stopped(rx))),
@@ -158,13 +191,18 @@ impl LocalStack {
         &self.env_file
     }
 
-    /// Stops both servers gracefully (the gate writes its final audit checkpoint).
+    /// Stops every server gracefully (each writes its final audit checkpoint).
     pub async fn stop(self) -> Result<(), LocalError> {
         let _ = self.stop.send(true);
         let gate = self
             .gate
             .await
             .map_err(|e| LocalError::Check(format!("the gate task failed: {e}")))?;
+        if let Some(console) = self.console {
+            console
+                .await
+                .map_err(|e| LocalError::Check(format!("the console task failed: {e}")))??;
+        }
         if let Some(sql_gate) = self.sql_gate {
             sql_gate
                 .await

@@ -62,8 +62,17 @@ pub mod postgres {
     pub const CONNECT: &str = "Microsoft.DBforPostgreSQL/flexibleServers/databases/connect/action";
 }
 
-/// Every data action the gate maps a request onto: what a custom role's
-/// `DataActions` and `NotDataActions` may name.
+/// Reading the audit log (entraflow's own action; the console checks it). A data
+/// action, as reading blobs is: the evidence is data, so `Owner`'s `Actions: *`
+/// does not grant it, and neither does any Storage role; only a role that lists
+/// it (the console's custom role "Audit Log Reader") or `DataActions: *` does.
+pub mod audit {
+    /// See the console's runs, principals, timeline and chain integrity pages.
+    pub const READ: &str = "Entraflow.Audit/auditLogs/events/read";
+}
+
+/// Every data action entraflow checks (the gates, the console): what a custom
+/// role's `DataActions` and `NotDataActions` may name.
 pub const DATA_ACTIONS: &[&str] = &[
     blob::READ,
     blob::WRITE,
@@ -74,6 +83,7 @@ pub const DATA_ACTIONS: &[&str] = &[
     blob::TAGS_WRITE,
     blob::FILTER,
     postgres::CONNECT,
+    audit::READ,
 ];
 
 /// The control-plane actions of the blob service the gate checks, plus the

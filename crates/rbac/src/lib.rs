@@ -70,7 +70,9 @@ pub use lint::{
     DirectoryStatus, Finding, LintOptions, LintRule, Severity, lint, lint_assignments,
     lint_principals,
 };
-pub use scope::{Scope, ScopeError, ScopeLevel, valid_account_name, valid_container_name};
+pub use scope::{
+    AUDIT_PROVIDER, Scope, ScopeError, ScopeLevel, valid_account_name, valid_container_name,
+};
 pub use store::{AssignmentFilter, DB_FILE, RbacStore};
 pub use suggest::{
     CheckReport, Narrowness, Observed, SuggestedAssignment, check, lint_usage, narrower_than,

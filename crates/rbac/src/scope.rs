@@ -1,5 +1,7 @@
 //! Azure resource scopes, from `/` down to a blob container or a PostgreSQL
-//! flexible server's database (the SQL gate's scope).
+//! flexible server's database (the SQL gate's scope), plus entraflow's own audit
+//! log resource (`.../providers/Entraflow.Audit/auditLogs/<name>`), the scope the
+//! console authorizes reading the evidence at.
 //!
 //! Azure compares scopes case-insensitively and a scope contains another when it
 //! is a prefix of it *on segment boundaries*: `.../containers/train` contains
@@ -29,6 +31,9 @@ pub enum ScopeLevel {
     PostgresServer,
     /// `.../flexibleServers/<server>/databases/<database>`.
     PostgresDatabase,
+    /// `.../providers/Entraflow.Audit/auditLogs/<name>`: the audit log the
+    /// console reads (entraflow's own resource type; Azure has none for it).
+    AuditLog,
 }
 
 impl ScopeLevel {
@@ -43,6 +48,7 @@ impl ScopeLevel {
             ScopeLevel::Container => "container",
             ScopeLevel::PostgresServer => "PostgreSQL server",
             ScopeLevel::PostgresDatabase => "PostgreSQL database",
+            ScopeLevel::AuditLog => "audit log",
         }
     }
 }
@@ -168,10 +174,15 @@ const POSTGRES: [Keyword; 2] = [
     ),
     ("databases", "database", ScopeLevel::PostgresDatabase),
 ];
-const PROVIDERS: [(&str, &[Keyword]); 2] = [
+const AUDIT: [Keyword; 1] = [("auditLogs", "audit log", ScopeLevel::AuditLog)];
+const PROVIDERS: [(&str, &[Keyword]); 3] = [
     ("Microsoft.Storage", &STORAGE),
     ("Microsoft.DBforPostgreSQL", &POSTGRES),
+    (AUDIT_PROVIDER, &AUDIT),
 ];
+
+/// The resource provider namespace of entraflow's audit log.
+pub const AUDIT_PROVIDER: &str = "Entraflow.Audit";
 
 impl Scope {
     /// The root scope `/`.
@@ -258,7 +269,7 @@ impl Scope {
                     None => {
                         return Err(err_seg(
                             i,
-                            "Microsoft.Storage' or 'Microsoft.DBforPostgreSQL",
+                            "Microsoft.Storage', 'Microsoft.DBforPostgreSQL' or 'Entraflow.Audit",
                             ns,
                         ));
                     }
@@ -329,6 +340,17 @@ impl Scope {
                     "1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'",
                 ));
             }
+        }
+        if self.level == ScopeLevel::AuditLog {
+            let name = segments.get(7).copied().unwrap_or_default();
+            let ok = (1..=64).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(bad("audit log", name, "1-64 letters, digits, '-' or '_'"));
+            }
+            return Ok(());
         }
         if let Some(account) = segments.get(7)
             && !valid_account_name(account)
@@ -404,6 +426,24 @@ impl Scope {
                 database.into(),
             ],
             ScopeLevel::PostgresDatabase,
+        )
+    }
+
+    /// The scope of the audit log `name` in a resource group: what the console
+    /// authorizes reading the evidence at ([`crate::action::audit::READ`]).
+    pub fn audit_log(subscription: &str, resource_group: &str, name: &str) -> Self {
+        Self::from_parts(
+            vec![
+                "subscriptions".into(),
+                subscription.into(),
+                "resourceGroups".into(),
+                resource_group.into(),
+                "providers".into(),
+                AUDIT_PROVIDER.into(),
+                "auditLogs".into(),
+                name.into(),
+            ],
+            ScopeLevel::AuditLog,
         )
     }
 
@@ -615,7 +655,7 @@ mod tests {
             ),
             (
                 "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
-                "expected 'Microsoft.Storage' or 'Microsoft.DBforPostgreSQL' at segment 6",
+                "expected 'Microsoft.Storage', 'Microsoft.DBforPostgreSQL' or 'Entraflow.Audit' at segment 6",
             ),
             (
                 &format!("{ACCT}/blobServices/other"),
@@ -670,5 +710,33 @@ mod tests {
         assert!(!server.contains(&Scope::postgres_database("s", "ml", "pg2", "labels")));
         assert_eq!(db.account_name(), None);
         assert_eq!(db.container_name(), None);
+    }
+
+    #[test]
+    fn the_audit_log_is_a_scope_below_its_resource_group() {
+        let rg =
+            Scope::parse("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml")
+                .unwrap();
+        let log = Scope::parse(
+            "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/ml/providers/entraflow.audit/AUDITLOGS/default",
+        )
+        .unwrap();
+        assert_eq!(log.level(), ScopeLevel::AuditLog);
+        assert_eq!(
+            log,
+            Scope::audit_log("00000000-0000-0000-0000-000000000001", "ml", "default")
+        );
+        assert!(
+            log.as_str()
+                .ends_with("/providers/Entraflow.Audit/auditLogs/default")
+        );
+        assert!(rg.contains(&log) && !log.contains(&rg));
+        log.check_names().unwrap();
+        let bad = Scope::audit_log("00000000-0000-0000-0000-000000000001", "ml", "a b");
+        assert!(bad.check_names().is_err());
+        assert!(
+            Scope::parse(&format!("{}/events", log.as_str())).is_err(),
+            "nothing below the audit log is a scope"
+        );
     }
 }
