@@ -44,6 +44,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 AUDITOR = ("alice.auditor@entraflow.local", "Alice Auditor", "Audit-Evidence-1")
 OUTSIDER = ("bob.builder@entraflow.local", "Bob Builder", "Builder-Nope-2")
+ON_CALL = ("carol.oncall@entraflow.local", "Carol On-Call", "Group-Member-3")
 
 
 class Stack:
@@ -293,6 +294,30 @@ def test_a_person_without_the_role_is_refused_and_the_refusal_is_recorded(stack,
     denied = [r for r in refused if r["event_type"] == "authz.denied"]
     assert denied and all(r["decision"] == "deny" and r["status"] == 403 for r in denied), refused
     assert any(r["detail"].startswith("GET /integrity") and "Audit Log Reader" in r["detail"] for r in denied)
+
+
+def test_the_role_held_by_a_group_reaches_its_nested_members(stack, people, tmp_path):
+    """The security team holds the role as a group; Carol is in it through a nested group."""
+    carol = stack.user(*ON_CALL)
+    team = json.loads(stack.cli("ad", "group", "create", "--display-name", "security-team", "-o", "json"))
+    oncall = json.loads(stack.cli("ad", "group", "create", "--display-name", "security-oncall", "-o", "json"))
+    stack.cli("ad", "group", "member", "add", "--group", "security-team", "--member-id", oncall["id"])
+    stack.cli("ad", "group", "member", "add", "--group", "security-oncall", "--member-id", carol)
+    grant = json.loads(stack.cli("role", "assignment", "create", "--assignee", team["id"],
+                                 "--role", "Audit Log Reader", "--scope", people["scope"], "-o", "json"))
+    assert grant["principalId"] == team["id"] and grant["principalType"] == "Group", grant
+    driver = browser(tmp_path, stack.dir / "ca.pem")
+    try:
+        sign_in(driver, stack.console, ON_CALL[0], ON_CALL[2], page="/integrity")
+        WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "integrity-status")))
+        assert ON_CALL[1] in driver.find_element(By.CSS_SELECTOR, ".who").text
+        shoot(driver, "10-group-member")
+    finally:
+        driver.quit()
+    views = [r for r in console_records(stack)
+             if r["event_type"] == "console.view" and r.get("principal", {}).get("oid") == carol]
+    assert views and all(r["decision"] == "allow" for r in views), views
+    assert all(r["assignment_id"].lower().endswith(grant["name"].lower()) for r in views), (grant, views)
 
 
 def test_a_forged_callback_is_refused_and_recorded(stack):

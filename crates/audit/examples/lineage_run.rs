@@ -85,7 +85,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.next()
             .ok_or("usage: lineage_run DATA_DIR [EVENTS] [SHARDS]")?,
     );
-    let events: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let events: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
     let shards: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     std::fs::create_dir_all(&dir)?;
     let url = StoreUrl::default_for(&dir);
@@ -106,7 +110,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         e.action = Some("role_assignment.create".into());
         e.resource = Some(id.into());
         e.decision = Some(Decision::Allow);
-        e.detail = Some(format!("entraflow role assignment create: role_assignment={id}"));
+        e.detail = Some(format!(
+            "entraflow role assignment create: role_assignment={id}"
+        ));
         admin.append(e).await?;
     }
     admin.close().await?;
@@ -114,8 +120,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let log = AuditLog::open(
         &url,
         CheckpointSigner::load_or_create(&dir, "entraflow-audit")?,
-        AuditOptions::new("entraflow/gate")
-            .checkpoint_interval(Some(Duration::from_secs(3600))),
+        AuditOptions::new("entraflow/gate").checkpoint_interval(Some(Duration::from_secs(3600))),
     )
     .await?;
     for i in 0..shards {
@@ -165,8 +170,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (the log is not closed), so a bundle signs one first, as after a real run.
     let size = log.checkpoint().await?.checkpoint.size;
     let model = "models/blobs/bench-run-1/model.keras";
-    log.append(event("trainer", RUN, "PutBlockList", model, "\"0x8DDMODEL\"", 9 << 20))
-        .await?;
+    log.append(event(
+        "trainer",
+        RUN,
+        "PutBlockList",
+        model,
+        "\"0x8DDMODEL\"",
+        9 << 20,
+    ))
+    .await?;
     std::mem::forget(log);
     println!(
         "{}",

@@ -16,7 +16,8 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use entraflow_audit::{Decision as Outcome, Event, EventType, Principal as AuditPrincipal};
-use entraflow_rbac::{Decision, Principal, Request, action};
+use entraflow_gate::principal_with_groups;
+use entraflow_rbac::{Decision, Request, action};
 
 use crate::oidc::Identity;
 use crate::pages;
@@ -106,7 +107,7 @@ impl FromRequestParts<Arc<App>> for Viewer {
             ));
         };
         let identity = session.identity.clone();
-        let principal = Principal::new(identity.oid.clone());
+        let principal = principal_with_groups(&identity.oid, &identity.groups, app.groups.as_ref());
         let request = Request::data(action::audit::READ, app.audit_scope.clone());
         let decision =
             app.authorizer

@@ -49,6 +49,9 @@ pub(crate) struct Identity {
     pub(crate) username: Option<String>,
     /// The ID token's `uti`, for the audit records of this session.
     pub(crate) uti: String,
+    /// The ID token's `groups` claim, when the app registration asks for one
+    /// (`groupMembershipClaims`); the local directory adds the rest.
+    pub(crate) groups: Vec<String>,
 }
 
 /// Why a sign-in did not complete; the text is shown to the person.
@@ -336,6 +339,12 @@ impl Oidc {
                 .unwrap_or_else(|| claims.oid.clone()),
             username,
             uti: claims.uti.clone(),
+            groups: claims
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| g.to_ascii_lowercase())
+                .collect(),
         })
     }
 }

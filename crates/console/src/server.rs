@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use entraflow_audit::{
     AnyStore, AuditLog, AuditOptions, CheckpointSigner, EventType, Filter, Timestamp,
 };
+use entraflow_gate::{GROUP_STALENESS, GroupDirectory};
 use entraflow_rbac::{Authorizer, Scope};
 use maud::html;
 use serde::Deserialize;
@@ -41,6 +42,9 @@ pub(crate) struct App {
     pub(crate) store: AnyStore,
     pub(crate) index: tokio::sync::Mutex<Index>,
     pub(crate) directory: Directory,
+    /// Group membership, as the gates look it up: a role assigned to a group
+    /// (a security team) reaches its members.
+    pub(crate) groups: Option<GroupDirectory>,
     pub(crate) audit_scope: Scope,
     /// The role that grants reading (named on the 403 page when RBAC suggests none).
     pub(crate) reader_role: String,
@@ -153,6 +157,7 @@ impl Console {
             audit,
             index: tokio::sync::Mutex::new(Index::default()),
             directory: Directory::open(&config.data_dir),
+            groups: GroupDirectory::open(&config.data_dir, GROUP_STALENESS),
             audit_scope: config.audit_scope.clone(),
             reader_role: role.name,
             origin: url.clone(),

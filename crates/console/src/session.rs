@@ -175,6 +175,7 @@ mod tests {
             name: "Ada".into(),
             username: None,
             uti: "u".into(),
+            groups: Vec::new(),
         }
     }
 

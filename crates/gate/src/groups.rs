@@ -14,10 +14,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use entraflow_rbac::Principal;
 use rusqlite::{Connection, OpenFlags};
 
 /// How stale a principal's groups may be unless configured otherwise.
-pub(crate) const DEFAULT_STALENESS: Duration = Duration::from_secs(30);
+pub const DEFAULT_STALENESS: Duration = Duration::from_secs(30);
 
 /// The authority's database in a data directory (`entraflow_authority::DB_FILE`).
 const DIRECTORY_FILE: &str = "authority.db";
@@ -36,7 +37,7 @@ const GROUPS_OF: &str = "WITH RECURSIVE g(id) AS (
 type Cached = (Instant, Arc<[String]>);
 
 /// Cached, bounded-staleness lookups of a principal's groups.
-pub(crate) struct GroupDirectory {
+pub struct GroupDirectory {
     conn: Mutex<Connection>,
     staleness: Duration,
     cache: Mutex<HashMap<String, Cached>>,
@@ -44,7 +45,7 @@ pub(crate) struct GroupDirectory {
 
 impl GroupDirectory {
     /// The directory of `data_dir`, if the authority keeps one there.
-    pub(crate) fn open(data_dir: &Path, staleness: Duration) -> Option<Self> {
+    pub fn open(data_dir: &Path, staleness: Duration) -> Option<Self> {
         let path = data_dir.join(DIRECTORY_FILE);
         if !path.exists() {
             return None;
@@ -65,7 +66,7 @@ impl GroupDirectory {
 
     /// `oid`'s groups, at most `staleness` old. A failed lookup grants nothing
     /// (no groups) and is not cached.
-    pub(crate) fn groups_of(&self, oid: &str) -> Arc<[String]> {
+    pub fn groups_of(&self, oid: &str) -> Arc<[String]> {
         if let Some((at, groups)) = self.cache.lock().expect("group cache").get(oid)
             && at.elapsed() < self.staleness
         {
@@ -94,6 +95,24 @@ impl GroupDirectory {
             }
         }
     }
+}
+
+/// The RBAC principal `oid` with its groups: those its token names (when the
+/// issuer sends a `groups` claim) and those the directory adds.
+pub fn principal_with_groups(
+    oid: &str,
+    token_groups: &[String],
+    directory: Option<&GroupDirectory>,
+) -> Principal {
+    let mut groups = token_groups.to_vec();
+    if let Some(directory) = directory {
+        for g in directory.groups_of(oid).iter() {
+            if !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+    }
+    Principal::new(oid.to_owned()).with_groups(groups)
 }
 
 #[cfg(test)]

@@ -520,19 +520,11 @@ fn note_token(event: &mut Event, token: &VerifiedToken) {
     });
 }
 
-/// The RBAC principal a token names: its `oid`, its client app, and its groups —
-/// the token's `groups` claim (when the issuer sends one) and what the directory says.
+/// The RBAC principal a token names: its `oid`, its client app, and its groups.
 fn rbac_principal(token: &VerifiedToken, directory: Option<&GroupDirectory>) -> Principal {
     let claims = &token.claims;
-    let mut groups = claims.groups.clone().unwrap_or_default();
-    if let Some(directory) = directory {
-        for g in directory.groups_of(&claims.oid).iter() {
-            if !groups.contains(g) {
-                groups.push(g.clone());
-            }
-        }
-    }
-    let mut principal = Principal::new(claims.oid.clone()).with_groups(groups);
+    let token_groups = claims.groups.as_deref().unwrap_or_default();
+    let mut principal = crate::groups::principal_with_groups(&claims.oid, token_groups, directory);
     if let Some(app) = claims.client_app_id() {
         principal = principal.with_app_id(app);
     }

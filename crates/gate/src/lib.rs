@@ -108,6 +108,7 @@ pub use config::{
     GATE_ENV_FILE, GateConfig, read_env_file,
 };
 pub use error::{GateError, StorageError};
+pub use groups::{DEFAULT_STALENESS as GROUP_STALENESS, GroupDirectory, principal_with_groups};
 pub use guard::RUN_ID_HEADER;
 pub use health::AUDIT_FAILURE_HOLD;
 pub use metrics::METRICS_PREFIX;
