@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,8 @@ def browser(tmp: Path, ca: Path) -> webdriver.Chrome:
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={tmp / 'profile'}", "--window-size=1400,1000"):
         options.add_argument(flag)
+    # The DevTools network log: which URLs the browser was sent through (redirects included).
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     service = Service(CHROMEDRIVER, env={**os.environ, "HOME": str(home)})
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(60)
@@ -150,6 +153,16 @@ def sign_in(driver, console: str, upn: str, password: str, page: str = "/runs") 
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(driver, 30).until(lambda d: d.current_url.startswith(console))
+
+
+def requested_urls(driver) -> list[str]:
+    """Every URL the browser requested since the last call, redirects included."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
 
 
 def chart_state(driver, canvas_id: str) -> dict:
@@ -257,9 +270,17 @@ def test_an_auditor_sees_the_run_its_denial_charts_and_integrity(stack, demo_run
             assert "verified" in row.text and f"{name}+{key_id}" in row.text, row.text
         assert "FAILED" not in chains
 
+        requested_urls(driver)
         driver.find_element(By.CSS_SELECTOR, ".who button").click()
         WebDriverWait(driver, 30).until(lambda d: d.current_url.endswith("/signed-out"))
         shoot(driver, "08-signed-out")
+        # Signed out at the authority too (RP-initiated logout), which sent the browser back.
+        authority = stack.env["AZURE_AUTHORITY_HOST"].rstrip("/")
+        logout = [u for u in requested_urls(driver) if u.startswith(f"{authority}/") and "/oauth2/v2.0/logout?" in u]
+        assert logout, "sign-out must pass through the authority's end_session_endpoint"
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(logout[0]).query))
+        assert query["post_logout_redirect_uri"] == f"{stack.console}/signed-out", query
+        assert query["client_id"], query
         driver.get(f"{stack.console}/runs")
         WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.NAME, "username")))
         assert not driver.current_url.startswith(stack.console), "signed out means signed out"

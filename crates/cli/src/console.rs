@@ -31,8 +31,8 @@ pub(crate) struct ServeArgs {
     /// The tenant id (default AZURE_TENANT_ID from <data-dir>/env).
     #[arg(long, value_name = "ID")]
     tenant: Option<String>,
-    /// The console's app registration (a web app with redirect URI
-    /// <public url>/auth/callback); without it the console registers itself in
+    /// The console's app registration (a web app with redirect URIs
+    /// <public url>/auth/callback and <public url>/signed-out); without it the console registers itself in
     /// the local tenant.
     #[arg(long, value_name = "APP_ID", requires = "client_secret_file")]
     client_id: Option<String>,

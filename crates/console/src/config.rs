@@ -17,6 +17,9 @@ pub const CONSOLE_ENV_FILE: &str = "console.env";
 pub const AUDIT_LOG_ID: &str = "entraflow/console";
 /// The path of the OIDC redirect URI on the console's own origin.
 pub const CALLBACK_PATH: &str = "/auth/callback";
+/// Where the authority sends the browser back after signing out
+/// (`post_logout_redirect_uri`, registered beside the callback).
+pub const SIGNED_OUT_PATH: &str = "/signed-out";
 /// The audit log resource's name under its resource group by default.
 pub const DEFAULT_AUDIT_LOG_NAME: &str = "default";
 

@@ -54,7 +54,7 @@ pub use access::{PAGE_VIEW, SIGN_IN, SIGN_IN_REFUSED};
 pub use assets::{CHART_JS_SHA256, CHART_JS_VERSION};
 pub use config::{
     AUDIT_LOG_ID, CALLBACK_PATH, CONSOLE_ENV_FILE, Client, ConsoleConfig, DEFAULT_AUDIT_LOG_NAME,
-    SignInConfig, default_audit_scope,
+    SIGNED_OUT_PATH, SignInConfig, default_audit_scope,
 };
 pub use error::ConsoleError;
 pub use provision::{APP_DISPLAY_NAME, APP_IDENTIFIER_URI, READER_ROLE};

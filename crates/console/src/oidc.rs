@@ -76,6 +76,8 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     issuer: String,
+    /// RP-initiated logout (Entra's `/oauth2/v2.0/logout`), when offered.
+    end_session_endpoint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +288,24 @@ impl Oidc {
             fail("the token endpoint sent no id_token for scope 'openid'".to_owned())
         })?;
         self.verify_id_token(&id_token, &pending.nonce).await
+    }
+
+    /// Where to send the browser to end its session at the authority too
+    /// (OpenID Connect RP-Initiated Logout, as Entra's v2.0 logout endpoint
+    /// takes it): the authority then returns it to `post_logout_redirect_uri`,
+    /// a redirect URI of this app. `None` when the authority offers no such
+    /// endpoint or cannot be reached; the console's own session is over anyway.
+    pub(crate) async fn end_session_url(&self, post_logout_redirect_uri: &str) -> Option<url::Url> {
+        let endpoints = self
+            .endpoints()
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "signing out at the console only"))
+            .ok()?;
+        let mut url = url::Url::parse(endpoints.end_session_endpoint.as_deref()?).ok()?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client_id)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+        Some(url)
     }
 
     /// Verifies an ID token (see the module docs) and its `nonce`.

@@ -34,12 +34,14 @@ pub(crate) struct Registration {
 const COMMAND: &str = "console (set-up)";
 
 /// Registers the console in the local tenant of `data_dir` (or refreshes its
-/// registration): its redirect URI becomes exactly `redirect_uri`, and its
+/// registration): its redirect URIs become exactly `redirect_uri` and
+/// `signed_out_uri` (where sign-out returns), and its
 /// client secret is replaced by a new one, returned and kept nowhere else.
 pub(crate) async fn register_locally(
     data_dir: &Path,
     tenant: &str,
     redirect_uri: &str,
+    signed_out_uri: &str,
     audit_store: &StoreUrl,
 ) -> Result<Registration, ConsoleError> {
     let fail = |e: &dyn std::fmt::Display| ConsoleError::Provision(e.to_string());
@@ -84,7 +86,7 @@ pub(crate) async fn register_locally(
             app
         }
     };
-    let wanted = [redirect_uri.to_owned()];
+    let wanted = [redirect_uri.to_owned(), signed_out_uri.to_owned()];
     if app.web.redirect_uris != wanted {
         store
             .update_redirect_uris(&app.app_id, None, Some(&wanted))

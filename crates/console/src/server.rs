@@ -23,7 +23,7 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::access::{self, Viewer};
-use crate::config::{CALLBACK_PATH, CONSOLE_ENV_FILE, Client, ConsoleConfig};
+use crate::config::{CALLBACK_PATH, CONSOLE_ENV_FILE, Client, ConsoleConfig, SIGNED_OUT_PATH};
 use crate::error::{ConsoleError, PageError};
 use crate::evidence::{self, Directory, index::Index};
 use crate::oidc::{Oidc, SignInError, same};
@@ -50,6 +50,10 @@ pub(crate) struct App {
     pub(crate) reader_role: String,
     /// `https://127.0.0.1:PORT`: what Origin a same-origin form post carries.
     pub(crate) origin: String,
+    /// `<origin>/signed-out`, the sign-out's `post_logout_redirect_uri`.
+    pub(crate) signed_out_uri: String,
+    /// The content security policy of every page (see [`csp`]).
+    pub(crate) csp: HeaderValue,
     pub(crate) data_dir: PathBuf,
     pub(crate) verifier_keys: Vec<String>,
 }
@@ -105,6 +109,7 @@ impl Console {
             .map(|u| u.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| origin.clone());
         let redirect_uri = format!("{url}{CALLBACK_PATH}");
+        let signed_out_uri = format!("{url}{SIGNED_OUT_PATH}");
         let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;
 
         let role = provision::ensure_reader_role(
@@ -119,6 +124,7 @@ impl Console {
                     &config.data_dir,
                     &sign_in.tenant,
                     &redirect_uri,
+                    &signed_out_uri,
                     &config.audit_store,
                 )
                 .await?;
@@ -161,6 +167,8 @@ impl Console {
             audit_scope: config.audit_scope.clone(),
             reader_role: role.name,
             origin: url.clone(),
+            signed_out_uri,
+            csp: csp(&sign_in.authority_host)?,
             data_dir: config.data_dir.clone(),
             verifier_keys: config.verifier_keys.clone(),
         });
@@ -261,16 +269,23 @@ impl Console {
 }
 
 /// The content security policy: the console's own scripts and styles only, no
-/// frames, forms post back to the console only.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// frames, forms post back to the console only, whose sign-out may then
+/// redirect to the authority (browsers apply `form-action` to redirects too).
+fn csp(authority_host: &str) -> Result<HeaderValue, ConsoleError> {
+    let authority = url::Url::parse(authority_host)
+        .map_err(|e| ConsoleError::Config(format!("authority host '{authority_host}': {e}")))?
+        .origin()
+        .ascii_serialization();
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self' {authority}; frame-ancestors 'none'; base-uri 'none'"
+    ))
+    .map_err(|e| ConsoleError::Config(format!("authority host '{authority_host}': {e}")))
+}
 
-async fn security_headers(req: Request, next: Next) -> Response {
+async fn security_headers(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, app.csp.clone());
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -292,7 +307,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/signin", get(sign_in))
         .route(CALLBACK_PATH, get(callback))
         .route("/signout", post(sign_out))
-        .route("/signed-out", get(signed_out))
+        .route(SIGNED_OUT_PATH, get(signed_out))
         .route("/runs", get(runs))
         .route("/runs/{run}", get(run))
         .route("/principals", get(principals))
@@ -311,7 +326,10 @@ fn router(app: Arc<App>) -> Router {
                 "The console has no page here.",
             )
         })
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            security_headers,
+        ))
         .with_state(app)
 }
 
@@ -524,7 +542,10 @@ async fn sign_out(State(app): State<Arc<App>>, req: Request) -> Response {
     if let Err(e) = app.audit.append(record).await {
         tracing::error!(error = %e, "the console's audit log cannot take a sign-out");
     }
-    let mut res = Redirect::to("/signed-out").into_response();
+    // Then at the authority, which sends the browser back to /signed-out.
+    let next = app.oidc.end_session_url(&app.signed_out_uri).await;
+    let mut res =
+        Redirect::to(next.as_ref().map_or(SIGNED_OUT_PATH, |u| u.as_str())).into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO))
     {
         res.headers_mut().insert(header::SET_COOKIE, v);
