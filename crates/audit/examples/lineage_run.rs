@@ -136,7 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut n = 0usize;
     while written + 1 < events {
         let (blob, etag) = shard(n % shards);
-        let streamed = n % 10 == 0 && written + 2 < events;
+        let streamed = n.is_multiple_of(10) && written + 2 < events;
         let decision = event("trainer", RUN, "GetBlob", &blob, &etag, 262_144);
         let log2 = log.clone();
         tasks.spawn(async move {
@@ -151,7 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         written += 1 + usize::from(streamed);
         requests += 1;
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             let other = event("evaluator", "eval-7", "GetBlob", &blob, &etag, 4096);
             let log2 = log.clone();
             tasks.spawn(async move { log2.append(other).await.map(drop) });

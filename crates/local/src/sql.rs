@@ -39,13 +39,13 @@ pub(crate) async fn provision(
         }
         grant_sql_connect(data_dir, changes, project, database_scope)?;
     }
-    let failed = |e: tokio_postgres::Error| LocalError::Request {
+    let failed = |e: &dyn std::fmt::Display| LocalError::Request {
         what: "setting up the demo's manifest table as the database administrator".into(),
         detail: e.to_string(),
     };
-    let (client, connection) = tokio_postgres::connect(backend, tokio_postgres::NoTls)
+    let (client, connection) = entraflow_tls::postgres::connect(backend)
         .await
-        .map_err(failed)?;
+        .map_err(|e| failed(&e))?;
     let driver = tokio::spawn(connection);
     let (stager, trainer, other) = (
         &tenant.stager.name,
@@ -63,7 +63,7 @@ pub(crate) async fn provision(
              GRANT SELECT ON {MANIFEST} TO \"{trainer}\";"
         ))
         .await
-        .map_err(failed)?;
+        .map_err(|e| failed(&e))?;
     drop(client);
     let _ = driver.await;
     Ok(())

@@ -32,6 +32,7 @@ use entraflow_core::fsutil;
 mod bind;
 mod idle;
 mod min_rate;
+pub mod postgres;
 pub use bind::{BindError, bind};
 pub use idle::IdleTimeout;
 pub use min_rate::{BODY_GRACE, BodyTooSlow, MIN_BODY_RATE};

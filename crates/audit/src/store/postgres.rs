@@ -7,7 +7,7 @@ use std::future::Future;
 
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use super::{
     CHAIN_IDS_SQL, Cursor, Filter, LogHead, ROW_COLUMNS, ResourceMatch, Row, SqlParam,
@@ -105,7 +105,16 @@ fn pg_err(label: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
 
 async fn connect(url: &str, label: &str) -> Result<Conn, StoreError> {
     let err = pg_err(label);
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(&err)?;
+    let (client, connection) =
+        entraflow_tls::postgres::connect(url)
+            .await
+            .map_err(|e| StoreError::Postgres {
+                url: label.to_owned(),
+                message: match e.as_db_error() {
+                    Some(db) => format!("{}: {}", db.severity(), db.message()),
+                    None => e.to_string(),
+                },
+            })?;
     let task_label = label.to_owned();
     tokio::spawn(async move {
         if let Err(e) = connection.await {

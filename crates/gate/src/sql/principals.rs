@@ -208,7 +208,7 @@ impl PrincipalStore {
             backend: backend.clone(),
             message,
         };
-        let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        let (client, connection) = entraflow_tls::postgres::connect(admin_url)
             .await
             .map_err(|e| fail(format!("cannot connect as the admin login: {e}")))?;
         let driver = tokio::spawn(connection);
