@@ -22,10 +22,13 @@ use crate::pages::{Target, bytes, chart, principal_text, runs, when};
 pub struct ChainCheckpoint {
     /// The chain (`entraflow/gate`, ...).
     pub log: String,
-    /// Its events when it was verified.
+    /// Its events when the log was verified against the checkpoint (more than
+    /// it signs if the chain has grown since).
     pub size: u64,
-    /// Events a verified signed checkpoint covers.
+    /// Events the checkpoint signs.
     pub signed_size: u64,
+    /// The run's records on the chain, all inside the checkpoint.
+    pub run_records: u64,
     /// Where the checkpoint was exported.
     pub file: String,
     /// The C2SP signed note.
@@ -265,15 +268,16 @@ fn checkpoints(input: &ReportInput) -> Markup {
     html! {
         section #checkpoints {
             h2 { "Signed checkpoints at the end of the run" }
-            p.lead { "One per chain the report reads, signed when the run ended and exported; the log was verified against each." }
+            p.lead { "One per chain of the log, signed when the run ended and exported; each covers every record of the run on its chain, and the log was verified against all of them." }
             table.data {
-                thead { tr { th { "Chain" } th.num { "Events" } th.num { "Covered by the checkpoint" } th { "File" } } }
+                thead { tr { th { "Chain" } th.num { "Events signed" } th.num { "Events at verification" } th.num { "The run's records" } th { "File" } } }
                 tbody {
                     @for c in &input.checkpoints {
-                        tr class=[(c.signed_size < c.size).then_some("problem")] {
+                        tr {
                             td { code { (c.log) } }
-                            td.num { (c.size) }
                             td.num { (c.signed_size) }
+                            td.num { (c.size) }
+                            td.num { (c.run_records) }
                             td { code { (c.file) } }
                         }
                     }

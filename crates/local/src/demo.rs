@@ -416,7 +416,7 @@ async fn story(
     .lines()
     .filter_map(|l| serde_json::from_str(l).ok())
     .collect();
-    let (checkpoints, verify) = checkpoint_every_chain(options, &run_dir)?;
+    let (checkpoints, verify) = checkpoint_every_chain(options, &run_dir, &events)?;
     let lineage = model_lineage(
         options,
         &format!("{model_dir}/model.keras"),
@@ -479,71 +479,75 @@ async fn story(
 }
 
 /// Signs a checkpoint of every chain in the audit log, exports each into
-/// `<run_dir>/checkpoints/`, and verifies the log against them: the report's
-/// records are then all covered by signatures taken when the run ended, and a
-/// later rollback of any chain is caught. Returns the chains and the verifier's
-/// output.
+/// `<run_dir>/checkpoints/`, and verifies the log against them; then checks
+/// that each of the run's `events` is inside its chain's checkpoint. Every
+/// record the report reads is then covered by a signature taken when the run
+/// ended, and a later rollback of any chain is caught. Returns the chains and
+/// the verifier's output.
 fn checkpoint_every_chain(
     options: &DemoOptions,
     run_dir: &Path,
+    events: &[serde_json::Value],
 ) -> Result<(Vec<ChainCheckpoint>, String), LocalError> {
-    let chains = |json: &str| -> Result<Vec<(String, u64, u64)>, LocalError> {
+    let chains = |json: &str| -> Result<Vec<(String, u64)>, LocalError> {
         let report: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| LocalError::Check(format!("audit verify -o json: {e}")))?;
         Ok(report["chains"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|c| {
-                Some((
-                    c["log_id"].as_str()?.to_owned(),
-                    c["size"].as_u64()?,
-                    c["signed_size"].as_u64()?,
-                ))
-            })
+            .filter_map(|c| Some((c["log_id"].as_str()?.to_owned(), c["size"].as_u64()?)))
             .collect())
     };
     let dir = run_dir.join("checkpoints");
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let mut files = Vec::new();
-    for (log, _, _) in chains(&entraflow(options, &["audit", "verify", "-o", "json"])?)? {
+    let mut out = Vec::new();
+    for (log, _) in chains(&entraflow(options, &["audit", "verify", "-o", "json"])?)? {
         let file = dir.join(format!("{}.checkpoint", log.replace('/', "_")));
         let path = file.display().to_string();
         entraflow(
             options,
             &["audit", "checkpoint", "--log", &log, "--out", &path],
         )?;
-        files.push((log, file));
-    }
-    let mut args = vec!["audit".to_owned(), "verify".to_owned()];
-    for (_, file) in &files {
-        args.extend(["--checkpoint".to_owned(), file.display().to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let verify = entraflow(options, &args)?;
-    let json = entraflow(options, &[&args[..], &["-o", "json"]].concat())?;
-    let mut out = Vec::new();
-    for (log, size, signed_size) in chains(&json)? {
-        let Some((_, file)) = files.iter().find(|(l, _)| *l == log) else {
+        let note = std::fs::read_to_string(&file).map_err(io(&file))?;
+        // A signed note's second line is the tree size it signs.
+        let signed_size = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| LocalError::Check(format!("{path}: not a checkpoint")))?;
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter(|e| e["log"] == log.as_str())
+            .filter_map(|e| e["seq"].as_u64())
+            .collect();
+        if let Some(seq) = seqs.iter().max().filter(|seq| **seq >= signed_size) {
             return Err(LocalError::Check(format!(
-                "chain '{log}' appeared after its checkpoints were taken"
-            )));
-        };
-        if signed_size < size {
-            return Err(LocalError::Check(format!(
-                "chain '{log}' has {size} events but its checkpoint covers {signed_size}"
+                "the checkpoint of '{log}' covers {signed_size} events, not the run's record #{seq}"
             )));
         }
         out.push(ChainCheckpoint {
             log,
-            size,
+            size: signed_size,
             signed_size,
-            note: std::fs::read_to_string(file).map_err(io(file))?,
-            file: file.display().to_string(),
+            run_records: seqs.len() as u64,
+            file: path,
+            note,
         });
     }
+    let mut args = vec!["audit".to_owned(), "verify".to_owned()];
+    for c in &out {
+        args.extend(["--checkpoint".to_owned(), c.file.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let verify = entraflow(options, &args)?;
+    for (log, size) in chains(&entraflow(options, &[&args[..], &["-o", "json"]].concat())?)? {
+        if let Some(c) = out.iter_mut().find(|c| c.log == log) {
+            c.size = size;
+        }
+    }
     println!(
-        "      every chain ({}) is covered by a checkpoint signed now, kept in {}",
+        "      every chain ({}) has a checkpoint signed now that covers the run's records, kept in {}",
         out.len(),
         dir.display()
     );

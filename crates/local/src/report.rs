@@ -71,13 +71,13 @@ impl RunReport {
         );
         let _ = writeln!(
             md,
-            "## Signed checkpoints at the end of the run\n\n| chain | events | covered | file |\n|---|---:|---:|---|"
+            "## Signed checkpoints at the end of the run\n\n| chain | events signed | the run's records | file |\n|---|---:|---:|---|"
         );
         for c in &page.checkpoints {
             let _ = writeln!(
                 md,
                 "| `{}` | {} | {} | `{}` |",
-                c.log, c.size, c.signed_size, c.file
+                c.log, c.signed_size, c.run_records, c.file
             );
         }
         let _ = writeln!(md, "\n```text\n{}\n```", page.verify.trim_end());
