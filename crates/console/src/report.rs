@@ -225,8 +225,10 @@ fn lineage(report: &LineageReport, view: &run::RunView, directory: &Directory) -
                             td { (when(&r.first)) }
                             td { (writer_of(r).unwrap_or_else(|| "-".to_owned())) }
                             td.scope {
+                                // The id's last segment; the whole id is in the grants below.
                                 @for a in &r.assignments {
-                                    (role_of(a).unwrap_or_else(|| "a role".to_owned())) " (assignment " code { (a) } ")" br;
+                                    (role_of(a).unwrap_or_else(|| "a role".to_owned()))
+                                    " (assignment " code title=(a) { (a.rsplit('/').next().unwrap_or(a)) } ")" br;
                                 }
                             }
                         }

@@ -152,3 +152,68 @@ impl RunReport {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use entraflow_console::report::{ChainCheckpoint, LineageReport};
+
+    #[test]
+    fn the_markdown_carries_the_lineage_suggestion_and_checkpoints() {
+        let scope = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/acct/blobServices/default/containers/project-a";
+        let grant = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/r1");
+        let lineage = serde_json::from_value(serde_json::json!({
+            "blob": "az://acct/project-a/models/r/model.keras",
+            "resource": format!("{scope}/blobs/models/r/model.keras"),
+            "run_id": "r",
+            "principal": {"oid": "oid-a"},
+            "version": {
+                "event": {"log": "entraflow/gate", "seq": 9, "id": "e9"},
+                "time": "2026-12-02T18:47:20.442Z", "operation": "PutBlob", "etag": "\"m1\"",
+                "content_md5": "bW9kZWw=", "bytes": 5, "principal": {"oid": "oid-a"}, "run_id": "r",
+                "token_uti": "u", "assignment_id": "w1", "role_name": "Storage Blob Data Contributor",
+                "copy_source": null, "copy_source_etag": null
+            },
+            "reads": [{
+                "blob": "az://acct/project-a/digits/train-00000", "resource": format!("{scope}/blobs/digits/train-00000"),
+                "etag": "\"s0\"", "content_md5": "c2hhcmQ=", "requests": 2, "bytes": 10,
+                "first": "2026-12-02T18:47:14.138Z", "last": "2026-12-02T18:47:19.784Z", "assignments": [grant]
+            }],
+            "grants": [{"assignment_id": grant, "role_name": "Storage Blob Data Reader", "reads": 2, "changes": []}],
+            "notes": []
+        }))
+        .unwrap();
+        let report = RunReport {
+            page: ReportInput {
+                run_id: "r".into(),
+                lineage: Some(LineageReport {
+                    lineage,
+                    command: "entraflow audit lineage az://acct/project-a/models/r/model.keras"
+                        .into(),
+                    bundle: "lineage-bundle.json".into(),
+                    verified: "OK: all 3 events are in their chains' signed checkpoints".into(),
+                }),
+                suggestion: "project-a-trainer (oid-a): 2 requests at …".into(),
+                checkpoints: vec![ChainCheckpoint {
+                    log: "entraflow/gate".into(),
+                    size: 10,
+                    signed_size: 10,
+                    run_records: 4,
+                    file: "checkpoints/entraflow_gate.checkpoint".into(),
+                    note: "entraflow/gate\n10\n…".into(),
+                }],
+                ..ReportInput::default()
+            },
+            names: BTreeMap::from([("oid-a".into(), "project-a-trainer".into())]),
+            ..RunReport::default()
+        };
+        let md = report.markdown();
+        assert!(md.contains("Writer: project-a-trainer (`oid-a`)"), "{md}");
+        assert!(md.contains(
+            "| `az://acct/project-a/digits/train-00000` | `\"s0\"` | `c2hhcmQ=` | 2 | 10 | Storage Blob Data Reader"
+        ), "{md}");
+        assert!(md.contains("project-a-trainer (oid-a): 2 requests"));
+        assert!(md.contains("| `entraflow/gate` | 10 | 4 |"));
+        assert!(md.contains("[report.html](report.html)"));
+    }
+}
