@@ -203,6 +203,8 @@ def test_demo_trains_denies_and_audits(tmp_path):
     md = report.read_text()
     assert "## Model lineage" in md and all(blob in md for blob, _ in staged)
     assert "Least privilege" in md and for_trainer["role"]["roleName"] in md
+    for text in (html, md):
+        assert not [p.pattern for p in SECRET_PATTERNS if p.search(text)], "a secret or token in the report"
 
 
 SECRET_PATTERNS = [

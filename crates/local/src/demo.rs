@@ -659,7 +659,9 @@ fn model_lineage(
         copy.display(),
         key.display()
     );
-    for line in verified.lines() {
+    // Up to its verdict: the lineage it then prints is the one shown above.
+    let verdict = verified.lines().position(|l| l.starts_with("OK"));
+    for line in verified.lines().take(verdict.map_or(usize::MAX, |i| i + 1)) {
         println!("      {line}");
     }
 
