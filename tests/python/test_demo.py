@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -200,6 +201,18 @@ def test_demo_trains_denies_and_audits(tmp_path):
                               *[arg for path, _ in notes.values() for arg in ("--checkpoint", str(path))]],
                              capture_output=True, text=True)
     assert against.returncode == 0, against.stdout + against.stderr
+    # Opened from disk with no server to ask, Chart.js draws every chart (it sizes
+    # each canvas it renders into).
+    chromium = shutil.which("chromium")
+    if chromium or os.environ.get("ENTRAFLOW_REQUIRE_BROWSER"):
+        assert chromium, "chromium is required (scripts/test.sh installs it)"
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                              f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom",
+                              (run_dir / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+        canvases = re.findall(r'<canvas id="([^"]+)" data-chart="[^"]+"[^>]*>', dom.stdout)
+        assert {"training", "run-counts", "run-bytes"} <= set(canvases), dom.stderr[-2000:]
+        drawn = re.findall(r'<canvas id="([^"]+)" data-chart="[^"]+"[^>]*style="display: block;', dom.stdout)
+        assert set(drawn) == set(canvases), (canvases, drawn)
     md = report.read_text()
     assert "## Model lineage" in md and all(blob in md for blob, _ in staged)
     assert "Least privilege" in md and for_trainer["role"]["roleName"] in md
