@@ -65,7 +65,7 @@ pub struct DemoOptions {
 pub struct DemoOutcome {
     /// The run id every request carried.
     pub run_id: String,
-    /// The report's path.
+    /// The report's path (`report.html`; `report.md` is beside it).
     pub report: PathBuf,
     /// Final training accuracy.
     pub accuracy: f64,
@@ -466,7 +466,7 @@ async fn story(
     .write(&run_dir, &options.data_dir)
     .await?;
     println!("      {}", report.display());
-    println!("      {}", run_dir.join("report.html").display());
+    println!("      {}", run_dir.join("report.md").display());
     Ok(DemoOutcome {
         run_id: run_id.to_owned(),
         report,

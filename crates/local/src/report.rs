@@ -24,8 +24,8 @@ pub(crate) struct RunReport {
 }
 
 impl RunReport {
-    /// Writes `report.md` and `report.html` into `dir`, the run's records read
-    /// from the audit log of `data_dir`; returns the Markdown's path.
+    /// Writes `report.html` and `report.md` into `dir`, the run's records read
+    /// from the audit log of `data_dir`; returns the HTML's path.
     pub(crate) async fn write(&self, dir: &Path, data_dir: &Path) -> Result<PathBuf, LocalError> {
         fsutil::create_private_dir(dir).map_err(io(dir))?;
         let store = AnyStore::open_existing(&StoreUrl::default_for(data_dir)).await?;
@@ -36,8 +36,8 @@ impl RunReport {
                 .map_err(io(&path))
                 .map(|()| path)
         };
-        write("report.html", &html)?;
-        write("report.md", &self.markdown())
+        write("report.md", &self.markdown())?;
+        write("report.html", &html)
     }
 
     fn markdown(&self) -> String {
