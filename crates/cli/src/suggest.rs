@@ -217,6 +217,11 @@ pub(crate) fn run(
         );
     }
     let suggestions = entraflow_rbac::suggest(&seen.allowed, &builtin_roles());
+    let names = directory_names(
+        &globals.data_dir,
+        suggestions.iter().map(|s| s.principal_id.as_str()),
+        seen.names,
+    );
     let report = args
         .check
         .then(|| entraflow_rbac::check(&suggestions, &seen.allowed));
@@ -258,7 +263,7 @@ pub(crate) fn run(
                 seen.denied
             );
             for s in &suggestions {
-                print_suggestion(s, &seen.names);
+                print_suggestion(s, &names);
             }
             if let Some(r) = &report {
                 println!(
@@ -299,6 +304,29 @@ pub(crate) fn run(
         Some(r) if !r.passed() => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// `names` with the local directory's display names added for `ids` it lacks:
+/// a workload identity's records carry its object id, not its name.
+fn directory_names<'a>(
+    data_dir: &std::path::Path,
+    ids: impl Iterator<Item = &'a str>,
+    mut names: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    if !data_dir.join(entraflow_authority::DB_FILE).is_file() {
+        return names;
+    }
+    let Ok(store) = entraflow_authority::Store::open(data_dir) else {
+        return names;
+    };
+    for id in ids {
+        if !names.contains_key(id)
+            && let Ok(Some(object)) = store.directory_object(id)
+        {
+            names.insert(id.to_owned(), object.display_name);
+        }
+    }
+    names
 }
 
 fn print_suggestion(s: &SuggestedAssignment, names: &BTreeMap<String, String>) {

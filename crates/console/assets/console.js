@@ -1,6 +1,8 @@
 // Draws the console's charts with the vendored Chart.js. Each chart is a
-// <canvas data-chart="counts|bytes|tokens" data-source="ID"> whose data is the
-// JSON in <script type="application/json" id="ID"> (written by the server).
+// <canvas data-chart="counts|bytes|tokens|curve" data-source="ID"> whose data is
+// the JSON in <script type="application/json" id="ID"> (written by the server).
+// "curve" is a line per series over its labels (the run report's training
+// curve), with the axis titles the data names.
 (function () {
   "use strict";
   var COLOURS = {
@@ -24,6 +26,8 @@
     if (!source || typeof Chart === "undefined") { return; }
     var data = JSON.parse(source.textContent);
     var kind = canvas.dataset.chart;
+    // Lines for quantities over time or epochs; stacked bars for counts.
+    var line = kind === "bytes" || kind === "curve";
     var series = kind === "bytes" ? data.bytes : data.counts;
     // Bytes are drawn in the one binary unit that suits the largest value, so
     // the axis ticks are round numbers of it.
@@ -36,21 +40,22 @@
       });
     }
     var datasets = series.map(function (s, i) {
-      var colour = s.kind === "principal" ? PALETTE[i % PALETTE.length] : (COLOURS[s.kind] || "#475569");
+      // Kinds of access have fixed colours; per-principal or per-metric lines take the palette's.
+      var colour = COLOURS[s.kind] || PALETTE[i % PALETTE.length];
       return {
         label: s.label,
         data: kind === "bytes" ? s.data.map(function (v) { return v / scale; }) : s.data,
         backgroundColor: colour,
         borderColor: colour,
-        borderWidth: kind === "bytes" ? 2 : 0,
-        pointRadius: kind === "bytes" ? 2 : 0,
+        borderWidth: line ? 2 : 0,
+        pointRadius: line ? 2 : 0,
         fill: false,
         tension: 0,
       };
     });
-    var yTitle = kind === "bytes" ? "bytes (" + unit + ")" : (kind === "tokens" ? "tokens issued" : "requests");
+    var yTitle = data.y_title || (kind === "bytes" ? "bytes (" + unit + ")" : (kind === "tokens" ? "tokens issued" : "requests"));
     new Chart(canvas, {
-      type: kind === "bytes" ? "line" : "bar",
+      type: line ? "line" : "bar",
       data: { labels: data.labels, datasets: datasets },
       options: {
         animation: false,
@@ -67,16 +72,16 @@
         },
         scales: {
           x: {
-            stacked: kind !== "bytes",
+            stacked: !line,
             title: { display: true, text: data.x_title },
             ticks: { maxRotation: 0, autoSkip: true, autoSkipPadding: 16, maxTicksLimit: 10 },
             grid: { display: false },
           },
           y: {
-            stacked: kind !== "bytes",
+            stacked: !line,
             beginAtZero: true,
             title: { display: true, text: yTitle },
-            ticks: kind === "bytes" ? {} : { precision: 0 },
+            ticks: line ? {} : { precision: 0 },
           },
         },
       },

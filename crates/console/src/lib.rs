@@ -22,6 +22,9 @@
 //!   crate's APIs; charts by Chart.js, vendored and embedded; no network at run
 //!   time. Model lineage is the CLI's (`entraflow audit lineage`); the run page
 //!   points at it.
+//! - **The run report** ([`report`]): the run page's sections as one
+//!   self-contained HTML file (styles and Chart.js inlined), with the lineage,
+//!   least-privilege suggestion and checkpoints its caller adds.
 //!
 //! Not for: changing anything. The console only reads (and appends its own
 //! page-view records); role assignments are made with `entraflow role` or the
@@ -47,6 +50,7 @@ mod evidence;
 mod oidc;
 mod pages;
 mod provision;
+pub mod report;
 mod server;
 mod session;
 

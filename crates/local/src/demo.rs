@@ -5,14 +5,18 @@
 //! 3. Stage a dataset.
 //! 4. Train as project A's pod, with short-lived tokens.
 //! 5. Show project B denied on A's data.
-//! 6. Print the security team's audit view and verify the log.
-//! 7. Write a report.
+//! 6. Print the security team's audit view; sign a checkpoint of every chain
+//!    and verify the log against them; trace the model's lineage, check it
+//!    against the staging step's shards, and verify its proof bundle offline.
+//! 7. Write the report (`report.html`, `report.md`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use entraflow_audit::Lineage;
 use entraflow_authority::{AdminAudit, Lifetime, Store};
+use entraflow_console::report::{ChainCheckpoint, LineageReport, ReportInput};
 use entraflow_credential::{
     AuthorityHost, CredentialOptions, TokenCredential, TokenRequest, WorkloadIdentityCredential,
 };
@@ -61,7 +65,7 @@ pub struct DemoOptions {
 pub struct DemoOutcome {
     /// The run id every request carried.
     pub run_id: String,
-    /// The report's path.
+    /// The report's path (`report.html`; `report.md` is beside it).
     pub report: PathBuf,
     /// Final training accuracy.
     pub accuracy: f64,
@@ -400,26 +404,11 @@ async fn story(
 
     step(6, "The security team's view");
     let run_dir = options.data_dir.join("runs").join(run_id);
-    let head = run_dir.join("audit.checkpoint");
-    let head_arg = head.display().to_string();
-    // A signed head kept outside the system: a later rollback of the log is caught.
-    entraflow(
-        options,
-        &[
-            "audit",
-            "checkpoint",
-            "--log",
-            "entraflow/gate",
-            "--out",
-            &head_arg,
-        ],
-    )?;
     println!("      principals (object ids in the log):");
     for project in [&tenant.stager, &tenant.project_a, &tenant.project_b] {
         println!("        {}  {}", project.principal_id, project.name);
     }
     let summary = entraflow(options, &["audit", "summary", "--run-id", run_id])?;
-    let verify = entraflow(options, &["audit", "verify", "--checkpoint", &head_arg])?;
     let events: Vec<serde_json::Value> = entraflow(
         options,
         &["audit", "query", "--run-id", run_id, "-o", "json"],
@@ -427,6 +416,15 @@ async fn story(
     .lines()
     .filter_map(|l| serde_json::from_str(l).ok())
     .collect();
+    let (checkpoints, verify) = checkpoint_every_chain(options, &run_dir, &events)?;
+    let lineage = model_lineage(
+        options,
+        &format!("{model_dir}/model.keras"),
+        &run_dir,
+        &written(&events, &tenant.stager.principal_id, &data),
+        &written(&events, &tenant.project_a.principal_id, &model_dir),
+    )?;
+    let suggestion = entraflow(options, &["role", "suggest", "--run-id", run_id, "--check"])?;
     println!(
         "      model accuracy after {} epochs: {:.1} %",
         options.epochs,
@@ -443,19 +441,32 @@ async fn story(
     .iter()
     .map(|p| (p.principal_id.clone(), p.name.clone()))
     .collect();
-    let report = RunReport {
+    let page = ReportInput {
         run_id: run_id.to_owned(),
-        authority_host: endpoints.authority_host.clone(),
-        blob_endpoint: endpoints.blob_endpoint.clone(),
+        facts: vec![
+            ("Authority".into(), endpoints.authority_host.clone()),
+            ("Storage (gate)".into(), endpoints.blob_endpoint.clone()),
+            (
+                "Final training accuracy".into(),
+                format!("{:.1} %", accuracy * 100.0),
+            ),
+        ],
         history,
-        events: events.clone(),
-        summary,
+        refusals: sql_denial.iter().chain([&denial]).cloned().collect(),
+        lineage: Some(lineage),
+        suggestion,
+        checkpoints,
         verify,
-        denial: denial.clone(),
+    };
+    let report = RunReport {
+        page,
+        summary,
         names,
     }
-    .write(&run_dir)?;
+    .write(&run_dir, &options.data_dir)
+    .await?;
     println!("      {}", report.display());
+    println!("      {}", run_dir.join("report.md").display());
     Ok(DemoOutcome {
         run_id: run_id.to_owned(),
         report,
@@ -465,6 +476,238 @@ async fn story(
         events,
         tenant,
     })
+}
+
+/// Signs a checkpoint of every chain in the audit log, exports each into
+/// `<run_dir>/checkpoints/`, and verifies the log against them; then checks
+/// that each of the run's `events` is inside its chain's checkpoint. Every
+/// record the report reads is then covered by a signature taken when the run
+/// ended, and a later rollback of any chain is caught. Returns the chains and
+/// the verifier's output.
+fn checkpoint_every_chain(
+    options: &DemoOptions,
+    run_dir: &Path,
+    events: &[serde_json::Value],
+) -> Result<(Vec<ChainCheckpoint>, String), LocalError> {
+    let chains = |json: &str| -> Result<Vec<(String, u64)>, LocalError> {
+        let report: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| LocalError::Check(format!("audit verify -o json: {e}")))?;
+        Ok(report["chains"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["log_id"].as_str()?.to_owned(), c["size"].as_u64()?)))
+            .collect())
+    };
+    let dir = run_dir.join("checkpoints");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut out = Vec::new();
+    for (log, _) in chains(&entraflow(options, &["audit", "verify", "-o", "json"])?)? {
+        let file = dir.join(format!("{}.checkpoint", log.replace('/', "_")));
+        let path = file.display().to_string();
+        entraflow(
+            options,
+            &["audit", "checkpoint", "--log", &log, "--out", &path],
+        )?;
+        let note = std::fs::read_to_string(&file).map_err(io(&file))?;
+        // A signed note's second line is the tree size it signs.
+        let signed_size = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| LocalError::Check(format!("{path}: not a checkpoint")))?;
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter(|e| e["log"] == log.as_str())
+            .filter_map(|e| e["seq"].as_u64())
+            .collect();
+        if let Some(seq) = seqs.iter().max().filter(|seq| **seq >= signed_size) {
+            return Err(LocalError::Check(format!(
+                "the checkpoint of '{log}' covers {signed_size} events, not the run's record #{seq}"
+            )));
+        }
+        out.push(ChainCheckpoint {
+            log,
+            size: signed_size,
+            signed_size,
+            run_records: seqs.len() as u64,
+            file: path,
+            note,
+        });
+    }
+    let mut args = vec!["audit".to_owned(), "verify".to_owned()];
+    for c in &out {
+        args.extend(["--checkpoint".to_owned(), c.file.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let verify = entraflow(options, &args)?;
+    for (log, size) in chains(&entraflow(options, &[&args[..], &["-o", "json"]].concat())?)? {
+        if let Some(c) = out.iter_mut().find(|c| c.log == log) {
+            c.size = size;
+        }
+    }
+    println!(
+        "      every chain ({}) has a checkpoint signed now that covers the run's records, kept in {}",
+        out.len(),
+        dir.display()
+    );
+    Ok((out, verify))
+}
+
+/// The blob versions `principal` wrote under `prefix`, as its audit records
+/// name them: (blob as `az://`, ETag).
+fn written(
+    events: &[serde_json::Value],
+    principal: &str,
+    prefix: &str,
+) -> BTreeSet<(String, String)> {
+    let mut versions = BTreeSet::new();
+    for e in events {
+        let (Some(resource), Some(etag)) = (e["resource"].as_str(), e["etag"].as_str()) else {
+            continue;
+        };
+        let blob = entraflow_audit::lineage::blob_uri(resource);
+        if e["principal"]["oid"].as_str() == Some(principal)
+            && e["event_type"].as_str() == Some("blob.write")
+            && e["decision"].as_str() == Some("allow")
+            && blob.starts_with(&format!("{prefix}/"))
+        {
+            versions.insert((blob, etag.to_owned()));
+        }
+    }
+    versions
+}
+
+/// Traces the model back with `entraflow audit lineage`, exports its proof
+/// bundle, and checks three things: of the blob versions the lineage lists,
+/// those from outside the run are exactly the ones the staging step wrote
+/// (`staged`), and the rest are the trainer's own (`own`: its checkpoint
+/// files, which TensorFlow reads back while saving); the bundle verifies with
+/// nothing but itself and the verifier key (no database, no data directory);
+/// and the same bundle with one event altered does not.
+fn model_lineage(
+    options: &DemoOptions,
+    model: &str,
+    run_dir: &Path,
+    staged: &BTreeSet<(String, String)>,
+    own: &BTreeSet<(String, String)>,
+) -> Result<LineageReport, LocalError> {
+    let bundle = run_dir.join("lineage-bundle.json");
+    let bundle_arg = bundle.display().to_string();
+    entraflow(
+        options,
+        &["audit", "lineage", model, "--bundle", &bundle_arg],
+    )?;
+    let json: serde_json::Value = serde_json::from_str(&entraflow(
+        options,
+        &["audit", "lineage", model, "-o", "json"],
+    )?)
+    .map_err(|e| LocalError::Check(format!("audit lineage -o json: {e}")))?;
+    let lineage: Lineage = serde_json::from_value(json["lineage"].clone())
+        .map_err(|e| LocalError::Check(format!("audit lineage -o json: {e}")))?;
+    let (own_read, inputs): (BTreeSet<_>, BTreeSet<_>) = lineage
+        .reads
+        .iter()
+        .map(|r| (r.blob.clone(), r.etag.clone().unwrap_or_default()))
+        .partition(|version| own.contains(version));
+    if staged.is_empty() || inputs != *staged {
+        return Err(LocalError::Check(format!(
+            "the model's lineage should list as its inputs exactly the shard versions the staging step wrote; staged {staged:?}, lineage {inputs:?}"
+        )));
+    }
+    println!(
+        "      the lineage's inputs are exactly the {} shard versions the staging step wrote (by its audit records); the {} other versions it lists are the trainer's own checkpoint files of this run",
+        staged.len(),
+        own_read.len()
+    );
+
+    // Offline: a directory holding only the bundle and the verifier key.
+    let offline = run_dir.join("offline");
+    std::fs::create_dir_all(&offline).map_err(io(&offline))?;
+    let copy = offline.join("lineage-bundle.json");
+    std::fs::copy(&bundle, &copy).map_err(io(&copy))?;
+    let key = offline.join(entraflow_audit::checkpoint::VERIFIER_KEY_FILE);
+    let source = options
+        .data_dir
+        .join(entraflow_audit::checkpoint::VERIFIER_KEY_FILE);
+    std::fs::copy(&source, &key).map_err(io(&source))?;
+    let verify = |bundle: &Path| {
+        entraflow_at(
+            options,
+            &offline,
+            &[
+                "audit",
+                "verify",
+                "--bundle",
+                &bundle.display().to_string(),
+                "--key",
+                &key.display().to_string(),
+            ],
+        )
+    };
+    let good = verify(&copy)?;
+    let verified = String::from_utf8_lossy(&good.stdout).into_owned();
+    if !good.status.success() {
+        return Err(LocalError::Check(format!(
+            "the proof bundle does not verify offline: {verified}{}",
+            String::from_utf8_lossy(&good.stderr)
+        )));
+    }
+    println!(
+        "      $ entraflow --data-dir {} audit verify --bundle {} --key {}",
+        offline.display(),
+        copy.display(),
+        key.display()
+    );
+    // Up to its verdict: the lineage it then prints is the one shown above.
+    let verdict = verified.lines().position(|l| l.starts_with("OK"));
+    for line in verified.lines().take(verdict.map_or(usize::MAX, |i| i + 1)) {
+        println!("      {line}");
+    }
+
+    let tampered = offline.join("tampered-bundle.json");
+    std::fs::write(&tampered, tamper(&copy)?).map_err(io(&tampered))?;
+    let bad = verify(&tampered)?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    if bad.status.success() {
+        return Err(LocalError::Check(
+            "a bundle with one event altered verified; it must not".into(),
+        ));
+    }
+    println!(
+        "      with one read's byte count altered the bundle fails: {}",
+        said.lines()
+            .find_map(|l| l.strip_prefix("first: "))
+            .unwrap_or_else(|| said.trim())
+    );
+    Ok(LineageReport {
+        lineage,
+        command: format!("entraflow audit lineage {model} --bundle {bundle_arg}"),
+        bundle: bundle_arg,
+        verified,
+    })
+}
+
+/// The bundle at `path` with the first read event's `bytes` changed: its
+/// record (embedded as JSON) then says what the log does not.
+fn tamper(path: &Path) -> Result<String, LocalError> {
+    let bad = |why: &str| LocalError::Check(format!("{}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let record = bundle["events"]
+        .as_array_mut()
+        .and_then(|events| events.iter_mut().find(|e| e["role"] == "read"))
+        .map(|e| &mut e["record"])
+        .filter(|r| r.is_object())
+        .ok_or_else(|| bad("no read event with a record"))?;
+    let bytes = record["bytes"].as_u64().unwrap_or(0);
+    record["bytes"] = (bytes + 1).into();
+    serde_json::to_string(&bundle).map_err(|e| bad(&e.to_string()))
 }
 
 /// Runs project B's job, which should be refused: its exit status and the
@@ -662,12 +905,7 @@ fn entraflow(options: &DemoOptions, args: &[&str]) -> Result<String, LocalError>
     if !quiet {
         println!("      $ entraflow {printable}");
     }
-    let output = Command::new(&options.entraflow)
-        .arg("--data-dir")
-        .arg(&options.data_dir)
-        .args(args)
-        .output()
-        .map_err(|e| LocalError::Check(format!("could not run entraflow {printable}: {e}")))?;
+    let output = entraflow_at(options, &options.data_dir, args)?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !quiet {
         for line in stdout.lines() {
@@ -682,6 +920,20 @@ fn entraflow(options: &DemoOptions, args: &[&str]) -> Result<String, LocalError>
         )));
     }
     Ok(stdout)
+}
+
+/// Runs `entraflow --data-dir <data_dir> <args>`, quietly.
+fn entraflow_at(
+    options: &DemoOptions,
+    data_dir: &Path,
+    args: &[&str],
+) -> Result<std::process::Output, LocalError> {
+    Command::new(&options.entraflow)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .map_err(|e| LocalError::Check(format!("could not run entraflow {}: {e}", args.join(" "))))
 }
 
 /// Free loopback ports for the workers' collective communication.

@@ -20,6 +20,9 @@ pub enum LocalError {
     /// The console failed to start.
     #[error(transparent)]
     Console(#[from] entraflow_console::ConsoleError),
+    /// The audit log could not be read for the report.
+    #[error("audit log: {0}")]
+    Audit(#[from] entraflow_audit::StoreError),
     /// A role assignment could not be made.
     #[error("role assignment: {0}")]
     Rbac(#[from] entraflow_rbac::Error),

@@ -1,10 +1,13 @@
-//! The run report: Markdown with two small SVG plots (the training curve and the
-//! access timeline from the audit log), written into the data directory.
+//! The run report, written into the run's directory: `report.html`, the
+//! console's run page as one self-contained file (its charts drawn by the
+//! console's Chart.js, inlined), and `report.md`, the same findings as text.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use entraflow_audit::{AnyStore, StoreUrl};
+use entraflow_console::report::ReportInput;
 use entraflow_core::fsutil;
 
 use crate::error::{LocalError, io};
@@ -12,239 +15,205 @@ use crate::error::{LocalError, io};
 /// What the report says.
 #[derive(Debug, Default)]
 pub(crate) struct RunReport {
-    pub(crate) run_id: String,
-    pub(crate) authority_host: String,
-    pub(crate) blob_endpoint: String,
-    /// Keras history: metric name → one value per epoch.
-    pub(crate) history: BTreeMap<String, Vec<f64>>,
-    /// Audit records of the run, as `entraflow audit query -o json` prints them.
-    pub(crate) events: Vec<serde_json::Value>,
+    /// What the HTML page shows beside the run's records.
+    pub(crate) page: ReportInput,
     /// `entraflow audit summary` output.
     pub(crate) summary: String,
-    /// `entraflow audit verify` output.
-    pub(crate) verify: String,
-    /// The permission error project B's job got.
-    pub(crate) denial: String,
     /// Object id → display name of the demo's principals.
     pub(crate) names: BTreeMap<String, String>,
 }
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 220.0;
-const MARGIN: f64 = 40.0;
-
 impl RunReport {
-    /// Writes `report.md`, `training.svg` and `access-timeline.svg` into `dir`.
-    pub(crate) fn write(&self, dir: &Path) -> Result<PathBuf, LocalError> {
+    /// Writes `report.html` and `report.md` into `dir`, the run's records read
+    /// from the audit log of `data_dir`; returns the HTML's path.
+    pub(crate) async fn write(&self, dir: &Path, data_dir: &Path) -> Result<PathBuf, LocalError> {
         fsutil::create_private_dir(dir).map_err(io(dir))?;
+        let store = AnyStore::open_existing(&StoreUrl::default_for(data_dir)).await?;
+        let html = entraflow_console::report::render(&store, data_dir, &self.page).await?;
         let write = |name: &str, text: &str| {
             let path = dir.join(name);
-            fsutil::write_public_file(&path, text.as_bytes()).map_err(io(&path))
+            fsutil::write_public_file(&path, text.as_bytes())
+                .map_err(io(&path))
+                .map(|()| path)
         };
-        write("training.svg", &self.training_svg())?;
-        write("access-timeline.svg", &self.timeline_svg())?;
-        let path = dir.join("report.md");
         write("report.md", &self.markdown())?;
-        Ok(path)
+        write("report.html", &html)
     }
 
     fn markdown(&self) -> String {
-        let accuracy = self
-            .history
-            .get("accuracy")
-            .and_then(|a| a.last())
-            .copied()
-            .unwrap_or(0.0);
+        let page = &self.page;
         let mut md = String::new();
-        let _ = writeln!(md, "# entraflow run `{}`\n", self.run_id);
+        let _ = writeln!(md, "# entraflow run `{}`\n", page.run_id);
+        for (k, v) in &page.facts {
+            let _ = writeln!(md, "- {k}: {v}");
+        }
         let _ = writeln!(
             md,
-            "- Authority: {}\n- Storage (gate): {}",
-            self.authority_host, self.blob_endpoint
+            "\nCharts (training curve, access timeline), principals by name and every denial: [report.html](report.html).\n"
         );
         let _ = writeln!(
             md,
-            "- Final training accuracy: **{:.1} %**\n",
-            accuracy * 100.0
-        );
-        let _ = writeln!(md, "## Training curve\n\n![training curve](training.svg)\n");
-        let _ = writeln!(
-            md,
-            "## Who touched what\n\n![access timeline](access-timeline.svg)\n"
-        );
-        let _ = writeln!(md, "```text\n{}\n```\n", self.summary.trim_end());
-        let _ = writeln!(
-            md,
-            "## The denied attempt\n\n```text\n{}\n```\n",
-            self.denial.trim()
+            "## Who touched what\n\n```text\n{}\n```\n",
+            self.summary.trim_end()
         );
         let _ = writeln!(
             md,
-            "## Audit log integrity\n\n```text\n{}\n```",
-            self.verify.trim_end()
+            "## The denied attempts\n\n```text\n{}\n```\n",
+            page.refusals.join("\n")
         );
+        if let Some(l) = &page.lineage {
+            self.lineage(&mut md, l);
+        }
+        let _ = writeln!(
+            md,
+            "## Least privilege: the run's suggested assignments\n\n```text\n{}\n```\n",
+            page.suggestion.trim_end()
+        );
+        let _ = writeln!(
+            md,
+            "## Signed checkpoints at the end of the run\n\n| chain | events signed | the run's records | file |\n|---|---:|---:|---|"
+        );
+        for c in &page.checkpoints {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | `{}` |",
+                c.log, c.signed_size, c.run_records, c.file
+            );
+        }
+        let _ = writeln!(md, "\n```text\n{}\n```", page.verify.trim_end());
         md
     }
 
-    fn training_svg(&self) -> String {
-        let mut svg = svg_open("Training curve: accuracy (green) and loss (blue) per epoch");
-        let epochs = self.history.values().map(Vec::len).max().unwrap_or(0);
-        for (metric, colour) in [("accuracy", "#2a9d3f"), ("loss", "#1f5fbf")] {
-            let Some(values) = self.history.get(metric) else {
-                continue;
-            };
-            let top = values.iter().cloned().fold(1.0_f64, f64::max);
-            let points: Vec<String> = values
+    fn lineage(&self, md: &mut String, report: &entraflow_console::report::LineageReport) {
+        let l = &report.lineage;
+        let source = l.source();
+        let writer = l.principal.as_ref().or(source.principal.as_ref());
+        let who = writer.map_or_else(
+            || "-".to_owned(),
+            |p| {
+                let id = p.label();
+                match self.names.get(id).or(p.name.as_ref()) {
+                    Some(name) => format!("{name} (`{id}`)"),
+                    None => format!("`{id}`"),
+                }
+            },
+        );
+        let _ = writeln!(md, "## Model lineage\n\n`{}`\n", report.command);
+        let _ = writeln!(
+            md,
+            "- Model `{}`, version `{}`, content MD5 `{}`\n- Written {} by {} ({}), run `{}`\n- Writer: {who}, allowed by {} (assignment `{}`)\n",
+            l.blob,
+            l.version.etag.as_deref().unwrap_or("-"),
+            source.content_md5.as_deref().unwrap_or("-"),
+            source.time,
+            source.operation.as_deref().unwrap_or("a write"),
+            source.event.log,
+            l.run_id.as_deref().unwrap_or("-"),
+            source.role_name.as_deref().unwrap_or("-"),
+            source.assignment_id.as_deref().unwrap_or("-"),
+        );
+        let _ = writeln!(
+            md,
+            "| blob read | ETag | content MD5 | requests | bytes | granted by |\n|---|---|---|---:|---:|---|"
+        );
+        for r in &l.reads {
+            let grants: Vec<String> = r
+                .assignments
                 .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let x = MARGIN + (WIDTH - 2.0 * MARGIN) * i as f64 / (epochs.max(2) - 1) as f64;
-                    let y = HEIGHT - MARGIN - (HEIGHT - 2.0 * MARGIN) * (v / top);
-                    format!("{x:.1},{y:.1}")
+                .map(|a| {
+                    let role = l
+                        .grants
+                        .iter()
+                        .find(|g| &g.assignment_id == a)
+                        .and_then(|g| g.role_name.as_deref())
+                        .unwrap_or("a role");
+                    format!("{role} (`{a}`)")
                 })
                 .collect();
             let _ = writeln!(
-                svg,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-                points.join(" ")
+                md,
+                "| `{}` | `{}` | `{}` | {} | {} | {} |",
+                r.blob,
+                r.etag.as_deref().unwrap_or("-"),
+                r.content_md5.as_deref().unwrap_or("-"),
+                r.requests,
+                r.bytes,
+                grants.join(", ")
             );
-            if let Some(last) = values.last() {
-                let _ = writeln!(
-                    svg,
-                    r#"<text x="{:.0}" y="{:.0}" fill="{colour}" font-size="12">{metric} {last:.3}</text>"#,
-                    WIDTH - MARGIN - 110.0,
-                    if metric == "accuracy" {
-                        MARGIN - 8.0
-                    } else {
-                        MARGIN + 8.0
-                    }
-                );
-            }
+        }
+        for note in &l.notes {
+            let _ = writeln!(md, "\n> {note}");
         }
         let _ = writeln!(
-            svg,
-            r#"<text x="{MARGIN}" y="{:.0}" font-size="12">epochs 1..{epochs}</text></svg>"#,
-            HEIGHT - 10.0
+            md,
+            "\nProof bundle `{}`, verified offline:\n\n```text\n{}\n```\n",
+            report.bundle,
+            report.verified.trim_end()
         );
-        svg
     }
-
-    fn timeline_svg(&self) -> String {
-        let mut svg = svg_open("Access timeline: one dot per request, green allowed, red denied");
-        let times: Vec<f64> = self.events.iter().filter_map(event_time).collect();
-        let (start, end) = times
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
-        let span = (end - start).max(1.0);
-        let mut lanes: Vec<String> = Vec::new();
-        for event in &self.events {
-            let who = self.principal_name(event);
-            if !lanes.contains(&who) {
-                lanes.push(who);
-            }
-        }
-        let lane_height = (HEIGHT - 2.0 * MARGIN) / lanes.len().max(1) as f64;
-        for (i, lane) in lanes.iter().enumerate() {
-            let _ = writeln!(
-                svg,
-                r#"<text x="4" y="{:.0}" font-size="11">{}</text>"#,
-                MARGIN + lane_height * (i as f64 + 0.5),
-                xml_escape(lane)
-            );
-        }
-        for event in &self.events {
-            let Some(t) = event_time(event) else { continue };
-            let lane = lanes
-                .iter()
-                .position(|l| *l == self.principal_name(event))
-                .unwrap_or(0);
-            let denied = event["decision"].as_str() == Some("deny");
-            let bytes = event["bytes"].as_f64().unwrap_or(0.0);
-            let x = MARGIN + 130.0 + (WIDTH - 2.0 * MARGIN - 130.0) * (t - start) / span;
-            let y = MARGIN + lane_height * (lane as f64 + 0.5);
-            // Denials carry no bytes; draw them large enough to be seen.
-            let r = if denied {
-                5.0
-            } else {
-                2.0 + (bytes + 1.0).log10().min(8.0) / 2.0
-            };
-            let colour = if denied { "#d62828" } else { "#2a9d3f" };
-            let _ = writeln!(
-                svg,
-                r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r:.1}" fill="{colour}" fill-opacity="0.6"/>"#
-            );
-        }
-        let _ = writeln!(
-            svg,
-            r#"<text x="{MARGIN}" y="{:.0}" font-size="12">{:.0} s of requests</text></svg>"#,
-            HEIGHT - 10.0,
-            span
-        );
-        svg
-    }
-
-    fn principal_name(&self, event: &serde_json::Value) -> String {
-        let principal = &event["principal"];
-        principal["oid"]
-            .as_str()
-            .and_then(|oid| self.names.get(oid).cloned())
-            .or_else(|| principal["name"].as_str().map(str::to_owned))
-            .or_else(|| principal["oid"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "anonymous".into())
-    }
-}
-
-fn svg_open(title: &str) -> String {
-    format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif"><title>{}</title><rect width="100%" height="100%" fill="white"/>
-<line x1="{MARGIN}" y1="{b}" x2="{r}" y2="{b}" stroke="#888"/><line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{b}" stroke="#888"/>
-"##,
-        xml_escape(title),
-        b = HEIGHT - MARGIN,
-        r = WIDTH - MARGIN,
-    )
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// Seconds since the epoch of an audit record's RFC 3339 `time`.
-fn event_time(event: &serde_json::Value) -> Option<f64> {
-    let text = event["time"].as_str()?;
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(t.unix_timestamp_nanos() as f64 / 1e9)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use entraflow_console::report::{ChainCheckpoint, LineageReport};
 
     #[test]
-    fn report_plots_the_curve_and_marks_denials_red() {
-        let dir = tempfile::tempdir().unwrap();
+    fn the_markdown_carries_the_lineage_suggestion_and_checkpoints() {
+        let scope = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/acct/blobServices/default/containers/project-a";
+        let grant = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/r1");
+        let lineage = serde_json::from_value(serde_json::json!({
+            "blob": "az://acct/project-a/models/r/model.keras",
+            "resource": format!("{scope}/blobs/models/r/model.keras"),
+            "run_id": "r",
+            "principal": {"oid": "oid-a"},
+            "version": {
+                "event": {"log": "entraflow/gate", "seq": 9, "id": "e9"},
+                "time": "2026-12-02T18:47:20.442Z", "operation": "PutBlob", "etag": "\"m1\"",
+                "content_md5": "bW9kZWw=", "bytes": 5, "principal": {"oid": "oid-a"}, "run_id": "r",
+                "token_uti": "u", "assignment_id": "w1", "role_name": "Storage Blob Data Contributor",
+                "copy_source": null, "copy_source_etag": null
+            },
+            "reads": [{
+                "blob": "az://acct/project-a/digits/train-00000", "resource": format!("{scope}/blobs/digits/train-00000"),
+                "etag": "\"s0\"", "content_md5": "c2hhcmQ=", "requests": 2, "bytes": 10,
+                "first": "2026-12-02T18:47:14.138Z", "last": "2026-12-02T18:47:19.784Z", "assignments": [grant]
+            }],
+            "grants": [{"assignment_id": grant, "role_name": "Storage Blob Data Reader", "reads": 2, "changes": []}],
+            "notes": []
+        }))
+        .unwrap();
         let report = RunReport {
-            run_id: "r1".into(),
-            history: BTreeMap::from([
-                ("accuracy".into(), vec![0.5, 0.9]),
-                ("loss".into(), vec![1.2, 0.3]),
-            ]),
-            events: vec![
-                serde_json::json!({"time": "2026-11-26T10:00:00.000Z", "decision": "allow", "bytes": 4096, "principal": {"oid": "a"}}),
-                serde_json::json!({"time": "2026-11-26T10:00:05.000Z", "decision": "deny", "principal": {"oid": "b"}}),
-            ],
-            names: BTreeMap::from([("a".into(), "project-a-trainer".into())]),
+            page: ReportInput {
+                run_id: "r".into(),
+                lineage: Some(LineageReport {
+                    lineage,
+                    command: "entraflow audit lineage az://acct/project-a/models/r/model.keras"
+                        .into(),
+                    bundle: "lineage-bundle.json".into(),
+                    verified: "OK: all 3 events are in their chains' signed checkpoints".into(),
+                }),
+                suggestion: "project-a-trainer (oid-a): 2 requests at …".into(),
+                checkpoints: vec![ChainCheckpoint {
+                    log: "entraflow/gate".into(),
+                    size: 10,
+                    signed_size: 10,
+                    run_records: 4,
+                    file: "checkpoints/entraflow_gate.checkpoint".into(),
+                    note: "entraflow/gate\n10\n…".into(),
+                }],
+                ..ReportInput::default()
+            },
+            names: BTreeMap::from([("oid-a".into(), "project-a-trainer".into())]),
             ..RunReport::default()
         };
-        let path = report.write(dir.path()).unwrap();
-        let md = std::fs::read_to_string(path).unwrap();
-        assert!(md.contains("90.0 %"), "{md}");
-        let timeline = std::fs::read_to_string(dir.path().join("access-timeline.svg")).unwrap();
-        assert!(timeline.contains("#d62828") && timeline.contains("project-a-trainer"));
-        let curve = std::fs::read_to_string(dir.path().join("training.svg")).unwrap();
-        assert!(curve.contains("accuracy 0.900"));
+        let md = report.markdown();
+        assert!(md.contains("Writer: project-a-trainer (`oid-a`)"), "{md}");
+        assert!(md.contains(
+            "| `az://acct/project-a/digits/train-00000` | `\"s0\"` | `c2hhcmQ=` | 2 | 10 | Storage Blob Data Reader"
+        ), "{md}");
+        assert!(md.contains("project-a-trainer (oid-a): 2 requests"));
+        assert!(md.contains("| `entraflow/gate` | 10 | 4 |"));
+        assert!(md.contains("[report.html](report.html)"));
     }
 }

@@ -57,6 +57,47 @@ pub(crate) struct DenialView {
     pub(crate) resource: Option<String>,
     pub(crate) missing_roles: Vec<String>,
     pub(crate) status: Option<u16>,
+    /// A refused SQL statement (literals redacted), and its SQLSTATE.
+    pub(crate) statement: Option<String>,
+    pub(crate) sqlstate: Option<String>,
+}
+
+impl DenialView {
+    /// What would have allowed it: the Azure roles the gate named, or, for a
+    /// statement PostgreSQL refused (`42501`), the privilege its GRANTs lack.
+    pub(crate) fn missing(&self) -> String {
+        if !self.missing_roles.is_empty() {
+            return self.missing_roles.join(" or ");
+        }
+        match (&self.statement, self.sqlstate.as_deref()) {
+            (Some(statement), Some("42501")) => match sql_privilege(statement) {
+                Some((privilege, table)) => format!("PostgreSQL GRANT {privilege} ON {table}"),
+                None => "a PostgreSQL GRANT for this statement".to_owned(),
+            },
+            _ => "-".to_owned(),
+        }
+    }
+}
+
+/// The privilege a simple statement needs and the table it names
+/// (`SELECT … FROM t` → `SELECT`, `t`), for naming what a `42501` lacked; `None`
+/// for anything less plain, which is then described, not guessed.
+fn sql_privilege(statement: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    let verb = words.first()?.to_ascii_uppercase();
+    let after = match verb.as_str() {
+        "SELECT" | "DELETE" => "FROM",
+        "INSERT" => "INTO",
+        "UPDATE" => "UPDATE",
+        _ => return None,
+    };
+    let at = words.iter().position(|w| w.eq_ignore_ascii_case(after))?;
+    let table = words
+        .get(at + 1)?
+        .trim_end_matches([';', ',', ')'])
+        .split('(')
+        .next()?;
+    (!table.is_empty()).then(|| (verb, table.to_owned()))
 }
 
 /// A token the authority issued to one of the run's principals.
@@ -129,6 +170,8 @@ pub(crate) async fn load(
                 resource: e.resource.clone(),
                 missing_roles: e.detail.as_deref().map(missing_roles).unwrap_or_default(),
                 status: e.status,
+                statement: e.statement.clone(),
+                sqlstate: e.sqlstate.clone(),
             });
             continue;
         }
@@ -259,4 +302,39 @@ async fn token_exchanges(
     }
     out.sort_by_key(|t| t.time);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_statement_names_the_privilege_it_lacks() {
+        let denial = |statement: &str| DenialView {
+            log: "entraflow/sql-gate".into(),
+            seq: 1,
+            time: Timestamp::now(),
+            label: "b".into(),
+            name: None,
+            event_type: "sql.statement".into(),
+            action: None,
+            resource: None,
+            missing_roles: Vec::new(),
+            status: None,
+            statement: Some(statement.into()),
+            sqlstate: Some("42501".into()),
+        };
+        assert_eq!(
+            denial("SELECT path FROM demo.shards WHERE run_id = ?").missing(),
+            "PostgreSQL GRANT SELECT ON demo.shards"
+        );
+        assert_eq!(
+            denial("insert into demo.shards(run_id, path) values (?, ?)").missing(),
+            "PostgreSQL GRANT INSERT ON demo.shards"
+        );
+        assert_eq!(
+            denial("WITH x AS (SELECT 1) SELECT * FROM x").missing(),
+            "a PostgreSQL GRANT for this statement"
+        );
+    }
 }

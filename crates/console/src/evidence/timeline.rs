@@ -51,10 +51,7 @@ impl Timeline {
 
     /// The chart's data as JSON, for a `<script type="application/json">`.
     pub(crate) fn to_json(&self) -> String {
-        // `<` escaped so no record text can close the script element.
-        serde_json::to_string(self)
-            .unwrap_or_else(|_| "{}".into())
-            .replace('<', "\\u003c")
+        script_json(self)
     }
 
     /// Reads, writes, SQL statements, denials and token exchanges of `items`.
@@ -153,6 +150,14 @@ impl Timeline {
             .collect();
         t.timeline
     }
+}
+
+/// `value` as JSON for a `<script type="application/json">`: `<` escaped, so
+/// no record text can close the script element.
+pub(crate) fn script_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|_| "{}".into())
+        .replace('<', "\\u003c")
 }
 
 /// The buckets over a set of times.

@@ -30,6 +30,14 @@ pub(crate) enum Tab {
     None,
 }
 
+/// Where a page is read: in the console, whose pages it links to, or as a
+/// file (the run report), which links nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Console,
+    File,
+}
+
 /// Who the header names, and the sign-out form's token.
 pub(crate) struct Header<'a> {
     pub(crate) identity: &'a Identity,
@@ -217,11 +225,18 @@ pub(crate) fn short_action(action: &str) -> Markup {
 /// A principal: its name (linked) over its id.
 pub(crate) fn principal(label: &str, name: Option<&str>) -> Markup {
     let href = format!("/principals/{}", url_segment(label));
+    html! { a.principal href=(href) { (name_over_id(label, name)) } }
+}
+
+/// A principal as [`principal`] shows it, without the link.
+pub(crate) fn principal_text(label: &str, name: Option<&str>) -> Markup {
+    html! { span.principal { (name_over_id(label, name)) } }
+}
+
+fn name_over_id(label: &str, name: Option<&str>) -> Markup {
     html! {
-        a.principal href=(href) {
-            @if let Some(n) = name { span.pname { (n) } br; span.pid { (label) } }
-            @else { span.pid { (label) } }
-        }
+        @if let Some(n) = name { span.pname { (n) } br; span.pid { (label) } }
+        @else { span.pid { (label) } }
     }
 }
 

@@ -3,7 +3,10 @@
 
 use maud::{Markup, html};
 
-use super::{Header, Tab, bytes, chart, layout, principal, short_action, url_segment, when};
+use super::{
+    Header, Tab, Target, bytes, chart, layout, principal, principal_text, short_action,
+    url_segment, when,
+};
 use crate::access::Viewer;
 use crate::evidence::index::RunInfo;
 use crate::evidence::run::{BlobAccess, RunView};
@@ -78,6 +81,39 @@ pub(crate) fn detail(viewer: &Viewer, run: &RunView) -> Markup {
     let body = html! {
         p.crumbs { a href="/runs" { "Runs" } " › " (run.run_id) }
         h1 { "Run " code #run-id { (run.run_id) } }
+        (sections(run, Target::Console))
+        @if run.events > 0 {
+            section #lineage.notice {
+                h2 { "Model lineage" }
+                p {
+                    "Which data and identity produced a saved model, with Merkle proofs against a signed checkpoint, is the CLI's: "
+                    code { "entraflow audit lineage <az:// path>" } " prints it and exports a proof bundle that "
+                    code { "entraflow audit verify --bundle" } " checks offline. The console does not show it yet."
+                }
+                @if !run.written_blobs.is_empty() {
+                    p { "Blobs this run wrote:" }
+                    pre { @for b in run.written_blobs.iter().take(20) { "entraflow audit lineage " (b) "\n" } }
+                }
+            }
+        }
+    };
+    layout(
+        &format!("Run {}", run.run_id),
+        Some(Header::from(viewer)),
+        Tab::Runs,
+        body,
+    )
+}
+
+/// The run page's evidence: principals, charts, denials, what each read and
+/// wrote, token exchanges. Shared by the console's run page and the run report
+/// file, which has no console to link to.
+pub(crate) fn sections(run: &RunView, target: Target) -> Markup {
+    let who = |label: &str, name: Option<&str>| match target {
+        Target::Console => principal(label, name),
+        Target::File => principal_text(label, name),
+    };
+    html! {
         @if run.events == 0 {
             p.notice { "The audit log has no record of this run." }
         } @else {
@@ -98,7 +134,7 @@ pub(crate) fn detail(viewer: &Viewer, run: &RunView) -> Markup {
                     tbody {
                         @for p in &run.principals {
                             tr {
-                                td { (principal(&p.label, p.name.as_deref())) }
+                                td { (who(&p.label, p.name.as_deref())) }
                                 td { (p.kind.unwrap_or("-")) }
                                 td { code { (p.summary.appid.as_deref().unwrap_or("-")) } }
                                 td.num { (p.summary.events) }
@@ -123,17 +159,28 @@ pub(crate) fn detail(viewer: &Viewer, run: &RunView) -> Markup {
                     p { "Nothing was denied in this run." }
                 } @else {
                     table.data.denials {
-                        thead { tr { th { "Time (UTC)" } th { "Principal" } th { "Action" } th { "Resource" } th { "Missing role" } th { "Status" } th {} } }
+                        thead { tr {
+                            th { "Time (UTC)" } th { "Principal" } th { "Action" } th { "Resource" } th { "Missing role" } th { "Status" }
+                            @if target == Target::Console { th {} } @else { th { "Record" } }
+                        } }
                         tbody {
                             @for d in &run.denials {
                                 tr.deny {
                                     td { (when(&d.time)) }
-                                    td { (principal(&d.label, d.name.as_deref())) }
-                                    td { @if let Some(a) = &d.action { (short_action(a)) } @else { (d.event_type) } }
+                                    td { (who(&d.label, d.name.as_deref())) }
+                                    td {
+                                        @if let Some(s) = &d.statement { code.statement { (s) } }
+                                        @else if let Some(a) = &d.action { (short_action(a)) }
+                                        @else { (d.event_type) }
+                                    }
                                     td { code title=(d.resource.clone().unwrap_or_default()) { (d.resource.as_deref().map(short_resource).unwrap_or_default()) } }
-                                    td.role { (if d.missing_roles.is_empty() { "-".to_owned() } else { d.missing_roles.join(" or ") }) }
-                                    td { (d.status.map(|s| s.to_string()).unwrap_or_default()) }
-                                    td { a.open href=(format!("/event?log={}&seq={}", url_segment(&d.log), d.seq)) { "open" } }
+                                    td.role { (d.missing()) }
+                                    td { (d.status.map(|s| s.to_string()).or_else(|| d.sqlstate.clone()).unwrap_or_default()) }
+                                    @if target == Target::Console {
+                                        td { a.open href=(format!("/event?log={}&seq={}", url_segment(&d.log), d.seq)) { "open" } }
+                                    } @else {
+                                        td { code { (d.log) " #" (d.seq) } }
+                                    }
                                 }
                             }
                         }
@@ -174,7 +221,7 @@ pub(crate) fn detail(viewer: &Viewer, run: &RunView) -> Markup {
                             @for t in &run.tokens {
                                 tr class=[(t.event_type == "token.refused").then_some("deny")] {
                                     td { (when(&t.time)) }
-                                    td { (principal(&t.label, t.name.as_deref())) }
+                                    td { (who(&t.label, t.name.as_deref())) }
                                     td { (t.event_type) }
                                     td { code { (t.grant.as_deref().unwrap_or("-")) } }
                                     td { code { (t.resource.as_deref().unwrap_or("-")) } }
@@ -185,24 +232,6 @@ pub(crate) fn detail(viewer: &Viewer, run: &RunView) -> Markup {
                     }
                 }
             }
-            section #lineage.notice {
-                h2 { "Model lineage" }
-                p {
-                    "Which data and identity produced a saved model, with Merkle proofs against a signed checkpoint, is the CLI's: "
-                    code { "entraflow audit lineage <az:// path>" } " prints it and exports a proof bundle that "
-                    code { "entraflow audit verify --bundle" } " checks offline. The console does not show it yet."
-                }
-                @if !run.written_blobs.is_empty() {
-                    p { "Blobs this run wrote:" }
-                    pre { @for b in run.written_blobs.iter().take(20) { "entraflow audit lineage " (b) "\n" } }
-                }
-            }
         }
-    };
-    layout(
-        &format!("Run {}", run.run_id),
-        Some(Header::from(viewer)),
-        Tab::Runs,
-        body,
-    )
+    }
 }
