@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,66 @@ def test_tls_required_of_a_server_without_it_is_refused_with_what_to_do(tmp_path
     refused = cli(data, plain + "?sslmode=require", "ad", "group", "create", "--display-name", "never")
     assert refused.returncode != 0
     assert "does not support TLS" in refused.stderr and "sslmode=disable" in refused.stderr, refused.stderr
+
+
+OSSRDBMS = "https://ossrdbms-aad.database.windows.net"
+CONNECT_ACTION = "Microsoft.DBforPostgreSQL/flexibleServers/databases/connect/action"
+SERVER_SCOPE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/entraflow-local"
+                "/providers/Microsoft.DBforPostgreSQL/flexibleServers/entraflowlocal")
+
+
+def test_the_sql_gate_reaches_its_backend_over_verified_tls(authority, tls_postgres):
+    """The SQL gate's own connection to PostgreSQL, and `sql principal create`'s admin
+    login, follow the backend URL's sslmode: here TLS, verified against sslrootcert."""
+    import psycopg
+    from azure.identity import ClientSecretCredential
+
+    from conftest import Server
+
+    port, ca = tls_postgres["port"], tls_postgres["ca"]
+    backend = url(port, query=f"sslmode=verify-full&sslrootcert={ca}")
+    role = authority.json("role", "definition", "create", "--role-definition", json.dumps(
+        {"Name": f"SQL over TLS {uuid.uuid4().hex[:6]}", "DataActions": [CONNECT_ACTION], "AssignableScopes": ["/"]}))
+    name = f"tls-job-{uuid.uuid4().hex[:6]}"
+    app = authority.new_app(name)
+    secret = authority.new_secret(app["appId"])
+    authority.cli("sql", "principal", "create", "--name", name, "--oid", app["spObjectId"], "--type", "service",
+                  "--backend", backend)
+    authority.cli("role", "assignment", "create", "--assignee", app["spObjectId"], "--role", role["roleName"],
+                  "--scope", f"{SERVER_SCOPE}/databases/postgres")
+    token = ClientSecretCredential(authority.tenant, app["appId"], secret, authority=authority.host,
+                                   disable_instance_discovery=True).get_token(f"{OSSRDBMS}/.default").token
+
+    def session(gate) -> dict:
+        return {"host": gate.env["PGHOST"], "port": gate.env["PGPORT"], "user": name, "password": token,
+                "dbname": "postgres", "sslmode": "verify-full", "sslrootcert": gate.env["PGSSLROOTCERT"]}
+
+    gate = Server(authority.data_dir, ["sql-gate", "serve", "--backend", backend, "--port", "0"], "sql-gate.env")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with psycopg.connect(**session(gate)) as conn:
+                    ssl, = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:  # the gate picks up the new assignment within a second
+                    raise
+                time.sleep(0.2)
+        assert ssl is True, "the backend session is TLS"
+    finally:
+        gate.stop()
+
+    # Without the CA the backend's certificate cannot be verified: the client is
+    # refused as for an unreachable backend, and the gate's log says why.
+    unverified = url(port, query="sslmode=require")
+    gate = Server(authority.data_dir, ["sql-gate", "serve", "--backend", unverified, "--port", "0"], "sql-gate.env")
+    try:
+        with pytest.raises(psycopg.OperationalError) as refused:
+            psycopg.connect(**session(gate))
+        assert "cannot reach its PostgreSQL backend" in str(refused.value)
+    finally:
+        gate.stop()
+    log = (authority.data_dir / "sql-gate.log").read_text()
+    assert "UnknownIssuer" in log and "sslrootcert" in log, log[-2000:]
+    assert PASSWORD not in log

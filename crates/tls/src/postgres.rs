@@ -65,7 +65,7 @@ impl PgError {
 /// or libpq's `key=value` form without the TLS extensions).
 pub async fn connect(url: &str) -> Result<(Client, PgConnection), PgError> {
     let target = Target::parse(url)?;
-    if target.tls == Tls::Off && !on_this_machine(&target.config) {
+    if target.tls == TlsMode::Off && !on_this_machine(&target.config) {
         tracing::warn!(
             hosts = ?target.config.get_hosts(),
             "PostgreSQL over the network without TLS, as the URL's sslmode=disable asks"
@@ -84,17 +84,44 @@ pub async fn connect(url: &str) -> Result<(Client, PgConnection), PgError> {
 
 /// What TLS a connection uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tls {
+pub enum TlsMode {
+    /// Plain TCP (`disable`, or no `sslmode` on this machine).
     Off,
+    /// TLS when the server offers it (`allow`, `prefer`).
     IfOffered,
+    /// TLS or no connection (`require`, `verify-ca`, `verify-full`, or no
+    /// `sslmode` off this machine).
     Required,
+}
+
+/// How to reach a URL's server over TLS, for code that speaks the wire protocol
+/// itself (the SQL gate's backend connections): the mode, and the verifying
+/// client configuration to use when TLS is on.
+#[derive(Debug, Clone)]
+pub struct TlsPolicy {
+    /// What the URL asks.
+    pub mode: TlsMode,
+    /// `sslmode` as written (or the default and why), for messages.
+    pub sslmode: String,
+    /// The system's roots plus `sslrootcert`'s certificates.
+    pub client_config: Arc<rustls::ClientConfig>,
+}
+
+/// The TLS policy of `url` (see the module docs).
+pub fn tls_policy(url: &str) -> Result<TlsPolicy, PgError> {
+    let target = Target::parse(url)?;
+    Ok(TlsPolicy {
+        mode: target.tls,
+        client_config: Arc::new(target.client_config()?),
+        sslmode: target.mode,
+    })
 }
 
 /// A parsed URL: the driver's configuration and what entraflow adds to it.
 #[derive(Debug)]
 struct Target {
     config: tokio_postgres::Config,
-    tls: Tls,
+    tls: TlsMode,
     /// `sslmode` as written, for messages.
     mode: String,
     root_cert: Option<PathBuf>,
@@ -127,11 +154,11 @@ impl Target {
         let mut config = tokio_postgres::Config::from_str(&rest)
             .map_err(|e| bad(format!("is not one PostgreSQL accepts: {e}")))?;
         let tls = match mode.as_deref() {
-            None if on_this_machine(&config) => Tls::Off,
-            None => Tls::Required,
-            Some("disable") => Tls::Off,
-            Some("allow" | "prefer") => Tls::IfOffered,
-            Some("require" | "verify-ca" | "verify-full") => Tls::Required,
+            None if on_this_machine(&config) => TlsMode::Off,
+            None => TlsMode::Required,
+            Some("disable") => TlsMode::Off,
+            Some("allow" | "prefer") => TlsMode::IfOffered,
+            Some("require" | "verify-ca" | "verify-full") => TlsMode::Required,
             Some(other) => {
                 return Err(bad(format!(
                     "has sslmode={other}; use disable, allow, prefer, require, verify-ca or verify-full"
@@ -139,12 +166,12 @@ impl Target {
             }
         };
         config.ssl_mode(match tls {
-            Tls::Off => SslMode::Disable,
-            Tls::IfOffered => SslMode::Prefer,
-            Tls::Required => SslMode::Require,
+            TlsMode::Off => SslMode::Disable,
+            TlsMode::IfOffered => SslMode::Prefer,
+            TlsMode::Required => SslMode::Require,
         });
         let mode = mode.unwrap_or_else(|| match tls {
-            Tls::Off => "disable (the default on this machine)".to_owned(),
+            TlsMode::Off => "disable (the default on this machine)".to_owned(),
             _ => "require (the default off this machine)".to_owned(),
         });
         Ok(Target {
@@ -241,37 +268,37 @@ fn on_this_machine(config: &tokio_postgres::Config) -> bool {
 mod tests {
     use super::*;
 
-    fn tls(url: &str) -> Tls {
+    fn tls(url: &str) -> TlsMode {
         Target::parse(url).unwrap().tls
     }
 
     #[test]
     fn tls_is_the_default_off_this_machine_and_the_url_decides_otherwise() {
-        assert_eq!(tls("postgres://u@127.0.0.1:5432/db"), Tls::Off);
-        assert_eq!(tls("postgres://u@localhost/db"), Tls::Off);
-        assert_eq!(tls("postgres://u@[::1]:5432/db"), Tls::Off);
-        assert_eq!(tls("postgres://u@db.example.com/db"), Tls::Required);
-        assert_eq!(tls("postgres://u@10.0.0.7/db"), Tls::Required);
+        assert_eq!(tls("postgres://u@127.0.0.1:5432/db"), TlsMode::Off);
+        assert_eq!(tls("postgres://u@localhost/db"), TlsMode::Off);
+        assert_eq!(tls("postgres://u@[::1]:5432/db"), TlsMode::Off);
+        assert_eq!(tls("postgres://u@db.example.com/db"), TlsMode::Required);
+        assert_eq!(tls("postgres://u@10.0.0.7/db"), TlsMode::Required);
         assert_eq!(
             tls("postgres://u@server.postgres.database.azure.com/db"),
-            Tls::Required
+            TlsMode::Required
         );
         assert_eq!(
             tls("postgres://u@db.example.com/db?sslmode=disable"),
-            Tls::Off
+            TlsMode::Off
         );
         assert_eq!(
             tls("postgres://u@127.0.0.1/db?sslmode=prefer"),
-            Tls::IfOffered
+            TlsMode::IfOffered
         );
         for mode in ["require", "verify-ca", "verify-full"] {
             assert_eq!(
                 tls(&format!("postgres://u@127.0.0.1/db?sslmode={mode}")),
-                Tls::Required
+                TlsMode::Required
             );
         }
-        assert_eq!(tls("host=db.example.com user=u"), Tls::Required);
-        assert_eq!(tls("host=/run/postgresql user=u"), Tls::Off);
+        assert_eq!(tls("host=db.example.com user=u"), TlsMode::Required);
+        assert_eq!(tls("host=/run/postgresql user=u"), TlsMode::Off);
     }
 
     #[test]

@@ -1,15 +1,20 @@
-//! The gate's side of a backend connection: signing in to PostgreSQL as the mapped
-//! role (trust, cleartext, MD5 or SCRAM-SHA-256, whatever the backend asks), and
-//! cancel requests. Messages are built with `postgres-protocol`, the framing
-//! `tokio-postgres` itself uses.
+//! The gate's side of a backend connection: TLS as the backend URL's `sslmode`
+//! asks (verified as `verify-full` does, see `entraflow_tls::postgres`), signing
+//! in to PostgreSQL as the mapped role (trust, cleartext, MD5 or SCRAM-SHA-256,
+//! whatever the backend asks), and cancel requests. Messages are built with
+//! `postgres-protocol`, the framing `tokio-postgres` itself uses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use entraflow_tls::postgres::{TlsMode, TlsPolicy};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncWriteExt, BufReader};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 
 use super::codec::{self, Message};
 use super::refusal::{PgError, UNABLE_TO_CONNECT};
@@ -19,9 +24,73 @@ const MAX_STARTUP_MESSAGE: usize = 1 << 20;
 /// How long the backend may take to accept a connection and a sign-in.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection to the backend: plain TCP, or TLS over it.
+pub(crate) type BackendStream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// How the gate reaches its backend: the address and the TLS the URL asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct BackendTarget {
+    /// `host:port`.
+    pub(crate) addr: String,
+    tls: TlsPolicy,
+    server_name: ServerName<'static>,
+}
+
+impl BackendTarget {
+    /// The backend of a `postgres://` URL, with its `sslmode` and `sslrootcert`.
+    pub(crate) fn new(addr: String, host: &str, url: &str) -> Result<Self, String> {
+        let tls = entraflow_tls::postgres::tls_policy(url).map_err(|e| e.to_string())?;
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let server_name = ServerName::try_from(name.to_owned())
+            .map_err(|e| format!("the backend host '{host}' is no TLS server name: {e}"))?;
+        Ok(BackendTarget {
+            addr,
+            tls,
+            server_name,
+        })
+    }
+
+    /// A connection, in TLS when the URL asks for it (after PostgreSQL's
+    /// `SSLRequest`: the backend answers `S` to go on in TLS, `N` to refuse).
+    async fn open(&self) -> std::io::Result<BackendStream> {
+        let mut tcp = TcpStream::connect(&self.addr).await?;
+        tcp.set_nodelay(true)?;
+        if self.tls.mode == TlsMode::Off {
+            return Ok(Either::Left(tcp));
+        }
+        let mut buf = BytesMut::new();
+        frontend::ssl_request(&mut buf);
+        tcp.write_all(&buf).await?;
+        match tcp.read_u8().await? {
+            b'S' => {
+                let connector =
+                    tokio_rustls::TlsConnector::from(Arc::clone(&self.tls.client_config));
+                let tls = connector
+                    .connect(self.server_name.clone(), tcp)
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::other(format!(
+                            "TLS to the backend (sslmode={}): {e}; its certificate must chain to the system's roots or to the CA file sslrootcert names in --backend, and name the host",
+                            self.tls.sslmode
+                        ))
+                    })?;
+                Ok(Either::Right(tls))
+            }
+            b'N' if self.tls.mode == TlsMode::IfOffered => Ok(Either::Left(tcp)),
+            b'N' => Err(std::io::Error::other(format!(
+                "the backend does not support TLS and --backend asks for it (sslmode={}); enable ssl on the backend, or say sslmode=disable where plain TCP is acceptable",
+                self.tls.sslmode
+            ))),
+            other => Err(std::io::Error::other(format!(
+                "the backend answered {other:#04x} to SSLRequest; is it PostgreSQL?"
+            ))),
+        }
+    }
+}
+
 /// A signed-in backend session, ready for queries.
 pub(crate) struct BackendSession {
-    pub(crate) stream: BufReader<TcpStream>,
+    pub(crate) stream: BufReader<BackendStream>,
     pub(crate) pid: u32,
     pub(crate) key: u32,
     /// `ParameterStatus` and `NoticeResponse` messages, relayed to the client as
@@ -49,28 +118,26 @@ fn unreachable(why: impl std::fmt::Display) -> BackendRefusal {
     ))
 }
 
-/// Connects to `addr` and signs in as `role` with `params` (the client's startup
-/// parameters other than `user`).
+/// Connects to the backend and signs in as `role` with `params` (the client's
+/// startup parameters other than `user`).
 pub(crate) async fn connect(
-    addr: &str,
+    backend: &BackendTarget,
     role: &str,
     password: Option<&str>,
     params: &[(String, String)],
 ) -> Result<BackendSession, BackendRefusal> {
-    tokio::time::timeout(CONNECT_TIMEOUT, sign_in(addr, role, password, params))
+    tokio::time::timeout(CONNECT_TIMEOUT, sign_in(backend, role, password, params))
         .await
         .unwrap_or_else(|_| Err(unreachable("timed out signing in to the backend")))
 }
 
 async fn sign_in(
-    addr: &str,
+    backend: &BackendTarget,
     role: &str,
     password: Option<&str>,
     params: &[(String, String)],
 ) -> Result<BackendSession, BackendRefusal> {
-    let tcp = TcpStream::connect(addr).await.map_err(unreachable)?;
-    tcp.set_nodelay(true).map_err(unreachable)?;
-    let mut stream = BufReader::new(tcp);
+    let mut stream = BufReader::new(backend.open().await.map_err(unreachable)?);
     let mut buf = BytesMut::new();
     let startup =
         std::iter::once(("user", role)).chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -192,7 +259,10 @@ async fn sign_in(
     }
 }
 
-async fn send(stream: &mut BufReader<TcpStream>, buf: &mut BytesMut) -> Result<(), BackendRefusal> {
+async fn send(
+    stream: &mut BufReader<BackendStream>,
+    buf: &mut BytesMut,
+) -> Result<(), BackendRefusal> {
     let bytes = buf.split();
     stream
         .get_mut()
@@ -201,13 +271,14 @@ async fn send(stream: &mut BufReader<TcpStream>, buf: &mut BytesMut) -> Result<(
         .map_err(unreachable)
 }
 
-/// Asks the backend to cancel the statement of session `pid`.
-pub(crate) async fn cancel(addr: &str, pid: u32, key: u32) -> std::io::Result<()> {
+/// Asks the backend to cancel the statement of session `pid` (over TLS too
+/// when the URL asks for it: the key is a secret).
+pub(crate) async fn cancel(backend: &BackendTarget, pid: u32, key: u32) -> std::io::Result<()> {
     let mut buf = BytesMut::new();
     frontend::cancel_request(pid as i32, key as i32, &mut buf);
-    let mut tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, backend.open())
         .await
         .map_err(|_| std::io::Error::other("timed out connecting to the backend"))??;
-    tcp.write_all(&buf).await?;
-    tcp.shutdown().await
+    stream.write_all(&buf).await?;
+    stream.shutdown().await
 }

@@ -10,6 +10,7 @@ use crate::config::{
     AUTHORITY_ENV_FILE, DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION, read_env_file,
 };
 
+use super::backend::BackendTarget;
 use super::error::SqlGateError;
 
 /// Default name of the flexible server the gate stands for (in scopes).
@@ -97,6 +98,18 @@ impl SqlGateConfig {
     /// `host:port` of the backend.
     pub(crate) fn backend_addr(&self) -> Result<String, SqlGateError> {
         backend_addr(&self.backend)
+    }
+
+    /// The backend: its address and the TLS its URL asks for.
+    pub(crate) fn backend_target(&self) -> Result<BackendTarget, SqlGateError> {
+        let addr = self.backend_addr()?;
+        let host = url::Url::parse(&self.backend)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        BackendTarget::new(addr, &host, &self.backend).map_err(|e| {
+            SqlGateError::Config(format!("backend '{}': {e}", redact_password(&self.backend)))
+        })
     }
 }
 

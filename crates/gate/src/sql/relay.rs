@@ -25,7 +25,6 @@ use entraflow_audit::{Event, EventType, Timestamp};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -184,17 +183,18 @@ impl Shared {
 
 /// Relays until the session ends; the client half is handed back so that the
 /// caller can say why (at a message boundary), with the number of statements run.
-pub(crate) async fn run<C>(
+pub(crate) async fn run<C, B>(
     client: C,
-    backend: BufReader<TcpStream>,
+    backend: BufReader<B>,
     record: &SessionRecord,
 ) -> (End, u64, C)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
+    B: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // Bytes the backend sent after ReadyForQuery (none, normally) go first.
     let leftover = backend.buffer().to_vec();
-    let (backend_read, backend_write) = backend.into_inner().into_split();
+    let (backend_read, backend_write) = tokio::io::split(backend.into_inner());
     let (client_read, client_write) = tokio::io::split(client);
     let mut client_read = BufReader::with_capacity(BUFFER, client_read);
     let mut client_write = BufWriter::with_capacity(BUFFER, client_write);

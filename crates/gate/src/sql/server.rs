@@ -49,7 +49,7 @@ impl SqlGate {
                 config.data_dir.join(crate::AUTHORITY_ENV_FILE).display()
             )));
         }
-        let backend_addr = config.backend_addr()?;
+        let backend = config.backend_target()?;
         let principals = PrincipalStore::open(&config.data_dir)?;
         let ca = entraflow_tls::LocalCa::load_or_create(&config.data_dir)?;
         let http = entraflow_tls::https_client(Some(ca.ca_pem()))?;
@@ -99,7 +99,7 @@ impl SqlGate {
             Arc::new(audit_log.clone()),
             principals,
             SqlSettings {
-                backend_addr,
+                backend,
                 subscription: config.subscription.clone(),
                 resource_group: config.resource_group.clone(),
                 server: config.server.clone(),

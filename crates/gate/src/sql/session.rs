@@ -269,7 +269,7 @@ async fn session<S>(
         .collect();
     state.note_backend_connection();
     let backend = match backend::connect(
-        state.backend_addr(),
+        state.backend(),
         &mapping.name,
         password.as_deref(),
         &forwarded,
@@ -480,9 +480,7 @@ async fn cancel(state: &SqlState, pid: u32, key: u32) {
         tracing::warn!(pid, "cancel request with a wrong key ignored");
         return;
     }
-    if let Err(e) =
-        backend::cancel(state.backend_addr(), target.backend_pid, target.backend_key).await
-    {
+    if let Err(e) = backend::cancel(state.backend(), target.backend_pid, target.backend_key).await {
         tracing::warn!(error = %e, "could not forward a cancel request to the backend");
     }
 }

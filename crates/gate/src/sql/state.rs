@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use entraflow_rbac::Scope;
 
+use super::backend::BackendTarget;
 use super::principals::PrincipalStore;
 use crate::audit::AuditSink;
 use crate::groups::GroupDirectory;
@@ -33,8 +34,8 @@ pub(crate) struct SqlState {
     audit: Arc<dyn AuditSink>,
     /// User name → role mappings (passwords only through [`backend_password`]).
     pub(crate) principals: PrincipalStore,
-    /// `host:port` of the backend.
-    backend_addr: String,
+    /// Where the backend is, and the TLS to reach it with.
+    backend: BackendTarget,
     subscription: String,
     resource_group: String,
     server: String,
@@ -52,7 +53,7 @@ pub(crate) struct SqlState {
 
 /// The parts of [`SqlState`] fixed at start-up.
 pub(crate) struct SqlSettings {
-    pub(crate) backend_addr: String,
+    pub(crate) backend: BackendTarget,
     pub(crate) subscription: String,
     pub(crate) resource_group: String,
     pub(crate) server: String,
@@ -74,7 +75,7 @@ impl SqlState {
             authorizer,
             audit,
             principals,
-            backend_addr: settings.backend_addr,
+            backend: settings.backend,
             subscription: settings.subscription,
             resource_group: settings.resource_group,
             server: settings.server,
@@ -96,10 +97,10 @@ impl SqlState {
         )
     }
 
-    /// `host:port` of the backend, for cancel requests (which carry their own
+    /// The backend, for sessions and cancel requests (which carry their own
     /// proof: the backend's secret key).
-    pub(crate) fn backend_addr(&self) -> &str {
-        &self.backend_addr
+    pub(crate) fn backend(&self) -> &BackendTarget {
+        &self.backend
     }
 
     pub(crate) fn authorizer_arc(&self) -> &Arc<entraflow_rbac::Authorizer> {
